@@ -1,0 +1,48 @@
+# websocket-pool: `make run` starts the data plane, `make test` runs every check CI runs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint typecheck layers pytest install lock redis-server bench clean
+
+run: $(STAMP)  ## the whole data plane in one process (gateway + 3 nodes, in-memory engine)
+	$(BIN)/wspool dev
+
+test: lint typecheck layers pytest  ## everything CI runs
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP) redis-server
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+redis-server:  ## tests start their own Redis from this binary, on free ports
+	@scripts/ensure-redis-server.sh
+
+bench: $(STAMP)
+	$(BIN)/wspool bench --help
+
+lock:  ## re-pin every dependency (with hashes) after editing pyproject.toml
+	$(PYTHON) -m pip install --quiet uv
+	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+		--generate-hashes --quiet -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

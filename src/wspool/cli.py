@@ -1,0 +1,101 @@
+"""The ``wspool`` command: one console script, a subcommand per part.
+
+Options come from the tables in :mod:`wspool.core.config`; every flag also reads the
+environment variable shown by ``--help``. A bad value exits with status 2 and one line
+naming the option, before anything listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from wspool import __version__
+from wspool.core.config import (
+    DEV_OPTIONS,
+    SERVER_OPTIONS,
+    ConfigError,
+    DevSettings,
+    Option,
+    ServerSettings,
+    load_settings,
+)
+from wspool.core.logs import configure_logging
+
+__all__ = ["main"]
+
+
+def _add_options(parser: argparse.ArgumentParser, options: Sequence[Option],
+                 defaults: object) -> None:
+    for option in options:
+        default = getattr(defaults, option.field)
+        shown = f"; default {default}" if default not in ("", None) else ""
+        parser.add_argument(
+            option.flag,
+            dest=option.field,
+            metavar=option.field.upper().replace("_", "-").split("-")[-1],
+            help=f"{option.help} [${option.env}{shown}]",
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wspool",
+        description="WebSocket infrastructure with connection pooling.",
+    )
+    parser.add_argument("--version", action="version", version=f"wspool {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dev = commands.add_parser(
+        "dev", help="the whole data plane in one process, on the in-memory engine"
+    )
+    _add_options(dev, DEV_OPTIONS, DevSettings())
+    server = commands.add_parser("server", help="one server node of the WebSocket farm")
+    _add_options(server, SERVER_OPTIONS, ServerSettings())
+    return parser
+
+
+def _run_dev(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
+    from wspool.dev import run_dev
+
+    settings = load_settings(DevSettings, DEV_OPTIONS, flags)
+    configure_logging(settings.log_format, settings.log_level)
+    return run_dev(settings)
+
+
+def _run_server(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
+    from wspool.server.main import run_server
+
+    settings = load_settings(ServerSettings, SERVER_OPTIONS, flags)
+    configure_logging(settings.log_format, settings.log_level)
+    return run_server(settings)
+
+
+_COMMANDS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]] = {
+    "dev": _run_dev,
+    "server": _run_server,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    flags = {k: v for k, v in vars(args).items() if k != "command"}
+    try:
+        coroutine = _COMMANDS[args.command](flags)
+    except ConfigError as error:
+        print(f"wspool {args.command}: {error}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(coroutine)
+    except OSError as error:  # typically the port is taken
+        print(f"wspool {args.command}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure logic: wire protocol, records, keys, configuration, schedules. No I/O here."""

@@ -1,0 +1,257 @@
+"""The one configuration loader: typed settings from flags, then environment, then defaults.
+
+Each command declares its options once (flag, environment variable, parser, help); the CLI
+builds its argument parser from that table and ``--help`` lists the variables. Any bad value
+raises :class:`ConfigError` naming the option, which the CLI prints as one line before
+anything listens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+__all__ = [
+    "DEV_OPTIONS",
+    "SERVER_OPTIONS",
+    "ConfigError",
+    "DevSettings",
+    "Option",
+    "ServerSettings",
+    "load_settings",
+]
+
+
+class ConfigError(Exception):
+    """A configuration value that cannot be used; the message names the option."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"invalid {option}: {problem}")
+        self.option = option
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        parts = urlsplit(text)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"must be a {' or '.join(s + '://' for s in schemes)}host URL")
+        return text
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _text(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: the settings field it fills, its flag, its environment variable."""
+
+    field: str
+    flag: str
+    env: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Settings of one server node (``wspool server``)."""
+
+    host: str = "0.0.0.0"
+    port: int = 8081
+    id: str = ""
+    advertise_url: str = ""
+    redis_url: str | None = None
+    key_prefix: str = ""
+    weight: int = 1
+    max_message_bytes: int = 64 * 1024
+    max_frame_bytes: int = 1024 * 1024
+    send_buffer_limit: int = 1024 * 1024
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    drain_window: float = 10.0
+    heartbeat_interval: float = 2.0
+    node_ttl: float = 6.0
+    activity_flush_interval: float = 5.0
+    log_format: str = "json"
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.max_message_bytes > self.max_frame_bytes:
+            raise ConfigError("--max-message-bytes", "must not exceed --max-frame-bytes")
+        if self.node_ttl <= self.heartbeat_interval:
+            raise ConfigError("--node-ttl", "must be longer than --heartbeat-interval")
+
+    def resolved(self) -> ServerSettings:
+        """Fill in the node id when none was given: the host name and a random suffix."""
+        if self.id:
+            return self
+        return dataclasses.replace(self, id=f"{platform.node() or 'node'}-{uuid.uuid4().hex[:6]}")
+
+
+_COMMON_OPTIONS: tuple[Option, ...] = (
+    Option("redis_url", "--redis-url", "REDIS_URL", _url("redis", "rediss", "unix"),
+           "Redis URL; without it, the in-memory engine (one process only)"),
+    Option("key_prefix", "--key-prefix", "WSPOOL_KEY_PREFIX", str,
+           "prefix of every Redis key and channel, to share one Redis between pools"),
+    Option("log_format", "--log-format", "WSPOOL_LOG_FORMAT", _choice("json", "text"),
+           "json (one object per line) or text"),
+    Option("log_level", "--log-level", "WSPOOL_LOG_LEVEL",
+           _choice("debug", "info", "warning", "error"), "log level"),
+)
+
+_NODE_OPTIONS: tuple[Option, ...] = (
+    Option("max_message_bytes", "--max-message-bytes", "WSPOOL_MAX_MESSAGE_BYTES", _positive_int,
+           "frames above this get a TOO_LARGE error; the connection lives"),
+    Option("max_frame_bytes", "--max-frame-bytes", "WSPOOL_MAX_FRAME_BYTES", _positive_int,
+           "frames above this close the connection with 1009"),
+    Option("send_buffer_limit", "--send-buffer-limit", "WSPOOL_SEND_BUFFER_LIMIT", _positive_int,
+           "bytes queued to a client before it is closed as a slow consumer (1008)"),
+    Option("ping_interval", "--ping-interval", "WSPOOL_PING_INTERVAL", _positive_float,
+           "seconds between keepalive pings"),
+    Option("ping_timeout", "--ping-timeout", "WSPOOL_PING_TIMEOUT", _positive_float,
+           "seconds to wait for a pong before dropping the peer"),
+    Option("drain_window", "--drain-window", "WSPOOL_DRAIN_WINDOW", _non_negative_float,
+           "seconds over which a draining node spreads its 1012 closes"),
+    Option("heartbeat_interval", "--heartbeat-interval", "WSPOOL_HEARTBEAT_INTERVAL",
+           _positive_float, "seconds between registry heartbeats"),
+    Option("node_ttl", "--node-ttl", "WSPOOL_NODE_TTL", _positive_float,
+           "seconds after the last heartbeat when a node counts as dead and is swept"),
+    Option("activity_flush_interval", "--activity-flush-interval",
+           "WSPOOL_ACTIVITY_FLUSH_INTERVAL", _positive_float,
+           "seconds between writes of lastActivity (coalesced)"),
+)
+
+SERVER_OPTIONS: tuple[Option, ...] = (
+    Option("host", "--host", "WSPOOL_HOST", _text, "address to listen on"),
+    Option("port", "--port", "WSPOOL_PORT", _port, "port to listen on"),
+    Option("id", "--id", "WSPOOL_SERVER_ID", _text, "node id (default: hostname and a suffix)"),
+    Option("advertise_url", "--advertise-url", "WSPOOL_ADVERTISE_URL", _url("ws", "wss"),
+           "URL at which clients and the gateway reach this node"),
+    Option("weight", "--weight", "WSPOOL_WEIGHT", _positive_int,
+           "the node's weight for the weighted strategies"),
+    *_NODE_OPTIONS,
+    *_COMMON_OPTIONS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DevSettings:
+    """Settings of ``wspool dev``: the whole data plane in one process."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    servers: int = 3
+    redis_url: str | None = None
+    key_prefix: str = ""
+    max_message_bytes: int = 64 * 1024
+    max_frame_bytes: int = 1024 * 1024
+    send_buffer_limit: int = 1024 * 1024
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    drain_window: float = 2.0
+    heartbeat_interval: float = 2.0
+    node_ttl: float = 6.0
+    activity_flush_interval: float = 5.0
+    log_format: str = "text"
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.servers > 10:
+            raise ConfigError("--servers", "must be between 1 and 10")
+        if self.port and self.port + self.servers > 65535:
+            raise ConfigError("--port", "leaves no room for the server ports that follow it")
+
+    def node_settings(self, index: int) -> ServerSettings:
+        """Settings of the index-th node (0-based), listening on the ports after ``port``."""
+        shared = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(ServerSettings)
+            if hasattr(self, f.name) and f.name not in ("port", "id")
+        }
+        port = self.port + 1 + index if self.port else 0
+        return ServerSettings(**shared, port=port, id=f"node-{index + 1}")
+
+
+DEV_OPTIONS: tuple[Option, ...] = (
+    Option("host", "--host", "WSPOOL_HOST", _text, "address to listen on"),
+    Option("port", "--port", "WSPOOL_PORT", _port,
+           "the gateway's port; server nodes take the ports after it"),
+    Option("servers", "--servers", "WSPOOL_SERVERS", _positive_int, "number of server nodes"),
+    *_NODE_OPTIONS,
+    *_COMMON_OPTIONS,
+)
+
+SettingsT = TypeVar("SettingsT")
+
+
+def load_settings(
+    cls: type[SettingsT],
+    options: Sequence[Option],
+    flags: Mapping[str, str | None],
+    environ: Mapping[str, str] | None = None,
+) -> SettingsT:
+    """Build ``cls`` from flag values (by field name), then the environment, then defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for option in options:
+        text = flags.get(option.field)
+        source = option.flag
+        if text is None:
+            text = environ.get(option.env)
+            source = f"{option.flag} (from ${option.env})"
+        if text is None:
+            continue
+        try:
+            values[option.field] = option.parse(text)
+        except ValueError as error:
+            problem = str(error) if "must" in str(error) else f"{text!r} is not valid"
+            raise ConfigError(source, problem) from None
+    return cls(**values)

@@ -1,0 +1,55 @@
+"""The one place that names Redis keys and channels (the spec's schema, after a prefix).
+
+A per-pool prefix lets several pools share one Redis. Keys of one node are not hash-tagged
+together: the schema works on Redis Cluster because no command here spans two keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Builds every key and pub/sub channel name for one pool."""
+
+    prefix: str = ""
+
+    def conn(self, connection_id: str) -> str:
+        return f"{self.prefix}conn:{connection_id}"
+
+    def server_connections(self, server_id: str) -> str:
+        return f"{self.prefix}server:{server_id}:connections"
+
+    def client_sessions(self, client_id: str) -> str:
+        return f"{self.prefix}client:{client_id}:sessions"
+
+    def server_health(self, server_id: str) -> str:
+        return f"{self.prefix}server:{server_id}:health"
+
+    def server_info(self, server_id: str) -> str:
+        """The node's registry hash; it expires unless the node's heartbeat renews it."""
+        return f"{self.prefix}server:{server_id}:info"
+
+    @property
+    def registry(self) -> str:
+        """Sorted set of node ids scored by the time their registration lapses."""
+        return f"{self.prefix}servers"
+
+    @property
+    def pool_stats(self) -> str:
+        return f"{self.prefix}pool:stats"
+
+    def channel(self, name: str) -> str:
+        """The pub/sub channel carrying a WebSocket channel's messages between nodes."""
+        return f"{self.prefix}ch:{name}"
+
+    def channel_name(self, pubsub_channel: str) -> str:
+        """Inverse of :meth:`channel`."""
+        return pubsub_channel[len(self.prefix) + 3 :]
+
+    def node_control(self, server_id: str) -> str:
+        """The pub/sub channel on which a node takes commands (close a connection, …)."""
+        return f"{self.prefix}node:{server_id}:control"

@@ -1,0 +1,185 @@
+"""The wire protocol of DESIGN.md: parse client frames, encode server frames.
+
+Everything here is synchronous and does no I/O; the server node feeds frames in and sends
+what comes out. Frames are JSON text. Server frames are encoded once and, for ``data``,
+fanned out as the same bytes to every subscriber.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Any
+
+__all__ = [
+    "CHANNEL_PATTERN",
+    "ClientMessage",
+    "CloseCode",
+    "ErrorCode",
+    "MessageType",
+    "ProtocolError",
+    "encode_connected",
+    "encode_data",
+    "encode_error",
+    "encode_pong",
+    "encode_subscribed",
+    "encode_unsubscribed",
+    "parse_client_frame",
+]
+
+# Channel names: 1-128 characters, letters, digits and ``. _ - : / @``. Narrow on purpose:
+# they appear in Redis keys, logs, metrics and token permission patterns.
+CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9._:/@-]{1,128}")
+MAX_MESSAGE_ID_LENGTH = 128
+
+
+class MessageType(StrEnum):
+    """Client → server message types."""
+
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+    PING = "ping"
+    DATA = "data"
+
+
+class ErrorCode(StrEnum):
+    """``error.payload.code`` values."""
+
+    BAD_REQUEST = "BAD_REQUEST"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
+    RATE_LIMITED = "RATE_LIMITED"
+    TOO_LARGE = "TOO_LARGE"
+    NOT_SUBSCRIBED = "NOT_SUBSCRIBED"
+    INTERNAL = "INTERNAL"
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes used by the farm (RFC 6455 §7.4.1, IANA registry)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008  # auth failures, persistent abuse, slow consumers
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # node draining: reconnect through the gateway
+    TRY_AGAIN_LATER = 1013  # no capacity (pool full, no healthy node)
+
+
+class ProtocolError(Exception):
+    """A client frame that cannot be honoured; answered with an ``error`` frame."""
+
+    def __init__(self, code: ErrorCode, message: str, message_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.message_id = message_id
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMessage:
+    """A validated client frame."""
+
+    type: MessageType
+    message_id: str
+    channel: str | None = None
+    payload: Any = None
+    since: str | None = None
+
+
+_NEEDS_CHANNEL = frozenset({MessageType.SUBSCRIBE, MessageType.UNSUBSCRIBE, MessageType.DATA})
+
+
+def parse_client_frame(frame: str | bytes, max_bytes: int) -> ClientMessage:
+    """Validate one client frame, or raise :class:`ProtocolError` saying what is wrong.
+
+    ``max_bytes`` is the soft size limit: larger frames get ``TOO_LARGE`` and the connection
+    lives (the hard limit that closes with 1009 is enforced by the WebSocket layer).
+    """
+    if isinstance(frame, bytes):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "binary frames are not supported; send JSON text")
+    if len(frame) > max_bytes and len(frame.encode()) > max_bytes:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"frame exceeds {max_bytes} bytes")
+    try:
+        raw = json.loads(frame)
+    except ValueError:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a JSON object")
+    message_id = raw.get("messageId")
+    if not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_MESSAGE_ID_LENGTH:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"messageId must be a string of 1-{MAX_MESSAGE_ID_LENGTH} characters",
+        )
+    try:
+        kind = MessageType(str(raw.get("type")))
+    except ValueError:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"unknown type {raw.get('type')!r}; expected one of "
+            + ", ".join(t.value for t in MessageType),
+            message_id,
+        ) from None
+    channel = raw.get("channel")
+    if kind in _NEEDS_CHANNEL:
+        if channel is None:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"{kind} needs a channel", message_id)
+        if not isinstance(channel, str) or not CHANNEL_PATTERN.fullmatch(channel):
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                "invalid channel name: 1-128 characters of letters, digits and . _ - : / @",
+                message_id,
+            )
+    else:
+        channel = None
+    since = raw.get("since")
+    if since is not None and (kind is not MessageType.SUBSCRIBE or not isinstance(since, str)):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "since is a string offset, valid on subscribe only", message_id
+        )
+    return ClientMessage(kind, message_id, channel, raw.get("payload"), since)
+
+
+def _encode(frame: dict[str, Any]) -> str:
+    # Compact separators make smaller frames. Without indent, JSON text never holds a raw newline
+    # (RFC 8259 escapes it in strings), so nodes pack several frames into one pub/sub message.
+    return json.dumps(frame, separators=(",", ":"))
+
+
+def encode_connected(connection_id: str, server_id: str, client_id: str) -> str:
+    return _encode(
+        {
+            "type": "connected",
+            "payload": {
+                "connectionId": connection_id,
+                "serverId": server_id,
+                "clientId": client_id,
+            },
+        }
+    )
+
+
+def encode_subscribed(channel: str, message_id: str) -> str:
+    return _encode({"type": "subscribed", "channel": channel, "messageId": message_id})
+
+
+def encode_unsubscribed(channel: str, message_id: str) -> str:
+    return _encode({"type": "unsubscribed", "channel": channel, "messageId": message_id})
+
+
+def encode_pong(message_id: str) -> str:
+    return _encode({"type": "pong", "messageId": message_id})
+
+
+def encode_data(channel: str, payload: Any, message_id: str) -> str:
+    return _encode({"type": "data", "channel": channel, "payload": payload, "messageId": message_id})
+
+
+def encode_error(code: ErrorCode, message: str, message_id: str | None = None) -> str:
+    frame: dict[str, Any] = {"type": "error", "payload": {"code": code.value, "message": message}}
+    if message_id is not None:
+        frame["messageId"] = message_id
+    return _encode(frame)

@@ -1,0 +1,1 @@
+"""The server node: a member of the WebSocket Server Farm (``wspool server``)."""

@@ -1,0 +1,347 @@
+"""A server node: accepts WebSocket clients, runs the wire protocol, fans out channels.
+
+The node's parts, each in its own module: the :class:`ChannelRouter` (local subscribers,
+delivery), the :class:`PublishBatcher` (client messages out to the engine), the
+:class:`StateWriter` (connection records into the store), and plain HTTP for ``/health``
+and ``/metrics`` on the same port. This module wires them to websockets' server and owns
+the node's life: start, heartbeat, drain, stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Coroutine
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from wspool.core.config import ServerSettings
+from wspool.core.drain import drain_schedule
+from wspool.core.protocol import (
+    ClientMessage,
+    CloseCode,
+    ErrorCode,
+    MessageType,
+    ProtocolError,
+    encode_connected,
+    encode_data,
+    encode_error,
+    encode_pong,
+    encode_subscribed,
+    encode_unsubscribed,
+    parse_client_frame,
+)
+from wspool.core.records import NodeInfo
+from wspool.server.http import WEBSOCKET_PATHS, json_response, metrics_response, text_response
+from wspool.server.publisher import PublishBatcher
+from wspool.server.router import ChannelRouter
+from wspool.server.session import Session
+from wspool.server.stats import NodeStats, metrics_registry
+from wspool.server.statewriter import StateWriter
+from wspool.state.engine import EngineUnavailableError, StateEngine
+
+__all__ = ["ServerNode"]
+
+log = logging.getLogger(__name__)
+
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+
+
+class ServerNode:
+    """One member of the farm, bound to a state engine."""
+
+    def __init__(self, settings: ServerSettings, engine: StateEngine) -> None:
+        self.settings = settings
+        self.id = settings.id
+        self.engine = engine
+        self.stats = NodeStats()
+        self.sessions: dict[str, Session] = {}
+        self.draining = False
+        self.router = ChannelRouter(
+            engine, self.stats, settings.send_buffer_limit, self._close_slow_consumer
+        )
+        self._publisher = PublishBatcher(engine, self.stats)
+        self._writer = StateWriter(engine, self.sessions, settings.activity_flush_interval)
+        self.metrics = metrics_registry(
+            self.stats,
+            {
+                "wspool_connections": ("open WebSocket connections", lambda: len(self.sessions)),
+                "wspool_channels": ("channels with local subscribers",
+                                    lambda: self.router.channel_count),
+                "wspool_redis_up": ("1 when the store is reachable",
+                                    lambda: float(self.engine.available)),
+                "wspool_draining": ("1 while the node drains", lambda: float(self.draining)),
+            },
+        )
+        self._server: Server | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._started_at = 0.0
+        self._degraded_since = 0.0
+        self.url = settings.advertise_url
+
+    # lifecycle -------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "node not started"
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        """Connect the engine, clear what a previous life of this id left, and listen."""
+        self._started_at = time.time()
+        await self.engine.start(self.router.deliver, self._on_engine_status)
+        try:
+            await self.engine.purge_node(self.id)
+        except EngineUnavailableError as error:
+            log.warning("store unreachable at start: %s", error, extra={"serverId": self.id})
+        self._writer.start()
+        self._publisher.start()
+        s = self.settings
+        self._server = await serve(
+            self._handle,
+            s.host,
+            s.port,
+            process_request=self._process_request,
+            compression=None,  # per-message deflate costs CPU and memory per connection
+            max_size=s.max_frame_bytes,
+            max_queue=16,
+            ping_interval=s.ping_interval,
+            ping_timeout=s.ping_timeout,
+            close_timeout=5,
+        )
+        if not self.url:
+            host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
+            self.url = f"ws://{host}:{self.port}"
+        self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
+        log.info("server node listening on %s", self.url, extra={"serverId": self.id})
+
+    async def drain(self) -> None:
+        """Stop accepting, then close every client with 1012, spread over the drain window."""
+        if self.draining or self._server is None:
+            return
+        self.draining = True
+        log.info("draining %d connections over %.1fs", len(self.sessions),
+                 self.settings.drain_window, extra={"serverId": self.id})
+        with contextlib.suppress(EngineUnavailableError):
+            await self.engine.register_node(self.node_info(), self.settings.node_ttl)
+        self._server.close(close_connections=False)
+        sessions = list(self.sessions.values())
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for session, offset in zip(
+            sessions, drain_schedule(len(sessions), self.settings.drain_window), strict=True
+        ):
+            await asyncio.sleep(max(0.0, start + offset - loop.time()))
+            self._spawn(session.websocket.close(CloseCode.SERVICE_RESTART, "server draining"))
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Close every connection (1001 unless already draining), flush state, deregister."""
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+            self._server = None
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        await self._publisher.stop()
+        await self._writer.stop()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        try:
+            await self.engine.purge_node(self.id)
+        except EngineUnavailableError:
+            log.warning("could not deregister; survivors will sweep this node",
+                        extra={"serverId": self.id})
+        log.info("server node stopped", extra={"serverId": self.id})
+
+    def node_info(self) -> NodeInfo:
+        return NodeInfo(
+            id=self.id,
+            url=self.url,
+            weight=self.settings.weight,
+            active_connections=len(self.sessions),
+            draining=self.draining,
+            redis_ok=self.engine.available,
+            started_at=self._started_at,
+        )
+
+    async def _beat(self) -> None:
+        failing = False
+        while True:
+            try:
+                await self.engine.register_node(self.node_info(), self.settings.node_ttl)
+                for dead in await self.engine.sweep_dead_nodes():
+                    log.info("swept the state of dead node %s", dead, extra={"serverId": self.id})
+                failing = False
+            except EngineUnavailableError as error:
+                if not failing:
+                    log.warning("heartbeat failed: %s", error, extra={"serverId": self.id})
+                failing = True
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+    def _on_engine_status(self, available: bool) -> None:
+        if available:
+            if self._degraded_since:
+                log.info("store reachable again after %.1fs; resyncing connection state",
+                         time.time() - self._degraded_since, extra={"serverId": self.id})
+            self._degraded_since = 0.0
+            self._writer.resync()
+        else:
+            log.warning("store unreachable; node degraded", extra={"serverId": self.id})
+            self._degraded_since = time.time()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # HTTP --------------------------------------------------------------------------------
+
+    def health(self) -> tuple[HTTPStatus, dict[str, Any]]:
+        """The node's ``/health``: 200 when serving (even degraded), 503 while draining."""
+        if self.draining:
+            status = "draining"
+        elif self.engine.available:
+            status = "ok"
+        else:
+            status = "degraded"
+        return (
+            HTTPStatus.SERVICE_UNAVAILABLE if self.draining else HTTPStatus.OK,
+            {
+                "status": status,
+                "serverId": self.id,
+                "url": self.url,
+                "connections": len(self.sessions),
+                "channels": self.router.channel_count,
+                "draining": self.draining,
+                "store": "up" if self.engine.available else "down",
+                "uptimeSeconds": round(time.time() - self._started_at, 3),
+            },
+        )
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/health":
+            return json_response(connection, *self.health())
+        if path == "/metrics":
+            return metrics_response(connection, self.metrics)
+        if path not in WEBSOCKET_PATHS:
+            return text_response(connection, HTTPStatus.NOT_FOUND, "not found")
+        if self.draining:
+            return text_response(connection, HTTPStatus.SERVICE_UNAVAILABLE, "server draining")
+        return None
+
+    # WebSocket ---------------------------------------------------------------------------
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        now = time.time()
+        connection_id = uuid.uuid4().hex
+        session = Session(
+            id=connection_id,
+            server_id=self.id,
+            client_id=_client_id(websocket) or connection_id,
+            websocket=websocket,
+            created_at=now,
+            last_activity=now,
+        )
+        self.sessions[connection_id] = session
+        self.stats.connections_opened += 1
+        self._writer.save(session)
+        try:
+            await websocket.send(encode_connected(connection_id, self.id, session.client_id))
+            await self._serve(session)
+        except ConnectionClosed:
+            pass
+        finally:
+            for channel in session.channels:
+                self.router.remove(channel, session)
+            del self.sessions[connection_id]
+            self._writer.remove(session)
+
+    async def _serve(self, session: Session) -> None:
+        websocket = session.websocket
+        max_bytes = self.settings.max_message_bytes
+        stats = self.stats
+        async for frame in websocket:
+            session.last_activity = time.time()
+            stats.messages_received += 1
+            try:
+                await self._dispatch(session, parse_client_frame(frame, max_bytes))
+            except ProtocolError as error:
+                stats.errors[error.code] += 1
+                await websocket.send(encode_error(error.code, error.message, error.message_id))
+
+    async def _dispatch(self, session: Session, message: ClientMessage) -> None:
+        websocket = session.websocket
+        message_id = message.message_id
+        match message.type:
+            case MessageType.DATA:
+                assert message.channel is not None
+                if not self.engine.available:
+                    raise ProtocolError(
+                        ErrorCode.INTERNAL, "message not delivered: message bus unavailable",
+                        message_id,
+                    )
+                frame = encode_data(message.channel, message.payload, message_id)
+                await self._publisher.publish(message.channel, frame, websocket, message_id)
+            case MessageType.PING:
+                await websocket.send(encode_pong(message_id))
+            case MessageType.SUBSCRIBE:
+                assert message.channel is not None
+                if message.channel not in session.channels:
+                    try:
+                        await self.router.add(message.channel, session)
+                    except EngineUnavailableError:
+                        raise ProtocolError(
+                            ErrorCode.INTERNAL, "could not subscribe: message bus unavailable",
+                            message_id,
+                        ) from None
+                    session.channels.add(message.channel)
+                    self._writer.save(session)
+                await websocket.send(encode_subscribed(message.channel, message_id))
+            case MessageType.UNSUBSCRIBE:
+                assert message.channel is not None
+                if message.channel not in session.channels:
+                    raise ProtocolError(
+                        ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {message.channel}",
+                        message_id,
+                    )
+                session.channels.discard(message.channel)
+                self.router.remove(message.channel, session)
+                self._writer.save(session)
+                await websocket.send(encode_unsubscribed(message.channel, message_id))
+
+    def _close_slow_consumer(self, session: Session) -> None:
+        websocket = session.websocket
+        if websocket.protocol.state is not State.OPEN or session.closing:
+            return
+        session.closing = True
+        self.stats.slow_consumers += 1
+        log.warning("closing slow consumer", extra={"connectionId": session.id,
+                                                    "serverId": self.id})
+        self._spawn(websocket.close(CloseCode.POLICY_VIOLATION, "slow consumer"))
+
+
+def _client_id(websocket: ServerConnection) -> str | None:
+    """``?clientId=`` from the handshake, when it is a well-formed id."""
+    assert websocket.request is not None
+    values = parse_qs(urlsplit(websocket.request.path).query).get("clientId")
+    if values and _CLIENT_ID.fullmatch(values[0]):
+        return values[0]
+    return None

@@ -1,0 +1,95 @@
+"""Publishing in batches: what clients send on a node goes to the engine in bursts.
+
+One round trip per message would cap a node near the store's request rate; instead
+messages queue while a publish is in flight and the next publish takes them all, grouped
+by channel (order kept within each channel). An idle node publishes at once, so batching
+adds no latency; a busy one makes fewer, larger round trips. The queue is bounded: when it
+is full, publishers wait, which stops reading from their sockets (TCP backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+
+import websockets
+from websockets.asyncio.server import ServerConnection
+
+from wspool.core.protocol import ErrorCode, encode_error
+from wspool.server.stats import NodeStats
+from wspool.state.engine import EngineUnavailableError, StateEngine
+
+__all__ = ["PublishBatcher"]
+
+log = logging.getLogger(__name__)
+
+
+class PublishBatcher:
+    """Queues encoded ``data`` frames and publishes them in per-channel batches."""
+
+    def __init__(self, engine: StateEngine, stats: NodeStats, max_pending: int = 10_000) -> None:
+        self._engine = engine
+        self._stats = stats
+        self._max_pending = max_pending
+        self._pending: list[tuple[str, str, ServerConnection, str]] = []
+        self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="publish-batcher")
+
+    async def stop(self) -> None:
+        """Publish what is queued, then stop."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        if self._pending:
+            await self._flush()
+
+    async def publish(
+        self, channel: str, frame: str, publisher: ServerConnection, message_id: str
+    ) -> None:
+        """Queue a frame; waits only when the queue is full."""
+        while len(self._pending) >= self._max_pending:
+            self._room.clear()
+            await self._room.wait()
+        self._pending.append((channel, frame, publisher, message_id))
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        self._room.set()
+        if not pending:
+            return
+        batches: defaultdict[str, list[str]] = defaultdict(list)
+        for channel, frame, _, _ in pending:
+            batches[channel].append(frame)
+        try:
+            await self._engine.publish(batches)
+        except EngineUnavailableError as error:
+            log.warning("publish failed, %d messages refused: %s", len(pending), error)
+            self._refuse(pending)
+            return
+        self._stats.messages_published += len(pending)
+
+    def _refuse(self, pending: list[tuple[str, str, ServerConnection, str]]) -> None:
+        # Every publisher hears that its message did not go out; nothing is dropped silently.
+        self._stats.errors[ErrorCode.INTERNAL] += len(pending)
+        for _, _, publisher, message_id in pending:
+            frame = encode_error(
+                ErrorCode.INTERNAL, "message not delivered: message bus unavailable", message_id
+            )
+            websockets.broadcast([publisher], frame)

@@ -1,0 +1,115 @@
+"""Projects a node's live sessions into the shared store, coalescing writes.
+
+The node's memory is the truth about its own connections; the store holds a copy for the
+gateway, the REST API and the other nodes. Opens, closes and channel changes are written
+within a few milliseconds in one pipelined batch; ``lastActivity`` is copied at a slow
+interval. When the store is unreachable the writer keeps what it owes, and once the store
+is back it rewrites every live session, so the copy converges after an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+
+from redis.backoff import ExponentialWithJitterBackoff
+
+from wspool.core.records import ConnectionRecord
+from wspool.server.session import Session
+from wspool.state.engine import EngineUnavailableError, StateEngine
+
+__all__ = ["StateWriter"]
+
+log = logging.getLogger(__name__)
+
+
+class StateWriter:
+    """Writes session records to the engine in batches, retrying after failures."""
+
+    def __init__(
+        self,
+        engine: StateEngine,
+        sessions: Mapping[str, Session],
+        activity_interval: float,
+        batch_delay: float = 0.005,
+    ) -> None:
+        self._engine = engine
+        self._sessions = sessions
+        self._activity_interval = activity_interval
+        self._batch_delay = batch_delay
+        self._dirty: set[str] = set()
+        self._removed: dict[str, ConnectionRecord] = {}
+        self._activity_since = 0.0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._activity_since = time.time()
+        self._task = asyncio.create_task(self._run(), name="state-writer")
+
+    async def stop(self) -> None:
+        """Write what is owed (best effort), then stop."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        with contextlib.suppress(EngineUnavailableError):
+            await self._write()
+
+    def save(self, session: Session) -> None:
+        self._dirty.add(session.id)
+        self._wakeup.set()
+
+    def remove(self, session: Session) -> None:
+        self._dirty.discard(session.id)
+        self._removed[session.id] = session.record()
+        self._wakeup.set()
+
+    def resync(self) -> None:
+        """Rewrite every live session (after the store comes back)."""
+        self._dirty.update(self._sessions)
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        backoff = ExponentialWithJitterBackoff(base=0.05, cap=2.0)
+        failures = 0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._activity_interval):
+                    await self._wakeup.wait()
+            self._wakeup.clear()
+            await asyncio.sleep(self._batch_delay)  # let a burst of opens share one batch
+            try:
+                await self._write()
+                failures = 0
+            except EngineUnavailableError as error:
+                failures += 1
+                if failures == 1:
+                    log.warning("writing connection state failed, will retry: %s", error)
+                await asyncio.sleep(backoff.compute(failures))
+                self._wakeup.set()
+
+    async def _write(self) -> None:
+        now = time.time()
+        if now - self._activity_since >= self._activity_interval:
+            since, self._activity_since = self._activity_since, now
+            self._dirty.update(
+                sid for sid, s in self._sessions.items() if s.last_activity >= since
+            )
+        dirty, self._dirty = self._dirty, set()
+        removed, self._removed = self._removed, {}
+        records = [self._sessions[sid].record() for sid in dirty if sid in self._sessions]
+        try:
+            if records:
+                await self._engine.save_connections(records)
+            if removed:
+                await self._engine.remove_connections(list(removed.values()))
+        except EngineUnavailableError:
+            self._dirty |= dirty
+            self._removed = removed | self._removed
+            raise

@@ -1,0 +1,1 @@
+"""State and messaging: the Redis engine and the in-memory engine behind one interface."""

@@ -1,0 +1,85 @@
+"""The interface every state engine implements, and what it reports back.
+
+A server node sees Redis (or the in-memory stand-in of ``wspool dev``) only through
+:class:`StateEngine`: connection records, sessions, the node registry, and pub/sub that
+carries already-encoded ``data`` frames between nodes. The same contract tests run against
+both engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from wspool.core.records import ConnectionRecord, NodeInfo
+
+__all__ = ["EngineUnavailableError", "MessageHandler", "StateEngine", "StatusHandler"]
+
+MessageHandler = Callable[[str, list[str]], None]
+"""Called with a WebSocket channel name and the frames published to it, in order."""
+
+StatusHandler = Callable[[bool], None]
+"""Called when the engine's link to its store goes down (False) or comes back (True)."""
+
+
+class EngineUnavailableError(Exception):
+    """The store cannot be reached right now; the caller decides whether to retry."""
+
+
+class StateEngine(Protocol):
+    """Connection state, node registry and cross-node pub/sub for one pool."""
+
+    @property
+    def available(self) -> bool:
+        """Whether the store is reachable (pub/sub link up)."""
+        ...
+
+    async def start(self, on_message: MessageHandler, on_status: StatusHandler) -> None:
+        """Connect, and start delivering pub/sub messages to ``on_message``."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # pub/sub ---------------------------------------------------------------------------
+
+    async def publish(self, batches: Mapping[str, Sequence[str]]) -> None:
+        """Publish frames per channel; each channel's frames arrive in this order."""
+        ...
+
+    async def subscribe(self, channel: str) -> None:
+        """Receive ``channel``; returns once messages published from now on will arrive."""
+        ...
+
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    # connections -----------------------------------------------------------------------
+
+    async def save_connections(self, records: Sequence[ConnectionRecord]) -> None:
+        """Create or update ``conn:{id}`` and the server and client sets that index it."""
+        ...
+
+    async def remove_connections(self, records: Sequence[ConnectionRecord]) -> None: ...
+
+    async def get_connection(self, connection_id: str) -> ConnectionRecord | None: ...
+
+    async def server_connections(self, server_id: str) -> set[str]: ...
+
+    async def client_sessions(self, client_id: str) -> set[str]: ...
+
+    # node registry ---------------------------------------------------------------------
+
+    async def register_node(self, node: NodeInfo, ttl: float) -> None:
+        """Announce (or refresh) a node; it lapses ``ttl`` seconds after the last call."""
+        ...
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        """The nodes whose registration has not lapsed."""
+        ...
+
+    async def purge_node(self, server_id: str) -> int:
+        """Remove a node's registration and every connection record it left; returns how many."""
+        ...
+
+    async def sweep_dead_nodes(self) -> list[str]:
+        """Purge every node whose registration lapsed; returns their ids."""
+        ...

@@ -1,0 +1,136 @@
+"""The in-memory engine: the whole pool's state inside one process, for ``wspool dev``.
+
+A :class:`MemoryBroker` plays the part of Redis; each node gets its own
+:class:`MemoryEngine` view of it. Pub/sub delivery is scheduled on the event loop rather
+than called inline, so a publisher never re-enters a subscriber, as with a real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from wspool.core.records import ConnectionRecord, NodeInfo
+from wspool.state.engine import MessageHandler, StatusHandler
+
+__all__ = ["MemoryBroker", "MemoryEngine"]
+
+
+@dataclass
+class MemoryBroker:
+    """Shared store of every :class:`MemoryEngine` in the process."""
+
+    clock: Callable[[], float] = time.time
+    connections: dict[str, ConnectionRecord] = field(default_factory=dict)
+    server_sets: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    client_sets: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    nodes: dict[str, tuple[NodeInfo, float]] = field(default_factory=dict)
+    subscribers: defaultdict[str, set[MemoryEngine]] = field(
+        default_factory=lambda: defaultdict(set)
+    )
+
+    def engine(self) -> MemoryEngine:
+        return MemoryEngine(self)
+
+
+class MemoryEngine:
+    """One node's view of a :class:`MemoryBroker`; implements ``StateEngine``."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self._broker = broker
+        self._on_message: MessageHandler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def available(self) -> bool:
+        return self._on_message is not None
+
+    async def start(self, on_message: MessageHandler, on_status: StatusHandler) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._on_message = on_message
+        on_status(True)
+
+    async def close(self) -> None:
+        for engines in self._broker.subscribers.values():
+            engines.discard(self)
+        self._on_message = None
+
+    async def publish(self, batches: Mapping[str, Sequence[str]]) -> None:
+        for channel, frames in batches.items():
+            for engine in self._broker.subscribers.get(channel, ()):
+                engine._deliver(channel, list(frames))
+
+    def _deliver(self, channel: str, frames: list[str]) -> None:
+        if self._loop is not None and self._on_message is not None:
+            self._loop.call_soon(self._on_message, channel, frames)
+
+    async def subscribe(self, channel: str) -> None:
+        self._broker.subscribers[channel].add(self)
+
+    async def unsubscribe(self, channel: str) -> None:
+        engines = self._broker.subscribers.get(channel)
+        if engines is not None:
+            engines.discard(self)
+            if not engines:
+                del self._broker.subscribers[channel]
+
+    async def save_connections(self, records: Sequence[ConnectionRecord]) -> None:
+        for record in records:
+            self._broker.connections[record.id] = record
+            self._broker.server_sets[record.server_id].add(record.id)
+            self._broker.client_sets[record.client_id].add(record.id)
+
+    async def remove_connections(self, records: Sequence[ConnectionRecord]) -> None:
+        for record in records:
+            self._forget(record)
+
+    def _forget(self, record: ConnectionRecord) -> None:
+        self._broker.connections.pop(record.id, None)
+        for sets, key in (
+            (self._broker.server_sets, record.server_id),
+            (self._broker.client_sets, record.client_id),
+        ):
+            members = sets.get(key)
+            if members is not None:
+                members.discard(record.id)
+                if not members:  # as Redis does, an empty set does not exist
+                    del sets[key]
+
+    async def get_connection(self, connection_id: str) -> ConnectionRecord | None:
+        return self._broker.connections.get(connection_id)
+
+    async def server_connections(self, server_id: str) -> set[str]:
+        return set(self._broker.server_sets.get(server_id, ()))
+
+    async def client_sessions(self, client_id: str) -> set[str]:
+        return set(self._broker.client_sets.get(client_id, ()))
+
+    async def register_node(self, node: NodeInfo, ttl: float) -> None:
+        now = self._broker.clock()
+        self._broker.nodes[node.id] = (replace(node, heartbeat_at=now), now + ttl)
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        now = self._broker.clock()
+        return sorted(
+            (node for node, lapses in self._broker.nodes.values() if lapses > now),
+            key=lambda node: node.id,
+        )
+
+    async def purge_node(self, server_id: str) -> int:
+        self._broker.nodes.pop(server_id, None)
+        ids = self._broker.server_sets.pop(server_id, set())
+        for connection_id in ids:
+            record = self._broker.connections.get(connection_id)
+            if record is not None:
+                self._forget(record)
+        return len(ids)
+
+    async def sweep_dead_nodes(self) -> list[str]:
+        now = self._broker.clock()
+        dead = sorted(i for i, (_, lapses) in self._broker.nodes.items() if lapses <= now)
+        for server_id in dead:
+            await self.purge_node(server_id)
+        return dead

@@ -1,0 +1,289 @@
+"""The Redis engine: connection state, node registry and cross-node pub/sub in Redis.
+
+Commands go through one client (pipelined, one round trip per batch). Pub/sub uses one
+dedicated connection per process, read by a single task with a blocking ``get_message``;
+when Redis goes away the task reports it, reconnects with backoff and resubscribes every
+channel the node still needs, so cross-node delivery resumes by itself.
+
+Frames published together on one channel travel as one Redis message, joined by newlines
+(compact JSON never contains a raw newline), so a burst costs one PUBLISH per channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
+
+from wspool.core.keys import Keys
+from wspool.core.records import ConnectionRecord, NodeInfo
+from wspool.state.engine import EngineUnavailableError, MessageHandler, StatusHandler
+
+__all__ = ["RedisEngine"]
+
+log = logging.getLogger(__name__)
+
+_LINK_CHANNEL = ""
+"""Channel names are never empty, so this one can mark the link without clashing."""
+
+SUBSCRIBE_TIMEOUT = 5.0
+"""Seconds to wait for Redis to confirm a SUBSCRIBE before reporting the bus unavailable."""
+
+
+def _client(url: str, socket_timeout: float | None) -> aioredis.Redis:
+    # No retries inside redis-py: a failure surfaces at once as EngineUnavailableError and
+    # the caller's own loop (state writer, publisher, pub/sub reader) decides when to retry.
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=2.0,
+        socket_timeout=socket_timeout,
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return client
+
+
+def _fields(mapping: dict[str, str]) -> dict[FieldT, EncodableT]:
+    return dict(mapping.items())
+
+
+class RedisEngine:
+    """Implements ``StateEngine`` on a single Redis server (or a Redis Cluster endpoint)."""
+
+    def __init__(self, url: str, keys: Keys | None = None) -> None:
+        self._url = url
+        self._keys = keys or Keys()
+        # Commands fail fast during an outage (callers keep their own retry state); the
+        # pub/sub link has no read timeout because it blocks until a message arrives.
+        self._redis = _client(url, socket_timeout=5.0)
+        self._pubsub_redis = _client(url, socket_timeout=None)
+        self._channels: set[str] = set()
+        self._waiters: defaultdict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._on_message: MessageHandler | None = None
+        self._on_status: StatusHandler | None = None
+        self._available = False
+
+    @property
+    def available(self) -> bool:
+        return self._available
+
+    async def start(self, on_message: MessageHandler, on_status: StatusHandler) -> None:
+        self._on_message = on_message
+        self._on_status = on_status
+        self._reader = asyncio.create_task(self._read_forever(), name="redis-pubsub-reader")
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        await self._redis.aclose()
+        await self._pubsub_redis.aclose()
+
+    # pub/sub ---------------------------------------------------------------------------
+
+    async def publish(self, batches: Mapping[str, Sequence[str]]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for channel, frames in batches.items():
+                pipe.publish(self._keys.channel(channel), "\n".join(frames))
+            await self._run(pipe.execute())
+
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+        pubsub = self._pubsub
+        if pubsub is None:
+            raise EngineUnavailableError("pub/sub link to Redis is down")
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[channel].append(waiter)
+        try:
+            await self._run(pubsub.subscribe(self._keys.channel(channel)))
+            # Redis confirms in order on the pub/sub link; only after the confirmation is a
+            # message published by any node guaranteed to reach us.
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
+                await asyncio.shield(waiter)
+        except (EngineUnavailableError, TimeoutError):
+            self._channels.discard(channel)
+            raise EngineUnavailableError(f"Redis did not confirm the subscription to {channel}")
+        finally:
+            if waiter in self._waiters[channel]:
+                self._waiters[channel].remove(waiter)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        pubsub = self._pubsub
+        if pubsub is not None:
+            # A failure here is harmless: a stray subscription only delivers frames that the
+            # node drops, and it ends with the link.
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.unsubscribe(self._keys.channel(channel))
+
+    async def _read_forever(self) -> None:
+        backoff = ExponentialWithJitterBackoff(base=0.05, cap=2.0)
+        failures = 0
+        while True:
+            pubsub = self._pubsub_redis.pubsub()
+            try:
+                # A placeholder channel first: its confirmation tells the reader the link is up.
+                await pubsub.subscribe(self._keys.channel(_LINK_CHANNEL))
+                self._pubsub = pubsub
+                failures = 0
+                await self._read(pubsub)
+            except (RedisError, OSError) as error:
+                self._pubsub = None
+                self._set_available(False)
+                failures += 1
+                if failures == 1:
+                    log.warning("redis pub/sub link lost: %s", error, extra={"redis": self._url})
+                for waiters in self._waiters.values():
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(EngineUnavailableError(str(error)))
+                await asyncio.sleep(backoff.compute(failures))
+            finally:
+                self._pubsub = None
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _read(self, pubsub: PubSub) -> None:
+        assert self._on_message is not None
+        on_message = self._on_message
+        keys = self._keys
+        while True:
+            message = await pubsub.get_message(timeout=None)
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "message":
+                on_message(keys.channel_name(message["channel"]), message["data"].split("\n"))
+            elif kind == "subscribe":
+                channel = keys.channel_name(message["channel"])
+                if channel == _LINK_CHANNEL:
+                    # The placeholder subscription taken with every (re)connect: the link is up,
+                    # and every channel the node needs is subscribed again.
+                    self._set_available(True)
+                    await self._resubscribe_missing(pubsub)
+                waiters = self._waiters.get(channel)
+                if waiters:
+                    waiter = waiters.popleft()
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    async def _resubscribe_missing(self, pubsub: PubSub) -> None:
+        wanted = {self._keys.channel(c) for c in self._channels}
+        missing = wanted - {k.decode() if isinstance(k, bytes) else k for k in pubsub.channels}
+        if missing:
+            await pubsub.subscribe(*missing)
+
+    def _set_available(self, available: bool) -> None:
+        if available != self._available:
+            self._available = available
+            if available:
+                log.info("redis pub/sub link up", extra={"redis": self._url})
+            if self._on_status is not None:
+                self._on_status(available)
+
+    # connections -----------------------------------------------------------------------
+
+    async def save_connections(self, records: Sequence[ConnectionRecord]) -> None:
+        keys = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                pipe.hset(keys.conn(record.id), mapping=_fields(record.to_hash()))
+                pipe.sadd(keys.server_connections(record.server_id), record.id)
+                pipe.sadd(keys.client_sessions(record.client_id), record.id)
+            await self._run(pipe.execute())
+
+    async def remove_connections(self, records: Sequence[ConnectionRecord]) -> None:
+        keys = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                pipe.delete(keys.conn(record.id))
+                pipe.srem(keys.server_connections(record.server_id), record.id)
+                pipe.srem(keys.client_sessions(record.client_id), record.id)
+            await self._run(pipe.execute())
+
+    async def get_connection(self, connection_id: str) -> ConnectionRecord | None:
+        data = await self._run(self._redis.hgetall(self._keys.conn(connection_id)))
+        return ConnectionRecord.from_hash(data) if data else None
+
+    async def server_connections(self, server_id: str) -> set[str]:
+        members: set[str] = await self._run(
+            self._redis.smembers(self._keys.server_connections(server_id))
+        )
+        return members
+
+    async def client_sessions(self, client_id: str) -> set[str]:
+        members: set[str] = await self._run(
+            self._redis.smembers(self._keys.client_sessions(client_id))
+        )
+        return members
+
+    # node registry ---------------------------------------------------------------------
+
+    async def register_node(self, node: NodeInfo, ttl: float) -> None:
+        now = time.time()
+        keys = self._keys
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.server_info(node.id), mapping=_fields(node.with_heartbeat(now).to_hash()))
+            pipe.pexpire(keys.server_info(node.id), int(ttl * 1000))
+            pipe.zadd(keys.registry, {node.id: now + ttl})
+            await self._run(pipe.execute())
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        ids: list[str] = await self._run(
+            self._redis.zrangebyscore(self._keys.registry, f"({time.time()}", "+inf")
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for node_id in ids:
+                pipe.hgetall(self._keys.server_info(node_id))
+            hashes: list[dict[str, str]] = await self._run(pipe.execute())
+        return sorted((NodeInfo.from_hash(h) for h in hashes if h), key=lambda n: n.id)
+
+    async def purge_node(self, server_id: str) -> int:
+        keys = self._keys
+        ids = sorted(await self.server_connections(server_id))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for connection_id in ids:
+                pipe.hget(keys.conn(connection_id), "clientId")
+            client_ids: list[str | None] = await self._run(pipe.execute())
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for connection_id, client_id in zip(ids, client_ids, strict=True):
+                pipe.delete(keys.conn(connection_id))
+                if client_id is not None:
+                    pipe.srem(keys.client_sessions(client_id), connection_id)
+            pipe.delete(keys.server_connections(server_id), keys.server_info(server_id),
+                        keys.server_health(server_id))
+            pipe.zrem(keys.registry, server_id)
+            await self._run(pipe.execute())
+        return len(ids)
+
+    async def sweep_dead_nodes(self) -> list[str]:
+        dead: list[str] = await self._run(
+            self._redis.zrangebyscore(self._keys.registry, "-inf", time.time())
+        )
+        # Several survivors may sweep the same node at once; every step is idempotent.
+        for server_id in dead:
+            await self.purge_node(server_id)
+        return dead
+
+    @staticmethod
+    async def _run(awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except (RedisError, OSError) as error:
+            raise EngineUnavailableError(str(error)) from error

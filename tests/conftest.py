@@ -1,0 +1,49 @@
+"""Fixtures shared by every test tier.
+
+The session starts its own redis-server on a free port (or uses ``WSPOOL_TEST_REDIS_URL``)
+and every test that asks for Redis gets an empty database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.support.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_session_url() -> Iterator[str]:
+    given = os.environ.get("WSPOOL_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    server = RedisServer()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def redis_url(redis_session_url: str) -> AsyncIterator[str]:
+    """A Redis URL whose database is empty when the test starts."""
+    client = aioredis.Redis.from_url(redis_session_url)
+    await client.flushdb()
+    await client.aclose()
+    yield redis_session_url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which the test may stop and restart."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,70 @@
+"""A small protocol-aware test client over a plain websockets connection."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+__all__ = ["TestClient"]
+
+
+class TestClient:
+    """Connects, reads the ``connected`` frame, and speaks the wire protocol."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._ids = itertools.count(1)
+        self.ws: ClientConnection | None = None
+        self.connected: dict[str, Any] = {}
+
+    async def __aenter__(self) -> TestClient:
+        self.ws = await connect(self.url, compression=None, open_timeout=5)
+        self.connected = await self.recv()
+        assert self.connected["type"] == "connected", self.connected
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self.ws is not None
+        await self.ws.close()
+
+    @property
+    def connection_id(self) -> str:
+        return str(self.connected["payload"]["connectionId"])
+
+    async def send_raw(self, frame: str | bytes) -> None:
+        assert self.ws is not None
+        await self.ws.send(frame)
+
+    async def send(self, **frame: Any) -> str:
+        """Send a frame (a ``messageId`` is added when missing); returns its messageId."""
+        frame.setdefault("messageId", f"m{next(self._ids)}")
+        await self.send_raw(json.dumps(frame))
+        return str(frame["messageId"])
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        assert self.ws is not None
+        async with asyncio.timeout(timeout):
+            frame = await self.ws.recv()
+        message: dict[str, Any] = json.loads(frame)
+        return message
+
+    async def request(self, **frame: Any) -> dict[str, Any]:
+        """Send a frame and return the next frame received (its reply, on a quiet channel)."""
+        await self.send(**frame)
+        return await self.recv()
+
+    async def subscribe(self, channel: str) -> None:
+        reply = await self.request(type="subscribe", channel=channel)
+        assert reply["type"] == "subscribed", reply
+
+    async def publish(self, channel: str, payload: Any) -> None:
+        await self.send(type="data", channel=channel, payload=payload)
