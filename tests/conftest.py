@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.support.redis_server import RedisServer
+from tests.support.store import Store
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +31,12 @@ def redis_session_url() -> Iterator[str]:
 
 
 @pytest.fixture
-async def redis_url(redis_session_url: str) -> AsyncIterator[str]:
+async def redis_url(redis_session_url: str) -> str:
     """A Redis URL whose database is empty when the test starts."""
     client = aioredis.Redis.from_url(redis_session_url)
     await client.flushdb()
     await client.aclose()
-    yield redis_session_url
+    return redis_session_url
 
 
 @pytest.fixture
@@ -47,3 +48,11 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[Store]:
+    """What the nodes wrote to Redis, for assertions."""
+    reader = Store(redis_url)
+    yield reader
+    await reader.close()

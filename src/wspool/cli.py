@@ -28,8 +28,9 @@ from wspool.core.logs import configure_logging
 __all__ = ["main"]
 
 
-def _add_options(parser: argparse.ArgumentParser, options: Sequence[Option],
-                 defaults: object) -> None:
+def _add_options(
+    parser: argparse.ArgumentParser, options: Sequence[Option], defaults: object
+) -> None:
     for option in options:
         default = getattr(defaults, option.field)
         shown = f"; default {default}" if default not in ("", None) else ""

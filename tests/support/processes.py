@@ -35,9 +35,24 @@ class NodeProcess:
         self.port = free_port()
         self.log = Path(tempfile.mkstemp(prefix=f"wspool-{node_id}-", suffix=".log")[1])
         self.args = [
-            sys.executable, "-m", "wspool", "server", "--host", "127.0.0.1",
-            "--port", str(self.port), "--id", node_id, "--redis-url", redis_url,
-            "--heartbeat-interval", "0.2", "--node-ttl", "1", "--log-format", "json",
+            sys.executable,
+            "-m",
+            "wspool",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--id",
+            node_id,
+            "--redis-url",
+            redis_url,
+            "--heartbeat-interval",
+            "0.2",
+            "--node-ttl",
+            "1",
+            "--log-format",
+            "json",
             *extra,
         ]
         self.process: subprocess.Popen[bytes] | None = None

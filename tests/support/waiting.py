@@ -13,15 +13,18 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], *, timeout: float = 5.0, interval: float = 0.02,
+    probe: Callable[[], Awaitable[T]],
+    *,
+    within: float = 5.0,
+    interval: float = 0.02,
     message: str = "condition",
 ) -> T:
-    """Poll ``probe`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll ``probe`` until it returns a truthy value; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while True:
         value = await probe()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{message} not reached within {timeout}s (last: {value!r})")
+            raise AssertionError(f"{message} not reached within {within}s (last: {value!r})")
         await asyncio.sleep(interval)

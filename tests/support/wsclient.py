@@ -31,7 +31,10 @@ class TestClient:
         return self
 
     async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         assert self.ws is not None
         await self.ws.close()
@@ -50,9 +53,10 @@ class TestClient:
         await self.send_raw(json.dumps(frame))
         return str(frame["messageId"])
 
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def recv(self) -> dict[str, Any]:
+        """The next frame, decoded; fails the test after 5 s of silence."""
         assert self.ws is not None
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(5):
             frame = await self.ws.recv()
         message: dict[str, Any] = json.loads(frame)
         return message

@@ -99,8 +99,11 @@ def parse_client_frame(frame: str | bytes, max_bytes: int) -> ClientMessage:
     lives (the hard limit that closes with 1009 is enforced by the WebSocket layer).
     """
     if isinstance(frame, bytes):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "binary frames are not supported; send JSON text")
-    if len(frame) > max_bytes and len(frame.encode()) > max_bytes:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "binary frames are not supported; send JSON text"
+        )
+    # A character is 1-4 UTF-8 bytes: encode only frames that might be over the limit.
+    if len(frame) > max_bytes or (len(frame) * 4 > max_bytes and len(frame.encode()) > max_bytes):
         raise ProtocolError(ErrorCode.TOO_LARGE, f"frame exceeds {max_bytes} bytes")
     try:
         raw = json.loads(frame)
@@ -175,7 +178,9 @@ def encode_pong(message_id: str) -> str:
 
 
 def encode_data(channel: str, payload: Any, message_id: str) -> str:
-    return _encode({"type": "data", "channel": channel, "payload": payload, "messageId": message_id})
+    return _encode(
+        {"type": "data", "channel": channel, "payload": payload, "messageId": message_id}
+    )
 
 
 def encode_error(code: ErrorCode, message: str, message_id: str | None = None) -> str:

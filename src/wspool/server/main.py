@@ -18,8 +18,9 @@ __all__ = ["create_engine", "run_server", "wait_for_shutdown_signal"]
 log = logging.getLogger(__name__)
 
 
-def create_engine(redis_url: str | None, key_prefix: str, broker: MemoryBroker | None = None
-                  ) -> StateEngine:
+def create_engine(
+    redis_url: str | None, key_prefix: str, broker: MemoryBroker | None = None
+) -> StateEngine:
     """The Redis engine when a URL is given, else a view of an in-memory broker."""
     if redis_url:
         return RedisEngine(redis_url, Keys(key_prefix))

@@ -46,13 +46,16 @@ from wspool.server.http import WEBSOCKET_PATHS, json_response, metrics_response,
 from wspool.server.publisher import PublishBatcher
 from wspool.server.router import ChannelRouter
 from wspool.server.session import Session
-from wspool.server.stats import NodeStats, metrics_registry
 from wspool.server.statewriter import StateWriter
+from wspool.server.stats import NodeStats, metrics_registry
 from wspool.state.engine import EngineUnavailableError, StateEngine
 
-__all__ = ["ServerNode"]
+__all__ = ["ServerNode", "close_promptly"]
 
 log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT = 5.0
+"""Seconds a closing handshake may take before the connection is cut."""
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 
@@ -76,10 +79,14 @@ class ServerNode:
             self.stats,
             {
                 "wspool_connections": ("open WebSocket connections", lambda: len(self.sessions)),
-                "wspool_channels": ("channels with local subscribers",
-                                    lambda: self.router.channel_count),
-                "wspool_redis_up": ("1 when the store is reachable",
-                                    lambda: float(self.engine.available)),
+                "wspool_channels": (
+                    "channels with local subscribers",
+                    lambda: self.router.channel_count,
+                ),
+                "wspool_redis_up": (
+                    "1 when the store is reachable",
+                    lambda: float(self.engine.available),
+                ),
                 "wspool_draining": ("1 while the node drains", lambda: float(self.draining)),
             },
         )
@@ -119,7 +126,7 @@ class ServerNode:
             max_queue=16,
             ping_interval=s.ping_interval,
             ping_timeout=s.ping_timeout,
-            close_timeout=5,
+            close_timeout=CLOSE_TIMEOUT,
         )
         if not self.url:
             host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
@@ -132,8 +139,12 @@ class ServerNode:
         if self.draining or self._server is None:
             return
         self.draining = True
-        log.info("draining %d connections over %.1fs", len(self.sessions),
-                 self.settings.drain_window, extra={"serverId": self.id})
+        log.info(
+            "draining %d connections over %.1fs",
+            len(self.sessions),
+            self.settings.drain_window,
+            extra={"serverId": self.id},
+        )
         with contextlib.suppress(EngineUnavailableError):
             await self.engine.register_node(self.node_info(), self.settings.node_ttl)
         self._server.close(close_connections=False)
@@ -144,7 +155,9 @@ class ServerNode:
             sessions, drain_schedule(len(sessions), self.settings.drain_window), strict=True
         ):
             await asyncio.sleep(max(0.0, start + offset - loop.time()))
-            self._spawn(session.websocket.close(CloseCode.SERVICE_RESTART, "server draining"))
+            self._spawn(
+                close_promptly(session.websocket, CloseCode.SERVICE_RESTART, "server draining")
+            )
         await self.stop()
 
     async def stop(self) -> None:
@@ -166,8 +179,9 @@ class ServerNode:
         try:
             await self.engine.purge_node(self.id)
         except EngineUnavailableError:
-            log.warning("could not deregister; survivors will sweep this node",
-                        extra={"serverId": self.id})
+            log.warning(
+                "could not deregister; survivors will sweep this node", extra={"serverId": self.id}
+            )
         log.info("server node stopped", extra={"serverId": self.id})
 
     def node_info(self) -> NodeInfo:
@@ -198,8 +212,11 @@ class ServerNode:
     def _on_engine_status(self, available: bool) -> None:
         if available:
             if self._degraded_since:
-                log.info("store reachable again after %.1fs; resyncing connection state",
-                         time.time() - self._degraded_since, extra={"serverId": self.id})
+                log.info(
+                    "store reachable again after %.1fs; resyncing connection state",
+                    time.time() - self._degraded_since,
+                    extra={"serverId": self.id},
+                )
             self._degraded_since = 0.0
             self._writer.resync()
         else:
@@ -295,7 +312,8 @@ class ServerNode:
                 assert message.channel is not None
                 if not self.engine.available:
                     raise ProtocolError(
-                        ErrorCode.INTERNAL, "message not delivered: message bus unavailable",
+                        ErrorCode.INTERNAL,
+                        "message not delivered: message bus unavailable",
                         message_id,
                     )
                 frame = encode_data(message.channel, message.payload, message_id)
@@ -309,7 +327,8 @@ class ServerNode:
                         await self.router.add(message.channel, session)
                     except EngineUnavailableError:
                         raise ProtocolError(
-                            ErrorCode.INTERNAL, "could not subscribe: message bus unavailable",
+                            ErrorCode.INTERNAL,
+                            "could not subscribe: message bus unavailable",
                             message_id,
                         ) from None
                     session.channels.add(message.channel)
@@ -319,7 +338,8 @@ class ServerNode:
                 assert message.channel is not None
                 if message.channel not in session.channels:
                     raise ProtocolError(
-                        ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {message.channel}",
+                        ErrorCode.NOT_SUBSCRIBED,
+                        f"not subscribed to {message.channel}",
                         message_id,
                     )
                 session.channels.discard(message.channel)
@@ -333,9 +353,31 @@ class ServerNode:
             return
         session.closing = True
         self.stats.slow_consumers += 1
-        log.warning("closing slow consumer", extra={"connectionId": session.id,
-                                                    "serverId": self.id})
-        self._spawn(websocket.close(CloseCode.POLICY_VIOLATION, "slow consumer"))
+        log.warning(
+            "closing slow consumer", extra={"connectionId": session.id, "serverId": self.id}
+        )
+        self._spawn(close_promptly(websocket, CloseCode.POLICY_VIOLATION, "slow consumer"))
+
+
+async def close_promptly(
+    websocket: ServerConnection, code: CloseCode, reason: str, grace: float = CLOSE_TIMEOUT
+) -> None:
+    """Send a close frame behind whatever is queued, and cut the connection after ``timeout``.
+
+    ``websocket.close()`` first waits, without a deadline, for the send buffer to drain,
+    which a client that stopped reading never lets happen. Here the close frame is queued at
+    once (a client that catches up still reads every frame, then the code), and the
+    transport is aborted if the closing handshake has not finished within ``grace`` seconds.
+    """
+    if websocket.protocol.state is not State.OPEN:
+        return
+    websocket.protocol.send_close(code, reason)
+    websocket.send_data()
+    try:
+        async with asyncio.timeout(grace):
+            await websocket.wait_closed()
+    except TimeoutError:
+        websocket.transport.abort()
 
 
 def _client_id(websocket: ServerConnection) -> str | None:

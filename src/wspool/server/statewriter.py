@@ -98,9 +98,7 @@ class StateWriter:
         now = time.time()
         if now - self._activity_since >= self._activity_interval:
             since, self._activity_since = self._activity_since, now
-            self._dirty.update(
-                sid for sid, s in self._sessions.items() if s.last_activity >= since
-            )
+            self._dirty.update(sid for sid, s in self._sessions.items() if s.last_activity >= since)
         dirty, self._dirty = self._dirty, set()
         removed, self._removed = self._removed, {}
         records = [self._sessions[sid].record() for sid in dirty if sid in self._sessions]

@@ -118,7 +118,9 @@ class RedisEngine:
                 await asyncio.shield(waiter)
         except (EngineUnavailableError, TimeoutError):
             self._channels.discard(channel)
-            raise EngineUnavailableError(f"Redis did not confirm the subscription to {channel}")
+            raise EngineUnavailableError(
+                f"Redis did not confirm the subscription to {channel}"
+            ) from None
         finally:
             if waiter in self._waiters[channel]:
                 self._waiters[channel].remove(waiter)
@@ -239,7 +241,9 @@ class RedisEngine:
         now = time.time()
         keys = self._keys
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.server_info(node.id), mapping=_fields(node.with_heartbeat(now).to_hash()))
+            pipe.hset(
+                keys.server_info(node.id), mapping=_fields(node.with_heartbeat(now).to_hash())
+            )
             pipe.pexpire(keys.server_info(node.id), int(ttl * 1000))
             pipe.zadd(keys.registry, {node.id: now + ttl})
             await self._run(pipe.execute())
@@ -266,8 +270,11 @@ class RedisEngine:
                 pipe.delete(keys.conn(connection_id))
                 if client_id is not None:
                     pipe.srem(keys.client_sessions(client_id), connection_id)
-            pipe.delete(keys.server_connections(server_id), keys.server_info(server_id),
-                        keys.server_health(server_id))
+            pipe.delete(
+                keys.server_connections(server_id),
+                keys.server_info(server_id),
+                keys.server_health(server_id),
+            )
             pipe.zrem(keys.registry, server_id)
             await self._run(pipe.execute())
         return len(ids)

@@ -1,0 +1,1 @@
+"""The Kopf operator that reconciles WebSocketPool resources (`wspool operator`)."""

@@ -1,0 +1,203 @@
+"""One contract, two engines: the in-memory engine behaves as the Redis engine does.
+
+Every test runs against both; ``make_engine`` hands out several engines that share one store
+(one Redis database, or one in-memory broker), as several nodes do.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.support.waiting import eventually
+from wspool.core.keys import Keys
+from wspool.core.records import ConnectionRecord, NodeInfo
+from wspool.state.engine import StateEngine
+from wspool.state.memory import MemoryBroker
+from wspool.state.redis_engine import RedisEngine
+
+
+@dataclass
+class Inbox:
+    """What an engine delivered, per channel."""
+
+    frames: dict[str, list[str]] = field(default_factory=dict)
+    statuses: list[bool] = field(default_factory=list)
+
+    def on_message(self, channel: str, frames: list[str]) -> None:
+        self.frames.setdefault(channel, []).extend(frames)
+
+    def on_status(self, available: bool) -> None:
+        self.statuses.append(available)
+
+
+MakeEngine = Callable[[], Awaitable[tuple[StateEngine, Inbox]]]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_engine(
+    request: pytest.FixtureRequest, redis_session_url: str
+) -> AsyncIterator[MakeEngine]:
+    engines: list[StateEngine] = []
+    broker = MemoryBroker()
+    prefix = f"contract-{uuid.uuid4().hex[:8]}:"
+
+    async def make() -> tuple[StateEngine, Inbox]:
+        engine: StateEngine = (
+            RedisEngine(redis_session_url, Keys(prefix))
+            if request.param == "redis"
+            else broker.engine()
+        )
+        inbox = Inbox()
+        await engine.start(inbox.on_message, inbox.on_status)
+        engines.append(engine)
+
+        async def available() -> bool:
+            return engine.available
+
+        await eventually(available, message="engine available")
+        return engine, inbox
+
+    yield make
+    for engine in engines:
+        await engine.close()
+
+
+def record(connection_id: str, server: str = "s1", client: str = "u1") -> ConnectionRecord:
+    return ConnectionRecord(connection_id, server, client, ("a",), 1.0, 2.0)
+
+
+async def test_saved_connection_is_readable_and_indexed_by_server_and_client(
+    make_engine: MakeEngine,
+) -> None:
+    engine, _ = await make_engine()
+    await engine.save_connections([record("c1"), record("c2", client="u2")])
+    assert await engine.get_connection("c1") == record("c1")
+    assert await engine.server_connections("s1") == {"c1", "c2"}
+    assert await engine.client_sessions("u1") == {"c1"}
+
+
+async def test_saving_again_updates_the_record(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    await engine.save_connections([record("c1")])
+    updated = ConnectionRecord("c1", "s1", "u1", ("a", "b"), 1.0, 9.0)
+    await engine.save_connections([updated])
+    assert await engine.get_connection("c1") == updated
+
+
+async def test_removed_connection_leaves_nothing_behind(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    await engine.save_connections([record("c1"), record("c2")])
+    await engine.remove_connections([record("c1")])
+    assert await engine.get_connection("c1") is None
+    assert await engine.server_connections("s1") == {"c2"}
+    await engine.remove_connections([record("c2")])
+    assert await engine.server_connections("s1") == set()
+    assert await engine.client_sessions("u1") == set()
+
+
+async def test_unknown_connection_reads_as_none(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    assert await engine.get_connection("nope") is None
+
+
+async def test_registered_node_is_listed_until_its_registration_lapses(
+    make_engine: MakeEngine,
+) -> None:
+    engine, _ = await make_engine()
+    await engine.register_node(NodeInfo("s1", "ws://a:1", weight=2), ttl=0.3)
+    await engine.register_node(NodeInfo("s2", "ws://b:1"), ttl=30)
+    listed = await engine.list_nodes()
+    assert [(n.id, n.url, n.weight) for n in listed] == [
+        ("s1", "ws://a:1", 2),
+        ("s2", "ws://b:1", 1),
+    ]
+    assert all(n.heartbeat_at > 0 for n in listed)
+
+    async def only_s2() -> bool:
+        return [n.id for n in await engine.list_nodes()] == ["s2"]
+
+    await eventually(only_s2, within=3, message="s1 lapsed")
+
+
+async def test_sweeping_purges_a_lapsed_node_and_its_connections(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    survivor, _ = await make_engine()
+    await engine.register_node(NodeInfo("dead", "ws://a:1"), ttl=0.2)
+    await engine.register_node(NodeInfo("alive", "ws://b:1"), ttl=30)
+    await engine.save_connections([record("c1", "dead", "u1"), record("c2", "alive", "u1")])
+
+    async def swept() -> list[str]:
+        return await survivor.sweep_dead_nodes()
+
+    assert await eventually(swept, within=3, message="dead node swept") == ["dead"]
+    assert await survivor.get_connection("c1") is None
+    assert await survivor.server_connections("dead") == set()
+    assert await survivor.client_sessions("u1") == {"c2"}
+    assert await survivor.get_connection("c2") == record("c2", "alive", "u1")
+    assert await survivor.sweep_dead_nodes() == []
+
+
+async def test_purge_removes_a_nodes_registration_and_records(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    await engine.register_node(NodeInfo("s1", "ws://a:1"), ttl=30)
+    await engine.save_connections([record("c1"), record("c2")])
+    assert await engine.purge_node("s1") == 2
+    assert await engine.list_nodes() == []
+    assert await engine.client_sessions("u1") == set()
+
+
+async def test_published_frames_reach_every_subscribed_engine_in_order(
+    make_engine: MakeEngine,
+) -> None:
+    publisher, publisher_inbox = await make_engine()
+    first, first_inbox = await make_engine()
+    second, second_inbox = await make_engine()
+    await first.subscribe("news")
+    await second.subscribe("news")
+    await second.subscribe("other")
+    for start in range(0, 100, 10):
+        await publisher.publish(
+            {"news": [f"n{i}" for i in range(start, start + 10)], "other": [f"o{start}"]}
+        )
+    expected = [f"n{i}" for i in range(100)]
+
+    async def all_delivered() -> bool:
+        return (
+            first_inbox.frames.get("news") == expected
+            and second_inbox.frames.get("news") == expected
+            and len(second_inbox.frames.get("other", [])) == 10
+        )
+
+    await eventually(all_delivered, message="frames delivered")
+    assert "other" not in first_inbox.frames
+    assert publisher_inbox.frames == {}
+
+
+async def test_unsubscribed_engine_receives_nothing_more(make_engine: MakeEngine) -> None:
+    publisher, _ = await make_engine()
+    subscriber, inbox = await make_engine()
+    await subscriber.subscribe("news")
+    await publisher.publish({"news": ["one"]})
+    await eventually(_has(inbox, "news", ["one"]), message="first frame")
+    await subscriber.unsubscribe("news")
+    await subscriber.subscribe("marker")
+    await publisher.publish({"news": ["two"], "marker": ["m"]})
+    await eventually(_has(inbox, "marker", ["m"]), message="marker frame")
+    assert inbox.frames["news"] == ["one"]
+
+
+def _has(inbox: Inbox, channel: str, frames: list[str]) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        return inbox.frames.get(channel) == frames
+
+    return probe
+
+
+async def test_engine_reports_itself_available_once_started(make_engine: MakeEngine) -> None:
+    engine, inbox = await make_engine()
+    assert engine.available
+    assert inbox.statuses == [True]

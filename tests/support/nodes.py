@@ -1,0 +1,44 @@
+"""Server nodes started inside the test's event loop, on loopback ports."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from wspool.core.config import ServerSettings
+from wspool.core.keys import Keys
+from wspool.server.node import ServerNode
+from wspool.state.redis_engine import RedisEngine
+
+__all__ = ["running_node", "ws_url"]
+
+FAST = ServerSettings(
+    host="127.0.0.1",
+    port=0,
+    heartbeat_interval=0.2,
+    node_ttl=1.0,
+    drain_window=0.5,
+    activity_flush_interval=0.3,
+)
+
+
+@asynccontextmanager
+async def running_node(
+    redis_url: str, node_id: str = "n1", **settings: Any
+) -> AsyncIterator[ServerNode]:
+    """A node on the Redis engine; stopped (and its engine closed) on exit."""
+    node = ServerNode(
+        dataclasses.replace(FAST, id=node_id, **settings), RedisEngine(redis_url, Keys())
+    )
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+        await node.engine.close()
+
+
+def ws_url(node: ServerNode, query: str = "") -> str:
+    return f"ws://127.0.0.1:{node.port}/ws{query}"

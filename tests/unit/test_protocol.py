@@ -1,0 +1,113 @@
+"""The wire protocol: what a client may send, and what it gets back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from wspool.core.protocol import (
+    ErrorCode,
+    MessageType,
+    ProtocolError,
+    encode_connected,
+    encode_data,
+    encode_error,
+    parse_client_frame,
+)
+
+LIMIT = 1024
+
+
+def test_subscribe_frame_parses_with_channel_and_message_id() -> None:
+    message = parse_client_frame(
+        '{"type":"subscribe","channel":"prices.eu","messageId":"7"}', LIMIT
+    )
+    assert message.type is MessageType.SUBSCRIBE
+    assert message.channel == "prices.eu"
+    assert message.message_id == "7"
+
+
+def test_data_frame_keeps_any_json_payload() -> None:
+    message = parse_client_frame(
+        '{"type":"data","channel":"c","payload":{"a":[1,null,"x"]},"messageId":"1"}', LIMIT
+    )
+    assert message.payload == {"a": [1, None, "x"]}
+
+
+def test_ping_ignores_a_channel() -> None:
+    assert (
+        parse_client_frame('{"type":"ping","channel":"c","messageId":"1"}', LIMIT).channel is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "message_id"),
+    [
+        ("not json", ErrorCode.BAD_REQUEST, None),
+        ("[1, 2]", ErrorCode.BAD_REQUEST, None),
+        ('"text"', ErrorCode.BAD_REQUEST, None),
+        (b'{"type":"ping","messageId":"1"}', ErrorCode.BAD_REQUEST, None),
+        ('{"type":"ping"}', ErrorCode.BAD_REQUEST, None),
+        ('{"type":"ping","messageId":""}', ErrorCode.BAD_REQUEST, None),
+        ('{"type":"ping","messageId":5}', ErrorCode.BAD_REQUEST, None),
+        ('{"type":"shout","messageId":"1"}', ErrorCode.BAD_REQUEST, "1"),
+        ('{"messageId":"1"}', ErrorCode.BAD_REQUEST, "1"),
+        ('{"type":"subscribe","messageId":"2"}', ErrorCode.BAD_REQUEST, "2"),
+        ('{"type":"data","messageId":"2","payload":1}', ErrorCode.BAD_REQUEST, "2"),
+        ('{"type":"subscribe","channel":"a b","messageId":"3"}', ErrorCode.BAD_REQUEST, "3"),
+        ('{"type":"subscribe","channel":"","messageId":"3"}', ErrorCode.BAD_REQUEST, "3"),
+        ('{"type":"subscribe","channel":7,"messageId":"3"}', ErrorCode.BAD_REQUEST, "3"),
+        (
+            '{"type":"subscribe","channel":"' + "x" * 129 + '","messageId":"3"}',
+            ErrorCode.BAD_REQUEST,
+            "3",
+        ),
+        ('{"type":"data","channel":"c","since":"1","messageId":"4"}', ErrorCode.BAD_REQUEST, "4"),
+        ('{"type":"ping","messageId":"' + "x" * LIMIT + '"}', ErrorCode.TOO_LARGE, None),
+    ],
+)
+def test_bad_frames_are_refused_with_a_code(
+    frame: str | bytes, code: ErrorCode, message_id: str | None
+) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        parse_client_frame(frame, LIMIT)
+    assert raised.value.code is code
+    assert raised.value.message_id == message_id
+    assert raised.value.message
+
+
+def test_size_limit_counts_utf8_bytes_not_characters() -> None:
+    frame = json.dumps({"type": "ping", "messageId": "1", "payload": "é" * 600}, ensure_ascii=False)
+    assert len(frame) < LIMIT < len(frame.encode())
+    with pytest.raises(ProtocolError) as raised:
+        parse_client_frame(frame, LIMIT)
+    assert raised.value.code is ErrorCode.TOO_LARGE
+
+
+def test_data_frame_encoding_has_the_spec_fields_and_no_newline() -> None:
+    frame = encode_data("c", {"text": "two\nlines"}, "9")
+    assert "\n" not in frame
+    assert json.loads(frame) == {
+        "type": "data",
+        "channel": "c",
+        "payload": {"text": "two\nlines"},
+        "messageId": "9",
+    }
+
+
+def test_error_frame_carries_code_message_and_message_id() -> None:
+    assert json.loads(encode_error(ErrorCode.NOT_SUBSCRIBED, "no", "3")) == {
+        "type": "error",
+        "messageId": "3",
+        "payload": {"code": "NOT_SUBSCRIBED", "message": "no"},
+    }
+    assert "messageId" not in json.loads(encode_error(ErrorCode.BAD_REQUEST, "bad"))
+
+
+def test_connected_frame_names_connection_server_and_client() -> None:
+    assert json.loads(encode_connected("c1", "s1", "u1"))["payload"] == {
+        "connectionId": "c1",
+        "serverId": "s1",
+        "clientId": "u1",
+    }
