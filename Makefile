@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck layers pytest install lock redis-server bench clean
+.PHONY: run test lint typecheck layers pytest install lock redis-server testenv bench clean
 
 run: $(STAMP)  ## the whole data plane in one process (gateway + 3 nodes, in-memory engine)
 	$(BIN)/wspool dev
@@ -30,11 +30,16 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP) redis-server
-	$(BIN)/pytest $(PYTEST_ARGS)
+# The operator tests need the control plane binaries; under `make` their absence is a failure.
+pytest: $(STAMP) redis-server testenv
+	WSPOOL_TESTENV_BIN="$$(tools/testenv.sh --print-dir)" WSPOOL_REQUIRE_KUBERNETES=1 \
+		$(BIN)/pytest $(PYTEST_ARGS)
 
 redis-server:  ## tests start their own Redis from this binary, on free ports
 	@scripts/ensure-redis-server.sh
+
+testenv:  ## build the missing Kubernetes test binaries (docs/testenv.md); prints their folder
+	@tools/testenv.sh
 
 bench: $(STAMP)
 	$(BIN)/wspool bench --help

@@ -89,7 +89,7 @@ fi
 
 if [ -n "$(missing etcd)" ]; then
   # etcd's own version is a constant of its api module; only the commit is left to stamp.
-  go_build etcd "-X go.etcd.io/etcd/api/v3/version.GitSHA=module-$etcd_version" .
+  go_build etcd "-X go.etcd.io/etcd/api/v3/version.GitSHA=module-$etcd_version" wspool/tools/etcd
 fi
 
 if [ -n "$(missing helm)" ]; then
