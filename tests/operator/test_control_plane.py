@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.support.kubernetes_testenv import MissingBinaryError, find_binary
-from tests.support.polling import poll_until
+from tests.support.waiting import poll_until
 
 # The first test also pays for starting the control plane (up to 90 s on a busy 2-core machine).
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(150)]
@@ -165,7 +165,7 @@ def test_a_custom_resource_definition_becomes_established_and_validates_its_obje
             "spec": {"size": size},
         }
 
-    poll_until(established, timeout=30, message="CRD Established")
+    poll_until(established, within=30, message="CRD Established")
     created = custom.create_namespaced_custom_object(
         gadget_group, "v1", namespace, "gadgets", gadget("small", 3)
     )
@@ -207,6 +207,6 @@ def test_deleting_an_owner_garbage_collects_its_dependent(
 
     poll_until(
         lambda: _gone(lambda: core.read_namespaced_config_map("dependent", namespace)),
-        timeout=60,
+        within=60,
         message="dependent ConfigMap garbage-collected",
     )
