@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from wspool import __version__
+from wspool.bench.settings import BENCH_OPTIONS, SCENARIOS, BenchSettings
 from wspool.core.config import (
     DEV_OPTIONS,
     SERVER_OPTIONS,
@@ -55,6 +56,20 @@ def _parser() -> argparse.ArgumentParser:
     _add_options(dev, DEV_OPTIONS, DevSettings())
     server = commands.add_parser("server", help="one server node of the WebSocket farm")
     _add_options(server, SERVER_OPTIONS, ServerSettings())
+    bench = commands.add_parser(
+        "bench",
+        help="the load generator: measure nodes on this machine",
+        description="Load WebSocket nodes on this machine and report what they sustain "
+        "(docs/benchmarks.md). Scenarios run in the order given.",
+    )
+    bench.add_argument(
+        "scenarios",
+        nargs="+",
+        choices=SCENARIOS,
+        metavar="SCENARIO",
+        help=f"one or more of: {', '.join(SCENARIOS)}",
+    )
+    _add_options(bench, BENCH_OPTIONS, BenchSettings())
     return parser
 
 
@@ -74,9 +89,17 @@ def _run_server(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
     return run_server(settings)
 
 
+def _run_bench(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
+    from wspool.bench.runner import run_bench
+
+    scenarios = flags.pop("scenarios")
+    return run_bench(load_settings(BenchSettings, BENCH_OPTIONS, flags), scenarios)
+
+
 _COMMANDS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]] = {
     "dev": _run_dev,
     "server": _run_server,
+    "bench": _run_bench,
 }
 
 
