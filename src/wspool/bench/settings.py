@@ -59,8 +59,8 @@ def _loopback_host(text: str, scheme: str) -> tuple[str, int | None, str]:
         raise ValueError(f"{text!r} must be a {scheme}://host:port URL")
     if not is_loopback(parts.hostname):
         raise ValueError(
-            f"{parts.hostname} is not a loopback address: the load generator only sends "
-            "to 127.0.0.0/8 (this machine)"
+            f"must be on this machine (127.0.0.0/8 or localhost), not {parts.hostname}: "
+            "the load generator only loads loopback"
         )
     host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
     return host, parts.port, parts.path
