@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from wspool.bench.chart import draw_latency_chart, latency_points
 from wspool.bench.histogram import LatencyHistogram
 from wspool.bench.measures import (
     NodeReading,
@@ -150,3 +153,18 @@ def test_tables_align_text_left_and_numbers_right() -> None:
         "fanout   1,000",
         "connect      -",
     ]
+
+
+def test_the_latency_chart_is_a_png_with_a_point_per_rate(tmp_path: Path) -> None:
+    def run(rate: float, p50: float) -> dict[str, Any]:
+        latency = {"count": 10, "p50_ms": p50, "p95_ms": p50 * 2, "p99_ms": p50 * 3}
+        return {
+            "scenario": "latency",
+            "messages": {"deliveries_per_second": rate, "latency_ms": latency},
+        }
+
+    reports = [run(5_000, 2.0), run(1_000, 1.0), {"scenario": "connect"}]
+    assert latency_points(reports) == [(1_000, 1.0, 2.0, 3.0), (5_000, 2.0, 4.0, 6.0)]
+    chart = tmp_path / "latency.png"
+    draw_latency_chart(reports, str(chart))
+    assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -17,6 +17,7 @@ on the machine) so subscribers measure end-to-end latency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import re
 import resource
@@ -25,6 +26,7 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 from wspool.bench.histogram import LatencyHistogram
 from wspool.bench.plan import ConnectionSpec, Role
@@ -38,9 +40,22 @@ _PROGRESS_INTERVAL = 0.5
 _BATCH = 50  # frames per write at full rate
 
 
-def raise_open_file_limit() -> int:
-    """Lift the soft limit on open files to the hard limit; returns the new soft limit."""
+def raise_open_file_limit(wanted: int = 1 << 20) -> int:
+    """Lift the limit on open files as far as allowed; returns the new soft limit.
+
+    Past the hard limit only with the privilege to raise it (root); otherwise up to it.
+    Nodes started with ``--spawn-servers`` inherit the limit, and a node holding 20,000
+    clients needs more descriptors than common hard limits of 20,000 allow.
+    """
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(OSError):
+        wanted = min(wanted, int(Path("/proc/sys/fs/nr_open").read_text()))
+    if wanted > hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (OSError, ValueError):
+            pass
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
 
