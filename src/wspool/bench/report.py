@@ -87,9 +87,8 @@ def summarize(
     expected = sum(count * subscribers[ch] for ch, count in total.sent_per_channel.items())
     out_window = max(timing.load, timing.until_last_delivery)
     planned = shape.connections + shape.publishers + shape.subscribers
-    nodes = [
-        _node(b, a, out_window if sent else timing.load) for b, a in zip(before, after, strict=True)
-    ]
+    seconds = out_window if sent else timing.setup + timing.load
+    nodes = [_node(b, a, seconds) for b, a in zip(before, after, strict=True)]
     return {
         "scenario": shape.scenario,
         "shape": {
