@@ -114,12 +114,14 @@ async def spawned_servers(count: int, redis_url: str) -> AsyncIterator[list[str]
         print(f"spawned {count} node(s) on Redis {redis_url}; logs in {folder}", file=sys.stderr)
         yield urls
     finally:
-        # Nodes first (they drain and deregister), Redis last.
-        for process in reversed(processes):
+        # Every process is told to stop before anything is awaited, so that none outlives
+        # the run even if the waiting below is interrupted (Ctrl-C cancels it).
+        for process in processes:
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(process.wait(), 10)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
