@@ -170,11 +170,19 @@ _COMMON_OPTIONS: tuple[Option, ...] = (
     ),
 )
 
+
+def _secret(text: str) -> str:
+    # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (32 bytes).
+    if len(text.encode()) < 32:
+        raise ValueError("must be at least 32 characters")
+    return text
+
+
 _TICKET_SECRET = Option(
     "ticket_secret",
     "--ticket-secret",
     "WSPOOL_TICKET_SECRET",
-    _text,
+    _secret,
     "secret shared by the gateway and the nodes; when set, a node accepts only"
     " connections with a gateway ticket for itself",
 )
