@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.support.processes import TICKET_SECRET, GatewayProcess, NodeProcess, http_get
+from tests.support.store import Store
 from tests.support.waiting import eventually
 from tests.support.wsclient import TestClient
 
@@ -264,3 +265,19 @@ async def test_a_websocket_client_of_an_empty_pool_is_closed_with_1013(
         assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1013, "no healthy server")
     finally:
         lonely.stop()
+
+
+async def test_every_nodes_health_verdict_is_shared_in_redis(
+    farm: tuple[list[NodeProcess], GatewayProcess], redis_session_url: str
+) -> None:
+    prefix = next(a for a in farm[0][0].args if a.startswith("gw-"))
+    store = Store(redis_session_url)
+    try:
+        for node_id in ("node-1", "node-2", "node-3"):
+            health = await store.hgetall(f"{prefix}server:{node_id}:health")
+            assert health["healthy"] == "1"
+            assert health["circuit"] == "closed"
+            assert health["checkedBy"] in {"gw-a", "gw-b"}  # whichever replica checked last
+            assert float(health["lastHealthCheck"]) > 0
+    finally:
+        await store.close()
