@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The standard benchmark set of docs/benchmarks.md: each scenario against one fresh
-# `wspool server` node on its own redis-server (both started by `wspool bench --spawn-servers`).
-# connect holds 19,000: a node needs a few descriptors of its own beside its clients, and
-# the hard limit on open files here is 20,000 (docs/benchmarks.md).
-# Results go to $BENCH_OUT (default bench-results/), one JSON file per scenario, plus the
-# latency chart. Extra arguments are passed to every run (e.g. --workers 3).
+# The standard benchmark set of docs/benchmarks.md.
+# 1. Each scenario against one fresh `wspool server` node on its own redis-server (both started
+#    by `wspool bench --spawn-servers`). connect holds 19,000: a node needs a few descriptors
+#    of its own beside its clients, and the hard limit on open files here is 20,000.
+# 2. The gateway: 2 nodes behind one `wspool gateway` (--spawn-gateway), each scenario run
+#    through the gateway and straight to the nodes in turn (--via), on the same processes.
+#    connect holds 9,000: the gateway holds two sockets per client.
+# Results go to $BENCH_OUT (default bench-results/), one JSON file per run, plus the latency
+# chart. Extra arguments are passed to every run (e.g. --workers 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${BENCH_OUT:-bench-results}"
@@ -17,3 +20,10 @@ bench=(.venv/bin/wspool bench --spawn-servers 1)
 "${bench[@]}" fanout --subscribers 1000 --duration 10 --json "$out/fanout.json" "$@"
 "${bench[@]}" latency --rate 1000,2000,5000,10000,15000,20000 --duration 8 \
     --json "$out/latency.json" --chart "$out/latency.png" "$@"
+
+gateway=(.venv/bin/wspool bench --spawn-servers 2 --spawn-gateway --via gateway,direct)
+"${gateway[@]}" connect --connections 9000 --concurrency 8 --duration 3 \
+    --json "$out/gateway-connect.json" "$@"
+"${gateway[@]}" latency --rate 500,1000,2000 --duration 8 --json "$out/gateway-latency.json" "$@"
+"${gateway[@]}" throughput fanout --subscribers 1000 --duration 10 \
+    --json "$out/gateway-relay.json" "$@"

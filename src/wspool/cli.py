@@ -36,7 +36,16 @@ def _add_options(
 ) -> None:
     for option in options:
         default = getattr(defaults, option.field)
-        shown = f"; default {default}" if default not in ("", None, ()) else ""
+        shown = f"; default {default}" if default not in ("", None, (), False) else ""
+        if option.switch:
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                action="store_const",
+                const="yes",
+                help=f"{option.help} [${option.env}=yes]",
+            )
+            continue
         parser.add_argument(
             option.flag,
             dest=option.field,
@@ -108,7 +117,9 @@ def _run_bench(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
     from wspool.bench.runner import run_bench
 
     scenarios = flags.pop("scenarios")
-    return run_bench(load_settings(BenchSettings, BENCH_OPTIONS, flags), scenarios)
+    settings = load_settings(BenchSettings, BENCH_OPTIONS, flags)
+    settings.check_scenarios(scenarios)
+    return run_bench(settings, scenarios)
 
 
 _COMMANDS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]] = {

@@ -95,7 +95,7 @@ def test_latency_measures_every_delivery_at_the_asked_rate(report: dict[str, Any
 
 def test_the_run_shows_progress_and_ends_with_a_table(report: dict[str, Any]) -> None:
     assert "open 60/60" in report["stderr"]
-    assert report["stdout"].splitlines()[0].split()[:3] == ["scenario", "rate", "open"]
+    assert report["stdout"].splitlines()[0].split()[:4] == ["scenario", "via", "rate", "open"]
 
 
 def test_a_target_outside_this_machine_is_refused_before_anything_connects(
@@ -109,3 +109,83 @@ def test_a_target_outside_this_machine_is_refused_before_anything_connects(
         in capsys.readouterr().err
     )
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def gateway_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench") / "gateway.json"
+    finished = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "wspool", "bench", "connect", "latency", "--spawn-servers", "1"),
+            *("--spawn-gateway", "--via", "gateway,direct", "--workers", "1"),
+            *("--duration", "0.5", "--connections", "20", "--rate", "200", "--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    document: dict[str, Any] = json.loads(out.read_text())
+    return document
+
+
+def _route(report: dict[str, Any], scenario: str, route: str) -> dict[str, Any]:
+    (run,) = (r for r in report["runs"] if r["scenario"] == scenario and r["route"] == route)
+    return dict(run)
+
+
+def test_connect_through_the_spawned_gateway_and_straight_to_the_node(
+    gateway_report: dict[str, Any],
+) -> None:
+    for route in ("gateway", "direct"):
+        connections = _route(gateway_report, "connect", route)["connections"]
+        assert connections["opened"] == connections["planned"] == 20
+    node, gateway = _route(gateway_report, "connect", "gateway")["nodes"]
+    assert (node["role"], gateway["role"]) == ("node", "gateway")
+    assert node["connections"] == gateway["connections"] == 20
+    assert gateway["rss_mb"] > 0
+    assert _route(gateway_report, "connect", "direct")["nodes"][1]["connections"] == 0
+
+
+def test_the_gateway_reports_every_frame_it_relayed_and_its_cpu_per_frame(
+    gateway_report: dict[str, Any],
+) -> None:
+    run = _route(gateway_report, "latency", "gateway")
+    messages = run["messages"]
+    assert messages["missing"] == 0 < messages["sent"]
+    gateway = run["nodes"][1]
+    assert gateway["relayed_frames"] == messages["sent"] + messages["delivered"]
+    assert gateway["cpu_us_per_relayed_frame"] > 0
+    direct = _route(gateway_report, "latency", "direct")
+    assert direct["nodes"][1]["relayed_frames"] == 0
+    assert direct["messages"]["missing"] == 0
+
+
+def test_failover_kills_a_node_and_every_subscriber_comes_back_through_the_gateway(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "failover.json"
+    finished = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "wspool", "bench", "failover", "--spawn-servers", "2", "--spawn-gateway"),
+            *("--workers", "1", "--subscribers", "20", "--duration", "2", "--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    (run,) = json.loads(out.read_text())["runs"]
+    failover = run["failover"]
+    # The publisher's node is spared, so the killed one held subscribers only.
+    assert failover["on_killed_node"] == {"subscribers": 10, "publishers": 0}
+    assert failover["subscribers_cut"] == failover["subscribers_receiving_again"] == 10
+    assert set(failover["moved_to"]) == {"bench-1", "bench-2"} - {failover["killed"]}
+    # Generous (the target is 1 s): the machine is shared.
+    assert 0 < failover["all_receiving_again_ms"] < 10_000
+    assert run["connections"]["close_codes"] == {"1012": 10}  # "service restart: reconnect"
+    assert "failover: killed" in finished.stdout

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from wspool.bench.chart import draw_latency_chart, latency_points
+from wspool.bench.failover import choose_victim, summarize_failover
 from wspool.bench.histogram import LatencyHistogram
 from wspool.bench.measures import (
     NodeReading,
@@ -28,7 +29,8 @@ from wspool.bench.plan import (
 )
 from wspool.bench.report import render_table
 from wspool.bench.settings import BenchSettings, parse_targets
-from wspool.core.config import ConfigError
+from wspool.bench.worker import Recovery
+from wspool.core.config import ConfigError, parse_switch
 
 
 def _reading(**values: float | None) -> NodeReading:
@@ -80,6 +82,23 @@ def test_prometheus_text_gives_unlabelled_samples_by_name() -> None:
         "process_cpu_seconds_total": 12.5,
         "wspool_deliveries_total": 1e6,
     }
+
+
+def test_a_gateways_metrics_read_as_relayed_frames_and_relayed_connections() -> None:
+    text = (
+        "process_cpu_seconds_total 3.0\n"
+        "process_resident_memory_bytes 7.5e+07\n"
+        "wspool_gateway_connections 500.0\n"
+        "wspool_gateway_pool_connections 1500.0\n"
+        "wspool_gateway_messages_to_server_total 100.0\n"
+        "wspool_gateway_messages_to_client_total 250.0\n"
+    )
+    reading = NodeReading.from_metrics("http://127.0.0.1:1/metrics", text)
+    assert reading.is_gateway
+    assert (reading.relayed, reading.connections, reading.deliveries) == (350.0, 500.0, None)
+    node = NodeReading.from_metrics("http://127.0.0.1:2/metrics", "wspool_connections 3.0\n")
+    assert not node.is_gateway
+    assert node.connections == 3.0
 
 
 def test_cpu_per_message_is_cpu_seconds_between_readings_over_messages() -> None:
@@ -145,6 +164,24 @@ def test_a_redis_url_without_spawned_servers_is_a_configuration_error() -> None:
         BenchSettings(redis_url="redis://127.0.0.1:6379/0")
 
 
+def test_the_gateway_options_need_the_processes_they_stand_in_front_of() -> None:
+    with pytest.raises(ConfigError, match="--spawn-gateway"):
+        BenchSettings(spawn_gateway=True)
+    with pytest.raises(ConfigError, match="--via"):
+        BenchSettings(spawn_servers=1, via="direct")
+    assert BenchSettings(spawn_servers=2, spawn_gateway=True).routes == ("gateway",)
+    assert BenchSettings(spawn_servers=2).routes == ("direct",)
+    both = BenchSettings(spawn_servers=2, spawn_gateway=True, via="gateway,direct,gateway")
+    assert both.routes == ("gateway", "direct")
+
+
+def test_a_switch_reads_yes_and_no_in_their_usual_spellings() -> None:
+    assert [parse_switch(t) for t in ("yes", "1", "TRUE", "on")] == [True] * 4
+    assert [parse_switch(t) for t in ("no", "0", "false", "off")] == [False] * 4
+    with pytest.raises(ValueError, match="yes or no"):
+        parse_switch("maybe")
+
+
 def test_tables_align_text_left_and_numbers_right() -> None:
     table = render_table(["name", "msg/s"], [["fanout", "1,000"], ["connect", "-"]])
     assert table.splitlines() == [
@@ -168,3 +205,49 @@ def test_the_latency_chart_is_a_png_with_a_point_per_rate(tmp_path: Path) -> Non
     chart = tmp_path / "latency.png"
     draw_latency_chart(reports, str(chart))
     assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_the_node_killed_is_the_one_with_fewest_publishers_then_most_subscribers() -> None:
+    placement = Counter(
+        {
+            ("a", "publisher"): 1,
+            ("a", "subscriber"): 9,
+            ("b", "subscriber"): 4,
+            ("c", "subscriber"): 6,
+        }
+    )
+    assert choose_victim(placement, ["a", "b", "c"]) == "c"
+    assert choose_victim(Counter(), ["x", "y"]) == "x"
+    with pytest.raises(ValueError, match="no node"):
+        choose_victim(placement, [])
+
+
+def test_failover_times_count_from_the_kill_and_need_every_subscriber_back() -> None:
+    ms = 1_000_000
+    back = Recovery(
+        "subscriber",
+        "b",
+        cut_ns=5 * ms,
+        attempts=2,
+        server_after="a",
+        reopened_ns=40 * ms,
+        resubscribed_ns=45 * ms,
+        receiving_ns=50 * ms,
+    )
+    later = Recovery(
+        "subscriber",
+        "b",
+        cut_ns=6 * ms,
+        attempts=1,
+        server_after="c",
+        reopened_ns=90 * ms,
+        resubscribed_ns=95 * ms,
+        receiving_ns=120 * ms,
+    )
+    summary = summarize_failover([back, later], 0, "b", Counter({("b", "subscriber"): 2}))
+    assert summary["all_receiving_again_ms"] == 120.0
+    assert summary["receiving_again"] == {"p50_ms": 50.0, "p95_ms": 120.0, "max_ms": 120.0}
+    assert summary["moved_to"] == {"a": 1, "c": 1}
+    assert summary["reconnect_attempts"] == 3
+    never = Recovery("subscriber", "b", cut_ns=5 * ms)
+    assert summarize_failover([back, never], 0, "b", Counter())["all_receiving_again_ms"] is None

@@ -22,7 +22,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class NodeReading:
-    """One scrape of one node's ``/metrics``; None where the node does not expose it."""
+    """One scrape of one node's (or the gateway's) ``/metrics``; None where it is not exposed.
+
+    For a gateway, ``connections`` is the client connections it relays and ``relayed`` the
+    frames it copied both ways; a node has no ``relayed``.
+    """
 
     url: str
     cpu_seconds: float | None
@@ -31,10 +35,28 @@ class NodeReading:
     received: float | None
     deliveries: float | None
     slow_consumers: float | None
+    relayed: float | None = None
+
+    @property
+    def is_gateway(self) -> bool:
+        return self.relayed is not None
 
     @classmethod
     def from_metrics(cls, url: str, text: str) -> NodeReading:
         values = parse_prometheus(text)
+        up = values.get("wspool_gateway_messages_to_server_total")
+        down = values.get("wspool_gateway_messages_to_client_total")
+        if up is not None and down is not None:
+            return cls(
+                url=url,
+                cpu_seconds=values.get("process_cpu_seconds_total"),
+                rss_bytes=values.get("process_resident_memory_bytes"),
+                connections=values.get("wspool_gateway_connections"),
+                received=None,
+                deliveries=None,
+                slow_consumers=None,
+                relayed=up + down,
+            )
         return cls(
             url=url,
             cpu_seconds=values.get("process_cpu_seconds_total"),

@@ -1,8 +1,10 @@
-"""The nodes under load: reading their ``/metrics``, and starting them for a run.
+"""The processes under load: reading their ``/metrics``, and starting them for a run.
 
 ``--spawn-servers N`` starts N ``wspool server`` processes on free loopback ports (and a
 redis-server on a free port unless ``--redis-url`` names one), waits until each reports a
-reachable store on ``/health``, and stops them all when the run ends.
+reachable store on ``/health``, and stops them all when the run ends. ``--spawn-gateway``
+adds one ``wspool gateway`` in front of them, ready once it sees every node healthy.
+``--peer`` starts N peer servers instead of nodes (:mod:`wspool.bench.peers`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wspool.bench.measures import NodeReading
 
-__all__ = ["read_nodes", "spawned_servers"]
+__all__ = ["Farm", "Spawned", "read_nodes", "spawned_farm"]
 
 
 def _get(url: str, timeout: float) -> str:
@@ -31,7 +35,7 @@ def _get(url: str, timeout: float) -> str:
 
 
 async def read_nodes(urls: Sequence[str], within: float = 5.0) -> list[NodeReading]:
-    """One reading per URL; a node that does not answer reads as all None."""
+    """One reading per URL; a process that does not answer reads as all None."""
 
     async def read(url: str) -> NodeReading:
         try:
@@ -50,17 +54,59 @@ def _free_port() -> int:
         return port
 
 
-async def _wait_healthy(check: str, within: float) -> None:
+@dataclass
+class Spawned:
+    """One process of the farm: a node, the gateway, or a peer server."""
+
+    name: str
+    port: int
+    process: asyncio.subprocess.Process
+    path: str = "/ws"
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{self.path}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def kill(self) -> None:
+        """SIGKILL: no closing handshakes, no deregistration, as when a machine dies."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGKILL)
+
+
+@dataclass
+class Farm:
+    redis_url: str
+    folder: Path
+    nodes: list[Spawned] = field(default_factory=list)
+    gateway: Spawned | None = None
+
+    def url(self, route: str) -> str:
+        """What the generator connects to: the gateway, or every node (comma separated)."""
+        if route == "gateway" and self.gateway is not None:
+            return self.gateway.url
+        return ",".join(node.url for node in self.nodes)
+
+    @property
+    def metrics_urls(self) -> tuple[str, ...]:
+        extra = (self.gateway.metrics_url,) if self.gateway is not None else ()
+        return (*(node.metrics_url for node in self.nodes), *extra)
+
+
+async def _wait_for(check: str, ready: Callable[[dict[str, Any]], bool], within: float) -> None:
     deadline = time.monotonic() + within
     while True:
         try:
-            body = await asyncio.to_thread(_get, check, 1.0)
-            if json.loads(body).get("store") == "up":
+            if ready(json.loads(await asyncio.to_thread(_get, check, 1.0))):
                 return
-        except OSError:
+        except (OSError, ValueError):
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{check} did not report a reachable store in {within:.0f}s")
+            raise RuntimeError(f"{check} did not report ready in {within:.0f}s")
         await asyncio.sleep(0.1)
 
 
@@ -85,40 +131,77 @@ async def _start_redis(folder: Path) -> tuple[asyncio.subprocess.Process, str]:
             await asyncio.sleep(0.05)
 
 
+async def _spawn(folder: Path, name: str, *args: str) -> tuple[asyncio.subprocess.Process, int]:
+    port = _free_port()
+    with (folder / f"{name}.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *args,
+            *("--host", "127.0.0.1", "--port", str(port)),
+            stdout=log,
+            stderr=log,
+        )
+    return process, port
+
+
+def _store_up(body: dict[str, Any]) -> bool:
+    return body.get("store") == "up"
+
+
 @contextlib.asynccontextmanager
-async def spawned_servers(count: int, redis_url: str) -> AsyncIterator[list[str]]:
-    """Start ``count`` nodes (and Redis if no URL is given); yields their WebSocket URLs."""
+async def spawned_farm(
+    count: int, redis_url: str, *, gateway: bool = False, peer: str = ""
+) -> AsyncIterator[Farm]:
+    """Start ``count`` nodes (or peer servers), a gateway if asked, Redis if no URL is given."""
     folder = Path(tempfile.mkdtemp(prefix="wspool-bench-"))
     processes: list[asyncio.subprocess.Process] = []
     try:
         if not redis_url:
             redis, redis_url = await _start_redis(folder)
             processes.append(redis)
-        urls = []
+        farm = Farm(redis_url, folder)
         for index in range(count):
-            port = _free_port()
-            log = (folder / f"node-{index + 1}.log").open("wb")
-            processes.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    *("-m", "wspool", "server", "--host", "127.0.0.1", "--port", str(port)),
-                    *("--id", f"bench-{index + 1}", "--redis-url", redis_url),
-                    *("--drain-window", "0.5", "--log-level", "warning"),
-                    stdout=log,
-                    stderr=log,
-                )
+            name = f"{peer or 'bench'}-{index + 1}"
+            args: tuple[str, ...]
+            if peer:
+                module = f"wspool.bench.peers.{peer}_server"
+                args = ("-m", module, "--redis-url", redis_url)
+                path = "/socket.io/"
+            else:
+                args = ("-m", "wspool", "server", "--id", name, "--redis-url", redis_url)
+                args += ("--drain-window", "0.5", "--log-level", "warning")
+                path = "/ws"
+            process, port = await _spawn(folder, name, *args)
+            processes.append(process)
+            farm.nodes.append(Spawned(name, port, process, path))
+        for node in farm.nodes:
+            await _wait_for(f"http://127.0.0.1:{node.port}/health", _store_up, 15.0)
+        if gateway:
+            process, port = await _spawn(
+                folder,
+                "gateway",
+                *("-m", "wspool", "gateway", "--id", "bench-gateway", "--redis-url", redis_url),
+                *("--log-level", "warning"),
             )
-            log.close()
-            await _wait_healthy(f"http://127.0.0.1:{port}/health", 15.0)
-            urls.append(f"ws://127.0.0.1:{port}/ws")
-        print(f"spawned {count} node(s) on Redis {redis_url}; logs in {folder}", file=sys.stderr)
-        yield urls
+            processes.append(process)
+            farm.gateway = Spawned("gateway", port, process)
+            await _wait_for(
+                f"http://127.0.0.1:{port}/health",
+                lambda body: _store_up(body) and body.get("servers") == count,
+                15.0,
+            )
+        what = f"{count} {peer + ' server' if peer else 'node'}(s)"
+        if gateway:
+            what += " behind a gateway"
+        print(f"spawned {what} on Redis {redis_url}; logs in {folder}", file=sys.stderr)
+        yield farm
     finally:
         # Every process is told to stop before anything is awaited, so that none outlives
         # the run even if the waiting below is interrupted (Ctrl-C cancels it).
         for process in processes:
             if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):  # killed by the failover run
+                    process.send_signal(signal.SIGTERM)
         for process in processes:
             try:
                 await asyncio.wait_for(process.wait(), 10)

@@ -57,6 +57,10 @@ DEFAULT_SHAPES = {
     "throughput": Shape("throughput", publishers=8, subscribers=8, channels=8),
     "latency": Shape("latency", publishers=4, subscribers=4, channels=4, rate=1000.0),
     "fanout": Shape("fanout", publishers=1, subscribers=1000, channels=1),
+    # One publisher on one channel, so at least one node of three holds subscribers only:
+    # killing it measures the subscribers' way back, apart from publishes lost with a
+    # publisher's node. 100 msg/s: a subscriber back in hears the next one within 10 ms.
+    "failover": Shape("failover", publishers=1, subscribers=300, channels=1, rate=100.0),
 }
 
 
@@ -73,7 +77,7 @@ def shape_for(
     base = DEFAULT_SHAPES[scenario]
     if scenario == "connect":
         return Shape(scenario, connections=connections or base.connections)
-    if scenario == "fanout":
+    if scenario in ("fanout", "failover"):
         channels = 1  # one channel by definition
     return Shape(
         scenario,

@@ -17,7 +17,14 @@ from wspool.bench.measures import NodeReading, per_message_us, per_second, rss_p
 from wspool.bench.plan import Shape
 from wspool.bench.worker import WorkerResult
 
-__all__ = ["RunTiming", "merge_results", "render_table", "render_text", "summarize"]
+__all__ = [
+    "RunTiming",
+    "merge_results",
+    "render_failover",
+    "render_table",
+    "render_text",
+    "summarize",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +52,7 @@ def merge_results(results: Sequence[WorkerResult]) -> WorkerResult:
         total.lost += r.lost
         total.close_codes.update(r.close_codes)
         total.last_delivery_ns = max(total.last_delivery_ns, r.last_delivery_ns)
+        total.recoveries.extend(r.recoveries)
     return total
 
 
@@ -60,6 +68,7 @@ def _node(before: NodeReading, after: NodeReading, seconds: float) -> dict[str, 
     cpu = delta("cpu_seconds")
     return {
         "metrics_url": after.url,
+        "role": "gateway" if after.is_gateway or before.is_gateway else "node",
         "connections": after.connections,
         "rss_mb": _round(after.rss_bytes / 1e6 if after.rss_bytes is not None else None),
         "rss_per_1000_connections_mb": _round(rss_per_thousand_mb(before, after), 2),
@@ -70,7 +79,14 @@ def _node(before: NodeReading, after: NodeReading, seconds: float) -> dict[str, 
         "slow_consumers": delta("slow_consumers"),
         "cpu_us_per_inbound": _round(per_message_us(before, after, delta("received")), 2),
         "cpu_us_per_delivery": _round(per_message_us(before, after, delta("deliveries")), 2),
+        "relayed_frames": delta("relayed"),
+        "relayed_per_second": _round(_rate(delta("relayed"), seconds), 0),
+        "cpu_us_per_relayed_frame": _round(per_message_us(before, after, delta("relayed")), 2),
     }
+
+
+def _rate(count: float | None, seconds: float) -> float | None:
+    return None if count is None else per_second(count, seconds)
 
 
 def summarize(
@@ -80,6 +96,7 @@ def summarize(
     after: Sequence[NodeReading],
     timing: RunTiming,
     subscribers: Counter[str],
+    route: str = "direct",
 ) -> dict[str, Any]:
     """The JSON-ready report of one scenario run."""
     total = merge_results(results)
@@ -91,6 +108,7 @@ def summarize(
     nodes = [_node(b, a, seconds) for b, a in zip(before, after, strict=True)]
     return {
         "scenario": shape.scenario,
+        "route": route,
         "shape": {
             "connections": shape.connections,
             "publishers": shape.publishers,
@@ -159,9 +177,11 @@ def render_text(reports: Sequence[dict[str, Any]]) -> str:
     for r in reports:
         c, m, s = r["connections"], r["messages"], r["shape"]
         rate = "-" if r["scenario"] == "connect" else ("max" if not s["rate"] else _num(s["rate"]))
+        via = r.get("route", "direct")
         runs.append(
             [
                 r["scenario"],
+                via,
                 rate,
                 f"{c['opened']}/{c['planned']}",
                 _three(c["setup_ms"]),
@@ -176,6 +196,7 @@ def render_text(reports: Sequence[dict[str, Any]]) -> str:
             nodes.append(
                 [
                     r["scenario"],
+                    via,
                     rate,
                     n["metrics_url"].removeprefix("http://").removesuffix("/metrics"),
                     _num(n["connections"]),
@@ -186,11 +207,17 @@ def render_text(reports: Sequence[dict[str, Any]]) -> str:
                     _num(n["cpu_percent"]),
                     _num(n["cpu_us_per_inbound"], 1),
                     _num(n["cpu_us_per_delivery"], 1),
+                    # A connect run relays only `connected` frames: no rate worth showing.
+                    "-" if r["scenario"] == "connect" else _num(n.get("relayed_per_second")),
+                    "-"
+                    if r["scenario"] == "connect"
+                    else _num(n.get("cpu_us_per_relayed_frame"), 1),
                 ]
             )
     first = render_table(
         [
             "scenario",
+            "via",
             "rate",
             "open",
             "setup p50/95/99 ms",
@@ -205,15 +232,39 @@ def render_text(reports: Sequence[dict[str, Any]]) -> str:
     second = render_table(
         [
             "scenario",
+            "via",
             "rate",
-            "node",
+            "process",
             "conns",
             "RSS MB",
             "MB/1000 conns",
             "CPU %",
             "µs CPU/in",
             "µs CPU/delivery",
+            "relayed/s",
+            "µs CPU/relayed",
         ],
         nodes,
     )
-    return f"{first}\n\n{second}\n"
+    text = f"{first}\n\n{second}\n"
+    for r in reports:
+        if "failover" in r:
+            text += "\n" + render_failover(r)
+    return text
+
+
+def render_failover(report: dict[str, Any]) -> str:
+    f, m = report["failover"], report["messages"]
+    back, receiving = f["back_in_through_the_gateway"], f["receiving_again"]
+    return (
+        f"failover: killed {f['killed']} holding {f['on_killed_node']['subscribers']} "
+        f"subscribers and {f['on_killed_node']['publishers']} publishers; "
+        f"{f['subscribers_cut']} subscribers cut, {f['subscribers_receiving_again']} "
+        f"receiving again\n"
+        f"  back in through the gateway p50/p95/max {back['p50_ms']}/{back['p95_ms']}/"
+        f"{back['max_ms']} ms after the kill; receiving again p50/p95/max "
+        f"{receiving['p50_ms']}/{receiving['p95_ms']}/{receiving['max_ms']} ms\n"
+        f"  every affected subscriber receiving again: {f['all_receiving_again_ms']} ms after "
+        f"the kill; messages lost: {m['missing']:,} of {m['expected_deliveries']:,} "
+        f"deliveries\n"
+    )

@@ -15,14 +15,16 @@ import json
 import multiprocessing
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from wspool.bench.failover import choose_victim, summarize_failover
 from wspool.bench.measures import NodeReading
-from wspool.bench.nodes import read_nodes, spawned_servers
+from wspool.bench.nodes import Farm, read_nodes, spawned_farm
 from wspool.bench.plan import (
     Shape,
     deal,
@@ -69,6 +71,7 @@ class _Crew:
         self.progress = [Progress() for _ in pipes]
         self.states = ["starting"] * len(pipes)
         self.results: list[WorkerResult | None] = [None] * len(pipes)
+        self.placement: Counter[tuple[str, str]] = Counter()
         self.changed = asyncio.Event()
         loop = asyncio.get_running_loop()
         for index, pipe in enumerate(pipes):
@@ -88,7 +91,9 @@ class _Crew:
             self.progress[index] = body
             return
         self.states[index] = kind
-        if kind == "result":
+        if kind == "ready" and body:
+            self.placement.update(body)
+        elif kind == "result":
             self.results[index] = body
         elif kind == "crashed":
             print(f"worker {index} crashed:\n{body}", file=sys.stderr)
@@ -160,7 +165,9 @@ class _ProgressLine:
         print(line, file=sys.stderr, flush=True)
 
 
-async def _run_once(settings: BenchSettings, shape: Shape) -> dict[str, Any]:
+async def _run_once(
+    settings: BenchSettings, shape: Shape, route: str, farm: Farm | None
+) -> dict[str, Any]:
     targets = settings.targets
     specs = plan_connections(shape, len(targets), ephemeral_ports() * 3 // 4)
     hands = deal(specs, settings.workers)
@@ -179,6 +186,8 @@ async def _run_once(settings: BenchSettings, shape: Shape) -> dict[str, Any]:
             # At a fixed rate every delivery is timed; at full rate one in 32 is enough for
             # percentiles and leaves the CPU to counting (a timing costs ~4 µs, a count <1 µs).
             latency_every=1 if shape.rate else 32,
+            dialect=settings.dialect,
+            reconnect=shape.scenario == "failover",
         )
         ours, theirs = context.Pipe()
         process = context.Process(target=worker_main, args=(task, theirs), daemon=True)
@@ -187,6 +196,7 @@ async def _run_once(settings: BenchSettings, shape: Shape) -> dict[str, Any]:
         processes.append(process)
         pipes.append(ours)
     crew = _Crew(processes, pipes)
+    killed: tuple[str, int] | None = None
     rate = (
         ""
         if shape.scenario == "connect"
@@ -194,7 +204,8 @@ async def _run_once(settings: BenchSettings, shape: Shape) -> dict[str, Any]:
         if shape.rate
         else " at full rate"
     )
-    progress = _ProgressLine(f"{shape.scenario}{rate}", crew, len(specs))
+    via = " via the gateway" if route == "gateway" else ""
+    progress = _ProgressLine(f"{shape.scenario}{via}{rate}", crew, len(specs))
     ticker = asyncio.create_task(progress.run())
     try:
         started = time.monotonic()
@@ -209,6 +220,9 @@ async def _run_once(settings: BenchSettings, shape: Shape) -> dict[str, Any]:
             before = await read_nodes(settings.metrics_urls)
             go = time.monotonic_ns()
             crew.send("go")
+            if shape.scenario == "failover":
+                assert farm is not None
+                killed = await _kill_one(farm, crew, settings.duration / 2)
             await crew.wait_all("stopped", settings.duration + 60)
             load = (time.monotonic_ns() - go) / 1e9
             await _drain(crew, lambda: _expected_estimate(shape, crew.total().sent))
@@ -222,14 +236,33 @@ async def _run_once(settings: BenchSettings, shape: Shape) -> dict[str, Any]:
     results = [r for r in crew.results if r is not None]
     last = max((r.last_delivery_ns for r in results), default=0)
     since_go = (last - go) / 1e9 if go and last else 0.0
-    return summarize(
+    report = summarize(
         shape,
         results,
         before,
         after,
         RunTiming(setup=setup, load=load, until_last_delivery=since_go),
         subscribers_per_channel(specs),
+        route,
     )
+    if killed is not None:
+        victim, kill_ns = killed
+        recoveries = [r for result in results for r in result.recoveries]
+        report["failover"] = summarize_failover(recoveries, kill_ns, victim, crew.placement)
+    return report
+
+
+async def _kill_one(farm: Farm, crew: _Crew, after: float) -> tuple[str, int]:
+    """SIGKILL one node ``after`` seconds into the load; returns its id and when."""
+    await asyncio.sleep(after)
+    victim = choose_victim(crew.placement, [node.name for node in farm.nodes])
+    node = next(node for node in farm.nodes if node.name == victim)
+    kill_ns = time.monotonic_ns()
+    node.kill()
+    farm.nodes.remove(node)
+    held = crew.placement[(victim, "subscriber")]
+    print(f"killed {victim} (SIGKILL), which held {held} subscribers", file=sys.stderr)
+    return victim, kill_ns
 
 
 def _expected_estimate(shape: Shape, sent: int) -> float:
@@ -273,12 +306,21 @@ def _shapes(settings: BenchSettings, scenario: str) -> list[Shape]:
 async def run_bench(settings: BenchSettings, scenarios: Sequence[str]) -> None:
     """Run the scenarios in order; print the tables, write the JSON (and chart) if asked."""
     limit = raise_open_file_limit()
+    routes = settings.routes
     async with contextlib.AsyncExitStack() as stack:
+        farm = None
         if settings.spawn_servers:
-            urls = await stack.enter_async_context(
-                spawned_servers(settings.spawn_servers, settings.redis_url)
+            farm = await stack.enter_async_context(
+                spawned_farm(
+                    settings.spawn_servers,
+                    settings.redis_url,
+                    gateway=settings.spawn_gateway,
+                    peer=settings.peer,
+                )
             )
-            settings = dataclasses.replace(settings, url=",".join(urls), metrics_url="")
+            settings = dataclasses.replace(
+                settings, url=farm.url(routes[0]), metrics_url=",".join(farm.metrics_urls)
+            )
         readings: list[NodeReading] = await read_nodes(settings.metrics_urls)
         for reading in readings:
             if reading.cpu_seconds is None:
@@ -290,7 +332,11 @@ async def run_bench(settings: BenchSettings, scenarios: Sequence[str]) -> None:
         reports = []
         for scenario in scenarios:
             for shape in _shapes(settings, scenario):
-                reports.append(await _run_once(settings, shape))
+                # Each route in turn on the same processes, so their numbers compare.
+                for route in routes:
+                    if farm is not None:
+                        settings = dataclasses.replace(settings, url=farm.url(route))
+                    reports.append(await _run_once(settings, shape, route, farm))
     print(render_text(reports))
     if settings.json:
         document = {

@@ -7,12 +7,12 @@ A load generator only ever aims at this machine: every target and metrics URL mu
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from wspool.core.config import ConfigError, Option
+from wspool.core.config import ConfigError, Option, parse_switch
 
 __all__ = [
     "BENCH_OPTIONS",
@@ -23,7 +23,9 @@ __all__ = [
     "parse_targets",
 ]
 
-SCENARIOS = ("connect", "throughput", "latency", "fanout")
+SCENARIOS = ("connect", "throughput", "latency", "fanout", "failover")
+ROUTES = ("gateway", "direct")
+PEERS = ("socketio",)
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
@@ -108,6 +110,19 @@ def _rates(text: str) -> tuple[float, ...]:
     return rates
 
 
+def _routes(text: str) -> tuple[str, ...]:
+    routes = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not routes or any(route not in ROUTES for route in routes):
+        raise ValueError("must be gateway, direct, or both (comma separated)")
+    return routes
+
+
+def _peer(text: str) -> str:
+    if text not in PEERS:
+        raise ValueError(f"must be one of {', '.join(PEERS)}")
+    return text
+
+
 def _validated(parse: Callable[[str], Any]) -> Callable[[str], str]:
     """Check the text now (bad input fails before anything starts); keep it as text."""
 
@@ -128,6 +143,9 @@ class BenchSettings:
     url: str = "ws://127.0.0.1:8081/ws"
     metrics_url: str = ""
     spawn_servers: int = 0
+    spawn_gateway: bool = False
+    via: str = ""
+    peer: str = ""
     redis_url: str = ""
     workers: int = 2
     connections: int | None = None
@@ -146,6 +164,14 @@ class BenchSettings:
             raise ConfigError("--spawn-servers", "must be between 0 and 10")
         if self.redis_url and not self.spawn_servers:
             raise ConfigError("--redis-url", "is only used with --spawn-servers")
+        if self.spawn_gateway and not self.spawn_servers:
+            raise ConfigError("--spawn-gateway", "needs --spawn-servers (the nodes behind it)")
+        if self.peer and not self.spawn_servers:
+            raise ConfigError("--peer", "needs --spawn-servers (how many peer servers to start)")
+        if self.peer and self.spawn_gateway:
+            raise ConfigError("--peer", "runs without the gateway (the peer has its own clients)")
+        if self.via and not self.spawn_gateway:
+            raise ConfigError("--via", "is only used with --spawn-gateway")
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -156,6 +182,27 @@ class BenchSettings:
         """The /metrics endpoints to read: as given, else those of the targets."""
         given = _metrics_urls(self.metrics_url)
         return given or tuple(dict.fromkeys(t.metrics_url for t in self.targets))
+
+    def check_scenarios(self, scenarios: Sequence[str]) -> None:
+        """Refuse, before anything starts, a scenario these settings cannot run."""
+        if "failover" in scenarios and not (self.spawn_servers >= 2 and self.spawn_gateway):
+            raise ConfigError(
+                "failover", "needs --spawn-servers 2 (or more) and --spawn-gateway: it kills a node"
+            )
+        if "failover" in scenarios and "direct" in self.routes:
+            raise ConfigError("--via", "failover runs through the gateway only")
+
+    @property
+    def dialect(self) -> str:
+        """What the generator speaks: the wspool protocol, or Socket.IO to the peer."""
+        return "socketio" if self.peer else "wspool"
+
+    @property
+    def routes(self) -> tuple[str, ...]:
+        """Which way each scenario runs: through the spawned gateway, straight to the nodes."""
+        if self.via:
+            return _routes(self.via)
+        return ("gateway",) if self.spawn_gateway else ("direct",)
 
     @property
     def rates(self) -> tuple[float, ...] | None:
@@ -183,6 +230,30 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_BENCH_SPAWN_SERVERS",
         _count,
         "start this many `wspool server` nodes and load them instead of --url",
+    ),
+    Option(
+        "spawn_gateway",
+        "--spawn-gateway",
+        "WSPOOL_BENCH_SPAWN_GATEWAY",
+        parse_switch,
+        "with --spawn-servers: also start a `wspool gateway` in front of the nodes and load it",
+        switch=True,
+    ),
+    Option(
+        "via",
+        "--via",
+        "WSPOOL_BENCH_VIA",
+        _validated(_routes),
+        "with --spawn-gateway: gateway, direct, or gateway,direct (each scenario once per "
+        "route, on the same nodes; default gateway)",
+    ),
+    Option(
+        "peer",
+        "--peer",
+        "WSPOOL_BENCH_PEER",
+        _peer,
+        "with --spawn-servers: start that many peer servers instead of nodes, for a side by "
+        "side (socketio: python-socketio with its Redis manager; needs the `bench` extra)",
     ),
     Option(
         "redis_url",

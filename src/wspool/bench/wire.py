@@ -5,8 +5,9 @@ receives must cost it far less than the node spent sending it. websockets' clien
 every frame through a parser generator, a queue and an await; here an
 :class:`asyncio.Protocol` cuts frames straight out of the received bytes, hands ``data``
 frames to a callback as bytes (no decoding: the caller only counts them and reads a
-timestamp), and answers pings itself. Only control frames (``connected``, ``subscribed``,
-``error``) are parsed as JSON. Client frames are masked with websockets' C ``apply_mask``.
+timestamp), and answers pings itself. Other frames go to the connection's dialect
+(:mod:`wspool.bench.dialects`: the wspool protocol, or Socket.IO's for the peer), which
+parses them. Client frames are masked with websockets' C ``apply_mask``.
 
 Not covered, because the farm never sends them: extensions (compression is off),
 subprotocols, masked server frames.
@@ -17,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import itertools
-import json
 import random
 import socket
 import struct
@@ -27,17 +26,14 @@ from typing import Any
 
 from websockets.speedups import apply_mask
 
+from wspool.bench.dialects import DIALECTS, Dialect
 from wspool.bench.settings import Target
 
-__all__ = ["DATA_PREFIX", "HandshakeError", "WireConnection", "open_connection"]
-
-DATA_PREFIX = b'{"type":"data"'
-"""How every ``data`` frame from a node starts (compact JSON, ``type`` first)."""
+__all__ = ["HandshakeError", "WireConnection", "open_connection"]
 
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 _MAX_HEAD = 16 * 1024
-_message_ids = itertools.count()
 
 
 class HandshakeError(Exception):
@@ -45,12 +41,21 @@ class HandshakeError(Exception):
 
 
 class WireConnection(asyncio.Protocol):
-    """One client connection; ``opened`` resolves when the node's ``connected`` frame came."""
+    """One client connection; ``opened`` resolves when the server says the client is in
+    (the node's ``connected`` frame; Socket.IO's namespace ``40``)."""
 
-    def __init__(self, target: Target, on_data: Callable[[bytes], None]) -> None:
+    def __init__(
+        self,
+        target: Target,
+        on_data: Callable[[bytes], None],
+        dialect: Dialect = DIALECTS["wspool"],
+    ) -> None:
         loop = asyncio.get_running_loop()
         self.target = target
         self.on_data = on_data
+        self.dialect = dialect
+        self.data_prefix = dialect.data_prefix
+        self.server_id = ""
         self.opened: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
         self.close_code: int | None = None
@@ -71,8 +76,9 @@ class WireConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         host = f"{self.target.host}:{self.target.port}"
+        path = self.dialect.path(self.target.path)
         transport.write(
-            f"GET {self.target.path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {self._key.decode()}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n".encode()
         )
@@ -165,10 +171,10 @@ class WireConnection(asyncio.Protocol):
             if self._fragments:
                 payload = b"".join([*self._fragments, payload])
                 self._fragments.clear()
-            if payload.startswith(DATA_PREFIX):
+            if payload.startswith(self.data_prefix):
                 self.on_data(payload)
             else:
-                self._on_control(payload)
+                self.dialect.on_control(self, payload)
         elif opcode == 0x9:  # ping
             self._send_frame(0xA, payload)
         elif opcode == 0x8:  # close: answer it, then the server closes TCP (§5.5.1)
@@ -177,23 +183,28 @@ class WireConnection(asyncio.Protocol):
                 self._closing = True
                 self._send_frame(0x8, payload[:2])
 
-    def _on_control(self, payload: bytes) -> None:
-        message = json.loads(payload)
-        kind = message.get("type")
-        if kind == "connected" and not self.opened.done():
+    # for the dialect -------------------------------------------------------------------
+
+    def mark_open(self) -> None:
+        if not self.opened.done():
             self.opened.set_result(None)
-            return
-        if kind == "error":
-            self.errors.append(str(message.get("payload", {}).get("code")))
-        reply = self._replies.pop(str(message.get("messageId")), None)
-        if reply is not None and not reply.done():
-            reply.set_result(message)
+
+    def answer(self, request_id: str, reply: dict[str, Any]) -> None:
+        waiting = self._replies.pop(request_id, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(reply)
+
+    def fail(self, error: Exception) -> None:
+        self._fail(error)
 
     # frames out --------------------------------------------------------------------------
 
     def _send_frame(self, opcode: int, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(_client_frame(opcode, data))
+
+    def send_text(self, data: bytes) -> None:
+        self._send_frame(0x1, data)
 
     def send_texts(self, frames: list[bytes]) -> None:
         """Queue text frames in one write (the caller waits for :meth:`writable`)."""
@@ -204,15 +215,18 @@ class WireConnection(asyncio.Protocol):
         """Return when the transport's buffer is below its high-water mark."""
         await self._writable.wait()
 
-    async def request(self, within: float = 10.0, **message: Any) -> dict[str, Any]:
-        """Send a message with a fresh ``messageId`` and return the node's answer to it."""
-        message_id = f"r{next(_message_ids)}"
+    async def request(self, request_id: str, frame: bytes, within: float = 10.0) -> dict[str, Any]:
+        """Send a text frame and return the answer the dialect files under ``request_id``."""
         reply = asyncio.get_running_loop().create_future()
-        self._replies[message_id] = reply
-        self._send_frame(0x1, json.dumps({**message, "messageId": message_id}).encode())
+        self._replies[request_id] = reply
+        self._send_frame(0x1, frame)
         async with asyncio.timeout(within):
             answer: dict[str, Any] = await reply
             return answer
+
+    async def subscribe(self, channel: str) -> str | None:
+        """Subscribe to ``channel``; None when done, else what went wrong."""
+        return await self.dialect.subscribe(self, channel)
 
     async def close(self, within: float = 2.0) -> None:
         """Close handshake with 1000; the connection is cut if it takes longer than that."""
@@ -249,7 +263,11 @@ def _client_frame(opcode: int, data: bytes) -> bytes:
 
 
 async def open_connection(
-    target: Target, source: str, on_data: Callable[[bytes], None], within: float = 10.0
+    target: Target,
+    source: str,
+    on_data: Callable[[bytes], None],
+    within: float = 10.0,
+    dialect: Dialect = DIALECTS["wspool"],
 ) -> WireConnection:
     """Connect from ``source`` (or the kernel's choice), upgrade, wait for ``connected``."""
     loop = asyncio.get_running_loop()
@@ -265,7 +283,7 @@ async def open_connection(
         async with asyncio.timeout(within):
             await loop.sock_connect(sock, (target.host, target.port))
             _, protocol = await loop.create_connection(
-                lambda: WireConnection(target, on_data), sock=sock
+                lambda: WireConnection(target, on_data, dialect), sock=sock
             )
             await protocol.opened
     except BaseException:

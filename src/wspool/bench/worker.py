@@ -12,6 +12,10 @@ channel and keeps at most ``window`` messages sent but not yet echoed back, so t
 runs as fast as it can without a queue building up anywhere (in the node, in Redis, in the
 kernel). Payloads carry the send time (``time.monotonic_ns()``, one clock for every process
 on the machine) so subscribers measure end-to-end latency.
+
+With ``reconnect`` (the ``failover`` scenario) a connection closed under it opens again
+through the same target, resubscribes, and keeps a :class:`Recovery` record of when it was
+cut, back in, subscribed, and receiving again.
 """
 
 from __future__ import annotations
@@ -24,20 +28,31 @@ import resource
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from wspool.bench.dialects import DIALECTS
 from wspool.bench.histogram import LatencyHistogram
 from wspool.bench.plan import ConnectionSpec, Role
 from wspool.bench.settings import Target
 from wspool.bench.wire import HandshakeError, WireConnection, open_connection
 
-__all__ = ["Progress", "WorkerResult", "WorkerTask", "raise_open_file_limit", "worker_main"]
+__all__ = [
+    "Progress",
+    "Recovery",
+    "WorkerResult",
+    "WorkerTask",
+    "raise_open_file_limit",
+    "worker_main",
+]
 
 _STAMP = re.compile(rb'"payload":(\d+)')
 _PROGRESS_INTERVAL = 0.5
 _BATCH = 50  # frames per write at full rate
+_RETRY_FIRST, _RETRY_MAX = 0.05, 1.0  # reconnect backoff, doubling, in seconds
+_RECONNECT_FOR = 30.0  # a connection that cannot get back in this long gives up
 
 
 def raise_open_file_limit(wanted: int = 1 << 20) -> int:
@@ -70,6 +85,22 @@ class WorkerTask:
     duration: float
     latency_every: int = 1  # time one delivery in this many (reading a stamp costs CPU)
     connect_timeout: float = 10.0
+    dialect: str = "wspool"
+    reconnect: bool = False
+
+
+@dataclass(slots=True)
+class Recovery:
+    """One connection cut under load, and its way back (monotonic ns; 0 = never)."""
+
+    role: str
+    server_before: str
+    cut_ns: int
+    attempts: int = 0
+    server_after: str = ""
+    reopened_ns: int = 0
+    resubscribed_ns: int = 0
+    receiving_ns: int = 0  # first delivery after resubscribing (subscribers only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,16 +129,17 @@ class WorkerResult:
     lost: int = 0
     close_codes: Counter[int] = field(default_factory=Counter)
     last_delivery_ns: int = 0
+    recoveries: list[Recovery] = field(default_factory=list)
 
 
 class _Publisher:
-    def __init__(self, spec: ConnectionSpec, window: int) -> None:
+    def __init__(self, spec: ConnectionSpec, window: int, dialect: str) -> None:
         self.spec = spec
         self.window = window
         self.sent = 0
         self.echoed = 0
         self.room = asyncio.Event()
-        self.prefix = b'{"type":"data","channel":"%s","payload":' % spec.channel.encode()
+        self.frame = DIALECTS[dialect].publish_frame
 
     def on_echo(self, payload: bytes) -> None:
         self.echoed += 1
@@ -118,20 +150,33 @@ class _Publisher:
         now = time.monotonic_ns()
         first = self.sent
         self.sent += count
-        return [
-            b'%s%d,"messageId":"%d"}' % (self.prefix, now, n) for n in range(first, first + count)
-        ]
+        frame, channel = self.frame, self.spec.channel
+        return [frame(channel, now, n) for n in range(first, first + count)]
+
+
+class _Client:
+    """One planned connection and whichever socket currently carries it."""
+
+    def __init__(self, spec: ConnectionSpec, publisher: _Publisher | None) -> None:
+        self.spec = spec
+        self.publisher = publisher
+        self.connection: WireConnection | None = None
+        self.recovery: Recovery | None = None
 
 
 class _Worker:
     def __init__(self, task: WorkerTask, pipe: Connection) -> None:
         self.task = task
         self.pipe = pipe
+        self.dialect = DIALECTS[task.dialect]
         self.result = WorkerResult()
-        self.connections: list[WireConnection] = []
-        self.publishers: list[tuple[_Publisher, WireConnection]] = []
-        self.subscribers: list[tuple[ConnectionSpec, WireConnection]] = []
+        self.clients: list[_Client] = []
         self.finishing = False
+        self.rejoining: set[asyncio.Task[None]] = set()
+
+    @property
+    def connections(self) -> list[WireConnection]:
+        return [c.connection for c in self.clients if c.connection is not None]
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -141,9 +186,9 @@ class _Worker:
         try:
             semaphore = asyncio.Semaphore(self.task.concurrency)
             await asyncio.gather(*(self._open(spec, semaphore) for spec in self.task.specs))
-            await self._subscribe()
+            await self._subscribe_all()
             gc.freeze()  # what is alive now lives to the end: keep the collector off it
-            self.pipe.send(("ready", None))
+            self.pipe.send(("ready", self._placement()))
             while (command := await commands.get()) != "finish":
                 if command == "go":
                     await self._publish()
@@ -152,75 +197,147 @@ class _Worker:
             reporter.cancel()
             loop.remove_reader(self.pipe.fileno())
         self.finishing = True
+        for task in self.rejoining:
+            task.cancel()
+        await asyncio.gather(*self.rejoining, return_exceptions=True)
         await asyncio.gather(*(c.close() for c in self.connections))
-        for publisher, _ in self.publishers:
-            self.result.sent_per_channel[publisher.spec.channel] += publisher.sent
-            self.result.echoed += publisher.echoed
+        for client in self.clients:
+            if client.publisher is not None:
+                self.result.sent_per_channel[client.spec.channel] += client.publisher.sent
+                self.result.echoed += client.publisher.echoed
         for connection in self.connections:
             self.result.errors.update(connection.errors)
         self.pipe.send(("result", self.result))
+
+    def _placement(self) -> Counter[tuple[str, str]]:
+        """How many connections of each role landed on each server (by its id)."""
+        return Counter(
+            (c.connection.server_id, c.spec.role.value)
+            for c in self.clients
+            if c.connection is not None
+        )
 
     async def _report(self) -> None:
         while True:
             await asyncio.sleep(_PROGRESS_INTERVAL)
             r = self.result
-            sent = sum(p.sent for p, _ in self.publishers)
+            sent = sum(c.publisher.sent for c in self.clients if c.publisher is not None)
             self.pipe.send(("progress", Progress(r.opened, r.failed, sent, r.received, r.lost)))
 
+    def _on_data(self, client: _Client) -> Callable[[bytes], None]:
+        if client.publisher is not None:
+            return client.publisher.on_echo
+        if client.spec.role is not Role.SUBSCRIBER:
+            return _ignore
+        if not self.task.reconnect:
+            return self._on_delivery
+
+        def tracked(payload: bytes) -> None:
+            recovery = client.recovery
+            if recovery is not None and recovery.resubscribed_ns and not recovery.receiving_ns:
+                recovery.receiving_ns = time.monotonic_ns()
+            self._on_delivery(payload)
+
+        return tracked
+
+    async def _connect(self, client: _Client) -> WireConnection:
+        return await open_connection(
+            self.task.targets[client.spec.target],
+            client.spec.source,
+            self._on_data(client),
+            self.task.connect_timeout,
+            self.dialect,
+        )
+
     async def _open(self, spec: ConnectionSpec, semaphore: asyncio.Semaphore) -> None:
-        if spec.role is Role.PUBLISHER:
-            publisher = _Publisher(spec, self.task.window)
-            on_data = publisher.on_echo
-        elif spec.role is Role.SUBSCRIBER:
-            on_data = self._on_delivery
-        else:
-            on_data = _ignore
-        target = self.task.targets[spec.target]
+        publisher = (
+            _Publisher(spec, self.task.window, self.task.dialect)
+            if spec.role is Role.PUBLISHER
+            else None
+        )
+        client = _Client(spec, publisher)
         async with semaphore:
             start = time.perf_counter_ns()
             try:
-                connection = await open_connection(
-                    target, spec.source, on_data, self.task.connect_timeout
-                )
+                connection = await self._connect(client)
             except (OSError, HandshakeError, TimeoutError) as error:
                 self.result.failed += 1
                 self.result.failures[_describe(error)] += 1
                 return
             self.result.setup.record_ns(time.perf_counter_ns() - start)
         self.result.opened += 1
-        self.connections.append(connection)
-        connection.closed.add_done_callback(lambda _: self._on_closed(connection))
-        if spec.role is Role.PUBLISHER:
-            self.publishers.append((publisher, connection))
-        elif spec.role is Role.SUBSCRIBER:
-            self.subscribers.append((spec, connection))
+        self._attach(client, connection)
+        self.clients.append(client)
 
-    def _on_closed(self, connection: WireConnection) -> None:
-        if not self.finishing:
-            self.result.lost += 1
-            self.result.close_codes[connection.close_code or 1006] += 1
+    def _attach(self, client: _Client, connection: WireConnection) -> None:
+        client.connection = connection
+        connection.closed.add_done_callback(lambda _: self._on_closed(client, connection))
 
-    async def _subscribe(self) -> None:
-        wanted = [(s.channel, c) for s, c in self.subscribers]
-        # Full-rate publishers hear their own messages back: that is their window's clock.
-        wanted += [(p.spec.channel, c) for p, c in self.publishers if not p.spec.rate]
+    def _on_closed(self, client: _Client, connection: WireConnection) -> None:
+        if self.finishing:
+            return
+        self.result.lost += 1
+        self.result.close_codes[connection.close_code or 1006] += 1
+        if self.task.reconnect:
+            recovery = Recovery(client.spec.role.value, connection.server_id, time.monotonic_ns())
+            client.recovery = recovery
+            self.result.recoveries.append(recovery)
+            task = asyncio.create_task(self._rejoin(client, recovery))
+            self.rejoining.add(task)
+            task.add_done_callback(self.rejoining.discard)
 
-        async def subscribe(channel: str, connection: WireConnection) -> None:
+    async def _rejoin(self, client: _Client, recovery: Recovery) -> None:
+        """Back in through the same target with a doubling backoff, then resubscribe."""
+        delay = 0.0
+        deadline = time.monotonic() + _RECONNECT_FOR
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(max(delay * 2, _RETRY_FIRST), _RETRY_MAX)
+            recovery.attempts += 1
             try:
-                reply = await connection.request(type="subscribe", channel=channel)
-            except (ConnectionError, TimeoutError) as error:
-                self.result.failures[f"subscribe: {_describe(error)}"] += 1
-                return
-            if reply.get("type") != "subscribed":
-                self.result.failures[f"subscribe: {reply.get('payload')}"] += 1
+                connection = await self._connect(client)
+            except (OSError, HandshakeError, TimeoutError):
+                continue
+            recovery.reopened_ns = time.monotonic_ns()
+            recovery.server_after = connection.server_id
+            channel = self._channel_to_hear(client)
+            if channel and await self._subscribe(channel, connection) is not None:
+                await connection.close(within=0.5)
+                continue
+            recovery.resubscribed_ns = time.monotonic_ns()
+            self._attach(client, connection)
+            return
 
+    def _channel_to_hear(self, client: _Client) -> str:
+        if client.spec.role is Role.SUBSCRIBER:
+            return client.spec.channel
+        # Full-rate publishers hear their own messages back: that is their window's clock.
+        if client.publisher is not None and not client.spec.rate:
+            return client.spec.channel
+        return ""
+
+    async def _subscribe(self, channel: str, connection: WireConnection) -> str | None:
+        try:
+            return await connection.subscribe(channel)
+        except (ConnectionError, TimeoutError) as error:
+            return _describe(error)
+
+    async def _subscribe_all(self) -> None:
         semaphore = asyncio.Semaphore(self.task.concurrency)
 
         async def limited(channel: str, connection: WireConnection) -> None:
             async with semaphore:
-                await subscribe(channel, connection)
+                problem = await self._subscribe(channel, connection)
+            if problem is not None:
+                self.result.failures[f"subscribe: {problem}"] += 1
 
-        await asyncio.gather(*(limited(ch, c) for ch, c in wanted))
+        await asyncio.gather(
+            *(
+                limited(channel, client.connection)
+                for client in self.clients
+                if client.connection is not None and (channel := self._channel_to_hear(client))
+            )
+        )
 
     def _on_delivery(self, payload: bytes) -> None:
         now = time.monotonic_ns()
@@ -238,40 +355,59 @@ class _Worker:
         deadline = loop.time() + self.task.duration
         await asyncio.gather(
             *(
-                self._publish_at_rate(p, c, deadline)
-                if p.spec.rate
-                else self._publish_windowed(p, c, deadline)
-                for p, c in self.publishers
+                self._publish_at_rate(c, deadline)
+                if c.spec.rate
+                else self._publish_windowed(c, deadline)
+                for c in self.clients
+                if c.publisher is not None
             )
         )
 
-    async def _publish_windowed(
-        self, publisher: _Publisher, connection: WireConnection, deadline: float
-    ) -> None:
+    def _live(self, client: _Client) -> WireConnection | None:
+        """The client's socket if it is open; None while it is cut (and being reconnected)."""
+        connection = client.connection
+        if connection is None or connection.closed.done():
+            return None
+        return connection
+
+    async def _publish_windowed(self, client: _Client, deadline: float) -> None:
         loop = asyncio.get_running_loop()
-        while (left := deadline - loop.time()) > 0 and not connection.closed.done():
+        publisher = client.publisher
+        assert publisher is not None
+        while (left := deadline - loop.time()) > 0:
+            connection = self._live(client)
+            if connection is None:
+                if not self.task.reconnect:
+                    return
+                await asyncio.sleep(0.01)
+                continue
             room = publisher.window - (publisher.sent - publisher.echoed)
             if room <= 0:
                 publisher.room.clear()
                 try:
-                    async with asyncio.timeout(left):
+                    async with asyncio.timeout(min(left, 0.5)):
                         await publisher.room.wait()
                 except TimeoutError:
-                    break
+                    if self.task.reconnect:
+                        # Echoes of a cut connection never come: start the window afresh.
+                        publisher.echoed = publisher.sent
                 continue
             await connection.writable()
             connection.send_texts(publisher.frames(min(room, _BATCH)))
             await asyncio.sleep(0)
 
-    async def _publish_at_rate(
-        self, publisher: _Publisher, connection: WireConnection, deadline: float
-    ) -> None:
+    async def _publish_at_rate(self, client: _Client, deadline: float) -> None:
         loop = asyncio.get_running_loop()
+        publisher = client.publisher
+        assert publisher is not None
         rate = publisher.spec.rate
         start = loop.time()
-        while (now := loop.time()) < deadline and not connection.closed.done():
+        while (now := loop.time()) < deadline:
+            connection = self._live(client)
+            if connection is None and not self.task.reconnect:
+                return
             due = int((now - start) * rate) + 1 - publisher.sent
-            if due > 0:
+            if due > 0 and connection is not None:
                 # How far behind its schedule the publisher is: if this grows, the generator
                 # (not the node) failed to hold the rate.
                 late = now - (start + publisher.sent / rate)

@@ -27,6 +27,7 @@ __all__ = [
     "Option",
     "ServerSettings",
     "load_settings",
+    "parse_switch",
 ]
 
 
@@ -100,6 +101,17 @@ class Option:
     env: str
     parse: Callable[[str], Any]
     help: str
+    switch: bool = False  # a flag without a value (it means "yes"); the variable takes yes/no
+
+
+def parse_switch(text: str) -> bool:
+    """A switch's value: the flag gives "yes"; the environment may say yes/no, 1/0, true/false."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "yes", "true", "on"):
+        return True
+    if lowered in ("0", "no", "false", "off", ""):
+        return False
+    raise ValueError("must be yes or no")
 
 
 @dataclass(frozen=True, slots=True)

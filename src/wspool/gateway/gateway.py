@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -38,6 +39,9 @@ class Gateway:
         self.stats = RelayStats()
         self.metrics = CollectorRegistry(auto_describe=True)
         self.metrics.register(_GatewayCollector(self))
+        # process_* (CPU seconds, resident memory): `wspool bench` divides them by the relay
+        # counters to report the gateway's CPU per relayed frame and memory per connection.
+        ProcessCollector(registry=self.metrics)
         self.session: aiohttp.ClientSession | None = None
         self.monitor: HealthMonitor | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -137,6 +141,11 @@ class _GatewayCollector(Collector):
             ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily(
+            "wspool_gateway_connections",
+            "client connections this replica relays now",
+            value=stats.connections_open,
+        )
         yield GaugeMetricFamily(
             "wspool_gateway_pool_connections",
             "connections in the pool",

@@ -1,0 +1,116 @@
+"""What the generator says over a WebSocket: the wspool protocol, or Socket.IO's.
+
+:class:`~wspool.bench.wire.WireConnection` moves frames; a dialect knows the request path,
+how a data frame starts (those go to the counting callback undecoded), what every other
+frame means, and how to subscribe and publish. Both dialects put the send time in a
+``"payload":<ns>`` field so one regular expression reads it from either.
+
+Socket.IO v5 over Engine.IO v4 on a raw WebSocket (``?EIO=4&transport=websocket``): the
+server opens with ``0{...}``, the client joins the default namespace with ``40`` and is in
+once ``40{"sid":...}`` comes back; events are ``42["name",data]``, an event with an ack id
+is ``42<id>[...]`` answered by ``43<id>[...]``; the server's ping ``2`` wants a pong ``3``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from wspool.bench.wire import WireConnection
+
+__all__ = ["DIALECTS", "Dialect", "SocketIODialect", "WspoolDialect"]
+
+_ids = itertools.count(1)
+
+
+class Dialect(Protocol):
+    name: str
+    data_prefix: bytes
+
+    def path(self, path: str) -> str: ...
+
+    def on_control(self, connection: WireConnection, payload: bytes) -> None: ...
+
+    async def subscribe(self, connection: WireConnection, channel: str) -> str | None:
+        """Subscribe; None when done, else what went wrong."""
+        ...
+
+    def publish_frame(self, channel: str, stamp: int, number: int) -> bytes: ...
+
+
+class WspoolDialect:
+    """The node's own protocol (docs/protocol.md): JSON frames with a ``type``."""
+
+    name = "wspool"
+    data_prefix = b'{"type":"data"'
+
+    def path(self, path: str) -> str:
+        return path
+
+    def on_control(self, connection: WireConnection, payload: bytes) -> None:
+        message = json.loads(payload)
+        kind = message.get("type")
+        if kind == "connected":
+            connection.server_id = str(message.get("payload", {}).get("serverId", ""))
+            connection.mark_open()
+            return
+        if kind == "error":
+            connection.errors.append(str(message.get("payload", {}).get("code")))
+        connection.answer(str(message.get("messageId")), message)
+
+    async def subscribe(self, connection: WireConnection, channel: str) -> str | None:
+        message_id = f"r{next(_ids)}"
+        frame = json.dumps({"type": "subscribe", "channel": channel, "messageId": message_id})
+        reply = await connection.request(message_id, frame.encode())
+        if reply.get("type") != "subscribed":
+            return str(reply.get("payload"))
+        return None
+
+    def publish_frame(self, channel: str, stamp: int, number: int) -> bytes:
+        return b'{"type":"data","channel":"%s","payload":%d,"messageId":"%d"}' % (
+            channel.encode(),
+            stamp,
+            number,
+        )
+
+
+class SocketIODialect:
+    """The peer's protocol: ``subscribe`` joins a room, ``publish`` emits ``data`` to it."""
+
+    name = "socketio"
+    data_prefix = b'42["data",'
+
+    def path(self, path: str) -> str:
+        return f"{path}?EIO=4&transport=websocket"
+
+    def on_control(self, connection: WireConnection, payload: bytes) -> None:
+        if payload == b"2":  # Engine.IO ping
+            connection.send_text(b"3")
+        elif payload.startswith(b"0{"):  # Engine.IO open: join the default namespace
+            connection.send_text(b"40")
+        elif payload.startswith(b"40"):
+            body = json.loads(payload[2:] or b"{}")
+            connection.server_id = str(body.get("sid", ""))
+            connection.mark_open()
+        elif payload.startswith(b"43"):  # ack: 43<id>[...]
+            end = payload.index(b"[")
+            connection.answer(payload[2:end].decode(), {"ack": json.loads(payload[end:])})
+        elif payload.startswith(b"44"):  # namespace connect refused
+            connection.errors.append("CONNECT_ERROR")
+            connection.fail(ConnectionError(payload.decode(errors="replace")))
+        elif payload.startswith(b"1"):  # Engine.IO close
+            connection.fail(ConnectionError("server closed the Engine.IO session"))
+
+    async def subscribe(self, connection: WireConnection, channel: str) -> str | None:
+        ack = str(next(_ids))
+        frame = b'42%s["subscribe",%s]' % (ack.encode(), json.dumps(channel).encode())
+        reply: dict[str, Any] = await connection.request(ack, frame)
+        return None if reply.get("ack") == ["subscribed"] else f"ack {reply.get('ack')}"
+
+    def publish_frame(self, channel: str, stamp: int, number: int) -> bytes:
+        return b'42["publish",{"channel":"%s","payload":%d}]' % (channel.encode(), stamp)
+
+
+DIALECTS: dict[str, Dialect] = {"wspool": WspoolDialect(), "socketio": SocketIODialect()}
