@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 
 from wspool.core.config import DevSettings
+from wspool.core.history import HistoryPolicy
 from wspool.server.main import create_engine, wait_for_shutdown_signal
 from wspool.server.node import ServerNode
 from wspool.state.engine import StateEngine
@@ -19,12 +20,15 @@ __all__ = ["run_dev"]
 
 
 async def run_dev(settings: DevSettings) -> None:
-    broker = MemoryBroker()
+    history = HistoryPolicy(settings.history_size, settings.history_ttl)
+    broker = MemoryBroker(history_policy=history)
     engines: list[StateEngine] = []
     nodes: list[ServerNode] = []
     try:
         for index in range(settings.servers):
-            engine = create_engine(settings.redis_url, settings.key_prefix, broker)
+            engine = create_engine(
+                settings.redis_url, settings.key_prefix, broker, history, settings.session_ttl
+            )
             engines.append(engine)
             node = ServerNode(settings.node_settings(index), engine)
             await node.start()

@@ -7,6 +7,7 @@ import logging
 import signal
 
 from wspool.core.config import ServerSettings
+from wspool.core.history import HistoryPolicy
 from wspool.core.keys import Keys
 from wspool.server.node import ServerNode
 from wspool.state.engine import StateEngine
@@ -19,12 +20,17 @@ log = logging.getLogger(__name__)
 
 
 def create_engine(
-    redis_url: str | None, key_prefix: str, broker: MemoryBroker | None = None
+    redis_url: str | None,
+    key_prefix: str,
+    broker: MemoryBroker | None = None,
+    history: HistoryPolicy | None = None,
+    session_ttl: float = 3600.0,
 ) -> StateEngine:
     """The Redis engine when a URL is given, else a view of an in-memory broker."""
+    history = history or HistoryPolicy()
     if redis_url:
-        return RedisEngine(redis_url, Keys(key_prefix))
-    return (broker or MemoryBroker()).engine()
+        return RedisEngine(redis_url, Keys(key_prefix), history, session_ttl)
+    return (broker or MemoryBroker(history_policy=history)).engine()
 
 
 async def wait_for_shutdown_signal() -> None:
@@ -41,7 +47,12 @@ async def wait_for_shutdown_signal() -> None:
 
 
 async def run_server(settings: ServerSettings) -> None:
-    engine = create_engine(settings.redis_url, settings.key_prefix)
+    engine = create_engine(
+        settings.redis_url,
+        settings.key_prefix,
+        history=settings.history,
+        session_ttl=settings.session_ttl,
+    )
     node = ServerNode(settings.resolved(), engine)
     await node.start()
     try:

@@ -44,6 +44,7 @@ from wspool.core.protocol import (
 from wspool.core.records import NodeInfo
 from wspool.server.http import WEBSOCKET_PATHS, json_response, metrics_response, text_response
 from wspool.server.publisher import PublishBatcher
+from wspool.server.recovery import subscribe_with_history
 from wspool.server.router import ChannelRouter
 from wspool.server.session import Session
 from wspool.server.statewriter import StateWriter
@@ -74,7 +75,9 @@ class ServerNode:
             engine, self.stats, settings.send_buffer_limit, self._close_slow_consumer
         )
         self._publisher = PublishBatcher(engine, self.stats)
-        self._writer = StateWriter(engine, self.sessions, settings.activity_flush_interval)
+        self._writer = StateWriter(
+            engine, self.sessions, settings.activity_flush_interval, settings.session_ttl / 3
+        )
         self.metrics = metrics_registry(
             self.stats,
             {
@@ -322,18 +325,27 @@ class ServerNode:
                 await websocket.send(encode_pong(message_id))
             case MessageType.SUBSCRIBE:
                 assert message.channel is not None
-                if message.channel not in session.channels:
-                    try:
-                        await self.router.add(message.channel, session)
-                    except EngineUnavailableError:
-                        raise ProtocolError(
-                            ErrorCode.INTERNAL,
-                            "could not subscribe: message bus unavailable",
-                            message_id,
-                        ) from None
-                    session.channels.add(message.channel)
-                    self._writer.save(session)
-                await websocket.send(encode_subscribed(message.channel, message_id))
+                if message.channel in session.channels:
+                    await websocket.send(encode_subscribed(message.channel, message_id))
+                    return
+                try:
+                    await subscribe_with_history(
+                        self.router,
+                        self.engine,
+                        self.stats,
+                        session,
+                        message.channel,
+                        message_id,
+                        message.since,
+                    )
+                except EngineUnavailableError:
+                    raise ProtocolError(
+                        ErrorCode.INTERNAL,
+                        "could not subscribe: message bus unavailable",
+                        message_id,
+                    ) from None
+                session.channels.add(message.channel)
+                self._writer.save(session)
             case MessageType.UNSUBSCRIBE:
                 assert message.channel is not None
                 if message.channel not in session.channels:
