@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -9,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["RedisServer", "free_port"]
+__all__ = ["RedisServer", "free_port", "free_port_run"]
 
 
 def free_port() -> int:
@@ -17,6 +18,23 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive free ports (``wspool dev`` takes a run of them)."""
+    for _ in range(100):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(base, base + count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError(f"no run of {count} free ports")
 
 
 class RedisServer:

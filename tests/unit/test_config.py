@@ -78,3 +78,10 @@ def test_a_node_without_an_id_gets_a_unique_one() -> None:
     assert second.id
     assert first.id != second.id
     assert ServerSettings(id="n1").resolved().id == "n1"
+
+
+def test_a_short_ticket_secret_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(ServerSettings, SERVER_OPTIONS, {"ticket_secret": "hunter2"}, {})
+    assert str(caught.value) == "invalid --ticket-secret: must be at least 32 characters"
+    assert "hunter2" not in repr(ServerSettings(ticket_secret="hunter2" * 5))

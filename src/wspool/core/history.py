@@ -67,6 +67,11 @@ class HistoryPolicy:
         if self.size < 0 or not self.ttl > 0:
             raise ValueError("history size must be >= 0 and ttl > 0")
 
+    def for_channel(self, channel: str) -> HistoryPolicy:
+        """No history for internal channels (``#…``, outside the wire alphabet): their
+        commands are only for whoever listens now."""
+        return HistoryPolicy(0, self.ttl) if channel.startswith("#") else self
+
     @property
     def position_ttl(self) -> float:
         """Seconds a channel's epoch and last offset outlive its last publish.

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import secrets
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from wspool.core.history import (
     HistoryPolicy,
@@ -24,7 +26,7 @@ from wspool.core.history import (
     missing_after,
     with_offset,
 )
-from wspool.core.records import ConnectionRecord, NodeInfo
+from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
 from wspool.state.engine import MessageHandler, StatusHandler
 
 __all__ = ["MemoryBroker", "MemoryEngine"]
@@ -61,6 +63,9 @@ class MemoryBroker:
     subscribers: defaultdict[str, set[MemoryEngine]] = field(
         default_factory=lambda: defaultdict(set)
     )
+    health: dict[str, tuple[NodeHealth, float]] = field(default_factory=dict)
+    pool_config: dict[str, Any] | None = None
+    gateways: dict[str, float] = field(default_factory=dict)
 
     def engine(self) -> MemoryEngine:
         return MemoryEngine(self)
@@ -100,7 +105,7 @@ class MemoryEngine:
             ]
             history.top += len(numbered)
             history.frames.extend((now, frame) for frame in numbered)
-            history.trim(broker.history_policy, now)
+            history.trim(broker.history_policy.for_channel(channel), now)
             for engine in broker.subscribers.get(channel, ()):
                 engine._deliver(channel, start, numbered)
 
@@ -174,6 +179,7 @@ class MemoryEngine:
 
     async def purge_node(self, server_id: str) -> int:
         self._broker.nodes.pop(server_id, None)
+        self._broker.health.pop(server_id, None)
         ids = self._broker.server_sets.pop(server_id, set())
         for connection_id in ids:
             record = self._broker.connections.get(connection_id)
@@ -187,3 +193,30 @@ class MemoryEngine:
         for server_id in dead:
             await self.purge_node(server_id)
         return dead
+
+    async def save_node_health(self, health: NodeHealth, ttl: float) -> None:
+        self._broker.health[health.server_id] = (health, self._broker.clock() + ttl)
+
+    async def get_node_health(self, server_id: str) -> NodeHealth | None:
+        entry = self._broker.health.get(server_id)
+        if entry is None or entry[1] <= self._broker.clock():
+            return None
+        return entry[0]
+
+    async def get_pool_config(self) -> dict[str, Any] | None:
+        document = self._broker.pool_config
+        return None if document is None else json.loads(json.dumps(document))
+
+    async def set_pool_config(self, document: dict[str, Any]) -> None:
+        self._broker.pool_config = json.loads(json.dumps(document))
+
+    async def register_gateway(self, gateway_id: str, ttl: float) -> int:
+        now = self._broker.clock()
+        gateways = self._broker.gateways
+        gateways[gateway_id] = now + ttl
+        for lapsed in [g for g, lapses in gateways.items() if lapses <= now]:
+            del gateways[lapsed]
+        return len(gateways)
+
+    async def deregister_gateway(self, gateway_id: str) -> None:
+        self._broker.gateways.pop(gateway_id, None)

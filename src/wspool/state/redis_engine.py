@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import defaultdict, deque
@@ -33,7 +34,7 @@ from redis.typing import EncodableT, FieldT
 
 from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
 from wspool.core.keys import Keys
-from wspool.core.records import ConnectionRecord, NodeInfo
+from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
 from wspool.state.engine import EngineUnavailableError, MessageHandler, StatusHandler
 from wspool.state.redis_history import (
     PUBLISH_SCRIPT,
@@ -131,7 +132,9 @@ class RedisEngine:
                 for channel in channels:
                     keys = (self._keys.history(channel), self._keys.history_meta(channel))
                     args = publish_args(
-                        self._keys.channel(channel), self._history, list(pending[channel])
+                        self._keys.channel(channel),
+                        self._history.for_channel(channel),
+                        list(pending[channel]),
                     )
                     pipe.evalsha(self._publish_sha, 2, *keys, *args)
                 results = await self._run(pipe.execute(raise_on_error=False))
@@ -356,6 +359,42 @@ class RedisEngine:
         for server_id in dead:
             await self.purge_node(server_id)
         return dead
+
+    # gateways ----------------------------------------------------------------------------
+
+    async def save_node_health(self, health: NodeHealth, ttl: float) -> None:
+        key = self._keys.server_health(health.server_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=_fields(health.to_hash()))
+            pipe.pexpire(key, int(ttl * 1000))
+            await self._run(pipe.execute())
+
+    async def get_node_health(self, server_id: str) -> NodeHealth | None:
+        data = await self._run(self._redis.hgetall(self._keys.server_health(server_id)))
+        return NodeHealth.from_hash(data) if data else None
+
+    async def get_pool_config(self) -> dict[str, Any] | None:
+        text = await self._run(self._redis.get(self._keys.pool_config))
+        if text is None:
+            return None
+        document: dict[str, Any] = json.loads(text)
+        return document
+
+    async def set_pool_config(self, document: dict[str, Any]) -> None:
+        await self._run(self._redis.set(self._keys.pool_config, json.dumps(document)))
+
+    async def register_gateway(self, gateway_id: str, ttl: float) -> int:
+        now = time.time()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self._keys.gateways, {gateway_id: now + ttl})
+            pipe.zremrangebyscore(self._keys.gateways, "-inf", now)
+            pipe.zcard(self._keys.gateways)
+            results = await self._run(pipe.execute())
+        count: int = results[-1]
+        return count
+
+    async def deregister_gateway(self, gateway_id: str) -> None:
+        await self._run(self._redis.zrem(self._keys.gateways, gateway_id))
 
     @staticmethod
     async def _run(awaitable: Any) -> Any:
