@@ -17,7 +17,7 @@ from aiohttp import web
 from wspool.core.config import DevSettings, GatewaySettings
 from wspool.core.history import HistoryPolicy
 from wspool.gateway.main import start_gateway
-from wspool.runtime import create_engine, wait_for_shutdown_signal
+from wspool.runtime import create_engine, raise_open_file_limit, wait_for_shutdown_signal
 from wspool.server.node import ServerNode
 from wspool.state.engine import StateEngine
 from wspool.state.memory import MemoryBroker
@@ -26,6 +26,7 @@ __all__ = ["run_dev"]
 
 
 async def run_dev(settings: DevSettings) -> None:
+    raise_open_file_limit()
     history = HistoryPolicy(settings.history_size, settings.history_ttl)
     broker = MemoryBroker(history_policy=history)
     secret = secrets.token_urlsafe(32)

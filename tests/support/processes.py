@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.redis_server import free_port
+from tests.support.waiting import eventually
 
 __all__ = ["TICKET_SECRET", "GatewayProcess", "NodeProcess", "http_get", "http_request"]
 
@@ -64,19 +66,34 @@ class _ServiceProcess:
         raise NotImplementedError
 
     def start(self, timeout: float = 10.0) -> _ServiceProcess:
+        self._spawn()
+        deadline = time.monotonic() + timeout
+        while not self._is_ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.id} did not become ready:\n{self.output()}")
+            time.sleep(0.05)
+        return self
+
+    async def start_async(self) -> None:
+        """:meth:`start` for tests whose event loop must keep running (a proxy in it)."""
+        self._spawn()
+        try:
+            await eventually(lambda: asyncio.to_thread(self._is_ready), within=10.0, interval=0.05)
+        except AssertionError:
+            raise RuntimeError(f"{self.id} did not become ready:\n{self.output()}") from None
+
+    def _spawn(self) -> None:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.id} exited at start:\n{self.output()}")
-            try:
-                if self.ready(*http_get(f"{self.http}/health", timeout=0.5)):
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.id} did not become ready:\n{self.output()}")
+
+    def _is_ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.id} exited at start:\n{self.output()}")
+        try:
+            return self.ready(*http_get(f"{self.http}/health", timeout=0.5))
+        except OSError:
+            return False
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.process is not None
