@@ -1,7 +1,8 @@
 """No message lost across node failures: a real farm, a steady publisher, a kill and a drain.
 
 Three ``wspool server`` processes share one Redis. Subscribers (``wspool.client``, given the
-list of node URLs) are spread over the three nodes; a publisher on the third node sends a
+list of node URLs, or the URL of a ``wspool gateway`` in front of the nodes) are spread over
+the three nodes; a publisher connected straight to the third node sends a
 numbered stream at a steady rate. Mid-stream the first node is killed (SIGKILL) and the
 second drained (SIGTERM, 1012 to its clients). Every subscriber must end with every message
 exactly once and in order. The test prints how long the killed node's clients took to
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.support.processes import NodeProcess
+from tests.support.processes import GatewayProcess, NodeProcess
 from wspool.client import Client, Data, Resubscribed
 from wspool.core.backoff import Backoff
 
@@ -72,14 +73,30 @@ def farm(redis_url: str) -> Iterator[list[NodeProcess]]:
             node.stop()
 
 
+@pytest.fixture(params=["node-urls", "gateway"])
+def entry(
+    request: pytest.FixtureRequest, farm: list[NodeProcess], redis_url: str
+) -> Iterator[list[str]]:
+    """What each subscriber is given: the node URLs (a different one first), or the gateway's."""
+    if request.param == "node-urls":
+        urls = [node.url for node in farm]
+        yield urls
+        return
+    gateway = GatewayProcess("gw", redis_url, "--log-level", "warning", nodes=3).start()
+    try:
+        yield [gateway.url]
+    finally:
+        gateway.stop()
+
+
 async def test_every_subscriber_gets_every_message_once_in_order_through_a_kill_and_a_drain(
-    farm: list[NodeProcess],
+    farm: list[NodeProcess], entry: list[str]
 ) -> None:
     urls = [node.url for node in farm]
     total = int(RATE * DURATION)
     subscribers = [
         Subscriber(
-            Client(urls[i % 3 :] + urls[: i % 3], backoff=Backoff(base=0.05, cap=0.5)),
+            Client(entry[i % len(entry) :] + entry[: i % len(entry)], backoff=Backoff(0.05, 0.5)),
         )
         for i in range(SUBSCRIBERS)
     ]
@@ -136,7 +153,8 @@ async def test_every_subscriber_gets_every_message_once_in_order_through_a_kill_
     gaps = sorted(s.live_again_at - killed_at for s in killed if s.live_again_at is not None)
     back = sorted(s.resubscribed[0][0] - killed_at for s in killed)
     print(
-        f"\nfailover: {len(subscribers)} subscribers, {RATE} msg/s, {total} messages;"
+        f"\nfailover via {'gateway' if len(entry) == 1 else 'node URLs'}:"
+        f" {len(subscribers)} subscribers, {RATE} msg/s, {total} messages;"
         f" {len(killed)} clients of the killed node resubscribed after median"
         f" {statistics.median(back) * 1000:.0f} ms, max {back[-1] * 1000:.0f} ms;"
         f" live again ({len(gaps)} measured) after median"
