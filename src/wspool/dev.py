@@ -15,6 +15,7 @@ import secrets
 from aiohttp import web
 
 from wspool.core.config import DevSettings, GatewaySettings
+from wspool.core.history import HistoryPolicy
 from wspool.gateway.main import start_gateway
 from wspool.runtime import create_engine, raise_open_file_limit, wait_for_shutdown_signal
 from wspool.server.node import ServerNode
@@ -26,14 +27,17 @@ __all__ = ["run_dev"]
 
 async def run_dev(settings: DevSettings) -> None:
     raise_open_file_limit()
-    broker = MemoryBroker()
+    history = HistoryPolicy(settings.history_size, settings.history_ttl)
+    broker = MemoryBroker(history_policy=history)
     secret = secrets.token_urlsafe(32)
     engines: list[StateEngine] = []
     nodes: list[ServerNode] = []
     gateway: web.AppRunner | None = None
     try:
         for index in range(settings.servers):
-            engine = create_engine(settings.redis_url, settings.key_prefix, broker)
+            engine = create_engine(
+                settings.redis_url, settings.key_prefix, broker, history, settings.session_ttl
+            )
             engines.append(engine)
             node_settings = dataclasses.replace(settings.node_settings(index), ticket_secret=secret)
             node = ServerNode(node_settings, engine)

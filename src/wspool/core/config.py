@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from wspool.core.history import HistoryPolicy
+
 __all__ = [
     "DEV_OPTIONS",
     "GATEWAY_OPTIONS",
@@ -42,6 +44,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be an integer >= 0")
     return value
 
 
@@ -122,6 +131,9 @@ class ServerSettings:
     heartbeat_interval: float = 2.0
     node_ttl: float = 6.0
     activity_flush_interval: float = 5.0
+    history_size: int = 10_000
+    history_ttl: float = 300.0
+    session_ttl: float = 3600.0
     log_format: str = "json"
     log_level: str = "info"
     ticket_secret: str = field(default="", repr=False)
@@ -131,6 +143,12 @@ class ServerSettings:
             raise ConfigError("--max-message-bytes", "must not exceed --max-frame-bytes")
         if self.node_ttl <= self.heartbeat_interval:
             raise ConfigError("--node-ttl", "must be longer than --heartbeat-interval")
+        if self.session_ttl <= self.activity_flush_interval:
+            raise ConfigError("--session-ttl", "must be longer than --activity-flush-interval")
+
+    @property
+    def history(self) -> HistoryPolicy:
+        return HistoryPolicy(self.history_size, self.history_ttl)
 
     def resolved(self) -> ServerSettings:
         """Fill in the node id when none was given: the host name and a random suffix."""
@@ -251,6 +269,27 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         _positive_float,
         "seconds between writes of lastActivity (coalesced)",
     ),
+    Option(
+        "history_size",
+        "--history-size",
+        "WSPOOL_HISTORY_SIZE",
+        _non_negative_int,
+        "messages of history kept per channel for recovery (0: none); same on every node",
+    ),
+    Option(
+        "history_ttl",
+        "--history-ttl",
+        "WSPOOL_HISTORY_TTL",
+        _positive_float,
+        "seconds a message stays in its channel's history; same on every node",
+    ),
+    Option(
+        "session_ttl",
+        "--session-ttl",
+        "WSPOOL_SESSION_TTL",
+        _positive_float,
+        "seconds after which a session record nobody refreshes expires from Redis",
+    ),
 )
 
 SERVER_OPTIONS: tuple[Option, ...] = (
@@ -295,6 +334,9 @@ class DevSettings:
     heartbeat_interval: float = 2.0
     node_ttl: float = 6.0
     activity_flush_interval: float = 5.0
+    history_size: int = 10_000
+    history_ttl: float = 300.0
+    session_ttl: float = 3600.0
     log_format: str = "text"
     log_level: str = "info"
 

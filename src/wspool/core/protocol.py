@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from wspool.core.history import StreamPosition
+
 __all__ = [
     "CHANNEL_PATTERN",
     "ClientMessage",
@@ -86,7 +88,7 @@ class ClientMessage:
     message_id: str
     channel: str | None = None
     payload: Any = None
-    since: str | None = None
+    since: StreamPosition | None = None
 
 
 _NEEDS_CHANNEL = frozenset({MessageType.SUBSCRIBE, MessageType.UNSUBSCRIBE, MessageType.DATA})
@@ -139,11 +141,19 @@ def parse_client_frame(frame: str | bytes, max_bytes: int) -> ClientMessage:
     else:
         channel = None
     since = raw.get("since")
-    if since is not None and (kind is not MessageType.SUBSCRIBE or not isinstance(since, str)):
-        raise ProtocolError(
-            ErrorCode.BAD_REQUEST, "since is a string offset, valid on subscribe only", message_id
-        )
-    return ClientMessage(kind, message_id, channel, raw.get("payload"), since)
+    position = None
+    if since is not None:
+        if kind is not MessageType.SUBSCRIBE or not isinstance(since, str):
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                "since is a string offset, valid on subscribe only",
+                message_id,
+            )
+        try:
+            position = StreamPosition.parse(since)
+        except ValueError as error:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, str(error), message_id) from None
+    return ClientMessage(kind, message_id, channel, raw.get("payload"), position)
 
 
 def _encode(frame: dict[str, Any]) -> str:
@@ -165,8 +175,21 @@ def encode_connected(connection_id: str, server_id: str, client_id: str) -> str:
     )
 
 
-def encode_subscribed(channel: str, message_id: str) -> str:
-    return _encode({"type": "subscribed", "channel": channel, "messageId": message_id})
+def encode_subscribed(
+    channel: str,
+    message_id: str,
+    offset: StreamPosition | None = None,
+    recovered: bool | None = None,
+) -> str:
+    """``subscribed``; with ``offset`` (extension) the channel's position when the
+    subscription took effect, and with ``recovered`` (extension, answering ``since``)
+    whether every message after ``since`` follows."""
+    frame: dict[str, Any] = {"type": "subscribed", "channel": channel, "messageId": message_id}
+    if offset is not None:
+        frame["offset"] = offset.token
+    if recovered is not None:
+        frame["recovered"] = recovered
+    return _encode(frame)
 
 
 def encode_unsubscribed(channel: str, message_id: str) -> str:

@@ -44,7 +44,7 @@ class Gateway:
 
     async def start(self) -> None:
         """Connect, learn the farm, check every node once, then keep the picture fresh."""
-        await self.engine.start(lambda channel, frames: None, lambda available: None)
+        await self.engine.start(lambda channel, start, frames: None, lambda available: None)
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, force_close=False),
             timeout=aiohttp.ClientTimeout(total=None),

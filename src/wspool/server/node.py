@@ -29,6 +29,7 @@ from websockets.protocol import State
 
 from wspool.core.config import ServerSettings
 from wspool.core.drain import drain_schedule
+from wspool.core.history import StreamPosition
 from wspool.core.keys import node_control_channel
 from wspool.core.protocol import (
     ClientMessage,
@@ -48,6 +49,7 @@ from wspool.core.records import NodeInfo
 from wspool.core.tickets import Ticket, TicketError, verify_ticket
 from wspool.server.http import WEBSOCKET_PATHS, json_response, metrics_response, text_response
 from wspool.server.publisher import PublishBatcher
+from wspool.server.recovery import subscribe_with_history
 from wspool.server.router import ChannelRouter
 from wspool.server.session import Session
 from wspool.server.statewriter import StateWriter
@@ -78,7 +80,9 @@ class ServerNode:
             engine, self.stats, settings.send_buffer_limit, self._close_slow_consumer
         )
         self._publisher = PublishBatcher(engine, self.stats)
-        self._writer = StateWriter(engine, self.sessions, settings.activity_flush_interval)
+        self._writer = StateWriter(
+            engine, self.sessions, settings.activity_flush_interval, settings.session_ttl / 3
+        )
         self.metrics = metrics_registry(
             self.stats,
             {
@@ -302,12 +306,12 @@ class ServerNode:
 
     # commands from the pool manager ------------------------------------------------------
 
-    def _on_message(self, channel: str, frames: list[str]) -> None:
+    def _on_message(self, channel: str, start: StreamPosition, frames: list[str]) -> None:
         if channel == self._control:
             for frame in frames:
                 self._on_command(frame)
         else:
-            self.router.deliver(channel, frames)
+            self.router.deliver(channel, start, frames)
 
     def _on_command(self, frame: str) -> None:
         try:
@@ -389,18 +393,27 @@ class ServerNode:
                 await websocket.send(encode_pong(message_id))
             case MessageType.SUBSCRIBE:
                 assert message.channel is not None
-                if message.channel not in session.channels:
-                    try:
-                        await self.router.add(message.channel, session)
-                    except EngineUnavailableError:
-                        raise ProtocolError(
-                            ErrorCode.INTERNAL,
-                            "could not subscribe: message bus unavailable",
-                            message_id,
-                        ) from None
-                    session.channels.add(message.channel)
-                    self._writer.save(session)
-                await websocket.send(encode_subscribed(message.channel, message_id))
+                if message.channel in session.channels:
+                    await websocket.send(encode_subscribed(message.channel, message_id))
+                    return
+                try:
+                    await subscribe_with_history(
+                        self.router,
+                        self.engine,
+                        self.stats,
+                        session,
+                        message.channel,
+                        message_id,
+                        message.since,
+                    )
+                except EngineUnavailableError:
+                    raise ProtocolError(
+                        ErrorCode.INTERNAL,
+                        "could not subscribe: message bus unavailable",
+                        message_id,
+                    ) from None
+                session.channels.add(message.channel)
+                self._writer.save(session)
             case MessageType.UNSUBSCRIBE:
                 assert message.channel is not None
                 if message.channel not in session.channels:

@@ -3,18 +3,29 @@
 A :class:`MemoryBroker` plays the part of Redis; each node gets its own
 :class:`MemoryEngine` view of it. Pub/sub delivery is scheduled on the event loop rather
 than called inline, so a publisher never re-enters a subscriber, as with a real broker.
+Channel history follows the Redis engine's rules (offsets, epochs, size and age bounds,
+the same spliced frames), trimmed exactly rather than approximately.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import secrets
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from wspool.core.history import (
+    HistoryPolicy,
+    HistoryRead,
+    StreamPosition,
+    missing_after,
+    with_offset,
+)
 from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
 from wspool.state.engine import MessageHandler, StatusHandler
 
@@ -22,10 +33,29 @@ __all__ = ["MemoryBroker", "MemoryEngine"]
 
 
 @dataclass
+class ChannelHistory:
+    """One channel's epoch, last offset, and recent frames with their publish times."""
+
+    epoch: str = field(default_factory=lambda: secrets.token_hex(4))
+    top: int = 0
+    frames: deque[tuple[float, str]] = field(default_factory=deque)
+
+    def trim(self, policy: HistoryPolicy, now: float) -> None:
+        while len(self.frames) > policy.size:
+            self.frames.popleft()
+        while self.frames and self.frames[0][0] <= now - policy.ttl:
+            self.frames.popleft()
+
+
+@dataclass
 class MemoryBroker:
     """Shared store of every :class:`MemoryEngine` in the process."""
 
     clock: Callable[[], float] = time.time
+    history_policy: HistoryPolicy = field(default_factory=HistoryPolicy)
+    history: defaultdict[str, ChannelHistory] = field(
+        default_factory=lambda: defaultdict(ChannelHistory)
+    )
     connections: dict[str, ConnectionRecord] = field(default_factory=dict)
     server_sets: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     client_sets: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -64,13 +94,36 @@ class MemoryEngine:
         self._on_message = None
 
     async def publish(self, batches: Mapping[str, Sequence[str]]) -> None:
+        broker = self._broker
+        now = broker.clock()
         for channel, frames in batches.items():
-            for engine in self._broker.subscribers.get(channel, ()):
-                engine._deliver(channel, list(frames))
+            history = broker.history[channel]
+            start = StreamPosition(history.epoch, history.top + 1)
+            numbered = [
+                with_offset(frame, f"{history.epoch}:{start.offset + i}")
+                for i, frame in enumerate(frames)
+            ]
+            history.top += len(numbered)
+            history.frames.extend((now, frame) for frame in numbered)
+            history.trim(broker.history_policy.for_channel(channel), now)
+            for engine in broker.subscribers.get(channel, ()):
+                engine._deliver(channel, start, numbered)
 
-    def _deliver(self, channel: str, frames: list[str]) -> None:
+    async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
+        history = self._broker.history[channel]
+        history.trim(self._broker.history_policy, self._broker.clock())
+        top = StreamPosition(history.epoch, history.top)
+        if since is None:
+            return HistoryRead(top, [])
+        wanted = missing_after(since, top)
+        if wanted is None or wanted > len(history.frames):
+            return HistoryRead(top, None)
+        kept = history.frames
+        return HistoryRead(top, [f for _, f in itertools.islice(kept, len(kept) - wanted, None)])
+
+    def _deliver(self, channel: str, start: StreamPosition, frames: list[str]) -> None:
         if self._loop is not None and self._on_message is not None:
-            self._loop.call_soon(self._on_message, channel, frames)
+            self._loop.call_soon(self._on_message, channel, start, frames)
 
     async def subscribe(self, channel: str) -> None:
         self._broker.subscribers[channel].add(self)
