@@ -74,6 +74,12 @@ async def test_least_connections_sends_new_clients_to_the_node_that_lost_its_own
         for client in first:
             if client.connected["payload"]["serverId"] == "node-2":
                 await client.__aexit__(None, None, None)
+
+        async def node_2_emptied() -> bool:
+            servers = gateway.api("GET", "/pool/stats")[1]["servers"]
+            return any(s["id"] == "node-2" and s["activeConnections"] == 0 for s in servers)
+
+        await eventually(node_2_emptied, message="the gateway counting node-2's closes")
         async with open_clients(gateway.url, 3) as refill:
             assert spread(refill) == {"node-2": 3}
 
