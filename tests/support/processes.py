@@ -10,12 +10,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tests.support.redis_server import free_port
 
-__all__ = ["NodeProcess", "http_get"]
+__all__ = ["OPEN", "NodeProcess", "http_get"]
+
+OPEN = ("--insecure", "--messages-per-second", "0")
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, dict[str, Any]]:
@@ -30,7 +33,14 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, dict[str, Any]]:
 class NodeProcess:
     """``wspool server`` in a child process, with its log kept in a file."""
 
-    def __init__(self, node_id: str, redis_url: str, *extra: str) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        redis_url: str,
+        *extra: str,
+        security: Sequence[str] = OPEN,
+    ) -> None:
+        """``security`` flags replace the default: open, and no message rate limit."""
         self.id = node_id
         self.port = free_port()
         self.log = Path(tempfile.mkstemp(prefix=f"wspool-{node_id}-", suffix=".log")[1])
@@ -53,6 +63,7 @@ class NodeProcess:
             "1",
             "--log-format",
             "json",
+            *security,
             *extra,
         ]
         self.process: subprocess.Popen[bytes] | None = None

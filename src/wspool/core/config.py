@@ -13,9 +13,12 @@ import os
 import platform
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+from wspool.core.options import ConfigError, Option
+from wspool.core.security import LIMIT_OPTIONS, SECURITY_OPTIONS, SecuritySettings
 
 __all__ = [
     "DEV_OPTIONS",
@@ -23,17 +26,10 @@ __all__ = [
     "ConfigError",
     "DevSettings",
     "Option",
+    "SecuritySettings",
     "ServerSettings",
     "load_settings",
 ]
-
-
-class ConfigError(Exception):
-    """A configuration value that cannot be used; the message names the option."""
-
-    def __init__(self, option: str, problem: str) -> None:
-        super().__init__(f"invalid {option}: {problem}")
-        self.option = option
 
 
 def _positive_int(text: str) -> int:
@@ -90,17 +86,6 @@ def _text(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Option:
-    """One setting: the settings field it fills, its flag, its environment variable."""
-
-    field: str
-    flag: str
-    env: str
-    parse: Callable[[str], Any]
-    help: str
-
-
-@dataclass(frozen=True, slots=True)
 class ServerSettings:
     """Settings of one server node (``wspool server``)."""
 
@@ -122,6 +107,7 @@ class ServerSettings:
     activity_flush_interval: float = 5.0
     log_format: str = "json"
     log_level: str = "info"
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     def __post_init__(self) -> None:
         if self.max_message_bytes > self.max_frame_bytes:
@@ -252,6 +238,7 @@ SERVER_OPTIONS: tuple[Option, ...] = (
         "the node's weight for the weighted strategies",
     ),
     *_NODE_OPTIONS,
+    *SECURITY_OPTIONS,
     *_COMMON_OPTIONS,
 )
 
@@ -276,6 +263,8 @@ class DevSettings:
     activity_flush_interval: float = 5.0
     log_format: str = "text"
     log_level: str = "info"
+    # dev runs open, and its banner says so
+    security: SecuritySettings = field(default_factory=lambda: SecuritySettings(insecure=True))
 
     def __post_init__(self) -> None:
         if self.servers > 10:
@@ -305,6 +294,7 @@ DEV_OPTIONS: tuple[Option, ...] = (
     ),
     Option("servers", "--servers", "WSPOOL_SERVERS", _positive_int, "number of server nodes"),
     *_NODE_OPTIONS,
+    *LIMIT_OPTIONS,
     *_COMMON_OPTIONS,
 )
 
@@ -320,6 +310,7 @@ def load_settings(
     """Build ``cls`` from flag values (by field name), then the environment, then defaults."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
     for option in options:
         text = flags.get(option.field)
         source = option.flag
@@ -329,8 +320,14 @@ def load_settings(
         if text is None:
             continue
         try:
-            values[option.field] = option.parse(text)
+            value = option.parse(text)
         except ValueError as error:
             problem = str(error) if "must" in str(error) else f"{text!r} is not valid"
             raise ConfigError(source, problem) from None
+        group, _, name = option.field.rpartition(".")
+        (nested.setdefault(group, {}) if group else values)[name] = value
+    for group, fields in nested.items():
+        # A nested settings object starts from the default of its field in ``cls``.
+        default = getattr(cls(), group)
+        values[group] = dataclasses.replace(default, **fields)
     return cls(**values)

@@ -50,6 +50,15 @@ class Keys:
         """Inverse of :meth:`channel`."""
         return pubsub_channel[len(self.prefix) + 3 :]
 
+    def address_connections(self, address: str) -> str:
+        """Sorted set of the open connection ids of one client address, scored by the time
+        each lapses unless its node's heartbeat renews it (so a crashed node's entries go)."""
+        return f"{self.prefix}ip:{address}:connections"
+
+    def address_attempts(self, address: str) -> str:
+        """Sorted set of one client address's recent connection attempts, scored by time."""
+        return f"{self.prefix}ip:{address}:attempts"
+
     def node_control(self, server_id: str) -> str:
         """The pub/sub channel on which a node takes commands (close a connection, …)."""
         return f"{self.prefix}node:{server_id}:control"

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+import uuid
 from collections import defaultdict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -55,6 +57,33 @@ def _client(url: str, socket_timeout: float | None) -> aioredis.Redis:
     return client
 
 
+# Check-and-count in one step, on one key (so it works on Redis Cluster too).
+_ACQUIRE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if not redis.call('ZSCORE', KEYS[1], ARGV[4]) and
+        redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+_RECORD_ATTEMPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
 def _fields(mapping: dict[str, str]) -> dict[FieldT, EncodableT]:
     return dict(mapping.items())
 
@@ -76,6 +105,8 @@ class RedisEngine:
         self._on_message: MessageHandler | None = None
         self._on_status: StatusHandler | None = None
         self._available = False
+        self._acquire_slot = self._redis.register_script(_ACQUIRE_SLOT)
+        self._record_attempt = self._redis.register_script(_RECORD_ATTEMPT)
 
     @property
     def available(self) -> bool:
@@ -287,6 +318,40 @@ class RedisEngine:
         for server_id in dead:
             await self.purge_node(server_id)
         return dead
+
+    # limits per client address ------------------------------------------------------------
+
+    async def acquire_address_slot(
+        self, address: str, connection_id: str, limit: int, ttl: float
+    ) -> bool:
+        now = time.time()
+        args: list[str | int] = [repr(now), repr(now + ttl), limit, connection_id, _ms(ttl)]
+        key = self._keys.address_connections(address)
+        return bool(await self._run(self._acquire_slot(keys=[key], args=args)))
+
+    async def release_address_slot(self, address: str, connection_id: str) -> None:
+        await self._run(self._redis.zrem(self._keys.address_connections(address), connection_id))
+
+    async def refresh_address_slots(self, slots: Mapping[str, Collection[str]], ttl: float) -> None:
+        lapses = time.time() + ttl
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for address, connection_ids in slots.items():
+                if connection_ids:
+                    key = self._keys.address_connections(address)
+                    pipe.zadd(key, dict.fromkeys(connection_ids, lapses))
+                    pipe.pexpire(key, _ms(ttl))
+            await self._run(pipe.execute())
+
+    async def address_connection_count(self, address: str) -> int:
+        key = self._keys.address_connections(address)
+        return int(await self._run(self._redis.zcount(key, f"({time.time()}", "+inf")))
+
+    async def record_attempt(self, address: str, limit: int, window: float) -> bool:
+        now = time.time()
+        member = f"{now!r}:{uuid.uuid4().hex[:8]}"
+        args: list[str | int] = [repr(now), repr(window), limit, member, _ms(window)]
+        key = self._keys.address_attempts(address)
+        return bool(await self._run(self._record_attempt(keys=[key], args=args)))
 
     @staticmethod
     async def _run(awaitable: Any) -> Any:
