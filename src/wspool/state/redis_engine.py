@@ -355,7 +355,17 @@ class RedisEngine:
 
     @staticmethod
     async def _run(awaitable: Any) -> Any:
+        # redis-py can swallow a cancellation while it drops a connection (returning, or
+        # raising a connection error); a cancelled caller must see CancelledError, or its
+        # loop goes on and whoever awaits the cancellation waits forever.
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
         try:
-            return await awaitable
+            result = await awaitable
         except (RedisError, OSError) as error:
+            if task is not None and task.cancelling() > cancelling:
+                raise asyncio.CancelledError from error
             raise EngineUnavailableError(str(error)) from error
+        if task is not None and task.cancelling() > cancelling:
+            raise asyncio.CancelledError
+        return result
