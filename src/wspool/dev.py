@@ -42,15 +42,24 @@ async def run_dev(settings: DevSettings) -> None:
 
 def _banner(settings: DevSettings, nodes: list[ServerNode]) -> str:
     store = settings.redis_url or "in-memory engine (this process only)"
+    limits = settings.security
     lines = [
-        "wspool dev: the whole data plane in one process (no authentication: open to anyone",
-        "who can reach these ports)",
+        "wspool dev: the whole data plane in one process",
+        "  OPEN: no tokens are checked; anyone who reaches these ports may connect, subscribe",
+        "  and publish on any channel. Use 'wspool server' with a key for anything else.",
+        f"  limits    {_limit(limits.max_connections_per_ip)} connections and "
+        f"{_limit(limits.connection_attempts_per_ip)} attempts/s per address, "
+        f"{_limit(limits.messages_per_second)} messages/s per connection",
         f"  state     {store}",
     ]
     lines += [f"  {node.id:9} {node.url}/ws   health {_http(node.url)}/health" for node in nodes]
     lines.append("  try       python -m websockets " + f"{nodes[0].url}/ws" if nodes else "")
     lines.append("Ctrl-C drains the nodes and stops.")
     return "\n".join(lines)
+
+
+def _limit(value: float) -> str:
+    return f"{value:g}" if value else "unlimited"
 
 
 def _http(url: str) -> str:
