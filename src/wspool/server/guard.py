@@ -29,6 +29,7 @@ from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import MultipleValuesError
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -127,6 +128,19 @@ class Guard:
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
         """A refusal response, or None to let the WebSocket handshake go on."""
+        try:
+            return await self._check_handshake(connection, request)
+        except MultipleValuesError as error:  # e.g. two Authorization headers
+            return _refuse(
+                connection,
+                HTTPStatus.BAD_REQUEST,
+                ErrorCode.BAD_REQUEST,
+                f"repeated header {error.args[0] if error.args else ''}".strip(),
+            )
+
+    async def _check_handshake(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         headers = request.headers
         security = self.security
         if not security.origin_allowed(headers.get("Origin")):
