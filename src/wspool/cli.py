@@ -18,9 +18,11 @@ from typing import Any
 from wspool import __version__
 from wspool.core.config import (
     DEV_OPTIONS,
+    GATEWAY_OPTIONS,
     SERVER_OPTIONS,
     ConfigError,
     DevSettings,
+    GatewaySettings,
     Option,
     ServerSettings,
     load_settings,
@@ -65,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_options(dev, DEV_OPTIONS, DevSettings())
     server = commands.add_parser("server", help="one server node of the WebSocket farm")
     _add_options(server, SERVER_OPTIONS, ServerSettings())
+    gateway = commands.add_parser(
+        "gateway", help="the gateway: load balancer, pool manager, health monitor, REST API"
+    )
+    _add_options(gateway, GATEWAY_OPTIONS, GatewaySettings())
     return parser
 
 
@@ -90,9 +96,19 @@ def _read_text(path: str) -> str:
     return Path(path).read_text(encoding="utf-8")
 
 
+def _run_gateway(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
+    from wspool.gateway.main import run_gateway
+
+    settings = load_settings(GatewaySettings, GATEWAY_OPTIONS, flags)
+    settings.require_nodes_source()
+    configure_logging(settings.log_format, settings.log_level)
+    return run_gateway(settings)
+
+
 _COMMANDS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]] = {
     "dev": _run_dev,
     "server": _run_server,
+    "gateway": _run_gateway,
 }
 
 

@@ -1,16 +1,22 @@
 """``wspool dev``: the whole data plane in one process, for a first try.
 
-N server nodes share one in-memory engine (or Redis, given a URL) and listen on the ports
-after ``--port``.
+The gateway listens on ``--port`` and N server nodes on the ports after it; they share one
+in-memory engine (or Redis, given a URL) and a ticket secret made up at start, so the
+nodes take connections only through the gateway, as in production.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import secrets
 
-from wspool.core.config import DevSettings
-from wspool.server.main import create_engine, wait_for_shutdown_signal
+from aiohttp import web
+
+from wspool.core.config import DevSettings, GatewaySettings
+from wspool.gateway.main import start_gateway
+from wspool.runtime import create_engine, wait_for_shutdown_signal
 from wspool.server.node import ServerNode
 from wspool.state.engine import StateEngine
 from wspool.state.memory import MemoryBroker
@@ -20,19 +26,25 @@ __all__ = ["run_dev"]
 
 async def run_dev(settings: DevSettings) -> None:
     broker = MemoryBroker()
+    secret = secrets.token_urlsafe(32)
     engines: list[StateEngine] = []
     nodes: list[ServerNode] = []
+    gateway: web.AppRunner | None = None
     try:
         for index in range(settings.servers):
             engine = create_engine(settings.redis_url, settings.key_prefix, broker)
             engines.append(engine)
-            node = ServerNode(settings.node_settings(index), engine)
+            node_settings = dataclasses.replace(settings.node_settings(index), ticket_secret=secret)
+            node = ServerNode(node_settings, engine)
             await node.start()
             nodes.append(node)
+        gateway = await start_gateway(_gateway_settings(settings, secret), broker)
         print(_banner(settings, nodes), flush=True)
         await wait_for_shutdown_signal()
         await asyncio.gather(*(node.drain() for node in nodes))
     finally:
+        if gateway is not None:
+            await gateway.cleanup()
         for node in nodes:
             await node.stop()
         for engine in engines:
@@ -40,9 +52,23 @@ async def run_dev(settings: DevSettings) -> None:
                 await engine.close()
 
 
+def _gateway_settings(settings: DevSettings, secret: str) -> GatewaySettings:
+    return GatewaySettings(
+        host=settings.host,
+        port=settings.port,
+        id="gateway",
+        redis_url=settings.redis_url,
+        key_prefix=settings.key_prefix,
+        log_format=settings.log_format,
+        log_level=settings.log_level,
+        ticket_secret=secret,
+    )
+
+
 def _banner(settings: DevSettings, nodes: list[ServerNode]) -> str:
     store = settings.redis_url or "in-memory engine (this process only)"
     limits = settings.security
+    gateway = f"{settings.host}:{settings.port}"
     lines = [
         "wspool dev: the whole data plane in one process",
         "  OPEN: no tokens are checked; anyone who reaches these ports may connect, subscribe",
@@ -51,16 +77,13 @@ def _banner(settings: DevSettings, nodes: list[ServerNode]) -> str:
         f"{_limit(limits.connection_attempts_per_ip)} attempts/s per address, "
         f"{_limit(limits.messages_per_second)} messages/s per connection",
         f"  state     {store}",
+        f"  gateway   ws://{gateway}/ws   REST http://{gateway}/api/v1/pool/health",
     ]
-    lines += [f"  {node.id:9} {node.url}/ws   health {_http(node.url)}/health" for node in nodes]
-    lines.append("  try       python -m websockets " + f"{nodes[0].url}/ws" if nodes else "")
+    lines += [f"  {node.id:9} {node.url}/ws (through the gateway only)" for node in nodes]
+    lines.append(f"  try       python -m websockets ws://{gateway}/ws")
     lines.append("Ctrl-C drains the nodes and stops.")
     return "\n".join(lines)
 
 
 def _limit(value: float) -> str:
     return f"{value:g}" if value else "unlimited"
-
-
-def _http(url: str) -> str:
-    return "http" + url.removeprefix("ws")

@@ -1,7 +1,8 @@
-"""Real ``wspool server`` processes for farm tests."""
+"""Real ``wspool server`` and ``wspool gateway`` processes for farm tests."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -15,82 +16,88 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.redis_server import free_port
+from tests.support.waiting import eventually
 
-__all__ = ["OPEN", "NodeProcess", "http_get"]
+__all__ = ["OPEN", "TICKET_SECRET", "GatewayProcess", "NodeProcess", "http_get", "http_request"]
 
-OPEN = ("--insecure", "--messages-per-second", "0")
+OPEN = ("--insecure", "--messages-per-second", "0", "--connection-attempts-per-ip", "0")
+"""Security flags of test nodes whose tests are about something else: open, unthrottled."""
+
+TICKET_SECRET = "farm-tests-ticket-secret-0123456789abcdef"
+"""The secret the test farm's gateways and nodes share."""
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, dict[str, Any]]:
-    """GET a JSON endpoint; returns the status and the decoded body, also for 4xx/5xx."""
+def http_request(
+    method: str, url: str, body: Any = None, *, raw: bytes | None = None, timeout: float = 5.0
+) -> tuple[int, Any]:
+    """Send a JSON request; returns the status and the decoded body, also for 4xx/5xx."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
 
 
-class NodeProcess:
-    """``wspool server`` in a child process, with its log kept in a file."""
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, dict[str, Any]]:
+    """GET a JSON endpoint; returns the status and the decoded body, also for 4xx/5xx."""
+    status, body = http_request("GET", url, timeout=timeout)
+    return status, body
 
-    def __init__(
-        self,
-        node_id: str,
-        redis_url: str,
-        *extra: str,
-        security: Sequence[str] = OPEN,
-    ) -> None:
-        """``security`` flags replace the default: open, and no message rate limit."""
-        self.id = node_id
+
+class _ServiceProcess:
+    """A ``wspool`` subcommand in a child process, with its log kept in a file."""
+
+    def __init__(self, name: str, args: list[str]) -> None:
+        self.id = name
         self.port = free_port()
-        self.log = Path(tempfile.mkstemp(prefix=f"wspool-{node_id}-", suffix=".log")[1])
-        self.args = [
-            sys.executable,
-            "-m",
-            "wspool",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--id",
-            node_id,
-            "--redis-url",
-            redis_url,
-            "--heartbeat-interval",
-            "0.2",
-            "--node-ttl",
-            "1",
-            "--log-format",
-            "json",
-            *security,
-            *extra,
-        ]
+        self.log = Path(tempfile.mkstemp(prefix=f"wspool-{name}-", suffix=".log")[1])
+        self.args = [sys.executable, "-m", "wspool", *args, "--port", str(self.port)]
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    @property
-    def health_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/health"
+    def ready(self, status: int, body: dict[str, Any]) -> bool:
+        raise NotImplementedError
 
-    def start(self, timeout: float = 10.0) -> NodeProcess:
+    def start(self, timeout: float = 10.0) -> _ServiceProcess:
+        self._spawn()
+        deadline = time.monotonic() + timeout
+        while not self._is_ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.id} did not become ready:\n{self.output()}")
+            time.sleep(0.05)
+        return self
+
+    async def start_async(self) -> None:
+        """:meth:`start` for tests whose event loop must keep running (a proxy in it)."""
+        self._spawn()
+        try:
+            await eventually(lambda: asyncio.to_thread(self._is_ready), within=10.0, interval=0.05)
+        except AssertionError:
+            raise RuntimeError(f"{self.id} did not become ready:\n{self.output()}") from None
+
+    def _spawn(self) -> None:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"node {self.id} exited at start:\n{self.output()}")
-            try:
-                status, body = http_get(self.health_url, timeout=0.5)
-                if status == 200 and body["store"] == "up":
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"node {self.id} did not become healthy:\n{self.output()}")
+
+    def _is_ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.id} exited at start:\n{self.output()}")
+        try:
+            return self.ready(*http_get(f"{self.http}/health", timeout=0.5))
+        except OSError:
+            return False
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.process is not None
@@ -102,8 +109,83 @@ class NodeProcess:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # in case a test froze it
             self.process.kill()
             self.process.wait(timeout=10)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+class NodeProcess(_ServiceProcess):
+    """``wspool server``, registered in Redis with a fast heartbeat."""
+
+    def __init__(
+        self, node_id: str, redis_url: str, *extra: str, security: Sequence[str] = OPEN
+    ) -> None:
+        """``security`` flags replace the default :data:`OPEN`."""
+        super().__init__(
+            node_id,
+            [
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--id",
+                node_id,
+                "--redis-url",
+                redis_url,
+                "--heartbeat-interval",
+                "0.2",
+                "--node-ttl",
+                "1",
+                "--log-format",
+                "json",
+                *security,
+                *extra,
+            ],
+        )
+
+    @property
+    def health_url(self) -> str:
+        return f"{self.http}/health"
+
+    def ready(self, status: int, body: dict[str, Any]) -> bool:
+        return status == 200 and body["store"] == "up"
+
+    def start(self, timeout: float = 10.0) -> NodeProcess:
+        super().start(timeout)
+        return self
+
+
+class GatewayProcess(_ServiceProcess):
+    """``wspool gateway`` finding its nodes in Redis; ready once ``nodes`` are serving."""
+
+    def __init__(self, name: str, redis_url: str, *extra: str, nodes: int = 1) -> None:
+        super().__init__(
+            name,
+            [
+                "gateway",
+                "--host",
+                "127.0.0.1",
+                "--id",
+                name,
+                "--redis-url",
+                redis_url,
+                "--refresh-interval",
+                "0.2",
+                "--log-format",
+                "json",
+                *extra,
+            ],
+        )
+        self.nodes = nodes
+
+    def ready(self, status: int, body: dict[str, Any]) -> bool:
+        return status == 200 and body["servers"] >= self.nodes
+
+    def start(self, timeout: float = 10.0) -> GatewayProcess:
+        super().start(timeout)
+        return self
+
+    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        return http_request(method, f"{self.http}/api/v1{path}", body)

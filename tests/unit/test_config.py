@@ -152,3 +152,10 @@ def test_key_files_are_read_through_the_given_reader_and_trimmed() -> None:
 def test_dev_runs_open() -> None:
     settings = load_settings(DevSettings, DEV_OPTIONS, {}, environ={})
     assert settings.node_settings(0).security.insecure
+
+
+def test_a_short_ticket_secret_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(ServerSettings, SERVER_OPTIONS, {"ticket_secret": "hunter2"}, {})
+    assert str(caught.value) == "invalid --ticket-secret: must be at least 32 characters"
+    assert "hunter2" not in repr(ServerSettings(ticket_secret="hunter2" * 5))

@@ -20,11 +20,15 @@ from urllib.parse import urlsplit
 from wspool.core.options import ConfigError, Option
 from wspool.core.security import LIMIT_OPTIONS, SECURITY_OPTIONS, SecuritySettings
 
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
 __all__ = [
     "DEV_OPTIONS",
+    "GATEWAY_OPTIONS",
     "SERVER_OPTIONS",
     "ConfigError",
     "DevSettings",
+    "GatewaySettings",
     "Option",
     "SecuritySettings",
     "ServerSettings",
@@ -108,6 +112,7 @@ class ServerSettings:
     log_format: str = "json"
     log_level: str = "info"
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    ticket_secret: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if self.max_message_bytes > self.max_frame_bytes:
@@ -151,6 +156,23 @@ _COMMON_OPTIONS: tuple[Option, ...] = (
         _choice("debug", "info", "warning", "error"),
         "log level",
     ),
+)
+
+
+def _secret(text: str) -> str:
+    # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (32 bytes).
+    if len(text.encode()) < 32:
+        raise ValueError("must be at least 32 characters")
+    return text
+
+
+_TICKET_SECRET = Option(
+    "ticket_secret",
+    "--ticket-secret",
+    "WSPOOL_TICKET_SECRET",
+    _secret,
+    "secret shared by the gateway and the nodes; when set, a node accepts only"
+    " connections with a gateway ticket for itself",
 )
 
 _NODE_OPTIONS: tuple[Option, ...] = (
@@ -237,6 +259,7 @@ SERVER_OPTIONS: tuple[Option, ...] = (
         _positive_int,
         "the node's weight for the weighted strategies",
     ),
+    _TICKET_SECRET,
     *_NODE_OPTIONS,
     *SECURITY_OPTIONS,
     *_COMMON_OPTIONS,
@@ -264,7 +287,10 @@ class DevSettings:
     log_format: str = "text"
     log_level: str = "info"
     # dev runs open, and its banner says so
-    security: SecuritySettings = field(default_factory=lambda: SecuritySettings(insecure=True))
+    security: SecuritySettings = field(
+        # the nodes count clients by the address their gateway forwards
+        default_factory=lambda: SecuritySettings(insecure=True, trusted_proxies=LOOPBACK)
+    )
 
     def __post_init__(self) -> None:
         if self.servers > 10:
@@ -295,6 +321,97 @@ DEV_OPTIONS: tuple[Option, ...] = (
     Option("servers", "--servers", "WSPOOL_SERVERS", _positive_int, "number of server nodes"),
     *_NODE_OPTIONS,
     *LIMIT_OPTIONS,
+    *_COMMON_OPTIONS,
+)
+
+
+def _url_list(text: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in text.split(",") if u.strip())
+    if not urls:
+        raise ValueError("must list at least one ws:// URL")
+    for url in urls:
+        _url("ws", "wss")(url)
+    return urls
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """Settings of one gateway replica (``wspool gateway``)."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    id: str = ""
+    redis_url: str | None = None
+    key_prefix: str = ""
+    servers: tuple[str, ...] = ()
+    strategy: str = "least-connections"
+    max_connections: int = 100_000
+    connect_timeout: float = 2.0
+    connect_attempts: int = 3
+    refresh_interval: float = 0.5
+    log_format: str = "json"
+    log_level: str = "info"
+    ticket_secret: str = field(default="", repr=False)
+
+    def require_nodes_source(self) -> None:
+        """A standalone gateway finds nodes in a static list or in the Redis registry."""
+        if not self.servers and not self.redis_url:
+            raise ConfigError("--servers", "give the nodes' URLs, or --redis-url to find them")
+
+    def resolved(self) -> GatewaySettings:
+        if self.id:
+            return self
+        suffix = uuid.uuid4().hex[:6]
+        return dataclasses.replace(self, id=f"gw-{platform.node() or 'host'}-{suffix}")
+
+
+GATEWAY_OPTIONS: tuple[Option, ...] = (
+    Option("host", "--host", "WSPOOL_HOST", _text, "address to listen on"),
+    Option("port", "--port", "WSPOOL_PORT", _port, "port to listen on"),
+    Option("id", "--id", "WSPOOL_GATEWAY_ID", _text, "replica id (default: hostname and a suffix)"),
+    Option(
+        "servers",
+        "--servers",
+        "WSPOOL_SERVERS",
+        _url_list,
+        "a static list of node URLs (ws://a:8081,ws://b:8081) instead of the Redis registry",
+    ),
+    Option(
+        "strategy",
+        "--strategy",
+        "WSPOOL_STRATEGY",
+        _choice("round-robin", "least-connections", "weighted"),
+        "initial strategy, used until the pool config in Redis says otherwise",
+    ),
+    Option(
+        "max_connections",
+        "--max-connections",
+        "WSPOOL_MAX_CONNECTIONS",
+        _positive_int,
+        "initial pool-wide connection limit, until the pool config says otherwise",
+    ),
+    Option(
+        "connect_timeout",
+        "--connect-timeout",
+        "WSPOOL_CONNECT_TIMEOUT",
+        _positive_float,
+        "seconds an upstream connect and handshake may take before trying another node",
+    ),
+    Option(
+        "connect_attempts",
+        "--connect-attempts",
+        "WSPOOL_CONNECT_ATTEMPTS",
+        _positive_int,
+        "nodes tried for one client handshake before giving up with 1013",
+    ),
+    Option(
+        "refresh_interval",
+        "--refresh-interval",
+        "WSPOOL_REFRESH_INTERVAL",
+        _positive_float,
+        "seconds between reads of the node registry and the shared pool config",
+    ),
+    _TICKET_SECRET,
     *_COMMON_OPTIONS,
 )
 

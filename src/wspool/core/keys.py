@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Keys"]
+__all__ = ["Keys", "node_control_channel"]
+
+
+def node_control_channel(server_id: str) -> str:
+    """The channel on which a node takes commands (close a connection, …).
+
+    It travels over the same pub/sub as WebSocket channels, but ``#`` is outside the
+    channel alphabet of the wire protocol, so no client can subscribe or publish to it.
+    """
+    return f"#node:{server_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +51,16 @@ class Keys:
     def pool_stats(self) -> str:
         return f"{self.prefix}pool:stats"
 
+    @property
+    def pool_config(self) -> str:
+        """The pool's ``PoolConfig`` as JSON, shared by every gateway replica."""
+        return f"{self.prefix}pool:config"
+
+    @property
+    def gateways(self) -> str:
+        """Sorted set of gateway replica ids scored by the time their registration lapses."""
+        return f"{self.prefix}gateways"
+
     def channel(self, name: str) -> str:
         """The pub/sub channel carrying a WebSocket channel's messages between nodes."""
         return f"{self.prefix}ch:{name}"
@@ -58,7 +77,3 @@ class Keys:
     def address_attempts(self, address: str) -> str:
         """Sorted set of one client address's recent connection attempts, scored by time."""
         return f"{self.prefix}ip:{address}:attempts"
-
-    def node_control(self, server_id: str) -> str:
-        """The pub/sub channel on which a node takes commands (close a connection, …)."""
-        return f"{self.prefix}node:{server_id}:control"

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-__all__ = ["ConnectionRecord", "NodeInfo", "iso_time"]
+__all__ = ["ConnectionRecord", "NodeHealth", "NodeInfo", "iso_time"]
 
 
 def iso_time(timestamp: float) -> str:
@@ -102,3 +102,36 @@ class NodeInfo:
 
     def with_heartbeat(self, now: float) -> NodeInfo:
         return replace(self, heartbeat_at=now)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHealth:
+    """What a gateway's health monitor concluded about a node, under ``server:{id}:health``."""
+
+    server_id: str
+    healthy: bool
+    last_health_check: float
+    circuit: str = "closed"
+    draining: bool = False
+    checked_by: str = ""
+
+    def to_hash(self) -> dict[str, str]:
+        return {
+            "serverId": self.server_id,
+            "healthy": "1" if self.healthy else "0",
+            "lastHealthCheck": repr(self.last_health_check),
+            "circuit": self.circuit,
+            "draining": "1" if self.draining else "0",
+            "checkedBy": self.checked_by,
+        }
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> NodeHealth:
+        return cls(
+            server_id=data["serverId"],
+            healthy=data.get("healthy") == "1",
+            last_health_check=float(data.get("lastHealthCheck", 0.0)),
+            circuit=data.get("circuit", "closed"),
+            draining=data.get("draining") == "1",
+            checked_by=data.get("checkedBy", ""),
+        )

@@ -2,42 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
-
 from wspool.core.config import ServerSettings
-from wspool.core.keys import Keys
+from wspool.runtime import create_engine, wait_for_shutdown_signal
 from wspool.server.node import ServerNode
-from wspool.state.engine import StateEngine
-from wspool.state.memory import MemoryBroker
-from wspool.state.redis_engine import RedisEngine
 
-__all__ = ["create_engine", "run_server", "wait_for_shutdown_signal"]
-
-log = logging.getLogger(__name__)
-
-
-def create_engine(
-    redis_url: str | None, key_prefix: str, broker: MemoryBroker | None = None
-) -> StateEngine:
-    """The Redis engine when a URL is given, else a view of an in-memory broker."""
-    if redis_url:
-        return RedisEngine(redis_url, Keys(key_prefix))
-    return (broker or MemoryBroker()).engine()
-
-
-async def wait_for_shutdown_signal() -> None:
-    """Return on the first SIGTERM or SIGINT (Kubernetes stops pods with SIGTERM)."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+__all__ = ["run_server"]
 
 
 async def run_server(settings: ServerSettings) -> None:

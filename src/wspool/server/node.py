@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
 import uuid
+import weakref
 from collections.abc import Coroutine
 from http import HTTPStatus
 from typing import Any
@@ -27,6 +29,7 @@ from websockets.protocol import State
 
 from wspool.core.config import ServerSettings
 from wspool.core.drain import drain_schedule
+from wspool.core.keys import node_control_channel
 from wspool.core.protocol import (
     ClientMessage,
     CloseCode,
@@ -42,6 +45,7 @@ from wspool.core.protocol import (
     parse_client_frame,
 )
 from wspool.core.records import NodeInfo
+from wspool.core.tickets import Ticket, TicketError, verify_ticket
 from wspool.server.guard import Guard, select_subprotocol
 from wspool.server.http import WEBSOCKET_PATHS, json_response, metrics_response, text_response
 from wspool.server.publisher import PublishBatcher
@@ -97,6 +101,10 @@ class ServerNode:
         self._background: set[asyncio.Task[Any]] = set()
         self._started_at = 0.0
         self._degraded_since = 0.0
+        self._control = node_control_channel(self.id)
+        self._tickets: weakref.WeakKeyDictionary[ServerConnection, Ticket] = (
+            weakref.WeakKeyDictionary()
+        )
         self.url = settings.advertise_url
 
     # lifecycle -------------------------------------------------------------------------
@@ -110,9 +118,10 @@ class ServerNode:
     async def start(self) -> None:
         """Connect the engine, clear what a previous life of this id left, and listen."""
         self._started_at = time.time()
-        await self.engine.start(self.router.deliver, self._on_engine_status)
+        await self.engine.start(self._on_message, self._on_engine_status)
         try:
             await self.engine.purge_node(self.id)
+            await self.engine.subscribe(self._control)
         except EngineUnavailableError as error:
             log.warning("store unreachable at start: %s", error, extra={"serverId": self.id})
         self._writer.start()
@@ -135,6 +144,8 @@ class ServerNode:
         if not self.url:
             host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
             self.url = f"ws://{host}:{self.port}"
+        with contextlib.suppress(EngineUnavailableError):  # the heartbeat keeps trying
+            await self.engine.register_node(self.node_info(), self.settings.node_ttl)
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
         log.info("server node listening on %s", self.url, extra={"serverId": self.id})
 
@@ -254,6 +265,10 @@ class ServerNode:
                 "draining": self.draining,
                 "store": "up" if self.engine.available else "down",
                 "uptimeSeconds": round(time.time() - self._started_at, 3),
+                "connectionsOpened": self.stats.connections_opened,
+                "messagesIn": self.stats.messages_received,
+                "messagesOut": self.stats.deliveries,
+                "errors": sum(self.stats.errors.values()),
             },
         )
 
@@ -269,15 +284,63 @@ class ServerNode:
             return text_response(connection, HTTPStatus.NOT_FOUND, "not found")
         if self.draining:
             return text_response(connection, HTTPStatus.SERVICE_UNAVAILABLE, "server draining")
+        if self.settings.ticket_secret:
+            refusal = self._check_ticket(connection, request)
+            if refusal is not None:
+                return refusal
         return await self.guard.check_handshake(connection, request)
+
+    def _check_ticket(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Admit only a valid gateway ticket for this node; remember it for the handler."""
+        token = parse_qs(urlsplit(request.path).query).get("ticket", [""])[0]
+        if not token:
+            return text_response(connection, HTTPStatus.UNAUTHORIZED, "ticket required")
+        try:
+            self._tickets[connection] = verify_ticket(self.settings.ticket_secret, token, self.id)
+        except TicketError as error:
+            return text_response(connection, HTTPStatus.UNAUTHORIZED, str(error))
+        return None
+
+    # commands from the pool manager ------------------------------------------------------
+
+    def _on_message(self, channel: str, frames: list[str]) -> None:
+        if channel == self._control:
+            for frame in frames:
+                self._on_command(frame)
+        else:
+            self.router.deliver(channel, frames)
+
+    def _on_command(self, frame: str) -> None:
+        try:
+            command = json.loads(frame)
+            action, connection_id = command["command"], command["connectionId"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring malformed command %r", frame[:200], extra={"serverId": self.id})
+            return
+        session = self.sessions.get(connection_id)
+        if action == "close" and session is not None and not session.closing:
+            session.closing = True
+            log.info(
+                "closing connection on request of the pool manager",
+                extra={"connectionId": connection_id, "serverId": self.id},
+            )
+            self._spawn(
+                close_promptly(session.websocket, CloseCode.NORMAL, "closed by the pool manager")
+            )
 
     # WebSocket ---------------------------------------------------------------------------
 
     async def _handle(self, websocket: ServerConnection) -> None:
         now = time.time()
-        connection_id = uuid.uuid4().hex
+        ticket = self._tickets.pop(websocket, None)
+        connection_id = ticket.connection_id if ticket else uuid.uuid4().hex
+        if connection_id in self.sessions:  # a ticket is good for one connection
+            await close_promptly(websocket, CloseCode.POLICY_VIOLATION, "ticket already used")
+            return
         claims = await self.guard.admit(
-            websocket, connection_id, _client_id(websocket) or connection_id
+            websocket,
+            connection_id,
+            (ticket.client_id if ticket else _client_id(websocket)) or connection_id,
         )
         if claims is None:
             return

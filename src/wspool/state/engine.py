@@ -9,9 +9,9 @@ both engines.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from wspool.core.records import ConnectionRecord, NodeInfo
+from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
 
 __all__ = ["EngineUnavailableError", "MessageHandler", "StateEngine", "StatusHandler"]
 
@@ -110,3 +110,23 @@ class StateEngine(Protocol):
         """Record a connection attempt if fewer than ``limit`` happened in the last
         ``window`` seconds (a sliding window); returns whether it was allowed."""
         ...
+
+    # gateways ----------------------------------------------------------------------------
+
+    async def save_node_health(self, health: NodeHealth, ttl: float) -> None:
+        """Publish a health monitor's view of a node for every replica and the operator."""
+        ...
+
+    async def get_node_health(self, server_id: str) -> NodeHealth | None: ...
+
+    async def get_pool_config(self) -> dict[str, Any] | None:
+        """The pool's stored ``PoolConfig`` document, or None if none was ever set."""
+        ...
+
+    async def set_pool_config(self, document: dict[str, Any]) -> None: ...
+
+    async def register_gateway(self, gateway_id: str, ttl: float) -> int:
+        """Announce (or refresh) a gateway replica; returns how many replicas are live."""
+        ...
+
+    async def deregister_gateway(self, gateway_id: str) -> None: ...

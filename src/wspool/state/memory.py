@@ -8,12 +8,14 @@ than called inline, so a publisher never re-enters a subscriber, as with a real 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from wspool.core.records import ConnectionRecord, NodeInfo
+from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
 from wspool.state.engine import MessageHandler, StatusHandler
 
 __all__ = ["MemoryBroker", "MemoryEngine"]
@@ -33,6 +35,9 @@ class MemoryBroker:
     )
     address_slots: dict[str, dict[str, float]] = field(default_factory=dict)
     address_attempts: dict[str, list[float]] = field(default_factory=dict)
+    health: dict[str, tuple[NodeHealth, float]] = field(default_factory=dict)
+    pool_config: dict[str, Any] | None = None
+    gateways: dict[str, float] = field(default_factory=dict)
 
     def engine(self) -> MemoryEngine:
         return MemoryEngine(self)
@@ -123,6 +128,7 @@ class MemoryEngine:
 
     async def purge_node(self, server_id: str) -> int:
         self._broker.nodes.pop(server_id, None)
+        self._broker.health.pop(server_id, None)
         ids = self._broker.server_sets.pop(server_id, set())
         for connection_id in ids:
             record = self._broker.connections.get(connection_id)
@@ -186,3 +192,30 @@ class MemoryEngine:
         else:
             self._broker.address_attempts.pop(address, None)
         return allowed
+
+    async def save_node_health(self, health: NodeHealth, ttl: float) -> None:
+        self._broker.health[health.server_id] = (health, self._broker.clock() + ttl)
+
+    async def get_node_health(self, server_id: str) -> NodeHealth | None:
+        entry = self._broker.health.get(server_id)
+        if entry is None or entry[1] <= self._broker.clock():
+            return None
+        return entry[0]
+
+    async def get_pool_config(self) -> dict[str, Any] | None:
+        document = self._broker.pool_config
+        return None if document is None else json.loads(json.dumps(document))
+
+    async def set_pool_config(self, document: dict[str, Any]) -> None:
+        self._broker.pool_config = json.loads(json.dumps(document))
+
+    async def register_gateway(self, gateway_id: str, ttl: float) -> int:
+        now = self._broker.clock()
+        gateways = self._broker.gateways
+        gateways[gateway_id] = now + ttl
+        for lapsed in [g for g, lapses in gateways.items() if lapses <= now]:
+            del gateways[lapsed]
+        return len(gateways)
+
+    async def deregister_gateway(self, gateway_id: str) -> None:
+        self._broker.gateways.pop(gateway_id, None)

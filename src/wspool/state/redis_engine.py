@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import time
@@ -29,7 +30,7 @@ from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from wspool.core.keys import Keys
-from wspool.core.records import ConnectionRecord, NodeInfo
+from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
 from wspool.state.engine import EngineUnavailableError, MessageHandler, StatusHandler
 
 __all__ = ["RedisEngine"]
@@ -352,6 +353,42 @@ class RedisEngine:
         args: list[str | int] = [repr(now), repr(window), limit, member, _ms(window)]
         key = self._keys.address_attempts(address)
         return bool(await self._run(self._record_attempt(keys=[key], args=args)))
+
+    # gateways ----------------------------------------------------------------------------
+
+    async def save_node_health(self, health: NodeHealth, ttl: float) -> None:
+        key = self._keys.server_health(health.server_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=_fields(health.to_hash()))
+            pipe.pexpire(key, int(ttl * 1000))
+            await self._run(pipe.execute())
+
+    async def get_node_health(self, server_id: str) -> NodeHealth | None:
+        data = await self._run(self._redis.hgetall(self._keys.server_health(server_id)))
+        return NodeHealth.from_hash(data) if data else None
+
+    async def get_pool_config(self) -> dict[str, Any] | None:
+        text = await self._run(self._redis.get(self._keys.pool_config))
+        if text is None:
+            return None
+        document: dict[str, Any] = json.loads(text)
+        return document
+
+    async def set_pool_config(self, document: dict[str, Any]) -> None:
+        await self._run(self._redis.set(self._keys.pool_config, json.dumps(document)))
+
+    async def register_gateway(self, gateway_id: str, ttl: float) -> int:
+        now = time.time()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self._keys.gateways, {gateway_id: now + ttl})
+            pipe.zremrangebyscore(self._keys.gateways, "-inf", now)
+            pipe.zcard(self._keys.gateways)
+            results = await self._run(pipe.execute())
+        count: int = results[-1]
+        return count
+
+    async def deregister_gateway(self, gateway_id: str) -> None:
+        await self._run(self._redis.zrem(self._keys.gateways, gateway_id))
 
     @staticmethod
     async def _run(awaitable: Any) -> Any:

@@ -1,0 +1,48 @@
+"""``create_app``: the gateway as an aiohttp application, built by a factory.
+
+The app holds one :class:`Gateway` under :data:`GATEWAY`, started and stopped by its
+cleanup context; ``/ws`` is the load balancer path, the rest is the REST API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from http import HTTPStatus
+
+from aiohttp import web
+
+from wspool.core.config import GatewaySettings
+from wspool.gateway.gateway import GATEWAY, Gateway
+from wspool.gateway.relay import relay_websocket
+from wspool.gateway.rest import ApiError, error_middleware, routes
+from wspool.state.engine import StateEngine
+
+__all__ = ["create_app"]
+
+
+async def _websocket(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    if not web.WebSocketResponse().can_prepare(request).ok:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "expected a WebSocket upgrade")
+    assert gateway.monitor is not None
+    assert gateway.session is not None
+    return await relay_websocket(
+        request, gateway.pool, gateway.monitor, gateway.session, gateway.stats
+    )
+
+
+def create_app(settings: GatewaySettings, engine: StateEngine) -> web.Application:
+    app = web.Application(middlewares=[error_middleware])
+    gateway = Gateway(settings.resolved(), engine)
+    app[GATEWAY] = gateway
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await gateway.start()
+        yield
+        await gateway.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/ws", _websocket)
+    app.router.add_get("/", _websocket)
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,150 @@
+"""One gateway replica: the pool manager, the health monitor and the relay, with their life.
+
+:class:`Gateway` is what the aiohttp app keeps under :data:`GATEWAY`; it starts the store
+link, the refresh loop (registry, shared config, replica count) and the health checks, and
+stops them in reverse order. Nothing about it is global, so tests run several replicas in
+one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+
+import aiohttp
+from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from wspool.core.config import GatewaySettings
+from wspool.gateway.monitor import HealthMonitor
+from wspool.gateway.pool import PoolManager, refresh_safely
+from wspool.gateway.relay import RelayStats
+from wspool.state.engine import EngineUnavailableError, StateEngine
+
+__all__ = ["GATEWAY", "Gateway"]
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings, engine: StateEngine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.pool = PoolManager(settings, engine)
+        self.stats = RelayStats()
+        self.metrics = CollectorRegistry(auto_describe=True)
+        self.metrics.register(_GatewayCollector(self))
+        self.session: aiohttp.ClientSession | None = None
+        self.monitor: HealthMonitor | None = None
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Connect, learn the farm, check every node once, then keep the picture fresh."""
+        await self.engine.start(lambda channel, frames: None, lambda available: None)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, force_close=False),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        self.monitor = HealthMonitor(self.pool, self.session)
+        if not await refresh_safely(self.pool):
+            log.warning("store unreachable at start; serving the static list only, if any")
+        await asyncio.gather(*(self.monitor.check(node) for node in list(self.pool)))
+        self.monitor.sync()
+        self._refresher = asyncio.create_task(self._refresh_forever(), name="pool-refresh")
+        log.info(
+            "gateway %s: %d nodes known, %d available",
+            self.settings.id,
+            len(self.pool.nodes),
+            len(self.pool.available(time.time())),
+        )
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        if self.monitor is not None:
+            await self.monitor.stop()
+        with contextlib.suppress(EngineUnavailableError):
+            await self.engine.deregister_gateway(self.settings.id)
+        if self.session is not None:
+            await self.session.close()
+        await self.engine.close()
+
+    async def _refresh_forever(self) -> None:
+        assert self.monitor is not None
+        failing = False
+        while True:
+            await asyncio.sleep(self.settings.refresh_interval)
+            ok = await refresh_safely(self.pool)
+            if not ok and not failing:
+                log.warning("store unreachable; keeping the last picture of the farm")
+            elif ok and failing:
+                log.info("store reachable again")
+            failing = not ok
+            self.monitor.sync()
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+class _GatewayCollector(Collector):
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.gateway.stats
+        pool = self.gateway.pool
+        for name, doc, value in (
+            (
+                "wspool_gateway_connections_opened",
+                "client connections relayed",
+                stats.connections_opened,
+            ),
+            (
+                "wspool_gateway_upstream_failures",
+                "failed connects to nodes (retried elsewhere)",
+                stats.upstream_failures,
+            ),
+            (
+                "wspool_gateway_upstream_lost",
+                "relayed connections whose node vanished",
+                stats.upstream_lost,
+            ),
+            (
+                "wspool_gateway_refused_no_server",
+                "clients refused: no healthy node",
+                stats.refused_no_server,
+            ),
+            (
+                "wspool_gateway_refused_pool_full",
+                "clients refused: pool full",
+                stats.refused_pool_full,
+            ),
+            (
+                "wspool_gateway_messages_to_server",
+                "frames relayed client to node",
+                stats.messages_to_server,
+            ),
+            (
+                "wspool_gateway_messages_to_client",
+                "frames relayed node to client",
+                stats.messages_to_client,
+            ),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily(
+            "wspool_gateway_pool_connections",
+            "connections in the pool",
+            value=pool.total_connections,
+        )
+        healthy = GaugeMetricFamily(
+            "wspool_gateway_node_healthy", "1 when the node takes connections", labels=["server"]
+        )
+        for node in pool:
+            healthy.add_metric([node.server_id or node.id], float(node.healthy))
+        yield healthy

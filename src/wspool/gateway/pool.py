@@ -1,0 +1,244 @@
+"""The connection pool manager: the gateway's picture of the farm, and the choice of node.
+
+It merges three sources: the node registry in Redis (or a static list), refreshed every
+``refresh_interval``; the health monitor's verdicts and each node's circuit breaker; and
+this replica's own connects and disconnects since each node's last heartbeat, so
+least-connections sees counts that are exact for this replica and seconds-fresh for the
+others. The shared ``PoolConfig`` is read on the same refresh, so a change made through any
+replica applies everywhere within a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from wspool.core.circuit import CircuitBreaker, CircuitState
+from wspool.core.config import GatewaySettings
+from wspool.core.health import HealthTracker
+from wspool.core.poolconfig import PoolConfig, PoolConfigError
+from wspool.core.poolstats import NodeSample
+from wspool.core.records import NodeInfo
+from wspool.core.strategies import Candidate, Strategy, create_strategy
+from wspool.core.strategies import slow_start_ramp as ramp_of
+from wspool.state.engine import EngineUnavailableError, StateEngine
+
+__all__ = ["NodeState", "PoolManager"]
+
+log = logging.getLogger(__name__)
+
+GATEWAY_TTL = 3.0
+"""Seconds after its last refresh when a gateway replica stops counting as live."""
+
+
+@dataclass
+class NodeState:
+    """One node as this gateway replica sees it."""
+
+    info: NodeInfo
+    tracker: HealthTracker
+    circuit: CircuitBreaker
+    server_id: str
+    """The node's own id (tickets name it); from the registry, or its /health when static."""
+    ramp_from: float = 0.0
+    """When the node joined or recovered; its slow start runs from here (0: no ramp)."""
+    checked_at: float = 0.0
+    draining: bool = False
+    local: deque[tuple[float, int]] = field(default_factory=deque)
+    """This replica's +1/-1 connection events since the node's last reported count."""
+    samples: deque[NodeSample] = field(default_factory=lambda: deque(maxlen=2))
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10))
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def healthy(self) -> bool:
+        return self.tracker.healthy
+
+    @property
+    def connections(self) -> int:
+        """The node's last reported count plus what this replica did since."""
+        return max(0, self.info.active_connections + sum(delta for _, delta in self.local))
+
+    def report(self, connections: int, at: float) -> None:
+        """The node said it had ``connections`` at ``at``: forget local events before that."""
+        self.info = _with_connections(self.info, connections)
+        while self.local and self.local[0][0] <= at:
+            self.local.popleft()
+
+
+def _with_connections(info: NodeInfo, connections: int) -> NodeInfo:
+    return dataclasses.replace(info, active_connections=connections)
+
+
+class PoolManager:
+    """Which nodes exist, which may take connections, and which one takes the next."""
+
+    def __init__(self, settings: GatewaySettings, engine: StateEngine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.config = PoolConfig.from_json(
+            {"strategy": settings.strategy, "maxConnections": settings.max_connections}
+        )
+        self.nodes: dict[str, NodeState] = {}
+        self.replicas = 1
+        self.strategy: Strategy = create_strategy(self.config.strategy)
+        self._strategy_key = (self.config.strategy, False)
+        self._stored_config: dict[str, object] | None = None
+        self._refreshed = False
+        if settings.servers:
+            for url in settings.servers:
+                self._add(NodeInfo(id=url, url=url), server_id="", now=0.0)
+
+    # the farm ----------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[NodeState]:
+        return iter(sorted(self.nodes.values(), key=lambda n: n.id))
+
+    def _add(self, info: NodeInfo, server_id: str, now: float) -> NodeState:
+        hc = self.config.health_check
+        cb = self.config.circuit_breaker
+        state = NodeState(
+            info=info,
+            tracker=HealthTracker(
+                unhealthy_threshold=self.config.health_threshold,
+                healthy_threshold=hc.healthy_threshold,
+                interval=hc.interval,
+                fast_interval=hc.fast_interval,
+            ),
+            circuit=CircuitBreaker(cb.failure_threshold, cb.open_seconds, cb.trial_connections),
+            server_id=server_id,
+            ramp_from=now,
+        )
+        self.nodes[info.id] = state
+        return state
+
+    async def refresh(self) -> None:
+        """Read the registry, the shared config and the replica count from the store."""
+        now = time.time()
+        self.replicas = await self.engine.register_gateway(self.settings.id, GATEWAY_TTL)
+        self._update_strategy()
+        document = await self.engine.get_pool_config()
+        if document is None:
+            await self.engine.set_pool_config(self.config.to_json())
+        elif document != self._stored_config:
+            self._stored_config = document
+            try:
+                self.apply(PoolConfig.from_json(document))
+            except PoolConfigError as error:
+                log.error("ignoring the stored pool config: %s", error)
+        if self.settings.servers:
+            self._refreshed = True
+            return
+        registered = {info.id: info for info in await self.engine.list_nodes()}
+        for node_id in self.nodes.keys() - registered.keys():
+            log.info("node %s left the registry", node_id, extra={"serverId": node_id})
+            del self.nodes[node_id]
+        for node_id, info in registered.items():
+            state = self.nodes.get(node_id)
+            if state is None:
+                # Nodes present when the gateway starts are not new to the farm: no ramp.
+                state = self._add(info, node_id, now if self._refreshed else 0.0)
+                log.info("node %s joined at %s", node_id, info.url, extra={"serverId": node_id})
+            state.info = info
+            state.draining = state.draining or info.draining
+            state.report(info.active_connections, info.heartbeat_at)
+        self._refreshed = True
+
+    def apply(self, config: PoolConfig) -> None:
+        """Adopt a new config: strategy, thresholds, circuits; counts and health are kept."""
+        previous = self.config
+        self.config = config
+        if config.strategy != previous.strategy:
+            log.info("strategy is now %s", config.strategy)
+        self._update_strategy()
+        hc, cb = config.health_check, config.circuit_breaker
+        for node in self.nodes.values():
+            node.tracker.unhealthy_threshold = config.health_threshold
+            node.tracker.healthy_threshold = hc.healthy_threshold
+            node.tracker.interval = hc.interval
+            node.tracker.fast_interval = hc.fast_interval
+            node.circuit.failure_threshold = cb.failure_threshold
+            node.circuit.open_seconds = cb.open_seconds
+            node.circuit.trial_connections = cb.trial_connections
+
+    def _update_strategy(self) -> None:
+        """A fresh strategy when the config names another, or replicas start or stop sharing."""
+        key = (self.config.strategy, self.replicas > 1)
+        if key != self._strategy_key:
+            self._strategy_key = key
+            self.strategy = create_strategy(self.config.strategy, replicas=self.replicas)
+
+    # choosing ------------------------------------------------------------------------------
+
+    @property
+    def total_connections(self) -> int:
+        return sum(node.connections for node in self.nodes.values())
+
+    @property
+    def full(self) -> bool:
+        return self.total_connections >= self.config.max_connections
+
+    def available(self, now: float) -> list[NodeState]:
+        """Nodes that may take a connection now: healthy, serving, circuit not open."""
+        return [
+            node
+            for node in self
+            if node.healthy
+            and node.samples  # answered at least once
+            and not node.draining
+            and node.circuit.allows(now)
+            and self._weight(node) > 0
+        ]
+
+    def _weight(self, node: NodeState) -> int:
+        return self.config.weights.get(node.server_id or node.id, node.info.weight)
+
+    def select(self, exclude: frozenset[str] = frozenset()) -> NodeState | None:
+        """The node for the next connection by the pool's strategy, or None."""
+        now = time.time()
+        candidates = [
+            Candidate(
+                id=node.id,
+                weight=self._weight(node),
+                connections=node.connections,
+                ramp=ramp_of(now - node.ramp_from, self.config.slow_start)
+                if node.ramp_from
+                else 1.0,
+            )
+            for node in self.available(now)
+            if node.id not in exclude
+        ]
+        chosen = self.strategy.select(candidates)
+        return None if chosen is None else self.nodes[chosen.id]
+
+    def opened(self, node: NodeState) -> None:
+        node.local.append((time.time(), 1))
+
+    def closed(self, node: NodeState) -> None:
+        if self.nodes.get(node.id) is node:
+            node.local.append((time.time(), -1))
+
+    # what the health monitor and the relay learn ----------------------------------------
+
+    def recovered(self, node: NodeState) -> None:
+        node.ramp_from = time.time()
+        node.circuit.succeeded(time.time())
+
+    def circuit_state(self, node: NodeState) -> CircuitState:
+        return node.circuit.current(time.time())
+
+
+async def refresh_safely(pool: PoolManager) -> bool:
+    """One refresh; a store outage keeps the last picture (and is logged once by the caller)."""
+    try:
+        await pool.refresh()
+    except EngineUnavailableError:
+        return False
+    return True

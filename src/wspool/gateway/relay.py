@@ -1,0 +1,249 @@
+"""The load balancer path: ``ws://gateway/ws`` picked, connected and relayed to a node.
+
+The upstream connection is opened *before* the client's handshake is answered, so a node
+that refuses or stalls is retried on another one within ``connect_attempts`` and the
+client never sees the failure. Then frames are relayed both ways untouched (text stays
+undecoded bytes) until either side closes, and the close code travels to the other side.
+An upstream that vanishes without a closing handshake gets its clients a 1012 (service
+restart: reconnect) and its node an immediate health check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+
+from wspool.core.protocol import CloseCode
+from wspool.core.tickets import Ticket, issue_ticket
+from wspool.gateway.monitor import HealthMonitor
+from wspool.gateway.pool import NodeState, PoolManager
+
+__all__ = ["RelayStats", "UpstreamError", "connect_upstream", "relay_websocket"]
+
+log = logging.getLogger(__name__)
+
+_FORWARDED_HEADERS = ("Authorization", "Origin", "User-Agent", "Cookie")
+_CLOSE_TYPES = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
+
+
+class UpstreamError(Exception):
+    """Connecting to a node failed; ``refused`` when nothing listens there."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+@dataclass
+class RelayStats:
+    connections_opened: int = 0
+    upstream_failures: int = 0
+    refused_no_server: int = 0
+    refused_pool_full: int = 0
+    upstream_lost: int = 0
+    messages_to_server: int = 0
+    messages_to_client: int = 0
+
+
+def upstream_query(request: web.Request, ticket: str | None) -> str:
+    """The client's query string as the node should see it (any ``ticket`` is ours to set)."""
+    query = [(k, v) for k, v in request.query.items() if k != "ticket"]
+    if ticket is not None:
+        query.append(("ticket", ticket))
+    return urlencode(query)
+
+
+def upstream_headers(request: web.Request) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name in _FORWARDED_HEADERS:
+        if name in request.headers:
+            headers[name] = request.headers[name]
+    peer = request.remote or ""
+    prior = request.headers.get("X-Forwarded-For")
+    headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    return headers
+
+
+async def connect_upstream(
+    session: aiohttp.ClientSession,
+    node: NodeState,
+    request: web.Request,
+    *,
+    secret: str,
+    handshake_seconds: float,
+) -> aiohttp.ClientWebSocketResponse[bool]:
+    """Open the WebSocket to ``node`` on behalf of ``request``'s client."""
+    connection_id = uuid.uuid4().hex
+    ticket = None
+    if secret:
+        client_id = request.query.get("clientId") or connection_id
+        ticket = issue_ticket(
+            secret, Ticket(connection_id, client_id, node.server_id or node.id), time.time()
+        )
+    url = f"{node.info.url}/ws?{upstream_query(request, ticket)}"
+    try:
+        async with asyncio.timeout(handshake_seconds):
+            upstream = await session.ws_connect(
+                url,
+                headers=upstream_headers(request),
+                protocols=request.headers.getall("Sec-WebSocket-Protocol", ()),
+                autoping=True,
+                compress=0,
+                max_msg_size=0,  # the node enforces the frame limits; the relay does not parse
+                decode_text=False,
+                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+            )
+    except aiohttp.ClientConnectorError as error:
+        refused = isinstance(error.os_error, ConnectionRefusedError)
+        raise UpstreamError(f"connect to {node.id} failed: {error}", refused=refused) from None
+    except TimeoutError:
+        raise UpstreamError(f"{node.id} did not answer within {handshake_seconds}s") from None
+    except (aiohttp.ClientError, OSError) as error:
+        raise UpstreamError(f"handshake with {node.id} failed: {error}") from None
+    return upstream
+
+
+async def _refuse(request: web.Request, code: CloseCode, reason: str) -> web.WebSocketResponse:
+    """Complete the handshake and close at once: browsers see close codes, not statuses."""
+    client = web.WebSocketResponse()
+    await client.prepare(request)
+    await client.close(code=code, message=reason.encode())
+    return client
+
+
+async def relay_websocket(
+    request: web.Request,
+    pool: PoolManager,
+    monitor: HealthMonitor,
+    session: aiohttp.ClientSession,
+    stats: RelayStats,
+) -> web.StreamResponse:
+    settings = pool.settings
+    if pool.full:
+        stats.refused_pool_full += 1
+        return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "pool full")
+    tried: set[str] = set()
+    upstream = None
+    node = None
+    for _ in range(settings.connect_attempts):
+        node = pool.select(frozenset(tried))
+        if node is None:
+            break
+        tried.add(node.id)
+        if not node.circuit.begin(time.time()):
+            continue
+        try:
+            upstream = await connect_upstream(
+                session,
+                node,
+                request,
+                secret=settings.ticket_secret,
+                handshake_seconds=settings.connect_timeout,
+            )
+        except UpstreamError as error:
+            stats.upstream_failures += 1
+            log.warning("%s; trying another node", error, extra={"serverId": node.id})
+            if error.refused:
+                node.circuit.trip(time.time())
+            else:
+                node.circuit.failed(time.time())
+            monitor.check_now(node)
+            continue
+        node.circuit.succeeded(time.time())
+        break
+    if upstream is None or node is None:
+        stats.refused_no_server += 1
+        return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
+
+    client = web.WebSocketResponse(
+        protocols=(upstream.protocol,) if upstream.protocol else (),
+        autoping=True,
+        heartbeat=20.0,
+        compress=False,
+        max_msg_size=0,
+        decode_text=False,
+    )
+    try:
+        await client.prepare(request)
+    except (ConnectionError, RuntimeError):
+        await upstream.close()
+        raise
+    stats.connections_opened += 1
+    pool.opened(node)
+    try:
+        await _pump_both_ways(client, upstream, node, monitor, stats)
+    finally:
+        pool.closed(node)
+    return client
+
+
+async def _pump(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
+    stats: RelayStats,
+    to_server: bool,
+) -> tuple[WSMsgType, str]:
+    """Copy frames from ``source`` to ``sink``; returns how the stream ended, and why."""
+    receive = source.receive
+    send = sink.send_frame
+    count = 0
+    try:
+        while True:
+            message = await receive()
+            kind = message.type
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                data = message.data
+                await send(data if isinstance(data, bytes) else data.encode(), kind)
+                count += 1
+            elif kind in _CLOSE_TYPES:
+                return kind, message.extra if isinstance(message.extra, str) else ""
+    finally:
+        if to_server:
+            stats.messages_to_server += count
+        else:
+            stats.messages_to_client += count
+
+
+async def _pump_both_ways(
+    client: web.WebSocketResponse,
+    upstream: aiohttp.ClientWebSocketResponse[bool],
+    node: NodeState,
+    monitor: HealthMonitor,
+    stats: RelayStats,
+) -> None:
+    up = asyncio.create_task(_pump(client, upstream, stats, to_server=True))
+    down = asyncio.create_task(_pump(upstream, client, stats, to_server=False))
+    try:
+        done, _ = await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (up, down):
+            task.cancel()
+        await asyncio.gather(up, down, return_exceptions=True)
+    if up in done and not up.cancelled() and up.exception() is None:
+        # The client left: tell the node with the client's own code.
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await upstream.close(code=client.close_code or CloseCode.NORMAL)
+        return
+    code: int | None = upstream.close_code
+    reason = b""
+    if not down.cancelled() and down.exception() is None:
+        kind, why = down.result()
+        if kind is WSMsgType.CLOSE:
+            reason = why.encode()
+    if code is None or code == 1006 or upstream.exception() is not None:
+        # No closing handshake from the node: it died or the network cut. Let the client
+        # reconnect elsewhere, and have the node checked now rather than at the next interval.
+        stats.upstream_lost += 1
+        code, reason = CloseCode.SERVICE_RESTART, b"server node lost"
+        monitor.check_now(node)
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await client.close(code=code, message=reason)

@@ -1,0 +1,275 @@
+"""The pool manager's REST API (``/api/v1``), the gateway's ``/health`` and ``/metrics``.
+
+Every error is JSON ``{"error": {"code", "message"}}``; the one place that turns failures
+into statuses is :func:`error_middleware`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from wspool.core.keys import node_control_channel
+from wspool.core.poolconfig import PoolConfigError
+from wspool.core.poolstats import node_rates, pool_metrics
+from wspool.core.records import ConnectionRecord, iso_time
+from wspool.core.tickets import TICKET_TTL, Ticket, issue_ticket
+from wspool.gateway.gateway import GATEWAY, Gateway
+from wspool.gateway.pool import NodeState
+from wspool.state.engine import EngineUnavailableError
+
+__all__ = ["ApiError", "error_middleware", "routes"]
+
+log = logging.getLogger(__name__)
+
+CLOSE_WAIT = 2.0
+"""Seconds ``DELETE /connections/{id}`` waits for the node to close the connection."""
+
+routes = web.RouteTableDef()
+
+
+class ApiError(Exception):
+    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _error(status: HTTPStatus, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return _error(error.status, error.code, error.message)
+    except EngineUnavailableError as error:
+        return _error(HTTPStatus.SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", str(error))
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        status = HTTPStatus(error.status)
+        return _error(status, status.name, error.reason)
+
+
+def _gateway(request: web.Request) -> Gateway:
+    return request.app[GATEWAY]
+
+
+async def _json_body(request: web.Request) -> Any:
+    if not request.can_read_body:
+        return {}
+    try:
+        return await request.json(loads=json.loads)
+    except ValueError:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "body is not valid JSON") from None
+
+
+def _server_node(gateway: Gateway, node: NodeState) -> dict[str, Any]:
+    """The spec's ``ServerNode``, with the circuit and draining state."""
+    return {
+        "id": node.server_id or node.id,
+        "url": node.info.url,
+        "weight": gateway.pool.config.weights.get(node.server_id or node.id, node.info.weight),
+        "activeConnections": node.connections,
+        "isHealthy": node.healthy and bool(node.samples),
+        "lastHealthCheck": iso_time(node.checked_at) if node.checked_at else None,
+        "circuit": gateway.pool.circuit_state(node).value,
+        "draining": node.draining,
+    }
+
+
+# pool -----------------------------------------------------------------------------------
+
+
+@routes.get("/api/v1/pool/stats")
+async def pool_stats(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    nodes = list(gateway.pool)
+    healthy = [n for n in nodes if n.healthy and n.samples]
+    rates = [
+        node_rates(*n.samples) if len(n.samples) == 2 else node_rates(None, None) for n in nodes
+    ]
+    metrics = pool_metrics(
+        [n.connections for n in nodes],
+        len(healthy),
+        rates,
+        [sum(n.latencies_ms) / len(n.latencies_ms) for n in healthy if n.latencies_ms],
+    )
+    return web.json_response(
+        {
+            "totalConnections": metrics.total_connections,
+            "activeServers": metrics.active_servers,
+            "messagesPerSecond": metrics.messages_per_second,
+            "averageLatency": metrics.average_latency,
+            "errorRate": metrics.error_rate,
+            "maxConnections": gateway.pool.config.max_connections,
+            "servers": [
+                {
+                    **_server_node(gateway, node),
+                    "messagesInPerSecond": round(rate.messages_in_per_second, 3),
+                    "messagesOutPerSecond": round(rate.messages_out_per_second, 3),
+                }
+                for node, rate in zip(nodes, rates, strict=True)
+            ],
+        }
+    )
+
+
+@routes.get("/api/v1/pool/config")
+async def get_pool_config(request: web.Request) -> web.Response:
+    return web.json_response(_gateway(request).pool.config.to_json())
+
+
+@routes.post("/api/v1/pool/config")
+async def set_pool_config(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    patch = await _json_body(request)
+    try:
+        config = gateway.pool.config.merged(patch)
+    except PoolConfigError as error:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", str(error)) from None
+    await gateway.engine.set_pool_config(config.to_json())
+    gateway.pool.apply(config)
+    log.info("pool config changed: %s", json.dumps(patch, sort_keys=True))
+    return web.json_response(config.to_json())
+
+
+@routes.get("/api/v1/pool/health")
+async def pool_health(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    nodes = list(gateway.pool)
+    serving = gateway.pool.available(time.time())
+    healthy = sum(1 for n in nodes if n.healthy and n.samples)
+    if not serving:
+        status = "down"
+    elif healthy < len(nodes):
+        status = "degraded"
+    else:
+        status = "ok"
+    return web.json_response(
+        {
+            "status": status,
+            "healthyServers": healthy,
+            "totalServers": len(nodes),
+            "servers": [_server_node(gateway, node) for node in nodes],
+        },
+        status=HTTPStatus.OK if serving else HTTPStatus.SERVICE_UNAVAILABLE,
+    )
+
+
+# connections ----------------------------------------------------------------------------
+
+
+@routes.post("/api/v1/connections")
+async def create_connection(request: web.Request) -> web.Response:
+    """Direct mode: choose a node now and hand out a ticket to connect to it."""
+    gateway = _gateway(request)
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "body must be a JSON object")
+    unknown = body.keys() - {"clientId"}
+    if unknown:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", f"{min(unknown)}: unknown field")
+    client_id = body.get("clientId")
+    if client_id is not None and not (isinstance(client_id, str) and 0 < len(client_id) <= 128):
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "clientId: must be a string of 1-128 chars"
+        )
+    pool = gateway.pool
+    if pool.full:
+        raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "POOL_FULL", "the pool is full")
+    node = pool.select()
+    if node is None:
+        raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "NO_HEALTHY_SERVER", "no healthy server")
+    now = time.time()
+    connection_id = uuid.uuid4().hex
+    record = ConnectionRecord(
+        id=connection_id,
+        server_id=node.server_id or node.id,
+        client_id=client_id or connection_id,
+        created_at=now,
+        last_activity=now,
+    )
+    answer: dict[str, Any] = {**record.to_json(), "url": f"{node.info.url}/ws"}
+    if gateway.settings.ticket_secret:
+        ticket = issue_ticket(
+            gateway.settings.ticket_secret,
+            Ticket(connection_id, record.client_id, record.server_id),
+            now,
+        )
+        answer["ticket"] = ticket
+        answer["url"] = f"{node.info.url}/ws?ticket={ticket}"
+        answer["expiresAt"] = iso_time(now + TICKET_TTL)
+    pool.opened(node)  # a reservation until the node's next report counts it, or not
+    return web.json_response(answer, status=HTTPStatus.CREATED)
+
+
+async def _connection(gateway: Gateway, connection_id: str) -> ConnectionRecord:
+    record = await gateway.engine.get_connection(connection_id)
+    if record is None:
+        raise ApiError(HTTPStatus.NOT_FOUND, "NOT_FOUND", f"no connection {connection_id}")
+    return record
+
+
+@routes.get("/api/v1/connections/{id}")
+async def get_connection(request: web.Request) -> web.Response:
+    record = await _connection(_gateway(request), request.match_info["id"])
+    return web.json_response(record.to_json())
+
+
+@routes.delete("/api/v1/connections/{id}")
+async def delete_connection(request: web.Request) -> web.Response:
+    """Close the connection on whichever node holds it; clear its state if that node is gone."""
+    gateway = _gateway(request)
+    record = await _connection(gateway, request.match_info["id"])
+    command = json.dumps({"command": "close", "connectionId": record.id})
+    await gateway.engine.publish({node_control_channel(record.server_id): [command]})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CLOSE_WAIT
+    while await gateway.engine.get_connection(record.id) is not None:
+        if loop.time() >= deadline:
+            # Nobody closed it: its node is gone, and the record is all that is left.
+            await gateway.engine.remove_connections([record])
+            break
+        await asyncio.sleep(0.05)
+    return web.json_response({**record.to_json(), "closed": True})
+
+
+# the gateway itself ---------------------------------------------------------------------
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    serving = len(gateway.pool.available(time.time()))
+    return web.json_response(
+        {
+            "status": "ok" if serving else "no healthy server",
+            "gatewayId": gateway.settings.id,
+            "servers": serving,
+            "store": "up" if gateway.engine.available else "down",
+            "replicas": gateway.pool.replicas,
+        }
+    )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(_gateway(request).metrics)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,35 @@
+"""What every long-running command shares: choosing the state engine, and stopping on signal."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from wspool.core.keys import Keys
+from wspool.state.engine import StateEngine
+from wspool.state.memory import MemoryBroker
+from wspool.state.redis_engine import RedisEngine
+
+__all__ = ["create_engine", "wait_for_shutdown_signal"]
+
+
+def create_engine(
+    redis_url: str | None, key_prefix: str, broker: MemoryBroker | None = None
+) -> StateEngine:
+    """The Redis engine when a URL is given, else a view of an in-memory broker."""
+    if redis_url:
+        return RedisEngine(redis_url, Keys(key_prefix))
+    return (broker or MemoryBroker()).engine()
+
+
+async def wait_for_shutdown_signal() -> None:
+    """Return on the first SIGTERM or SIGINT (Kubernetes stops pods with SIGTERM)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,82 @@
+"""The ``wspool`` command as a user runs it: ``wspool dev`` end to end, and bad flags."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.processes import http_get
+from tests.support.redis_server import free_port_run
+from tests.support.wsclient import TestClient
+
+
+@pytest.fixture
+def dev() -> Iterator[int]:
+    """``wspool dev`` on a free port, with three nodes behind its gateway."""
+    port = free_port_run(4)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wspool", "dev", "--port", str(port), "--servers", "3"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if (
+                    http_get(f"http://127.0.0.1:{port}/api/v1/pool/health")[1].get("healthyServers")
+                    == 3
+                ):
+                    break
+            time.sleep(0.05)
+        yield port
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_wspool_dev_serves_the_gateway_with_its_nodes_behind_it(dev: int) -> None:
+    url = f"ws://127.0.0.1:{dev}/ws"
+    async with TestClient(url) as subscriber, TestClient(url) as publisher:
+        assert (
+            subscriber.connected["payload"]["serverId"]
+            != publisher.connected["payload"]["serverId"]
+        )
+        await subscriber.subscribe("hello")
+        await publisher.publish("hello", "world")
+        assert (await subscriber.recv())["payload"] == "world"
+
+
+def test_a_gateway_with_nowhere_to_find_nodes_exits_with_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wspool", "gateway", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "wspool gateway: invalid --servers: give the nodes' URLs, or --redis-url to find them"
+    ]
+
+
+def test_a_bad_static_server_list_names_the_option() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wspool", "gateway", "--servers", "http://a:1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("wspool gateway: invalid --servers: must be a ws:// or wss://")

@@ -1,0 +1,47 @@
+"""Partial PoolConfig changes: applied field by field, or refused naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from wspool.core.poolconfig import PoolConfig, PoolConfigError
+from wspool.core.strategies import StrategyName
+
+
+def test_a_partial_change_keeps_every_other_field() -> None:
+    config = PoolConfig().merged({"strategy": "weighted", "healthCheck": {"interval": 2}})
+    assert config.strategy is StrategyName.WEIGHTED
+    assert config.health_check.interval == 2.0
+    assert config.health_check.timeout == PoolConfig().health_check.timeout
+    assert config.max_connections == PoolConfig().max_connections
+
+
+def test_the_json_form_round_trips() -> None:
+    config = PoolConfig().merged({"weights": {"node-1": 5}, "maxConnections": 10})
+    assert PoolConfig.from_json(config.to_json()) == config
+    assert config.to_json()["healthCheck"]["fastInterval"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "problem"),
+    [
+        ({"strategy": "random"}, "strategy", "unknown strategy 'random'"),
+        ({"maxConnections": -5}, "maxConnections", "must be at least 1"),
+        ({"maxConnections": True}, "maxConnections", "must be an integer"),
+        ({"healthThreshold": 0}, "healthThreshold", "must be at least 1"),
+        ({"healthCheck": {"interval": 0}}, "healthCheck.interval", "greater than 0"),
+        ({"healthCheck": {"retries": 3}}, "healthCheck.retries", "unknown field"),
+        ({"healthCheck": 5}, "healthCheck", "must be a JSON object"),
+        ({"weights": {"node-1": -1}}, "weights.node-1", "must be at least 0"),
+        ({"colour": "blue"}, "colour", "unknown field"),
+    ],
+)
+def test_a_bad_value_is_refused_with_its_path(
+    patch: dict[str, Any], field: str, problem: str
+) -> None:
+    with pytest.raises(PoolConfigError) as caught:
+        PoolConfig().merged(patch)
+    assert caught.value.field == field
+    assert problem in caught.value.problem

@@ -1,0 +1,47 @@
+"""Connection tickets, and the PoolMetrics arithmetic."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from wspool.core.poolstats import NodeSample, node_rates, pool_metrics
+from wspool.core.tickets import Ticket, TicketError, issue_ticket, verify_ticket
+
+SECRET = "unit-test-secret-0123456789abcdef"
+
+
+def test_a_ticket_opens_only_the_node_it_names() -> None:
+    token = issue_ticket(SECRET, Ticket("c1", "alice", "node-1"), time.time())
+    assert verify_ticket(SECRET, token, "node-1") == Ticket("c1", "alice", "node-1")
+    with pytest.raises(TicketError, match="another server"):
+        verify_ticket(SECRET, token, "node-2")
+
+
+def test_an_expired_or_forged_ticket_is_refused() -> None:
+    old = issue_ticket(SECRET, Ticket("c1", "alice", "node-1"), time.time() - 120)
+    with pytest.raises(TicketError, match="expired"):
+        verify_ticket(SECRET, old, "node-1")
+    forged = issue_ticket("another-secret-0123456789abcdef-xyz", Ticket("c", "a", "node-1"), 0)
+    with pytest.raises(TicketError, match="invalid"):
+        verify_ticket(SECRET, forged, "node-1")
+
+
+def test_rates_come_from_counter_differences_and_survive_a_restart() -> None:
+    rates = node_rates(NodeSample(10.0, messages_in=100), NodeSample(12.0, messages_in=300))
+    assert rates.messages_in_per_second == 100.0
+    restarted = node_rates(NodeSample(10.0, messages_in=900), NodeSample(12.0, messages_in=40))
+    assert restarted.messages_in_per_second == 20.0
+
+
+def test_pool_metrics_add_up_the_nodes() -> None:
+    a = node_rates(
+        NodeSample(0.0, messages_in=0, errors=0), NodeSample(1.0, messages_in=90, errors=9)
+    )
+    b = node_rates(NodeSample(0.0, messages_in=0), NodeSample(1.0, messages_in=10))
+    metrics = pool_metrics([5, 7], 2, [a, b], [2.0, 4.0])
+    assert metrics.total_connections == 12
+    assert metrics.messages_per_second == 100.0
+    assert metrics.error_rate == 0.09
+    assert metrics.average_latency == 3.0
