@@ -41,12 +41,12 @@ redis-server:  ## tests start their own Redis from this binary, on free ports
 testenv:  ## build the missing Kubernetes test binaries (docs/testenv.md); prints their folder
 	@tools/testenv.sh
 
-bench: $(STAMP)
-	$(BIN)/wspool bench --help
+bench: $(STAMP) redis-server  ## the standard benchmark set (docs/benchmarks.md); results in bench-results/
+	scripts/bench.sh $(BENCH_ARGS)
 
 lock:  ## re-pin every dependency (with hashes) after editing pyproject.toml
 	$(PYTHON) -m pip install --quiet uv
-	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 \
 		--generate-hashes --quiet -o requirements.lock
 
 clean:

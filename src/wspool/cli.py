@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from wspool import __version__
+from wspool.bench.settings import BENCH_OPTIONS, SCENARIOS, BenchSettings
 from wspool.core.config import (
     DEV_OPTIONS,
     GATEWAY_OPTIONS,
@@ -71,6 +72,20 @@ def _parser() -> argparse.ArgumentParser:
         "gateway", help="the gateway: load balancer, pool manager, health monitor, REST API"
     )
     _add_options(gateway, GATEWAY_OPTIONS, GatewaySettings())
+    bench = commands.add_parser(
+        "bench",
+        help="the load generator: measure nodes on this machine",
+        description="Load WebSocket nodes on this machine and report what they sustain "
+        "(docs/benchmarks.md). Scenarios run in the order given.",
+    )
+    bench.add_argument(
+        "scenarios",
+        nargs="+",
+        choices=SCENARIOS,
+        metavar="SCENARIO",
+        help=f"one or more of: {', '.join(SCENARIOS)}",
+    )
+    _add_options(bench, BENCH_OPTIONS, BenchSettings())
     return parser
 
 
@@ -105,10 +120,18 @@ def _run_gateway(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
     return run_gateway(settings)
 
 
+def _run_bench(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
+    from wspool.bench.runner import run_bench
+
+    scenarios = flags.pop("scenarios")
+    return run_bench(load_settings(BenchSettings, BENCH_OPTIONS, flags), scenarios)
+
+
 _COMMANDS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]] = {
     "dev": _run_dev,
     "server": _run_server,
     "gateway": _run_gateway,
+    "bench": _run_bench,
 }
 
 

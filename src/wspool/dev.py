@@ -16,7 +16,7 @@ from aiohttp import web
 
 from wspool.core.config import DevSettings, GatewaySettings
 from wspool.gateway.main import start_gateway
-from wspool.runtime import create_engine, wait_for_shutdown_signal
+from wspool.runtime import create_engine, raise_open_file_limit, wait_for_shutdown_signal
 from wspool.server.node import ServerNode
 from wspool.state.engine import StateEngine
 from wspool.state.memory import MemoryBroker
@@ -25,6 +25,7 @@ __all__ = ["run_dev"]
 
 
 async def run_dev(settings: DevSettings) -> None:
+    raise_open_file_limit()
     broker = MemoryBroker()
     secret = secrets.token_urlsafe(32)
     engines: list[StateEngine] = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import resource
 import signal
 
 from wspool.core.keys import Keys
@@ -10,7 +12,18 @@ from wspool.state.engine import StateEngine
 from wspool.state.memory import MemoryBroker
 from wspool.state.redis_engine import RedisEngine
 
-__all__ = ["create_engine", "wait_for_shutdown_signal"]
+__all__ = ["create_engine", "raise_open_file_limit", "wait_for_shutdown_signal"]
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one: every connection is a descriptor
+    (two on the gateway), and distributions default the soft limit to 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+    return soft
 
 
 def create_engine(

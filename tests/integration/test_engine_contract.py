@@ -141,6 +141,14 @@ async def test_sweeping_purges_a_lapsed_node_and_its_connections(make_engine: Ma
     assert await survivor.sweep_dead_nodes() == []
 
 
+async def test_registering_says_whether_the_node_was_missing(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    assert await engine.register_node(NodeInfo("s1", "ws://a:1"), ttl=30) is True
+    assert await engine.register_node(NodeInfo("s1", "ws://a:1"), ttl=30) is False
+    await engine.purge_node("s1")  # as survivors do to a node they take for dead
+    assert await engine.register_node(NodeInfo("s1", "ws://a:1"), ttl=30) is True
+
+
 async def test_purge_removes_a_nodes_registration_and_records(make_engine: MakeEngine) -> None:
     engine, _ = await make_engine()
     await engine.register_node(NodeInfo("s1", "ws://a:1"), ttl=30)

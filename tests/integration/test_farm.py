@@ -130,3 +130,23 @@ async def test_a_draining_node_refuses_new_clients_and_closes_its_own_with_1012(
         assert max(closed_at) - min(closed_at) >= 0.5
         assert await asyncio.to_thread(node.wait, 10) == 0
     assert await store.keys("*node-3*") == []
+
+
+async def test_a_node_frozen_past_its_ttl_restores_its_records_when_it_wakes(
+    farm: list[NodeProcess], store: Store
+) -> None:
+    frozen = farm[0]
+    async with TestClient(frozen.url) as client:
+        key = f"conn:{client.connection_id}"
+        await eventually(lambda: store.exists(key), message="record written")
+        frozen.signal(signal.SIGSTOP)
+        try:
+
+            async def swept() -> bool:
+                return not await store.exists(key)
+
+            await eventually(swept, within=5, message="survivors sweep the frozen node")
+        finally:
+            frozen.signal(signal.SIGCONT)
+        await eventually(lambda: store.exists(key), within=5, message="record restored")
+        assert (await client.request(type="ping"))["type"] == "pong"

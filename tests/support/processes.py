@@ -11,14 +11,26 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.support.redis_server import free_port
 from tests.support.waiting import eventually
 
-__all__ = ["OPEN", "TICKET_SECRET", "GatewayProcess", "NodeProcess", "http_get", "http_request"]
+__all__ = [
+    "OPEN",
+    "TICKET_SECRET",
+    "Farm",
+    "GatewayProcess",
+    "NodeProcess",
+    "http_get",
+    "http_request",
+    "running_farm",
+]
 
 OPEN = ("--insecure", "--messages-per-second", "0", "--connection-attempts-per-ip", "0")
 """Security flags of test nodes whose tests are about something else: open, unthrottled."""
@@ -189,3 +201,51 @@ class GatewayProcess(_ServiceProcess):
 
     def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         return http_request(method, f"{self.http}/api/v1{path}", body)
+
+
+def _pool_args(prefix: str) -> tuple[str, ...]:
+    return ("--ticket-secret", TICKET_SECRET, "--key-prefix", prefix)
+
+
+@dataclass
+class Farm:
+    """Nodes and a gateway sharing a ticket secret and a Redis key prefix of their own."""
+
+    redis_url: str
+    prefix: str
+    nodes: list[NodeProcess]
+    gateway: GatewayProcess
+
+    def another_gateway(self, name: str, *extra: str) -> GatewayProcess:
+        """One more gateway replica of this pool (not started)."""
+        args = _pool_args(self.prefix)
+        return GatewayProcess(name, self.redis_url, *args, *extra, nodes=len(self.nodes))
+
+
+@contextmanager
+def running_farm(
+    redis_url: str,
+    *,
+    nodes: int = 3,
+    node_args: Sequence[str] = (),
+    gateway_args: Sequence[str] = (),
+    gateway_id: str = "gw",
+) -> Iterator[Farm]:
+    """``nodes`` node processes (``node-1``…) and a gateway in front, stopped on exit."""
+    prefix = f"farm-{uuid.uuid4().hex[:8]}:"
+    args = _pool_args(prefix)
+    farm = Farm(
+        redis_url,
+        prefix,
+        [NodeProcess(f"node-{i}", redis_url, *args, *node_args) for i in range(1, nodes + 1)],
+        GatewayProcess(gateway_id, redis_url, *args, *gateway_args, nodes=nodes),
+    )
+    try:
+        for node in farm.nodes:
+            node.start()
+        farm.gateway.start()
+        yield farm
+    finally:
+        farm.gateway.stop()
+        for node in farm.nodes:
+            node.stop()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-__all__ = ["TestClient"]
+__all__ = ["TestClient", "open_clients"]
 
 
 class TestClient:
@@ -80,3 +82,10 @@ class TestClient:
 
     async def publish(self, channel: str, payload: Any) -> None:
         await self.send(type="data", channel=channel, payload=payload)
+
+
+@contextlib.asynccontextmanager
+async def open_clients(url: str, count: int) -> AsyncIterator[list[TestClient]]:
+    """``count`` connected clients, opened one after another, all closed on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(TestClient(url)) for _ in range(count)]

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from wspool.core.config import GatewaySettings
 from wspool.gateway.app import create_app
-from wspool.runtime import create_engine, wait_for_shutdown_signal
+from wspool.runtime import create_engine, raise_open_file_limit, wait_for_shutdown_signal
 from wspool.state.memory import MemoryBroker
 
 __all__ = ["run_gateway", "start_gateway"]
@@ -33,6 +33,7 @@ async def start_gateway(
 
 
 async def run_gateway(settings: GatewaySettings) -> None:
+    raise_open_file_limit()
     runner = await start_gateway(settings)
     log.info("gateway listening on %s:%d", settings.host, settings.port)
     try:

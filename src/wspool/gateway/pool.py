@@ -50,6 +50,8 @@ class NodeState:
     draining: bool = False
     local: deque[tuple[float, int]] = field(default_factory=deque)
     """This replica's +1/-1 connection events since the node's last reported count."""
+    pending: int = 0
+    """Handshakes this replica has in flight to the node (not yet in any report)."""
     samples: deque[NodeSample] = field(default_factory=lambda: deque(maxlen=2))
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10))
 
@@ -64,7 +66,8 @@ class NodeState:
     @property
     def connections(self) -> int:
         """The node's last reported count plus what this replica did since."""
-        return max(0, self.info.active_connections + sum(delta for _, delta in self.local))
+        local = sum(delta for _, delta in self.local)
+        return max(0, self.info.active_connections + local) + self.pending
 
     def report(self, connections: int, at: float) -> None:
         """The node said it had ``connections`` at ``at``: forget local events before that."""
@@ -217,6 +220,15 @@ class PoolManager:
         ]
         chosen = self.strategy.select(candidates)
         return None if chosen is None else self.nodes[chosen.id]
+
+    def reserve(self, node: NodeState) -> None:
+        """A handshake to ``node`` starts: count it until it completes or fails."""
+        node.pending += 1
+
+    def release(self, node: NodeState, *, connected: bool) -> None:
+        node.pending -= 1
+        if connected:
+            self.opened(node)
 
     def opened(self, node: NodeState) -> None:
         node.local.append((time.time(), 1))

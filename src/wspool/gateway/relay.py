@@ -127,20 +127,58 @@ async def relay_websocket(
     session: aiohttp.ClientSession,
     stats: RelayStats,
 ) -> web.StreamResponse:
-    settings = pool.settings
     if pool.full:
         stats.refused_pool_full += 1
         return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "pool full")
+    chosen = await _open_upstream(request, pool, monitor, session, stats)
+    if chosen is None:
+        stats.refused_no_server += 1
+        return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
+    node, upstream = chosen
+    try:
+        client = web.WebSocketResponse(
+            protocols=(upstream.protocol,) if upstream.protocol else (),
+            autoping=True,
+            heartbeat=20.0,
+            compress=False,
+            max_msg_size=0,
+            decode_text=False,
+        )
+        try:
+            await client.prepare(request)
+        except (ConnectionError, RuntimeError):
+            await upstream.close()
+            raise
+        stats.connections_opened += 1
+        await _pump_both_ways(client, upstream, node, monitor, stats)
+    finally:
+        pool.closed(node)
+    return client
+
+
+async def _open_upstream(
+    request: web.Request,
+    pool: PoolManager,
+    monitor: HealthMonitor,
+    session: aiohttp.ClientSession,
+    stats: RelayStats,
+) -> tuple[NodeState, aiohttp.ClientWebSocketResponse[bool]] | None:
+    """Connect to the strategy's node, or the next one, within the attempt budget.
+
+    The chosen node counts the connection from the moment it is chosen (as pending until
+    the handshake ends), so a burst of handshakes in flight spreads instead of all going to
+    the node that looked emptiest.
+    """
+    settings = pool.settings
     tried: set[str] = set()
-    upstream = None
-    node = None
     for _ in range(settings.connect_attempts):
         node = pool.select(frozenset(tried))
         if node is None:
-            break
+            return None
         tried.add(node.id)
         if not node.circuit.begin(time.time()):
             continue
+        pool.reserve(node)
         try:
             upstream = await connect_upstream(
                 session,
@@ -150,6 +188,7 @@ async def relay_websocket(
                 handshake_seconds=settings.connect_timeout,
             )
         except UpstreamError as error:
+            pool.release(node, connected=False)
             stats.upstream_failures += 1
             log.warning("%s; trying another node", error, extra={"serverId": node.id})
             if error.refused:
@@ -158,32 +197,13 @@ async def relay_websocket(
                 node.circuit.failed(time.time())
             monitor.check_now(node)
             continue
+        except BaseException:
+            pool.release(node, connected=False)
+            raise
+        pool.release(node, connected=True)
         node.circuit.succeeded(time.time())
-        break
-    if upstream is None or node is None:
-        stats.refused_no_server += 1
-        return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
-
-    client = web.WebSocketResponse(
-        protocols=(upstream.protocol,) if upstream.protocol else (),
-        autoping=True,
-        heartbeat=20.0,
-        compress=False,
-        max_msg_size=0,
-        decode_text=False,
-    )
-    try:
-        await client.prepare(request)
-    except (ConnectionError, RuntimeError):
-        await upstream.close()
-        raise
-    stats.connections_opened += 1
-    pool.opened(node)
-    try:
-        await _pump_both_ways(client, upstream, node, monitor, stats)
-    finally:
-        pool.closed(node)
-    return client
+        return node, upstream
+    return None
 
 
 async def _pump(

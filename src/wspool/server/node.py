@@ -215,7 +215,15 @@ class ServerNode:
         failing = False
         while True:
             try:
-                await self.engine.register_node(self.node_info(), self.settings.node_ttl)
+                if await self.engine.register_node(self.node_info(), self.settings.node_ttl):
+                    # Survivors took this node for dead (it was frozen, or cut off for longer
+                    # than its TTL) and swept its records: write them again.
+                    log.warning(
+                        "registration had lapsed; restoring %d connection records",
+                        len(self.sessions),
+                        extra={"serverId": self.id},
+                    )
+                    self._writer.resync()
                 for dead in await self.engine.sweep_dead_nodes():
                     log.info("swept the state of dead node %s", dead, extra={"serverId": self.id})
                 failing = False

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -56,7 +57,14 @@ class _NodeCollector(Collector):
 def metrics_registry(
     stats: NodeStats, gauges: dict[str, tuple[str, Callable[[], float]]]
 ) -> CollectorRegistry:
-    """A registry of the node's own (several nodes may share a process in ``wspool dev``)."""
+    """A registry of the node's own (several nodes may share a process in ``wspool dev``).
+
+    It includes the standard ``process_*`` metrics (CPU seconds, resident memory, open
+    files), read from /proc at scrape time: ``wspool bench`` divides them by the node's
+    counters to report CPU per message and memory per connection. In ``wspool dev`` these
+    describe the one process all nodes share.
+    """
     registry = CollectorRegistry()
     registry.register(_NodeCollector(stats, gauges))
+    ProcessCollector(registry=registry)
     return registry

@@ -68,8 +68,12 @@ class StateEngine(Protocol):
 
     # node registry ---------------------------------------------------------------------
 
-    async def register_node(self, node: NodeInfo, ttl: float) -> None:
-        """Announce (or refresh) a node; it lapses ``ttl`` seconds after the last call."""
+    async def register_node(self, node: NodeInfo, ttl: float) -> bool:
+        """Announce (or refresh) a node; it lapses ``ttl`` seconds after the last call.
+
+        Returns True when the node was not registered: its first announcement, or one after
+        survivors swept it (and its connection records) as dead.
+        """
         ...
 
     async def list_nodes(self) -> list[NodeInfo]:

@@ -115,9 +115,11 @@ class MemoryEngine:
     async def client_sessions(self, client_id: str) -> set[str]:
         return set(self._broker.client_sets.get(client_id, ()))
 
-    async def register_node(self, node: NodeInfo, ttl: float) -> None:
+    async def register_node(self, node: NodeInfo, ttl: float) -> bool:
         now = self._broker.clock()
+        new = node.id not in self._broker.nodes
         self._broker.nodes[node.id] = (replace(node, heartbeat_at=now), now + ttl)
+        return new
 
     async def list_nodes(self) -> list[NodeInfo]:
         now = self._broker.clock()

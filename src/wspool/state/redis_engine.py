@@ -269,7 +269,7 @@ class RedisEngine:
 
     # node registry ---------------------------------------------------------------------
 
-    async def register_node(self, node: NodeInfo, ttl: float) -> None:
+    async def register_node(self, node: NodeInfo, ttl: float) -> bool:
         now = time.time()
         keys = self._keys
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -278,7 +278,9 @@ class RedisEngine:
             )
             pipe.pexpire(keys.server_info(node.id), int(ttl * 1000))
             pipe.zadd(keys.registry, {node.id: now + ttl})
-            await self._run(pipe.execute())
+            results = await self._run(pipe.execute())
+        added: int = results[-1]
+        return added == 1
 
     async def list_nodes(self) -> list[NodeInfo]:
         ids: list[str] = await self._run(

@@ -1,0 +1,219 @@
+"""Turning what the workers and the nodes' /metrics said into a report: JSON and a table.
+
+Rates: messages in per second is what the publishers sent divided by the load window;
+deliveries per second is what the subscribers received divided by the time from the start
+of the load to the last delivery (never less than the load window), so a backlog that
+drains after the publishers stop counts against the rate rather than for it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wspool.bench.measures import NodeReading, per_message_us, per_second, rss_per_thousand_mb
+from wspool.bench.plan import Shape
+from wspool.bench.worker import WorkerResult
+
+__all__ = ["RunTiming", "merge_results", "render_table", "render_text", "summarize"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunTiming:
+    """Wall-clock facts of one run, in seconds."""
+
+    setup: float  # opening and subscribing every connection
+    load: float  # publishers publishing (connect: connections held)
+    until_last_delivery: float  # from the start of the load to the last delivery
+
+
+def merge_results(results: Sequence[WorkerResult]) -> WorkerResult:
+    total = WorkerResult()
+    for r in results:
+        total.opened += r.opened
+        total.failed += r.failed
+        total.failures.update(r.failures)
+        total.setup.merge(r.setup)
+        total.latency.merge(r.latency)
+        total.schedule_lag.merge(r.schedule_lag)
+        total.sent_per_channel.update(r.sent_per_channel)
+        total.received += r.received
+        total.echoed += r.echoed
+        total.errors.update(r.errors)
+        total.lost += r.lost
+        total.close_codes.update(r.close_codes)
+        total.last_delivery_ns = max(total.last_delivery_ns, r.last_delivery_ns)
+    return total
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _node(before: NodeReading, after: NodeReading, seconds: float) -> dict[str, Any]:
+    def delta(name: str) -> float | None:
+        a, b = getattr(before, name), getattr(after, name)
+        return None if a is None or b is None else b - a
+
+    cpu = delta("cpu_seconds")
+    return {
+        "metrics_url": after.url,
+        "connections": after.connections,
+        "rss_mb": _round(after.rss_bytes / 1e6 if after.rss_bytes is not None else None),
+        "rss_per_1000_connections_mb": _round(rss_per_thousand_mb(before, after), 2),
+        "cpu_seconds": _round(cpu, 3),
+        "cpu_percent": _round(cpu / seconds * 100 if cpu is not None and seconds else None),
+        "messages_received": delta("received"),
+        "deliveries": delta("deliveries"),
+        "slow_consumers": delta("slow_consumers"),
+        "cpu_us_per_inbound": _round(per_message_us(before, after, delta("received")), 2),
+        "cpu_us_per_delivery": _round(per_message_us(before, after, delta("deliveries")), 2),
+    }
+
+
+def summarize(
+    shape: Shape,
+    results: Sequence[WorkerResult],
+    before: Sequence[NodeReading],
+    after: Sequence[NodeReading],
+    timing: RunTiming,
+    subscribers: Counter[str],
+) -> dict[str, Any]:
+    """The JSON-ready report of one scenario run."""
+    total = merge_results(results)
+    sent = sum(total.sent_per_channel.values())
+    expected = sum(count * subscribers[ch] for ch, count in total.sent_per_channel.items())
+    out_window = max(timing.load, timing.until_last_delivery)
+    planned = shape.connections + shape.publishers + shape.subscribers
+    seconds = out_window if sent else timing.setup + timing.load
+    nodes = [_node(b, a, seconds) for b, a in zip(before, after, strict=True)]
+    return {
+        "scenario": shape.scenario,
+        "shape": {
+            "connections": shape.connections,
+            "publishers": shape.publishers,
+            "subscribers": shape.subscribers,
+            "channels": shape.channels,
+            "rate": shape.rate,
+        },
+        "connections": {
+            "planned": planned,
+            "opened": total.opened,
+            "failed": total.failed,
+            "failures": dict(total.failures),
+            "lost": total.lost,
+            "close_codes": {str(code): n for code, n in total.close_codes.items()},
+            "setup_seconds": round(timing.setup, 3),
+            "setup_ms": total.setup.summary(),
+        },
+        "messages": {
+            "load_seconds": round(timing.load, 3),
+            "sent": sent,
+            "delivered": total.received,
+            "expected_deliveries": expected,
+            "missing": expected - total.received,
+            "echoes_to_publishers": total.echoed,
+            "in_per_second": round(per_second(sent, timing.load)),
+            "deliveries_per_second": round(per_second(total.received, out_window)),
+            "latency_ms": total.latency.summary(),
+            "schedule_lag_ms": total.schedule_lag.summary(),
+            "errors": dict(total.errors),
+        },
+        "nodes": nodes,
+    }
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; numbers (and dashes) right-aligned."""
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for cell, width in zip(cells, widths, strict=True):
+            numeric = cell[:1].isdigit() or cell in ("-", "")
+            out.append(cell.rjust(width) if numeric else cell.ljust(width))
+        return "  ".join(out).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def _num(value: float | int | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _three(summary: dict[str, Any], digits: int = 2) -> str:
+    if not summary["count"]:
+        return "-"
+    return "/".join(_num(summary[k], digits) for k in ("p50_ms", "p95_ms", "p99_ms"))
+
+
+def render_text(reports: Sequence[dict[str, Any]]) -> str:
+    """The two tables printed at the end of a run: scenarios, then per-node costs."""
+    runs = []
+    nodes = []
+    for r in reports:
+        c, m, s = r["connections"], r["messages"], r["shape"]
+        rate = "-" if r["scenario"] == "connect" else ("max" if not s["rate"] else _num(s["rate"]))
+        runs.append(
+            [
+                r["scenario"],
+                rate,
+                f"{c['opened']}/{c['planned']}",
+                _three(c["setup_ms"]),
+                _num(m["in_per_second"]) if m["sent"] else "-",
+                _num(m["deliveries_per_second"]) if m["sent"] else "-",
+                _three(m["latency_ms"]),
+                _num(m["missing"]) if m["sent"] else "-",
+                _num(c["lost"]),
+            ]
+        )
+        for n in r["nodes"]:
+            nodes.append(
+                [
+                    r["scenario"],
+                    rate,
+                    n["metrics_url"].removeprefix("http://").removesuffix("/metrics"),
+                    _num(n["connections"]),
+                    _num(n["rss_mb"], 1),
+                    _num(n["rss_per_1000_connections_mb"], 2)
+                    if r["scenario"] == "connect"
+                    else "-",
+                    _num(n["cpu_percent"]),
+                    _num(n["cpu_us_per_inbound"], 1),
+                    _num(n["cpu_us_per_delivery"], 1),
+                ]
+            )
+    first = render_table(
+        [
+            "scenario",
+            "rate",
+            "open",
+            "setup p50/95/99 ms",
+            "in msg/s",
+            "deliveries/s",
+            "latency p50/95/99 ms",
+            "missing",
+            "lost",
+        ],
+        runs,
+    )
+    second = render_table(
+        [
+            "scenario",
+            "rate",
+            "node",
+            "conns",
+            "RSS MB",
+            "MB/1000 conns",
+            "CPU %",
+            "µs CPU/in",
+            "µs CPU/delivery",
+        ],
+        nodes,
+    )
+    return f"{first}\n\n{second}\n"

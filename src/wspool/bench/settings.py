@@ -1,0 +1,260 @@
+"""Options of ``wspool bench``, in the option table style of :mod:`wspool.core.config`.
+
+A load generator only ever aims at this machine: every target and metrics URL must be in
+127.0.0.0/8 (or ``localhost``), checked before anything connects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from wspool.core.config import ConfigError, Option
+
+__all__ = [
+    "BENCH_OPTIONS",
+    "SCENARIOS",
+    "BenchSettings",
+    "Target",
+    "is_loopback",
+    "parse_targets",
+]
+
+SCENARIOS = ("connect", "throughput", "latency", "fanout")
+_LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A WebSocket endpoint the generator connects to (always an IPv4 loopback address)."""
+
+    host: str
+    port: int
+    path: str
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}{self.path}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host) in _LOOPBACK
+    except ValueError:
+        return False
+
+
+def _loopback_host(text: str, scheme: str) -> tuple[str, int | None, str]:
+    parts = urlsplit(text)
+    if parts.scheme != scheme or not parts.hostname:
+        raise ValueError(f"{text!r} must be a {scheme}://host:port URL")
+    if not is_loopback(parts.hostname):
+        raise ValueError(
+            f"must be on this machine (127.0.0.0/8 or localhost), not {parts.hostname}: "
+            "the load generator only loads loopback"
+        )
+    host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
+    return host, parts.port, parts.path
+
+
+def parse_targets(text: str) -> tuple[Target, ...]:
+    """``ws://127.0.0.1:8081/ws,ws://127.0.0.1:8082/ws`` → targets; refuses other hosts."""
+    targets = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, port, path = _loopback_host(item, "ws")
+        targets.append(Target(host, port or 80, path or "/"))
+    if not targets:
+        raise ValueError("must name at least one ws:// URL")
+    return tuple(targets)
+
+
+def _metrics_urls(text: str) -> tuple[str, ...]:
+    urls = tuple(filter(None, (part.strip() for part in text.split(","))))
+    for url in urls:
+        _loopback_host(url, "http")
+    return urls
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be an integer >= 0")
+    return value
+
+
+def _positive(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def checked(text: str) -> Any:
+        value = parse(text)
+        if not value > 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    return checked
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    rates = tuple(float(part) for part in text.split(",") if part.strip())
+    if not rates or any(not 0 <= rate < float("inf") for rate in rates):
+        raise ValueError("must be rates in messages/s, comma separated (0 = as fast as possible)")
+    return rates
+
+
+def _validated(parse: Callable[[str], Any]) -> Callable[[str], str]:
+    """Check the text now (bad input fails before anything starts); keep it as text."""
+
+    def check(text: str) -> str:
+        parse(text)
+        return text
+
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class BenchSettings:
+    """What to load, how hard, and where to write the results.
+
+    Scenario-shaped counts left at None take each scenario's own default.
+    """
+
+    url: str = "ws://127.0.0.1:8081/ws"
+    metrics_url: str = ""
+    spawn_servers: int = 0
+    redis_url: str = ""
+    workers: int = 2
+    connections: int | None = None
+    publishers: int | None = None
+    subscribers: int | None = None
+    channels: int | None = None
+    rate: str = ""
+    window: int = 200
+    duration: float = 5.0
+    concurrency: int = 64
+    json: str = ""
+    chart: str = ""
+
+    def __post_init__(self) -> None:
+        if self.spawn_servers > 10:
+            raise ConfigError("--spawn-servers", "must be between 0 and 10")
+        if self.redis_url and not self.spawn_servers:
+            raise ConfigError("--redis-url", "is only used with --spawn-servers")
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        return parse_targets(self.url)
+
+    @property
+    def metrics_urls(self) -> tuple[str, ...]:
+        """The /metrics endpoints to read: as given, else those of the targets."""
+        given = _metrics_urls(self.metrics_url)
+        return given or tuple(dict.fromkeys(t.metrics_url for t in self.targets))
+
+    @property
+    def rates(self) -> tuple[float, ...] | None:
+        return _rates(self.rate) if self.rate else None
+
+
+BENCH_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "url",
+        "--url",
+        "WSPOOL_BENCH_URL",
+        _validated(parse_targets),
+        "WebSocket URL(s) to load, comma separated; 127.0.0.0/8 only",
+    ),
+    Option(
+        "metrics_url",
+        "--metrics-url",
+        "WSPOOL_BENCH_METRICS_URL",
+        _validated(_metrics_urls),
+        "node /metrics URL(s) to read CPU and memory from (default: those of --url)",
+    ),
+    Option(
+        "spawn_servers",
+        "--spawn-servers",
+        "WSPOOL_BENCH_SPAWN_SERVERS",
+        _count,
+        "start this many `wspool server` nodes and load them instead of --url",
+    ),
+    Option(
+        "redis_url",
+        "--redis-url",
+        "WSPOOL_BENCH_REDIS_URL",
+        str,
+        "Redis for the spawned nodes (default: start a redis-server on a free port)",
+    ),
+    Option("workers", "--workers", "WSPOOL_BENCH_WORKERS", _positive(int), "client processes"),
+    Option(
+        "connections",
+        "--connections",
+        "WSPOOL_BENCH_CONNECTIONS",
+        _positive(int),
+        "connect: connections to open and hold (default 1000)",
+    ),
+    Option(
+        "publishers",
+        "--publishers",
+        "WSPOOL_BENCH_PUBLISHERS",
+        _positive(int),
+        "publishing connections (scenario default)",
+    ),
+    Option(
+        "subscribers",
+        "--subscribers",
+        "WSPOOL_BENCH_SUBSCRIBERS",
+        _count,
+        "subscribing connections, spread over the channels (scenario default)",
+    ),
+    Option(
+        "channels",
+        "--channels",
+        "WSPOOL_BENCH_CHANNELS",
+        _positive(int),
+        "channels published to (scenario default)",
+    ),
+    Option(
+        "rate",
+        "--rate",
+        "WSPOOL_BENCH_RATE",
+        _validated(_rates),
+        "total publish rate in msg/s, 0 = as fast as the node takes them; "
+        "several (comma separated) run the scenario once per rate",
+    ),
+    Option(
+        "window",
+        "--window",
+        "WSPOOL_BENCH_WINDOW",
+        _positive(int),
+        "at full rate: messages a publisher may have in flight (sent, not yet echoed)",
+    ),
+    Option(
+        "duration",
+        "--duration",
+        "WSPOOL_BENCH_DURATION",
+        _positive(float),
+        "seconds of load (connect: seconds the connections are held)",
+    ),
+    Option(
+        "concurrency",
+        "--concurrency",
+        "WSPOOL_BENCH_CONCURRENCY",
+        _positive(int),
+        "opening handshakes in flight at once, over all workers",
+    ),
+    Option("json", "--json", "WSPOOL_BENCH_JSON", str, "write the results to this JSON file"),
+    Option(
+        "chart",
+        "--chart",
+        "WSPOOL_BENCH_CHART",
+        str,
+        "latency: draw latency against rate into this PNG (needs the `bench` extra)",
+    ),
+)

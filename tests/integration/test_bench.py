@@ -1,0 +1,111 @@
+"""``wspool bench`` against a real node process on a real Redis, every scenario tiny.
+
+What its user relies on: every planned connection opens, every message published reaches
+every subscriber once, and the report carries the node's CPU and memory readings.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.processes import NodeProcess
+from wspool.cli import main
+
+
+@pytest.fixture(scope="module")
+def report(
+    redis_session_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    node = NodeProcess("bench-node", redis_session_url).start()
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    try:
+        finished = subprocess.run(
+            [
+                sys.executable,
+                *("-m", "wspool", "bench", "connect", "throughput", "latency", "fanout"),
+                *("--url", node.url, "--workers", "2", "--duration", "0.5"),
+                *("--connections", "60", "--publishers", "2", "--subscribers", "20"),
+                *("--channels", "2", "--json", str(out)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=50,
+            check=False,
+        )
+        assert finished.returncode == 0, finished.stderr
+        document = json.loads(out.read_text())
+        document["stdout"], document["stderr"] = finished.stdout, finished.stderr
+        yield document
+    finally:
+        node.stop()
+
+
+def _run(report: dict[str, Any], scenario: str) -> dict[str, Any]:
+    runs = [r for r in report["runs"] if r["scenario"] == scenario]
+    assert len(runs) == 1
+    run: dict[str, Any] = runs[0]
+    return run
+
+
+def test_connect_opens_every_connection_and_reads_the_nodes_memory(
+    report: dict[str, Any],
+) -> None:
+    run = _run(report, "connect")
+    assert run["connections"]["opened"] == run["connections"]["planned"] == 60
+    assert run["connections"]["setup_ms"]["count"] == 60
+    assert run["connections"]["lost"] == 0
+    (node,) = run["nodes"]
+    assert node["connections"] == 60
+    assert node["rss_mb"] > 0
+
+
+def test_fanout_delivers_every_message_to_every_subscriber_once(report: dict[str, Any]) -> None:
+    messages = _run(report, "fanout")["messages"]
+    assert messages["sent"] > 0
+    assert messages["delivered"] == messages["sent"] * 20 == messages["expected_deliveries"]
+    assert messages["deliveries_per_second"] > 0
+
+
+def test_throughput_reports_rates_and_server_cpu_per_message(report: dict[str, Any]) -> None:
+    run = _run(report, "throughput")
+    messages = run["messages"]
+    assert messages["missing"] == 0 < messages["sent"]
+    assert messages["in_per_second"] > 0
+    (node,) = run["nodes"]
+    assert node["messages_received"] >= messages["sent"]
+    assert node["cpu_us_per_inbound"] > 0
+    assert node["cpu_us_per_delivery"] > 0
+
+
+def test_latency_measures_every_delivery_at_the_asked_rate(report: dict[str, Any]) -> None:
+    messages = _run(report, "latency")["messages"]
+    assert messages["missing"] == 0
+    assert messages["latency_ms"]["count"] == messages["delivered"] > 0
+    # 1,000 msg/s for half a second: generous bounds, the machine is shared.
+    assert 250 <= messages["sent"] <= 750
+    assert 0 < messages["latency_ms"]["p50_ms"] <= messages["latency_ms"]["p99_ms"]
+
+
+def test_the_run_shows_progress_and_ends_with_a_table(report: dict[str, Any]) -> None:
+    assert "open 60/60" in report["stderr"]
+    assert report["stdout"].splitlines()[0].split()[:3] == ["scenario", "rate", "open"]
+
+
+def test_a_target_outside_this_machine_is_refused_before_anything_connects(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "never.json"
+    code = main(["bench", "connect", "--url", "ws://192.0.2.1:8081/ws", "--json", str(out)])
+    assert code == 2
+    assert (
+        "must be on this machine (127.0.0.0/8 or localhost), not 192.0.2.1"
+        in capsys.readouterr().err
+    )
+    assert not out.exists()

@@ -1,0 +1,170 @@
+"""The load generator's arithmetic: percentiles, costs, plans, addresses, tables."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wspool.bench.chart import draw_latency_chart, latency_points
+from wspool.bench.histogram import LatencyHistogram
+from wspool.bench.measures import (
+    NodeReading,
+    parse_prometheus,
+    per_message_us,
+    rss_per_thousand_mb,
+)
+from wspool.bench.plan import (
+    Role,
+    deal,
+    expected_deliveries,
+    plan_connections,
+    shape_for,
+    source_address,
+    subscribers_per_channel,
+)
+from wspool.bench.report import render_table
+from wspool.bench.settings import BenchSettings, parse_targets
+from wspool.core.config import ConfigError
+
+
+def _reading(**values: float | None) -> NodeReading:
+    fields = dict.fromkeys(
+        ("cpu_seconds", "rss_bytes", "connections", "received", "deliveries", "slow_consumers")
+    )
+    fields.update(values)
+    return NodeReading(url="http://127.0.0.1:1/metrics", **fields)
+
+
+def test_histogram_percentiles_are_within_two_percent_of_the_exact_ones() -> None:
+    rng = random.Random(7)
+    samples = sorted(int(rng.lognormvariate(13, 1)) for _ in range(20_000))  # ~0.4 ms median
+    histogram = LatencyHistogram()
+    for value in samples:
+        histogram.record_ns(value)
+    for q in (50, 95, 99):
+        exact = samples[int(q / 100 * len(samples)) - 1] / 1e6
+        measured = histogram.percentile_ms(q)
+        assert measured is not None
+        assert measured == pytest.approx(exact, rel=0.02)
+    assert histogram.percentile_ms(100) == samples[-1] / 1e6
+
+
+def test_merged_histograms_report_what_one_histogram_of_all_samples_reports() -> None:
+    one, two, both = LatencyHistogram(), LatencyHistogram(), LatencyHistogram()
+    for value in range(1_000, 2_000_000, 997):
+        (one if value % 2 else two).record_ns(value)
+        both.record_ns(value)
+    one.merge(two)
+    assert one.summary() == both.summary()
+
+
+def test_an_empty_histogram_reports_no_percentiles() -> None:
+    assert LatencyHistogram().summary()["p99_ms"] is None
+    with pytest.raises(ValueError, match="percentile"):
+        LatencyHistogram().percentile_ms(0)
+
+
+def test_prometheus_text_gives_unlabelled_samples_by_name() -> None:
+    text = (
+        "# HELP process_cpu_seconds_total CPU\n"
+        "# TYPE process_cpu_seconds_total counter\n"
+        "process_cpu_seconds_total 12.5\n"
+        'wspool_errors_total{code="BAD_REQUEST"} 3.0\n'
+        "wspool_deliveries_total 1e+06\n"
+    )
+    assert parse_prometheus(text) == {
+        "process_cpu_seconds_total": 12.5,
+        "wspool_deliveries_total": 1e6,
+    }
+
+
+def test_cpu_per_message_is_cpu_seconds_between_readings_over_messages() -> None:
+    before, after = _reading(cpu_seconds=10.0), _reading(cpu_seconds=12.0)
+    assert per_message_us(before, after, 200_000) == pytest.approx(10.0)
+    assert per_message_us(before, after, 0) is None
+    assert per_message_us(_reading(), after, 10) is None
+
+
+def test_memory_per_thousand_connections_is_growth_over_connections_gained() -> None:
+    before = _reading(rss_bytes=40e6, connections=0)
+    after = _reading(rss_bytes=80e6, connections=2_000)
+    assert rss_per_thousand_mb(before, after) == pytest.approx(20.0)
+    assert rss_per_thousand_mb(after, after) is None
+
+
+def test_the_first_source_address_is_the_kernels_choice_then_127_0_0_2_onwards() -> None:
+    assert source_address(0, 20_000) == ""
+    assert source_address(19_999, 20_000) == ""
+    assert source_address(20_000, 20_000) == "127.0.0.2"
+    assert source_address(253 * 10, 10) == "127.0.0.254"
+    assert source_address(254 * 10, 10) == "127.0.1.1"  # .255 and .0 skipped
+
+
+def test_a_fanout_plan_has_one_channel_every_subscriber_listens_to() -> None:
+    shape = shape_for("fanout", subscribers=30, channels=5)
+    specs = plan_connections(shape, targets=2, per_address=1_000)
+    assert Counter(s.role for s in specs) == {Role.SUBSCRIBER: 30, Role.PUBLISHER: 1}
+    assert subscribers_per_channel(specs) == {"bench.0": 30}
+    assert {s.target for s in specs} == {0, 1}
+
+
+def test_a_latency_plan_splits_the_rate_over_its_publishers() -> None:
+    specs = plan_connections(shape_for("latency", rate=10_000), targets=1, per_address=1_000)
+    rates = [s.rate for s in specs if s.role is Role.PUBLISHER]
+    assert rates == [2_500.0] * 4
+
+
+def test_expected_deliveries_count_each_message_once_per_subscriber_of_its_channel() -> None:
+    subscribers = Counter({"a": 3, "b": 1})
+    assert expected_deliveries(Counter({"a": 10, "b": 5, "c": 7}), subscribers) == 35
+
+
+def test_work_is_dealt_so_every_worker_gets_a_share_of_each_role() -> None:
+    hands = deal(list(range(10)), 3)
+    assert hands == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    assert deal([1], 4) == [[1]]
+
+
+def test_targets_outside_loopback_are_refused_with_the_reason() -> None:
+    assert [t.url for t in parse_targets("ws://localhost:8081/ws,ws://127.0.0.9:1")] == [
+        "ws://127.0.0.1:8081/ws",
+        "ws://127.0.0.9:1/",
+    ]
+    with pytest.raises(ValueError, match="must be on this machine"):
+        parse_targets("ws://10.0.0.1:8081/ws")
+    with pytest.raises(ValueError, match="ws://"):
+        parse_targets("http://127.0.0.1:8081/")
+
+
+def test_a_redis_url_without_spawned_servers_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="--redis-url"):
+        BenchSettings(redis_url="redis://127.0.0.1:6379/0")
+
+
+def test_tables_align_text_left_and_numbers_right() -> None:
+    table = render_table(["name", "msg/s"], [["fanout", "1,000"], ["connect", "-"]])
+    assert table.splitlines() == [
+        "name     msg/s",
+        "-------  -----",
+        "fanout   1,000",
+        "connect      -",
+    ]
+
+
+def test_the_latency_chart_is_a_png_with_a_point_per_rate(tmp_path: Path) -> None:
+    def run(rate: float, p50: float) -> dict[str, Any]:
+        latency = {"count": 10, "p50_ms": p50, "p95_ms": p50 * 2, "p99_ms": p50 * 3}
+        return {
+            "scenario": "latency",
+            "messages": {"deliveries_per_second": rate, "latency_ms": latency},
+        }
+
+    reports = [run(5_000, 2.0), run(1_000, 1.0), {"scenario": "connect"}]
+    assert latency_points(reports) == [(1_000, 1.0, 2.0, 3.0), (5_000, 2.0, 4.0, 6.0)]
+    chart = tmp_path / "latency.png"
+    draw_latency_chart(reports, str(chart))
+    assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
