@@ -22,7 +22,9 @@ FAST = ServerSettings(
     drain_window=0.5,
     activity_flush_interval=0.3,
     # Tests of other rules run open and unthrottled; the security tests pass their own.
-    security=SecuritySettings(insecure=True, messages_per_second=0, connection_attempts_per_ip=0),
+    security=SecuritySettings(
+        insecure=True, messages_per_second=0, connection_attempts_per_ip=0, max_connections_per_ip=0
+    ),
 )
 
 

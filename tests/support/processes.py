@@ -32,7 +32,15 @@ __all__ = [
     "running_farm",
 ]
 
-OPEN = ("--insecure", "--messages-per-second", "0", "--connection-attempts-per-ip", "0")
+OPEN = (
+    "--insecure",
+    "--messages-per-second",
+    "0",
+    "--connection-attempts-per-ip",
+    "0",
+    "--max-connections-per-ip",
+    "0",
+)
 """Security flags of test nodes whose tests are about something else: open, unthrottled."""
 
 TICKET_SECRET = "farm-tests-ticket-secret-0123456789abcdef"
