@@ -72,10 +72,15 @@ def _gateway_settings(settings: DevSettings, secret: str) -> GatewaySettings:
 
 def _banner(settings: DevSettings, nodes: list[ServerNode]) -> str:
     store = settings.redis_url or "in-memory engine (this process only)"
+    limits = settings.security
     gateway = f"{settings.host}:{settings.port}"
     lines = [
-        "wspool dev: the whole data plane in one process (no authentication: open to anyone",
-        "who can reach these ports)",
+        "wspool dev: the whole data plane in one process",
+        "  OPEN: no tokens are checked; anyone who reaches these ports may connect, subscribe",
+        "  and publish on any channel. Use 'wspool server' with a key for anything else.",
+        f"  limits    {_limit(limits.max_connections_per_ip)} connections and "
+        f"{_limit(limits.connection_attempts_per_ip)} attempts/s per address, "
+        f"{_limit(limits.messages_per_second)} messages/s per connection",
         f"  state     {store}",
         f"  gateway   ws://{gateway}/ws   REST http://{gateway}/api/v1/pool/health",
     ]
@@ -83,3 +88,7 @@ def _banner(settings: DevSettings, nodes: list[ServerNode]) -> str:
     lines.append(f"  try       python -m websockets ws://{gateway}/ws")
     lines.append("Ctrl-C drains the nodes and stops.")
     return "\n".join(lines)
+
+
+def _limit(value: float) -> str:
+    return f"{value:g}" if value else "unlimited"

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from wspool.core.config import ServerSettings
+from wspool.core.config import SecuritySettings, ServerSettings
 from wspool.core.keys import Keys
 from wspool.server.node import ServerNode
 from wspool.state.engine import StateEngine
@@ -23,6 +23,10 @@ FAST = ServerSettings(
     node_ttl=1.0,
     drain_window=0.5,
     activity_flush_interval=0.3,
+    # Tests of other rules run open and unthrottled; the security tests pass their own.
+    security=SecuritySettings(
+        insecure=True, messages_per_second=0, connection_attempts_per_ip=0, max_connections_per_ip=0
+    ),
 )
 
 

@@ -22,6 +22,7 @@ from tests.support.redis_server import free_port
 from tests.support.waiting import eventually
 
 __all__ = [
+    "OPEN",
     "TICKET_SECRET",
     "Farm",
     "GatewayProcess",
@@ -30,6 +31,17 @@ __all__ = [
     "http_request",
     "running_farm",
 ]
+
+OPEN = (
+    "--insecure",
+    "--messages-per-second",
+    "0",
+    "--connection-attempts-per-ip",
+    "0",
+    "--max-connections-per-ip",
+    "0",
+)
+"""Security flags of test nodes whose tests are about something else: open, unthrottled."""
 
 TICKET_SECRET = "farm-tests-ticket-secret-0123456789abcdef"
 """The secret the test farm's gateways and nodes share."""
@@ -128,7 +140,10 @@ class _ServiceProcess:
 class NodeProcess(_ServiceProcess):
     """``wspool server``, registered in Redis with a fast heartbeat."""
 
-    def __init__(self, node_id: str, redis_url: str, *extra: str) -> None:
+    def __init__(
+        self, node_id: str, redis_url: str, *extra: str, security: Sequence[str] = OPEN
+    ) -> None:
+        """``security`` flags replace the default :data:`OPEN`."""
         super().__init__(
             node_id,
             [
@@ -145,6 +160,7 @@ class NodeProcess(_ServiceProcess):
                 "1",
                 "--log-format",
                 "json",
+                *security,
                 *extra,
             ],
         )

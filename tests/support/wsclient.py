@@ -20,14 +20,16 @@ class TestClient:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, **options: Any) -> None:
+        """``options`` go to ``websockets.connect`` (``additional_headers``, ``subprotocols``)."""
         self.url = url
+        self.options = options
         self._ids = itertools.count(1)
         self.ws: ClientConnection | None = None
         self.connected: dict[str, Any] = {}
 
     async def __aenter__(self) -> TestClient:
-        self.ws = await connect(self.url, compression=None, open_timeout=5)
+        self.ws = await connect(self.url, compression=None, open_timeout=5, **self.options)
         self.connected = await self.recv()
         assert self.connected["type"] == "connected", self.connected
         return self
@@ -71,6 +73,12 @@ class TestClient:
     async def subscribe(self, channel: str) -> None:
         reply = await self.request(type="subscribe", channel=channel)
         assert reply["type"] == "subscribed", reply
+
+    async def error_code(self, **frame: Any) -> str:
+        """Send a frame that must be refused; returns the error code of the reply."""
+        reply = await self.request(**frame)
+        assert reply["type"] == "error", reply
+        return str(reply["payload"]["code"])
 
     async def publish(self, channel: str, payload: Any) -> None:
         await self.send(type="data", channel=channel, payload=payload)

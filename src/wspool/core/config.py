@@ -18,6 +18,10 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from wspool.core.history import HistoryPolicy
+from wspool.core.options import ConfigError, Option
+from wspool.core.security import LIMIT_OPTIONS, SECURITY_OPTIONS, SecuritySettings
+
+LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 __all__ = [
     "DEV_OPTIONS",
@@ -27,17 +31,10 @@ __all__ = [
     "DevSettings",
     "GatewaySettings",
     "Option",
+    "SecuritySettings",
     "ServerSettings",
     "load_settings",
 ]
-
-
-class ConfigError(Exception):
-    """A configuration value that cannot be used; the message names the option."""
-
-    def __init__(self, option: str, problem: str) -> None:
-        super().__init__(f"invalid {option}: {problem}")
-        self.option = option
 
 
 def _positive_int(text: str) -> int:
@@ -101,17 +98,6 @@ def _text(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Option:
-    """One setting: the settings field it fills, its flag, its environment variable."""
-
-    field: str
-    flag: str
-    env: str
-    parse: Callable[[str], Any]
-    help: str
-
-
-@dataclass(frozen=True, slots=True)
 class ServerSettings:
     """Settings of one server node (``wspool server``)."""
 
@@ -136,6 +122,7 @@ class ServerSettings:
     session_ttl: float = 3600.0
     log_format: str = "json"
     log_level: str = "info"
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     ticket_secret: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
@@ -312,6 +299,7 @@ SERVER_OPTIONS: tuple[Option, ...] = (
     ),
     _TICKET_SECRET,
     *_NODE_OPTIONS,
+    *SECURITY_OPTIONS,
     *_COMMON_OPTIONS,
 )
 
@@ -339,6 +327,11 @@ class DevSettings:
     session_ttl: float = 3600.0
     log_format: str = "text"
     log_level: str = "info"
+    # dev runs open, and its banner says so
+    security: SecuritySettings = field(
+        # the nodes count clients by the address their gateway forwards
+        default_factory=lambda: SecuritySettings(insecure=True, trusted_proxies=LOOPBACK)
+    )
 
     def __post_init__(self) -> None:
         if self.servers > 10:
@@ -368,6 +361,7 @@ DEV_OPTIONS: tuple[Option, ...] = (
     ),
     Option("servers", "--servers", "WSPOOL_SERVERS", _positive_int, "number of server nodes"),
     *_NODE_OPTIONS,
+    *LIMIT_OPTIONS,
     *_COMMON_OPTIONS,
 )
 
@@ -474,6 +468,7 @@ def load_settings(
     """Build ``cls`` from flag values (by field name), then the environment, then defaults."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
     for option in options:
         text = flags.get(option.field)
         source = option.flag
@@ -483,8 +478,14 @@ def load_settings(
         if text is None:
             continue
         try:
-            values[option.field] = option.parse(text)
+            value = option.parse(text)
         except ValueError as error:
             problem = str(error) if "must" in str(error) else f"{text!r} is not valid"
             raise ConfigError(source, problem) from None
+        group, _, name = option.field.rpartition(".")
+        (nested.setdefault(group, {}) if group else values)[name] = value
+    for group, fields in nested.items():
+        # A nested settings object starts from the default of its field in ``cls``.
+        default = getattr(cls(), group)
+        values[group] = dataclasses.replace(default, **fields)
     return cls(**values)

@@ -78,3 +78,12 @@ class Keys:
     def history_meta(self, name: str) -> str:
         """Hash of a channel's history epoch (``e``) and last assigned offset (``o``)."""
         return f"{self.prefix}hist:{{{name}}}:meta"
+
+    def address_connections(self, address: str) -> str:
+        """Sorted set of the open connection ids of one client address, scored by the time
+        each lapses unless its node's heartbeat renews it (so a crashed node's entries go)."""
+        return f"{self.prefix}ip:{address}:connections"
+
+    def address_attempts(self, address: str) -> str:
+        """Sorted set of one client address's recent connection attempts, scored by time."""
+        return f"{self.prefix}ip:{address}:attempts"

@@ -3,6 +3,12 @@
 Everything here is synchronous and does no I/O; the server node feeds frames in and sends
 what comes out. Frames are JSON text. Server frames are encoded once and, for ``data``,
 fanned out as the same bytes to every subscriber.
+
+Extension for token renewal (docs/security.md): a client sends
+``{"type": "auth", "payload": {"token": "<JWT>"}, "messageId": "..."}`` before its token
+expires; the node answers ``{"type": "authenticated", "payload": {"clientId", "expiresAt"},
+"messageId"}`` and the connection lives until the new ``exp``, or an ``error`` (the old
+token still holds). The new token must name the same ``sub``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ __all__ = [
     "ErrorCode",
     "MessageType",
     "ProtocolError",
+    "encode_authenticated",
     "encode_connected",
     "encode_data",
     "encode_error",
@@ -44,6 +51,7 @@ class MessageType(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     PING = "ping"
     DATA = "data"
+    AUTH = "auth"  # extension: a fresh token before the current one expires
 
 
 class ErrorCode(StrEnum):
@@ -140,6 +148,12 @@ def parse_client_frame(frame: str | bytes, max_bytes: int) -> ClientMessage:
             )
     else:
         channel = None
+    if kind is MessageType.AUTH:
+        payload = raw.get("payload")
+        if not isinstance(payload, dict) or not isinstance(payload.get("token"), str):
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, 'auth needs a payload {"token": "<JWT>"}', message_id
+            )
     since = raw.get("since")
     position = None
     if since is not None:
@@ -203,6 +217,17 @@ def encode_pong(message_id: str) -> str:
 def encode_data(channel: str, payload: Any, message_id: str) -> str:
     return _encode(
         {"type": "data", "channel": channel, "payload": payload, "messageId": message_id}
+    )
+
+
+def encode_authenticated(message_id: str, client_id: str, expires_at: float | None) -> str:
+    """The reply to ``auth``: the connection now lives until the new token's ``exp``."""
+    return _encode(
+        {
+            "type": "authenticated",
+            "payload": {"clientId": client_id, "expiresAt": expires_at},
+            "messageId": message_id,
+        }
     )
 
 

@@ -10,7 +10,7 @@ in which subscribers receive the frames. The same contract tests run against bot
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from wspool.core.history import HistoryRead, StreamPosition
@@ -99,6 +99,33 @@ class StateEngine(Protocol):
 
     async def sweep_dead_nodes(self) -> list[str]:
         """Purge every node whose registration lapsed; returns their ids."""
+        ...
+
+    # limits per client address, shared by every node and gateway replica ------------------
+
+    async def acquire_address_slot(
+        self, address: str, connection_id: str, limit: int, ttl: float
+    ) -> bool:
+        """Count ``connection_id`` against ``address`` if fewer than ``limit`` are open.
+
+        The entry lapses after ``ttl`` seconds unless :meth:`refresh_address_slots` renews
+        it, so the slots of a node that died free themselves. Returns whether it counted.
+        """
+        ...
+
+    async def release_address_slot(self, address: str, connection_id: str) -> None: ...
+
+    async def refresh_address_slots(self, slots: Mapping[str, Collection[str]], ttl: float) -> None:
+        """Renew (or restore, after a store restart) the slots of every open connection."""
+        ...
+
+    async def address_connection_count(self, address: str) -> int:
+        """Open connections counted against ``address`` (lapsed entries excluded)."""
+        ...
+
+    async def record_attempt(self, address: str, limit: int, window: float) -> bool:
+        """Record a connection attempt if fewer than ``limit`` happened in the last
+        ``window`` seconds (a sliding window); returns whether it was allowed."""
         ...
 
     # gateways ----------------------------------------------------------------------------

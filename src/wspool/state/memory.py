@@ -15,7 +15,7 @@ import json
 import secrets
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -63,6 +63,8 @@ class MemoryBroker:
     subscribers: defaultdict[str, set[MemoryEngine]] = field(
         default_factory=lambda: defaultdict(set)
     )
+    address_slots: dict[str, dict[str, float]] = field(default_factory=dict)
+    address_attempts: dict[str, list[float]] = field(default_factory=dict)
     health: dict[str, tuple[NodeHealth, float]] = field(default_factory=dict)
     pool_config: dict[str, Any] | None = None
     gateways: dict[str, float] = field(default_factory=dict)
@@ -195,6 +197,56 @@ class MemoryEngine:
         for server_id in dead:
             await self.purge_node(server_id)
         return dead
+
+    # limits per client address ---------------------------------------------------------
+
+    def _live_slots(self, address: str) -> dict[str, float]:
+        now = self._broker.clock()
+        slots = self._broker.address_slots.get(address, {})
+        for connection_id in [c for c, lapses in slots.items() if lapses <= now]:
+            del slots[connection_id]
+        return slots
+
+    async def acquire_address_slot(
+        self, address: str, connection_id: str, limit: int, ttl: float
+    ) -> bool:
+        slots = self._live_slots(address)
+        if connection_id not in slots and len(slots) >= limit:
+            return False
+        self._broker.address_slots[address] = slots
+        slots[connection_id] = self._broker.clock() + ttl
+        return True
+
+    async def release_address_slot(self, address: str, connection_id: str) -> None:
+        slots = self._live_slots(address)
+        slots.pop(connection_id, None)
+        if not slots:
+            self._broker.address_slots.pop(address, None)
+
+    async def refresh_address_slots(self, slots: Mapping[str, Collection[str]], ttl: float) -> None:
+        lapses = self._broker.clock() + ttl
+        for address, connection_ids in slots.items():
+            if connection_ids:
+                live = self._broker.address_slots.setdefault(address, {})
+                live.update(dict.fromkeys(connection_ids, lapses))
+
+    async def address_connection_count(self, address: str) -> int:
+        count = len(self._live_slots(address))
+        if not count:
+            self._broker.address_slots.pop(address, None)
+        return count
+
+    async def record_attempt(self, address: str, limit: int, window: float) -> bool:
+        now = self._broker.clock()
+        attempts = [t for t in self._broker.address_attempts.get(address, []) if t > now - window]
+        allowed = len(attempts) < limit
+        if allowed:
+            attempts.append(now)
+        if attempts:
+            self._broker.address_attempts[address] = attempts
+        else:
+            self._broker.address_attempts.pop(address, None)
+        return allowed
 
     async def save_node_health(self, health: NodeHealth, ttl: float) -> None:
         self._broker.health[health.server_id] = (health, self._broker.clock() + ttl)

@@ -20,9 +20,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
+import uuid
 from collections import defaultdict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -70,6 +72,33 @@ def _client(url: str, socket_timeout: float | None) -> aioredis.Redis:
     return client
 
 
+# Check-and-count in one step, on one key (so it works on Redis Cluster too).
+_ACQUIRE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if not redis.call('ZSCORE', KEYS[1], ARGV[4]) and
+        redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+_RECORD_ATTEMPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
 def _fields(mapping: dict[str, str]) -> dict[FieldT, EncodableT]:
     return dict(mapping.items())
 
@@ -101,6 +130,8 @@ class RedisEngine:
         self._available = False
         self._publish_sha = ""
         self._read_sha = ""
+        self._acquire_slot = self._redis.register_script(_ACQUIRE_SLOT)
+        self._record_attempt = self._redis.register_script(_RECORD_ATTEMPT)
 
     @property
     def available(self) -> bool:
@@ -362,6 +393,40 @@ class RedisEngine:
             await self.purge_node(server_id)
         return dead
 
+    # limits per client address ------------------------------------------------------------
+
+    async def acquire_address_slot(
+        self, address: str, connection_id: str, limit: int, ttl: float
+    ) -> bool:
+        now = time.time()
+        args: list[str | int] = [repr(now), repr(now + ttl), limit, connection_id, _ms(ttl)]
+        key = self._keys.address_connections(address)
+        return bool(await self._run(self._acquire_slot(keys=[key], args=args)))
+
+    async def release_address_slot(self, address: str, connection_id: str) -> None:
+        await self._run(self._redis.zrem(self._keys.address_connections(address), connection_id))
+
+    async def refresh_address_slots(self, slots: Mapping[str, Collection[str]], ttl: float) -> None:
+        lapses = time.time() + ttl
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for address, connection_ids in slots.items():
+                if connection_ids:
+                    key = self._keys.address_connections(address)
+                    pipe.zadd(key, dict.fromkeys(connection_ids, lapses))
+                    pipe.pexpire(key, _ms(ttl))
+            await self._run(pipe.execute())
+
+    async def address_connection_count(self, address: str) -> int:
+        key = self._keys.address_connections(address)
+        return int(await self._run(self._redis.zcount(key, f"({time.time()}", "+inf")))
+
+    async def record_attempt(self, address: str, limit: int, window: float) -> bool:
+        now = time.time()
+        member = f"{now!r}:{uuid.uuid4().hex[:8]}"
+        args: list[str | int] = [repr(now), repr(window), limit, member, _ms(window)]
+        key = self._keys.address_attempts(address)
+        return bool(await self._run(self._record_attempt(keys=[key], args=args)))
+
     # gateways ----------------------------------------------------------------------------
 
     async def save_node_health(self, health: NodeHealth, ttl: float) -> None:
@@ -400,7 +465,17 @@ class RedisEngine:
 
     @staticmethod
     async def _run(awaitable: Any) -> Any:
+        # redis-py can swallow a cancellation while it drops a connection (returning, or
+        # raising a connection error); a cancelled caller must see CancelledError, or its
+        # loop goes on and whoever awaits the cancellation waits forever.
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
         try:
-            return await awaitable
+            result = await awaitable
         except (RedisError, OSError) as error:
+            if task is not None and task.cancelling() > cancelling:
+                raise asyncio.CancelledError from error
             raise EngineUnavailableError(str(error)) from error
+        if task is not None and task.cancelling() > cancelling:
+            raise asyncio.CancelledError
+        return result
