@@ -116,8 +116,10 @@ def _run_gateway(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
 
     settings = load_settings(GatewaySettings, GATEWAY_OPTIONS, flags)
     settings.require_nodes_source()
+    security = settings.security.read_files(_read_text)
+    security.api_policy()  # refuse a missing or unusable key before anything listens
     configure_logging(settings.log_format, settings.log_level)
-    return run_gateway(settings)
+    return run_gateway(dataclasses.replace(settings, security=security))
 
 
 def _run_bench(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:

@@ -67,6 +67,7 @@ def _gateway_settings(settings: DevSettings, secret: str) -> GatewaySettings:
         log_format=settings.log_format,
         log_level=settings.log_level,
         ticket_secret=secret,
+        security=settings.security,
     )
 
 

@@ -78,3 +78,10 @@ def test_a_bad_static_server_list_names_the_option() -> None:
     result = _wspool("gateway", "--servers", "http://a:1")
     assert result.returncode == 2
     assert result.stderr.startswith("wspool gateway: invalid --servers: must be a ws:// or wss://")
+
+
+def test_a_gateway_refuses_to_start_without_a_key_unless_told_to_run_open() -> None:
+    result = _wspool("gateway", "--redis-url", "redis://127.0.0.1:1")
+    assert result.returncode == 2
+    assert result.stderr.startswith("wspool gateway: --jwt-secret is missing: give a key")
+    assert len(result.stderr.strip().splitlines()) == 1

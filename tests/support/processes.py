@@ -48,12 +48,21 @@ TICKET_SECRET = "farm-tests-ticket-secret-0123456789abcdef"
 
 
 def http_request(
-    method: str, url: str, body: Any = None, *, raw: bytes | None = None, timeout: float = 5.0
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
 ) -> tuple[int, Any]:
     """Send a JSON request; returns the status and the decoded body, also for 4xx/5xx."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -180,11 +189,20 @@ class NodeProcess(_ServiceProcess):
 class GatewayProcess(_ServiceProcess):
     """``wspool gateway`` finding its nodes in Redis; ready once ``nodes`` are serving."""
 
-    def __init__(self, name: str, redis_url: str, *extra: str, nodes: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        redis_url: str,
+        *extra: str,
+        nodes: int = 1,
+        security: Sequence[str] = ("--insecure",),
+    ) -> None:
+        """``security`` flags replace the default: an open REST API."""
         super().__init__(
             name,
             [
                 "gateway",
+                *security,
                 "--host",
                 "127.0.0.1",
                 "--id",
@@ -224,10 +242,19 @@ class Farm:
     nodes: list[NodeProcess]
     gateway: GatewayProcess
 
+    gateway_security: Sequence[str] = ("--insecure",)
+
     def another_gateway(self, name: str, *extra: str) -> GatewayProcess:
-        """One more gateway replica of this pool (not started)."""
+        """One more gateway replica of this pool, with the same security (not started)."""
         args = _pool_args(self.prefix)
-        return GatewayProcess(name, self.redis_url, *args, *extra, nodes=len(self.nodes))
+        return GatewayProcess(
+            name,
+            self.redis_url,
+            *args,
+            *extra,
+            nodes=len(self.nodes),
+            security=self.gateway_security,
+        )
 
 
 @contextmanager
@@ -238,6 +265,8 @@ def running_farm(
     node_args: Sequence[str] = (),
     gateway_args: Sequence[str] = (),
     gateway_id: str = "gw",
+    node_security: Sequence[str] = OPEN,
+    gateway_security: Sequence[str] = ("--insecure",),
 ) -> Iterator[Farm]:
     """``nodes`` node processes (``node-1``…) and a gateway in front, stopped on exit."""
     prefix = f"farm-{uuid.uuid4().hex[:8]}:"
@@ -245,8 +274,14 @@ def running_farm(
     farm = Farm(
         redis_url,
         prefix,
-        [NodeProcess(f"node-{i}", redis_url, *args, *node_args) for i in range(1, nodes + 1)],
-        GatewayProcess(gateway_id, redis_url, *args, *gateway_args, nodes=nodes),
+        [
+            NodeProcess(f"node-{i}", redis_url, *args, *node_args, security=node_security)
+            for i in range(1, nodes + 1)
+        ],
+        GatewayProcess(
+            gateway_id, redis_url, *args, *gateway_args, nodes=nodes, security=gateway_security
+        ),
+        gateway_security,
     )
     try:
         for node in farm.nodes:

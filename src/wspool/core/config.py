@@ -19,7 +19,13 @@ from urllib.parse import urlsplit
 
 from wspool.core.history import HistoryPolicy
 from wspool.core.options import ConfigError, Option
-from wspool.core.security import LIMIT_OPTIONS, SECURITY_OPTIONS, SecuritySettings
+from wspool.core.security import (
+    ADMIN_OPTIONS,
+    AUTH_OPTIONS,
+    LIMIT_OPTIONS,
+    SECURITY_OPTIONS,
+    SecuritySettings,
+)
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
@@ -393,6 +399,7 @@ class GatewaySettings:
     log_format: str = "json"
     log_level: str = "info"
     ticket_secret: str = field(default="", repr=False)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     def require_nodes_source(self) -> None:
         """A standalone gateway finds nodes in a static list or in the Redis registry."""
@@ -453,6 +460,8 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         "seconds between reads of the node registry and the shared pool config",
     ),
     _TICKET_SECRET,
+    *AUTH_OPTIONS,
+    *ADMIN_OPTIONS,
     *_COMMON_OPTIONS,
 )
 

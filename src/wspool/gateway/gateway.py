@@ -34,6 +34,7 @@ class Gateway:
     def __init__(self, settings: GatewaySettings, engine: StateEngine) -> None:
         self.settings = settings
         self.engine = engine
+        self.api_policy = settings.security.api_policy()
         self.pool = PoolManager(settings, engine)
         self.stats = RelayStats()
         self.metrics = CollectorRegistry(auto_describe=True)
@@ -124,6 +125,11 @@ class _GatewayCollector(Collector):
                 "wspool_gateway_refused_pool_full",
                 "clients refused: pool full",
                 stats.refused_pool_full,
+            ),
+            (
+                "wspool_gateway_refused_by_node",
+                "clients a node refused (token, origin, limits), answered as the node did",
+                stats.refused_by_node,
             ),
             (
                 "wspool_gateway_messages_to_server",
