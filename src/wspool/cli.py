@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from wspool import __version__
@@ -35,22 +37,21 @@ def _add_options(
     parser: argparse.ArgumentParser, options: Sequence[Option], defaults: object
 ) -> None:
     for option in options:
-        default = getattr(defaults, option.field)
+        default = defaults
+        for name in option.field.split("."):
+            default = getattr(default, name)
         shown = f"; default {default}" if default not in ("", None, (), False) else ""
+        help_text = f"{option.help} [${option.env}{shown}]"
         if option.switch:
             parser.add_argument(
-                option.flag,
-                dest=option.field,
-                action="store_const",
-                const="yes",
-                help=f"{option.help} [${option.env}=yes]",
+                option.flag, dest=option.field, action="store_const", const="true", help=help_text
             )
             continue
         parser.add_argument(
             option.flag,
             dest=option.field,
             metavar=option.field.upper().replace("_", "-").split("-")[-1],
-            help=f"{option.help} [${option.env}{shown}]",
+            help=help_text,
         )
 
 
@@ -100,8 +101,14 @@ def _run_server(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
     from wspool.server.main import run_server
 
     settings = load_settings(ServerSettings, SERVER_OPTIONS, flags)
+    security = settings.security.read_files(_read_text)
+    security.verifier()  # refuse a missing or unusable key before anything listens
     configure_logging(settings.log_format, settings.log_level)
-    return run_server(settings)
+    return run_server(dataclasses.replace(settings, security=security))
+
+
+def _read_text(path: str) -> str:
+    return Path(path).read_text(encoding="utf-8")
 
 
 def _run_gateway(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
@@ -109,8 +116,10 @@ def _run_gateway(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
 
     settings = load_settings(GatewaySettings, GATEWAY_OPTIONS, flags)
     settings.require_nodes_source()
+    security = settings.security.read_files(_read_text)
+    security.api_policy()  # refuse a missing or unusable key before anything listens
     configure_logging(settings.log_format, settings.log_level)
-    return run_gateway(settings)
+    return run_gateway(dataclasses.replace(settings, security=security))
 
 
 def _run_bench(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:

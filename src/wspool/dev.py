@@ -15,6 +15,7 @@ import secrets
 from aiohttp import web
 
 from wspool.core.config import DevSettings, GatewaySettings
+from wspool.core.history import HistoryPolicy
 from wspool.gateway.main import start_gateway
 from wspool.runtime import create_engine, raise_open_file_limit, wait_for_shutdown_signal
 from wspool.server.node import ServerNode
@@ -26,14 +27,17 @@ __all__ = ["run_dev"]
 
 async def run_dev(settings: DevSettings) -> None:
     raise_open_file_limit()
-    broker = MemoryBroker()
+    history = HistoryPolicy(settings.history_size, settings.history_ttl)
+    broker = MemoryBroker(history_policy=history)
     secret = secrets.token_urlsafe(32)
     engines: list[StateEngine] = []
     nodes: list[ServerNode] = []
     gateway: web.AppRunner | None = None
     try:
         for index in range(settings.servers):
-            engine = create_engine(settings.redis_url, settings.key_prefix, broker)
+            engine = create_engine(
+                settings.redis_url, settings.key_prefix, broker, history, settings.session_ttl
+            )
             engines.append(engine)
             node_settings = dataclasses.replace(settings.node_settings(index), ticket_secret=secret)
             node = ServerNode(node_settings, engine)
@@ -63,15 +67,21 @@ def _gateway_settings(settings: DevSettings, secret: str) -> GatewaySettings:
         log_format=settings.log_format,
         log_level=settings.log_level,
         ticket_secret=secret,
+        security=settings.security,
     )
 
 
 def _banner(settings: DevSettings, nodes: list[ServerNode]) -> str:
     store = settings.redis_url or "in-memory engine (this process only)"
+    limits = settings.security
     gateway = f"{settings.host}:{settings.port}"
     lines = [
-        "wspool dev: the whole data plane in one process (no authentication: open to anyone",
-        "who can reach these ports)",
+        "wspool dev: the whole data plane in one process",
+        "  OPEN: no tokens are checked; anyone who reaches these ports may connect, subscribe",
+        "  and publish on any channel. Use 'wspool server' with a key for anything else.",
+        f"  limits    {_limit(limits.max_connections_per_ip)} connections and "
+        f"{_limit(limits.connection_attempts_per_ip)} attempts/s per address, "
+        f"{_limit(limits.messages_per_second)} messages/s per connection",
         f"  state     {store}",
         f"  gateway   ws://{gateway}/ws   REST http://{gateway}/api/v1/pool/health",
     ]
@@ -79,3 +89,7 @@ def _banner(settings: DevSettings, nodes: list[ServerNode]) -> str:
     lines.append(f"  try       python -m websockets ws://{gateway}/ws")
     lines.append("Ctrl-C drains the nodes and stops.")
     return "\n".join(lines)
+
+
+def _limit(value: float) -> str:
+    return f"{value:g}" if value else "unlimited"

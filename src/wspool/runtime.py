@@ -7,6 +7,7 @@ import contextlib
 import resource
 import signal
 
+from wspool.core.history import HistoryPolicy
 from wspool.core.keys import Keys
 from wspool.state.engine import StateEngine
 from wspool.state.memory import MemoryBroker
@@ -27,12 +28,17 @@ def raise_open_file_limit() -> int:
 
 
 def create_engine(
-    redis_url: str | None, key_prefix: str, broker: MemoryBroker | None = None
+    redis_url: str | None,
+    key_prefix: str,
+    broker: MemoryBroker | None = None,
+    history: HistoryPolicy | None = None,
+    session_ttl: float = 3600.0,
 ) -> StateEngine:
     """The Redis engine when a URL is given, else a view of an in-memory broker."""
+    history = history or HistoryPolicy()
     if redis_url:
-        return RedisEngine(redis_url, Keys(key_prefix))
-    return (broker or MemoryBroker()).engine()
+        return RedisEngine(redis_url, Keys(key_prefix), history, session_ttl)
+    return (broker or MemoryBroker(history_policy=history)).engine()
 
 
 async def wait_for_shutdown_signal() -> None:

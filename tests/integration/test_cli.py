@@ -56,14 +56,18 @@ async def test_wspool_dev_serves_the_gateway_with_its_nodes_behind_it(dev: int) 
         assert (await subscriber.recv())["payload"] == "world"
 
 
-def test_a_gateway_with_nowhere_to_find_nodes_exits_with_one_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "wspool", "gateway", "--port", "0"],
+def _wspool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wspool", *args],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
+
+
+def test_a_gateway_with_nowhere_to_find_nodes_exits_with_one_line() -> None:
+    result = _wspool("gateway", "--port", "0")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "wspool gateway: invalid --servers: give the nodes' URLs, or --redis-url to find them"
@@ -71,12 +75,13 @@ def test_a_gateway_with_nowhere_to_find_nodes_exits_with_one_line() -> None:
 
 
 def test_a_bad_static_server_list_names_the_option() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "wspool", "gateway", "--servers", "http://a:1"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = _wspool("gateway", "--servers", "http://a:1")
     assert result.returncode == 2
     assert result.stderr.startswith("wspool gateway: invalid --servers: must be a ws:// or wss://")
+
+
+def test_a_gateway_refuses_to_start_without_a_key_unless_told_to_run_open() -> None:
+    result = _wspool("gateway", "--redis-url", "redis://127.0.0.1:1")
+    assert result.returncode == 2
+    assert result.stderr.startswith("wspool gateway: --jwt-secret is missing: give a key")
+    assert len(result.stderr.strip().splitlines()) == 1

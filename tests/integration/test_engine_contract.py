@@ -6,6 +6,7 @@ Every test runs against both; ``make_engine`` hands out several engines that sha
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.support.waiting import eventually
+from wspool.core.history import HistoryPolicy, StreamPosition
 from wspool.core.keys import Keys
 from wspool.core.records import ConnectionRecord, NodeInfo
 from wspool.state.engine import StateEngine
@@ -25,10 +27,12 @@ class Inbox:
     """What an engine delivered, per channel."""
 
     frames: dict[str, list[str]] = field(default_factory=dict)
+    starts: dict[str, list[StreamPosition]] = field(default_factory=dict)
     statuses: list[bool] = field(default_factory=list)
 
-    def on_message(self, channel: str, frames: list[str]) -> None:
+    def on_message(self, channel: str, start: StreamPosition, frames: list[str]) -> None:
         self.frames.setdefault(channel, []).extend(frames)
+        self.starts.setdefault(channel, []).append(start)
 
     def on_status(self, available: bool) -> None:
         self.statuses.append(available)
@@ -37,17 +41,20 @@ class Inbox:
 MakeEngine = Callable[[], Awaitable[tuple[StateEngine, Inbox]]]
 
 
+HISTORY = HistoryPolicy(size=200, ttl=30)
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def make_engine(
     request: pytest.FixtureRequest, redis_session_url: str
 ) -> AsyncIterator[MakeEngine]:
     engines: list[StateEngine] = []
-    broker = MemoryBroker()
+    broker = MemoryBroker(history_policy=HISTORY)
     prefix = f"contract-{uuid.uuid4().hex[:8]}:"
 
     async def make() -> tuple[StateEngine, Inbox]:
         engine: StateEngine = (
-            RedisEngine(redis_session_url, Keys(prefix))
+            RedisEngine(redis_session_url, Keys(prefix), HISTORY)
             if request.param == "redis"
             else broker.engine()
         )
@@ -169,14 +176,14 @@ async def test_published_frames_reach_every_subscribed_engine_in_order(
     await second.subscribe("other")
     for start in range(0, 100, 10):
         await publisher.publish(
-            {"news": [f"n{i}" for i in range(start, start + 10)], "other": [f"o{start}"]}
+            {"news": [_frame(i) for i in range(start, start + 10)], "other": [_frame(start)]}
         )
-    expected = [f"n{i}" for i in range(100)]
+    expected = [_payloads(i) for i in range(100)]
 
     async def all_delivered() -> bool:
         return (
-            first_inbox.frames.get("news") == expected
-            and second_inbox.frames.get("news") == expected
+            _payloads_of(first_inbox.frames.get("news", [])) == expected
+            and _payloads_of(second_inbox.frames.get("news", [])) == expected
             and len(second_inbox.frames.get("other", [])) == 10
         )
 
@@ -189,18 +196,34 @@ async def test_unsubscribed_engine_receives_nothing_more(make_engine: MakeEngine
     publisher, _ = await make_engine()
     subscriber, inbox = await make_engine()
     await subscriber.subscribe("news")
-    await publisher.publish({"news": ["one"]})
-    await eventually(_has(inbox, "news", ["one"]), message="first frame")
+    await publisher.publish({"news": [_frame(1)]})
+    await eventually(_has(inbox, "news", [1]), message="first frame")
     await subscriber.unsubscribe("news")
     await subscriber.subscribe("marker")
-    await publisher.publish({"news": ["two"], "marker": ["m"]})
-    await eventually(_has(inbox, "marker", ["m"]), message="marker frame")
-    assert inbox.frames["news"] == ["one"]
+    await publisher.publish({"news": [_frame(2)], "marker": [_frame(3)]})
+    await eventually(_has(inbox, "marker", [3]), message="marker frame")
+    assert _payloads_of(inbox.frames["news"]) == [1]
 
 
-def _has(inbox: Inbox, channel: str, frames: list[str]) -> Callable[[], Awaitable[bool]]:
+def _frame(n: int) -> str:
+    return json.dumps({"type": "data", "payload": n}, separators=(",", ":"))
+
+
+def _payloads(n: int) -> int:
+    return n
+
+
+def _payloads_of(frames: list[str]) -> list[int]:
+    return [json.loads(frame)["payload"] for frame in frames]
+
+
+def _offsets_of(frames: list[str]) -> list[StreamPosition]:
+    return [StreamPosition.parse(json.loads(frame)["offset"]) for frame in frames]
+
+
+def _has(inbox: Inbox, channel: str, payloads: list[int]) -> Callable[[], Awaitable[bool]]:
     async def probe() -> bool:
-        return inbox.frames.get(channel) == frames
+        return _payloads_of(inbox.frames.get(channel, [])) == payloads
 
     return probe
 
@@ -209,3 +232,126 @@ async def test_engine_reports_itself_available_once_started(make_engine: MakeEng
     engine, inbox = await make_engine()
     assert engine.available
     assert inbox.statuses == [True]
+
+
+# history ---------------------------------------------------------------------------------
+
+
+async def test_published_frames_carry_consecutive_offsets_in_the_order_delivered(
+    make_engine: MakeEngine,
+) -> None:
+    publisher, _ = await make_engine()
+    subscriber, inbox = await make_engine()
+    await subscriber.subscribe("ticks")
+    start = (await publisher.read_history("ticks", None)).top
+    assert start.offset == 0
+    for first in range(0, 30, 10):
+        await publisher.publish({"ticks": [_frame(i) for i in range(first, first + 10)]})
+    await eventually(_has(inbox, "ticks", list(range(30))), message="frames delivered")
+    offsets = _offsets_of(inbox.frames["ticks"])
+    assert offsets == [start.advanced(i) for i in range(1, 31)]
+    # The position handed with each batch is its first frame's, so no JSON needs parsing.
+    assert inbox.starts["ticks"][0] == start.advanced(1)
+    assert (await subscriber.read_history("ticks", None)).top == start.advanced(30)
+
+
+async def test_history_after_a_position_is_exactly_the_frames_published_after_it(
+    make_engine: MakeEngine,
+) -> None:
+    engine, _ = await make_engine()
+    start = (await engine.read_history("c", None)).top
+    await engine.publish({"c": [_frame(i) for i in range(1, 11)]})
+    read = await engine.read_history("c", start.advanced(4))
+    assert read.recovered
+    assert read.top == start.advanced(10)
+    assert read.frames is not None
+    assert _payloads_of(read.frames) == [5, 6, 7, 8, 9, 10]
+    assert _offsets_of(read.frames) == [start.advanced(i) for i in range(5, 11)]
+    assert (await engine.read_history("c", start.advanced(10))).frames == []
+
+
+async def test_a_position_trimmed_from_history_is_not_recovered(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    start = (await engine.read_history("c", None)).top
+    for first in range(0, 1000, 100):
+        await engine.publish({"c": [_frame(i) for i in range(first, first + 100)]})
+    read = await engine.read_history("c", start)
+    assert read.frames is None
+    assert not read.recovered
+    assert read.top == start.advanced(1000)
+    # The recent past is still there.
+    recent = await engine.read_history("c", start.advanced(950))
+    assert recent.frames is not None
+    assert len(recent.frames) == 50
+
+
+async def test_a_position_of_another_epoch_or_past_the_end_is_not_recovered(
+    make_engine: MakeEngine,
+) -> None:
+    engine, _ = await make_engine()
+    await engine.publish({"c": [_frame(1)]})
+    top = (await engine.read_history("c", None)).top
+    other = "0" if top.epoch != "0" else "1"
+    assert (await engine.read_history("c", StreamPosition(other, 0))).frames is None
+    assert (await engine.read_history("c", top.advanced(1))).frames is None
+
+
+async def test_channels_have_histories_of_their_own(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    await engine.publish({"a": [_frame(1), _frame(2)], "b": [_frame(3)]})
+    assert (await engine.read_history("a", None)).top.offset == 2
+    assert (await engine.read_history("b", None)).top.offset == 1
+
+
+async def test_address_slots_count_up_to_the_limit_across_engines(make_engine: MakeEngine) -> None:
+    first, _ = await make_engine()
+    second, _ = await make_engine()
+    assert await first.acquire_address_slot("192.0.2.1", "c1", limit=3, ttl=30)
+    assert await second.acquire_address_slot("192.0.2.1", "c2", limit=3, ttl=30)
+    assert await first.acquire_address_slot("192.0.2.1", "c3", limit=3, ttl=30)
+    assert not await second.acquire_address_slot("192.0.2.1", "c4", limit=3, ttl=30)
+    assert await second.acquire_address_slot("192.0.2.2", "c5", limit=3, ttl=30)
+    assert await first.acquire_address_slot("192.0.2.1", "c1", limit=3, ttl=30)  # a retry
+    assert await second.address_connection_count("192.0.2.1") == 3
+    await first.release_address_slot("192.0.2.1", "c2")
+    assert await second.acquire_address_slot("192.0.2.1", "c4", limit=3, ttl=30)
+
+
+async def test_address_slots_lapse_unless_refreshed(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    assert await engine.acquire_address_slot("2001:db8::1", "kept", limit=2, ttl=0.3)
+    assert await engine.acquire_address_slot("2001:db8::1", "crashed", limit=2, ttl=0.3)
+    assert not await engine.acquire_address_slot("2001:db8::1", "new", limit=2, ttl=0.3)
+
+    async def only_kept_counts() -> bool:
+        await engine.refresh_address_slots({"2001:db8::1": ["kept"]}, ttl=0.3)
+        return await engine.address_connection_count("2001:db8::1") == 1
+
+    await eventually(only_kept_counts, within=3, message="unrefreshed slot lapsed")
+    assert await engine.acquire_address_slot("2001:db8::1", "new", limit=2, ttl=30)
+
+
+async def test_released_slots_leave_the_count_at_zero(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    for i in range(3):
+        assert await engine.acquire_address_slot("a", f"c{i}", limit=5, ttl=30)
+    for i in range(3):
+        await engine.release_address_slot("a", f"c{i}")
+    await engine.release_address_slot("a", "never-there")
+    assert await engine.address_connection_count("a") == 0
+
+
+async def test_attempts_are_allowed_up_to_the_limit_per_window(make_engine: MakeEngine) -> None:
+    first, _ = await make_engine()
+    second, _ = await make_engine()
+    allowed = [
+        await engine.record_attempt("198.51.100.1", limit=4, window=0.5)
+        for engine in (first, second, first, second, first)
+    ]
+    assert allowed == [True, True, True, True, False]
+    assert await second.record_attempt("198.51.100.2", limit=4, window=0.5)
+
+    async def allowed_again() -> bool:
+        return await first.record_attempt("198.51.100.1", limit=4, window=0.5)
+
+    await eventually(allowed_again, within=3, message="window slid past")

@@ -7,7 +7,6 @@ unknown connections, a full pool, no node left) come back as clear answers.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -17,37 +16,23 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support.processes import TICKET_SECRET, GatewayProcess, NodeProcess, http_get
+from tests.support.processes import Farm, GatewayProcess, http_get, running_farm
 from tests.support.store import Store
 from tests.support.waiting import eventually
-from tests.support.wsclient import TestClient
-
-SECURE = ("--ticket-secret", TICKET_SECRET)
+from tests.support.wsclient import TestClient, open_clients
 
 
 @pytest.fixture(scope="module")
-def farm(redis_session_url: str) -> Iterator[tuple[list[NodeProcess], GatewayProcess]]:
+def farm(redis_session_url: str) -> Iterator[Farm]:
     """Three nodes and a gateway on a key prefix of their own (tests reset its config)."""
-    prefix = ("--key-prefix", f"gw-{uuid.uuid4().hex[:8]}:")
-    nodes = [NodeProcess(f"node-{i}", redis_session_url, *SECURE, *prefix) for i in (1, 2, 3)]
-    gateway = GatewayProcess("gw-a", redis_session_url, *SECURE, *prefix, nodes=3)
-    try:
-        for node in nodes:
-            node.start()
-        gateway.start()
-        yield nodes, gateway
-    finally:
-        gateway.stop()
-        for node in nodes:
-            node.stop()
+    with running_farm(redis_session_url, gateway_id="gw-a") as farm:
+        yield farm
 
 
 @pytest.fixture
-async def gateway(
-    farm: tuple[list[NodeProcess], GatewayProcess],
-) -> AsyncIterator[GatewayProcess]:
+async def gateway(farm: Farm) -> AsyncIterator[GatewayProcess]:
     """The farm's gateway, with the pool config put back as it was after the test."""
-    _, gateway = farm
+    gateway = farm.gateway
     status, before = gateway.api("GET", "/pool/config")
     assert status == 200
 
@@ -59,12 +44,6 @@ async def gateway(
     gateway.api("POST", "/pool/config", before)
 
 
-@contextlib.asynccontextmanager
-async def clients(url: str, count: int) -> AsyncIterator[list[TestClient]]:
-    async with contextlib.AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(TestClient(url)) for _ in range(count)]
-
-
 def spread(connected: list[TestClient]) -> Counter[str]:
     return Counter(str(c.connected["payload"]["serverId"]) for c in connected)
 
@@ -73,7 +52,7 @@ async def test_round_robin_spreads_30_connections_over_3_nodes_10_each(
     gateway: GatewayProcess,
 ) -> None:
     assert gateway.api("POST", "/pool/config", {"strategy": "round-robin"})[0] == 200
-    async with clients(gateway.url, 30) as connected:
+    async with open_clients(gateway.url, 30) as connected:
         assert spread(connected) == {"node-1": 10, "node-2": 10, "node-3": 10}
 
 
@@ -82,7 +61,7 @@ async def test_weighted_strategy_follows_the_weights_5_1_1(gateway: GatewayProce
     assert (
         gateway.api("POST", "/pool/config", {"strategy": "weighted", "weights": weights})[0] == 200
     )
-    async with clients(gateway.url, 14) as connected:
+    async with open_clients(gateway.url, 14) as connected:
         assert spread(connected) == {"node-1": 10, "node-2": 2, "node-3": 2}
 
 
@@ -90,12 +69,18 @@ async def test_least_connections_sends_new_clients_to_the_node_that_lost_its_own
     gateway: GatewayProcess,
 ) -> None:
     assert gateway.api("POST", "/pool/config", {"strategy": "least-connections"})[0] == 200
-    async with clients(gateway.url, 9) as first:
+    async with open_clients(gateway.url, 9) as first:
         assert spread(first) == {"node-1": 3, "node-2": 3, "node-3": 3}
         for client in first:
             if client.connected["payload"]["serverId"] == "node-2":
                 await client.__aexit__(None, None, None)
-        async with clients(gateway.url, 3) as refill:
+
+        async def node_2_emptied() -> bool:
+            servers = gateway.api("GET", "/pool/stats")[1]["servers"]
+            return any(s["id"] == "node-2" and s["activeConnections"] == 0 for s in servers)
+
+        await eventually(node_2_emptied, message="the gateway counting node-2's closes")
+        async with open_clients(gateway.url, 3) as refill:
             assert spread(refill) == {"node-2": 3}
 
 
@@ -115,11 +100,9 @@ async def test_frames_and_the_clients_id_pass_through_the_gateway_both_ways(
 
 
 async def test_a_config_change_through_one_replica_is_applied_by_another_within_a_second(
-    farm: tuple[list[NodeProcess], GatewayProcess], gateway: GatewayProcess, redis_session_url: str
+    farm: Farm, gateway: GatewayProcess
 ) -> None:
-    prefix = next(a for a in farm[0][0].args if a.startswith("gw-"))
-    second = GatewayProcess("gw-b", redis_session_url, *SECURE, "--key-prefix", prefix, nodes=3)
-    second.start()
+    second = farm.another_gateway("gw-b").start()
     try:
         status, config = gateway.api("POST", "/pool/config", {"strategy": "round-robin"})
         assert (status, config["strategy"]) == (200, "round-robin")
@@ -128,7 +111,7 @@ async def test_a_config_change_through_one_replica_is_applied_by_another_within_
             return bool(second.api("GET", "/pool/config")[1]["strategy"] == "round-robin")
 
         await eventually(followed, within=1.5, message="second replica on round-robin")
-        async with clients(second.url, 6) as connected:
+        async with open_clients(second.url, 6) as connected:
             assert spread(connected) == {"node-1": 2, "node-2": 2, "node-3": 2}
         assert second.api("GET", "/pool/stats")[1]["activeServers"] == 3
     finally:
@@ -227,7 +210,7 @@ async def test_beyond_max_connections_new_clients_are_refused_with_1013(
     gateway: GatewayProcess,
 ) -> None:
     assert gateway.api("POST", "/pool/config", {"maxConnections": 3})[0] == 200
-    async with clients(gateway.url, 3):
+    async with open_clients(gateway.url, 3):
         async with connect(gateway.url, open_timeout=5) as refused:
             with pytest.raises(ConnectionClosed) as closed:
                 await refused.recv()
@@ -268,10 +251,10 @@ async def test_a_websocket_client_of_an_empty_pool_is_closed_with_1013(
 
 
 async def test_every_nodes_health_verdict_is_shared_in_redis(
-    farm: tuple[list[NodeProcess], GatewayProcess], redis_session_url: str
+    farm: Farm,
 ) -> None:
-    prefix = next(a for a in farm[0][0].args if a.startswith("gw-"))
-    store = Store(redis_session_url)
+    prefix = farm.prefix
+    store = Store(farm.redis_url)
     try:
         for node_id in ("node-1", "node-2", "node-3"):
             health = await store.hgetall(f"{prefix}server:{node_id}:health")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 
@@ -16,26 +15,16 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.protocol import State
 
-from tests.support.processes import TICKET_SECRET, GatewayProcess, NodeProcess
+from tests.support.processes import GatewayProcess, running_farm
 from tests.support.waiting import eventually
 
 CONNECTIONS = 1000
-SECURE = ("--ticket-secret", TICKET_SECRET)
 
 
 @pytest.fixture
 def farm(redis_url: str) -> Iterator[GatewayProcess]:
-    prefix = ("--key-prefix", f"load-{uuid.uuid4().hex[:8]}:")
-    nodes = [NodeProcess(f"node-{i}", redis_url, *SECURE, *prefix) for i in (1, 2, 3)]
-    gateway = GatewayProcess("gw", redis_url, *SECURE, *prefix, nodes=3)
-    try:
-        for node in nodes:
-            node.start()
-        yield gateway.start()
-    finally:
-        gateway.stop()
-        for node in nodes:
-            node.stop()
+    with running_farm(redis_url) as farm:
+        yield farm.gateway
 
 
 async def _join(url: str, gate: asyncio.Semaphore) -> tuple[ClientConnection, str]:

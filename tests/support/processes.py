@@ -11,25 +11,58 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.support.redis_server import free_port
 from tests.support.waiting import eventually
 
-__all__ = ["TICKET_SECRET", "GatewayProcess", "NodeProcess", "http_get", "http_request"]
+__all__ = [
+    "OPEN",
+    "TICKET_SECRET",
+    "Farm",
+    "GatewayProcess",
+    "NodeProcess",
+    "http_get",
+    "http_request",
+    "running_farm",
+]
+
+OPEN = (
+    "--insecure",
+    "--messages-per-second",
+    "0",
+    "--connection-attempts-per-ip",
+    "0",
+    "--max-connections-per-ip",
+    "0",
+)
+"""Security flags of test nodes whose tests are about something else: open, unthrottled."""
 
 TICKET_SECRET = "farm-tests-ticket-secret-0123456789abcdef"
 """The secret the test farm's gateways and nodes share."""
 
 
 def http_request(
-    method: str, url: str, body: Any = None, *, raw: bytes | None = None, timeout: float = 5.0
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
 ) -> tuple[int, Any]:
     """Send a JSON request; returns the status and the decoded body, also for 4xx/5xx."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -116,7 +149,10 @@ class _ServiceProcess:
 class NodeProcess(_ServiceProcess):
     """``wspool server``, registered in Redis with a fast heartbeat."""
 
-    def __init__(self, node_id: str, redis_url: str, *extra: str) -> None:
+    def __init__(
+        self, node_id: str, redis_url: str, *extra: str, security: Sequence[str] = OPEN
+    ) -> None:
+        """``security`` flags replace the default :data:`OPEN`."""
         super().__init__(
             node_id,
             [
@@ -133,6 +169,7 @@ class NodeProcess(_ServiceProcess):
                 "1",
                 "--log-format",
                 "json",
+                *security,
                 *extra,
             ],
         )
@@ -152,11 +189,20 @@ class NodeProcess(_ServiceProcess):
 class GatewayProcess(_ServiceProcess):
     """``wspool gateway`` finding its nodes in Redis; ready once ``nodes`` are serving."""
 
-    def __init__(self, name: str, redis_url: str, *extra: str, nodes: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        redis_url: str,
+        *extra: str,
+        nodes: int = 1,
+        security: Sequence[str] = ("--insecure",),
+    ) -> None:
+        """``security`` flags replace the default: an open REST API."""
         super().__init__(
             name,
             [
                 "gateway",
+                *security,
                 "--host",
                 "127.0.0.1",
                 "--id",
@@ -181,3 +227,68 @@ class GatewayProcess(_ServiceProcess):
 
     def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         return http_request(method, f"{self.http}/api/v1{path}", body)
+
+
+def _pool_args(prefix: str) -> tuple[str, ...]:
+    return ("--ticket-secret", TICKET_SECRET, "--key-prefix", prefix)
+
+
+@dataclass
+class Farm:
+    """Nodes and a gateway sharing a ticket secret and a Redis key prefix of their own."""
+
+    redis_url: str
+    prefix: str
+    nodes: list[NodeProcess]
+    gateway: GatewayProcess
+
+    gateway_security: Sequence[str] = ("--insecure",)
+
+    def another_gateway(self, name: str, *extra: str) -> GatewayProcess:
+        """One more gateway replica of this pool, with the same security (not started)."""
+        args = _pool_args(self.prefix)
+        return GatewayProcess(
+            name,
+            self.redis_url,
+            *args,
+            *extra,
+            nodes=len(self.nodes),
+            security=self.gateway_security,
+        )
+
+
+@contextmanager
+def running_farm(
+    redis_url: str,
+    *,
+    nodes: int = 3,
+    node_args: Sequence[str] = (),
+    gateway_args: Sequence[str] = (),
+    gateway_id: str = "gw",
+    node_security: Sequence[str] = OPEN,
+    gateway_security: Sequence[str] = ("--insecure",),
+) -> Iterator[Farm]:
+    """``nodes`` node processes (``node-1``…) and a gateway in front, stopped on exit."""
+    prefix = f"farm-{uuid.uuid4().hex[:8]}:"
+    args = _pool_args(prefix)
+    farm = Farm(
+        redis_url,
+        prefix,
+        [
+            NodeProcess(f"node-{i}", redis_url, *args, *node_args, security=node_security)
+            for i in range(1, nodes + 1)
+        ],
+        GatewayProcess(
+            gateway_id, redis_url, *args, *gateway_args, nodes=nodes, security=gateway_security
+        ),
+        gateway_security,
+    )
+    try:
+        for node in farm.nodes:
+            node.start()
+        farm.gateway.start()
+        yield farm
+    finally:
+        farm.gateway.stop()
+        for node in farm.nodes:
+            node.stop()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-__all__ = ["TestClient"]
+__all__ = ["TestClient", "open_clients"]
 
 
 class TestClient:
@@ -18,14 +20,16 @@ class TestClient:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, **options: Any) -> None:
+        """``options`` go to ``websockets.connect`` (``additional_headers``, ``subprotocols``)."""
         self.url = url
+        self.options = options
         self._ids = itertools.count(1)
         self.ws: ClientConnection | None = None
         self.connected: dict[str, Any] = {}
 
     async def __aenter__(self) -> TestClient:
-        self.ws = await connect(self.url, compression=None, open_timeout=5)
+        self.ws = await connect(self.url, compression=None, open_timeout=5, **self.options)
         self.connected = await self.recv()
         assert self.connected["type"] == "connected", self.connected
         return self
@@ -70,5 +74,18 @@ class TestClient:
         reply = await self.request(type="subscribe", channel=channel)
         assert reply["type"] == "subscribed", reply
 
+    async def error_code(self, **frame: Any) -> str:
+        """Send a frame that must be refused; returns the error code of the reply."""
+        reply = await self.request(**frame)
+        assert reply["type"] == "error", reply
+        return str(reply["payload"]["code"])
+
     async def publish(self, channel: str, payload: Any) -> None:
         await self.send(type="data", channel=channel, payload=payload)
+
+
+@contextlib.asynccontextmanager
+async def open_clients(url: str, count: int) -> AsyncIterator[list[TestClient]]:
+    """``count`` connected clients, opened one after another, all closed on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(TestClient(url)) for _ in range(count)]

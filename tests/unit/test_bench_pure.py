@@ -30,7 +30,7 @@ from wspool.bench.plan import (
 from wspool.bench.report import render_table
 from wspool.bench.settings import BenchSettings, parse_targets
 from wspool.bench.worker import Recovery
-from wspool.core.config import ConfigError, parse_switch
+from wspool.core.config import ConfigError
 
 
 def _reading(**values: float | None) -> NodeReading:
@@ -173,13 +173,6 @@ def test_the_gateway_options_need_the_processes_they_stand_in_front_of() -> None
     assert BenchSettings(spawn_servers=2).routes == ("direct",)
     both = BenchSettings(spawn_servers=2, spawn_gateway=True, via="gateway,direct,gateway")
     assert both.routes == ("gateway", "direct")
-
-
-def test_a_switch_reads_yes_and_no_in_their_usual_spellings() -> None:
-    assert [parse_switch(t) for t in ("yes", "1", "TRUE", "on")] == [True] * 4
-    assert [parse_switch(t) for t in ("no", "0", "false", "off")] == [False] * 4
-    with pytest.raises(ValueError, match="yes or no"):
-        parse_switch("maybe")
 
 
 def test_tables_align_text_left_and_numbers_right() -> None:

@@ -9,9 +9,11 @@ from wspool.core.config import (
     SERVER_OPTIONS,
     ConfigError,
     DevSettings,
+    SecuritySettings,
     ServerSettings,
     load_settings,
 )
+from wspool.core.options import Secret
 
 
 def test_defaults_apply_when_nothing_is_given() -> None:
@@ -78,6 +80,78 @@ def test_a_node_without_an_id_gets_a_unique_one() -> None:
     assert second.id
     assert first.id != second.id
     assert ServerSettings(id="n1").resolved().id == "n1"
+
+
+def test_security_options_fill_the_nested_settings() -> None:
+    settings = load_settings(
+        ServerSettings,
+        SERVER_OPTIONS,
+        {"security.max_connections_per_ip": "7", "security.insecure": "true"},
+        environ={"WSPOOL_ALLOWED_ORIGINS": "https://A.example, https://b.example:8443"},
+    )
+    assert settings.security.max_connections_per_ip == 7
+    assert settings.security.insecure
+    assert settings.security.allowed_origins == ("https://a.example", "https://b.example:8443")
+    assert settings.security.origin_allowed("https://a.example")
+    assert settings.security.origin_allowed(None)
+    assert not settings.security.origin_allowed("https://evil.example")
+
+
+def test_secrets_never_show_in_a_repr() -> None:
+    secret = "s3cr3t-" * 6
+    settings = load_settings(
+        ServerSettings,
+        SERVER_OPTIONS,
+        {},
+        environ={"WSPOOL_JWT_SECRET": secret},
+    )
+    assert settings.security.jwt_secret is not None
+    assert settings.security.jwt_secret.reveal() == secret
+    assert secret not in repr(settings)
+    assert secret not in str(settings.security.jwt_secret)
+
+
+def test_a_node_without_a_key_or_insecure_is_refused_naming_both_ways_out() -> None:
+    with pytest.raises(ConfigError) as raised:
+        SecuritySettings().verifier()
+    message = str(raised.value)
+    assert message.startswith("--jwt-secret is missing:")
+    assert "--insecure" in message
+    assert SecuritySettings(insecure=True).verifier() is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        (SecuritySettings(jwt_secret=Secret("short")), "--jwt-secret"),
+        (SecuritySettings(jwks="{"), "--jwks-file"),
+        (SecuritySettings(jwt_public_key="x", jwks='{"keys":[]}'), "--jwks-file"),
+        (SecuritySettings(insecure=True, jwt_secret=Secret("x" * 40)), "--insecure"),
+    ],
+)
+def test_unusable_security_settings_name_their_option(
+    settings: SecuritySettings, named: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^invalid {named}:"):
+        settings.verifier()
+
+
+def test_key_files_are_read_through_the_given_reader_and_trimmed() -> None:
+    files = {"/run/secret": "k" * 40 + "\n"}
+    settings = SecuritySettings(jwt_secret_file="/run/secret").read_files(files.__getitem__)
+    assert settings.jwt_secret == Secret("k" * 40)
+    assert settings.verifier() is not None
+
+    def missing(path: str) -> str:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    with pytest.raises(ConfigError, match=r"--jwks-file.*No such file"):
+        SecuritySettings(jwks_file="/nope").read_files(missing)
+
+
+def test_dev_runs_open() -> None:
+    settings = load_settings(DevSettings, DEV_OPTIONS, {}, environ={})
+    assert settings.node_settings(0).security.insecure
 
 
 def test_a_short_ticket_secret_is_refused_without_echoing_it() -> None:

@@ -111,3 +111,19 @@ def test_connected_frame_names_connection_server_and_client() -> None:
         "serverId": "s1",
         "clientId": "u1",
     }
+
+
+def test_subscribe_may_carry_since_as_a_position() -> None:
+    message = parse_client_frame(
+        '{"type":"subscribe","channel":"c","since":"e1:41","messageId":"1"}', LIMIT
+    )
+    assert message.since is not None
+    assert message.since.token == "e1:41"
+
+
+def test_a_malformed_since_is_a_bad_request_that_says_the_expected_form() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_frame('{"type":"subscribe","channel":"c","since":"41","messageId":"9"}', LIMIT)
+    assert caught.value.code is ErrorCode.BAD_REQUEST
+    assert caught.value.message_id == "9"
+    assert "<epoch>:<number>" in caught.value.message

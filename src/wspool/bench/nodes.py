@@ -29,6 +29,14 @@ from wspool.bench.measures import NodeReading
 __all__ = ["Farm", "Spawned", "read_nodes", "spawned_farm"]
 
 
+_OPEN = (
+    *("--insecure", "--messages-per-second", "0", "--connection-attempts-per-ip", "0"),
+    *("--max-connections-per-ip", "0"),
+)
+"""The generator is every client, from a handful of loopback addresses, without tokens:
+spawned nodes run without authentication and without the per-client limits."""
+
+
 def _get(url: str, timeout: float) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return str(response.read().decode())
@@ -169,7 +177,7 @@ async def spawned_farm(
                 path = "/socket.io/"
             else:
                 args = ("-m", "wspool", "server", "--id", name, "--redis-url", redis_url)
-                args += ("--drain-window", "0.5", "--log-level", "warning")
+                args += ("--drain-window", "0.5", "--log-level", "warning", *_OPEN)
                 path = "/ws"
             process, port = await _spawn(folder, name, *args)
             processes.append(process)
@@ -181,7 +189,7 @@ async def spawned_farm(
                 folder,
                 "gateway",
                 *("-m", "wspool", "gateway", "--id", "bench-gateway", "--redis-url", redis_url),
-                *("--log-level", "warning"),
+                *("--log-level", "warning", "--insecure"),
             )
             processes.append(process)
             farm.gateway = Spawned("gateway", port, process)

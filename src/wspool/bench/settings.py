@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from wspool.core.config import ConfigError, Option, parse_switch
+from wspool.core.options import ConfigError, Option, parse_boolean
 
 __all__ = [
     "BENCH_OPTIONS",
@@ -235,7 +235,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "spawn_gateway",
         "--spawn-gateway",
         "WSPOOL_BENCH_SPAWN_GATEWAY",
-        parse_switch,
+        parse_boolean,
         "with --spawn-servers: also start a `wspool gateway` in front of the nodes and load it",
         switch=True,
     ),

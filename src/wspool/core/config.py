@@ -17,6 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from wspool.core.history import HistoryPolicy
+from wspool.core.options import ConfigError, Option
+from wspool.core.security import (
+    ADMIN_OPTIONS,
+    AUTH_OPTIONS,
+    LIMIT_OPTIONS,
+    SECURITY_OPTIONS,
+    SecuritySettings,
+)
+
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
 __all__ = [
     "DEV_OPTIONS",
     "GATEWAY_OPTIONS",
@@ -25,24 +37,23 @@ __all__ = [
     "DevSettings",
     "GatewaySettings",
     "Option",
+    "SecuritySettings",
     "ServerSettings",
     "load_settings",
-    "parse_switch",
 ]
-
-
-class ConfigError(Exception):
-    """A configuration value that cannot be used; the message names the option."""
-
-    def __init__(self, option: str, problem: str) -> None:
-        super().__init__(f"invalid {option}: {problem}")
-        self.option = option
 
 
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be an integer >= 0")
     return value
 
 
@@ -93,28 +104,6 @@ def _text(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Option:
-    """One setting: the settings field it fills, its flag, its environment variable."""
-
-    field: str
-    flag: str
-    env: str
-    parse: Callable[[str], Any]
-    help: str
-    switch: bool = False  # a flag without a value (it means "yes"); the variable takes yes/no
-
-
-def parse_switch(text: str) -> bool:
-    """A switch's value: the flag gives "yes"; the environment may say yes/no, 1/0, true/false."""
-    lowered = text.strip().lower()
-    if lowered in ("1", "yes", "true", "on"):
-        return True
-    if lowered in ("0", "no", "false", "off", ""):
-        return False
-    raise ValueError("must be yes or no")
-
-
-@dataclass(frozen=True, slots=True)
 class ServerSettings:
     """Settings of one server node (``wspool server``)."""
 
@@ -134,8 +123,12 @@ class ServerSettings:
     heartbeat_interval: float = 2.0
     node_ttl: float = 6.0
     activity_flush_interval: float = 5.0
+    history_size: int = 10_000
+    history_ttl: float = 300.0
+    session_ttl: float = 3600.0
     log_format: str = "json"
     log_level: str = "info"
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     ticket_secret: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
@@ -143,6 +136,12 @@ class ServerSettings:
             raise ConfigError("--max-message-bytes", "must not exceed --max-frame-bytes")
         if self.node_ttl <= self.heartbeat_interval:
             raise ConfigError("--node-ttl", "must be longer than --heartbeat-interval")
+        if self.session_ttl <= self.activity_flush_interval:
+            raise ConfigError("--session-ttl", "must be longer than --activity-flush-interval")
+
+    @property
+    def history(self) -> HistoryPolicy:
+        return HistoryPolicy(self.history_size, self.history_ttl)
 
     def resolved(self) -> ServerSettings:
         """Fill in the node id when none was given: the host name and a random suffix."""
@@ -263,6 +262,27 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         _positive_float,
         "seconds between writes of lastActivity (coalesced)",
     ),
+    Option(
+        "history_size",
+        "--history-size",
+        "WSPOOL_HISTORY_SIZE",
+        _non_negative_int,
+        "messages of history kept per channel for recovery (0: none); same on every node",
+    ),
+    Option(
+        "history_ttl",
+        "--history-ttl",
+        "WSPOOL_HISTORY_TTL",
+        _positive_float,
+        "seconds a message stays in its channel's history; same on every node",
+    ),
+    Option(
+        "session_ttl",
+        "--session-ttl",
+        "WSPOOL_SESSION_TTL",
+        _positive_float,
+        "seconds after which a session record nobody refreshes expires from Redis",
+    ),
 )
 
 SERVER_OPTIONS: tuple[Option, ...] = (
@@ -285,6 +305,7 @@ SERVER_OPTIONS: tuple[Option, ...] = (
     ),
     _TICKET_SECRET,
     *_NODE_OPTIONS,
+    *SECURITY_OPTIONS,
     *_COMMON_OPTIONS,
 )
 
@@ -307,8 +328,16 @@ class DevSettings:
     heartbeat_interval: float = 2.0
     node_ttl: float = 6.0
     activity_flush_interval: float = 5.0
+    history_size: int = 10_000
+    history_ttl: float = 300.0
+    session_ttl: float = 3600.0
     log_format: str = "text"
     log_level: str = "info"
+    # dev runs open, and its banner says so
+    security: SecuritySettings = field(
+        # the nodes count clients by the address their gateway forwards
+        default_factory=lambda: SecuritySettings(insecure=True, trusted_proxies=LOOPBACK)
+    )
 
     def __post_init__(self) -> None:
         if self.servers > 10:
@@ -338,6 +367,7 @@ DEV_OPTIONS: tuple[Option, ...] = (
     ),
     Option("servers", "--servers", "WSPOOL_SERVERS", _positive_int, "number of server nodes"),
     *_NODE_OPTIONS,
+    *LIMIT_OPTIONS,
     *_COMMON_OPTIONS,
 )
 
@@ -369,6 +399,7 @@ class GatewaySettings:
     log_format: str = "json"
     log_level: str = "info"
     ticket_secret: str = field(default="", repr=False)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     def require_nodes_source(self) -> None:
         """A standalone gateway finds nodes in a static list or in the Redis registry."""
@@ -429,6 +460,8 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         "seconds between reads of the node registry and the shared pool config",
     ),
     _TICKET_SECRET,
+    *AUTH_OPTIONS,
+    *ADMIN_OPTIONS,
     *_COMMON_OPTIONS,
 )
 
@@ -444,6 +477,7 @@ def load_settings(
     """Build ``cls`` from flag values (by field name), then the environment, then defaults."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
     for option in options:
         text = flags.get(option.field)
         source = option.flag
@@ -453,8 +487,14 @@ def load_settings(
         if text is None:
             continue
         try:
-            values[option.field] = option.parse(text)
+            value = option.parse(text)
         except ValueError as error:
             problem = str(error) if "must" in str(error) else f"{text!r} is not valid"
             raise ConfigError(source, problem) from None
+        group, _, name = option.field.rpartition(".")
+        (nested.setdefault(group, {}) if group else values)[name] = value
+    for group, fields in nested.items():
+        # A nested settings object starts from the default of its field in ``cls``.
+        default = getattr(cls(), group)
+        values[group] = dataclasses.replace(default, **fields)
     return cls(**values)

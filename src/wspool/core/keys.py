@@ -1,7 +1,9 @@
 """The one place that names Redis keys and channels (the spec's schema, after a prefix).
 
 A per-pool prefix lets several pools share one Redis. Keys of one node are not hash-tagged
-together: the schema works on Redis Cluster because no command here spans two keys.
+together: the schema works on Redis Cluster because no command here spans two keys, except
+the publish script, whose two history keys share the channel's hash tag (channel names
+cannot contain braces).
 """
 
 from __future__ import annotations
@@ -68,3 +70,20 @@ class Keys:
     def channel_name(self, pubsub_channel: str) -> str:
         """Inverse of :meth:`channel`."""
         return pubsub_channel[len(self.prefix) + 3 :]
+
+    def history(self, name: str) -> str:
+        """The stream holding a channel's recent messages (with their offsets)."""
+        return f"{self.prefix}hist:{{{name}}}"
+
+    def history_meta(self, name: str) -> str:
+        """Hash of a channel's history epoch (``e``) and last assigned offset (``o``)."""
+        return f"{self.prefix}hist:{{{name}}}:meta"
+
+    def address_connections(self, address: str) -> str:
+        """Sorted set of the open connection ids of one client address, scored by the time
+        each lapses unless its node's heartbeat renews it (so a crashed node's entries go)."""
+        return f"{self.prefix}ip:{address}:connections"
+
+    def address_attempts(self, address: str) -> str:
+        """Sorted set of one client address's recent connection attempts, scored by time."""
+        return f"{self.prefix}ip:{address}:attempts"

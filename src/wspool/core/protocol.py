@@ -3,6 +3,12 @@
 Everything here is synchronous and does no I/O; the server node feeds frames in and sends
 what comes out. Frames are JSON text. Server frames are encoded once and, for ``data``,
 fanned out as the same bytes to every subscriber.
+
+Extension for token renewal (docs/security.md): a client sends
+``{"type": "auth", "payload": {"token": "<JWT>"}, "messageId": "..."}`` before its token
+expires; the node answers ``{"type": "authenticated", "payload": {"clientId", "expiresAt"},
+"messageId"}`` and the connection lives until the new ``exp``, or an ``error`` (the old
+token still holds). The new token must name the same ``sub``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from wspool.core.history import StreamPosition
+
 __all__ = [
     "CHANNEL_PATTERN",
     "ClientMessage",
@@ -20,6 +28,7 @@ __all__ = [
     "ErrorCode",
     "MessageType",
     "ProtocolError",
+    "encode_authenticated",
     "encode_connected",
     "encode_data",
     "encode_error",
@@ -42,6 +51,7 @@ class MessageType(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     PING = "ping"
     DATA = "data"
+    AUTH = "auth"  # extension: a fresh token before the current one expires
 
 
 class ErrorCode(StrEnum):
@@ -86,7 +96,7 @@ class ClientMessage:
     message_id: str
     channel: str | None = None
     payload: Any = None
-    since: str | None = None
+    since: StreamPosition | None = None
 
 
 _NEEDS_CHANNEL = frozenset({MessageType.SUBSCRIBE, MessageType.UNSUBSCRIBE, MessageType.DATA})
@@ -138,12 +148,26 @@ def parse_client_frame(frame: str | bytes, max_bytes: int) -> ClientMessage:
             )
     else:
         channel = None
+    if kind is MessageType.AUTH:
+        payload = raw.get("payload")
+        if not isinstance(payload, dict) or not isinstance(payload.get("token"), str):
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, 'auth needs a payload {"token": "<JWT>"}', message_id
+            )
     since = raw.get("since")
-    if since is not None and (kind is not MessageType.SUBSCRIBE or not isinstance(since, str)):
-        raise ProtocolError(
-            ErrorCode.BAD_REQUEST, "since is a string offset, valid on subscribe only", message_id
-        )
-    return ClientMessage(kind, message_id, channel, raw.get("payload"), since)
+    position = None
+    if since is not None:
+        if kind is not MessageType.SUBSCRIBE or not isinstance(since, str):
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                "since is a string offset, valid on subscribe only",
+                message_id,
+            )
+        try:
+            position = StreamPosition.parse(since)
+        except ValueError as error:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, str(error), message_id) from None
+    return ClientMessage(kind, message_id, channel, raw.get("payload"), position)
 
 
 def _encode(frame: dict[str, Any]) -> str:
@@ -165,8 +189,21 @@ def encode_connected(connection_id: str, server_id: str, client_id: str) -> str:
     )
 
 
-def encode_subscribed(channel: str, message_id: str) -> str:
-    return _encode({"type": "subscribed", "channel": channel, "messageId": message_id})
+def encode_subscribed(
+    channel: str,
+    message_id: str,
+    offset: StreamPosition | None = None,
+    recovered: bool | None = None,
+) -> str:
+    """``subscribed``; with ``offset`` (extension) the channel's position when the
+    subscription took effect, and with ``recovered`` (extension, answering ``since``)
+    whether every message after ``since`` follows."""
+    frame: dict[str, Any] = {"type": "subscribed", "channel": channel, "messageId": message_id}
+    if offset is not None:
+        frame["offset"] = offset.token
+    if recovered is not None:
+        frame["recovered"] = recovered
+    return _encode(frame)
 
 
 def encode_unsubscribed(channel: str, message_id: str) -> str:
@@ -180,6 +217,17 @@ def encode_pong(message_id: str) -> str:
 def encode_data(channel: str, payload: Any, message_id: str) -> str:
     return _encode(
         {"type": "data", "channel": channel, "payload": payload, "messageId": message_id}
+    )
+
+
+def encode_authenticated(message_id: str, client_id: str, expires_at: float | None) -> str:
+    """The reply to ``auth``: the connection now lives until the new token's ``exp``."""
+    return _encode(
+        {
+            "type": "authenticated",
+            "payload": {"clientId": client_id, "expiresAt": expires_at},
+            "messageId": message_id,
+        }
     )
 
 

@@ -24,6 +24,8 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     if not web.WebSocketResponse().can_prepare(request).ok:
         raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "expected a WebSocket upgrade")
+    if not gateway.settings.security.origin_allowed(request.headers.get("Origin")):
+        raise ApiError(HTTPStatus.FORBIDDEN, "FORBIDDEN", "origin not allowed")
     assert gateway.monitor is not None
     assert gateway.session is not None
     return await relay_websocket(

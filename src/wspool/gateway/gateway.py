@@ -35,6 +35,7 @@ class Gateway:
     def __init__(self, settings: GatewaySettings, engine: StateEngine) -> None:
         self.settings = settings
         self.engine = engine
+        self.api_policy = settings.security.api_policy()
         self.pool = PoolManager(settings, engine)
         self.stats = RelayStats()
         self.metrics = CollectorRegistry(auto_describe=True)
@@ -48,7 +49,7 @@ class Gateway:
 
     async def start(self) -> None:
         """Connect, learn the farm, check every node once, then keep the picture fresh."""
-        await self.engine.start(lambda channel, frames: None, lambda available: None)
+        await self.engine.start(lambda channel, start, frames: None, lambda available: None)
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, force_close=False),
             timeout=aiohttp.ClientTimeout(total=None),
@@ -128,6 +129,11 @@ class _GatewayCollector(Collector):
                 "wspool_gateway_refused_pool_full",
                 "clients refused: pool full",
                 stats.refused_pool_full,
+            ),
+            (
+                "wspool_gateway_refused_by_node",
+                "clients a node refused (token, origin, limits), answered as the node did",
+                stats.refused_by_node,
             ),
             (
                 "wspool_gateway_messages_to_server",

@@ -35,6 +35,15 @@ _FORWARDED_HEADERS = ("Authorization", "Origin", "User-Agent", "Cookie")
 _CLOSE_TYPES = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
+class ClientRefusedError(Exception):
+    """The node refused this client (bad token, origin, limits): the client gets the answer."""
+
+    def __init__(self, status: int, message: str, retry_after: str | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
 class UpstreamError(Exception):
     """Connecting to a node failed; ``refused`` when nothing listens there."""
 
@@ -50,6 +59,7 @@ class RelayStats:
     upstream_failures: int = 0
     refused_no_server: int = 0
     refused_pool_full: int = 0
+    refused_by_node: int = 0
     upstream_lost: int = 0
     messages_to_server: int = 0
     messages_to_client: int = 0
@@ -61,6 +71,16 @@ def upstream_query(request: web.Request, ticket: str | None) -> str:
     if ticket is not None:
         query.append(("ticket", ticket))
     return urlencode(query)
+
+
+def offered_subprotocols(request: web.Request) -> list[str]:
+    """The subprotocols the client offered (RFC 6455 §11.3.4: comma-separated, repeatable)."""
+    return [
+        name.strip()
+        for header in request.headers.getall("Sec-WebSocket-Protocol", ())
+        for name in header.split(",")
+        if name.strip()
+    ]
 
 
 def upstream_headers(request: web.Request) -> CIMultiDict[str]:
@@ -96,13 +116,19 @@ async def connect_upstream(
             upstream = await session.ws_connect(
                 url,
                 headers=upstream_headers(request),
-                protocols=request.headers.getall("Sec-WebSocket-Protocol", ()),
+                protocols=offered_subprotocols(request),
                 autoping=True,
                 compress=0,
                 max_msg_size=0,  # the node enforces the frame limits; the relay does not parse
                 decode_text=False,
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
             )
+    except aiohttp.WSServerHandshakeError as error:
+        if 400 <= error.status < 500 and error.status != 404:
+            # About the client, not the node: pass the answer on, and count no failure.
+            retry_after = error.headers.get("Retry-After") if error.headers else None
+            raise ClientRefusedError(error.status, error.message, retry_after) from None
+        raise UpstreamError(f"handshake with {node.id} failed: {error}") from None
     except aiohttp.ClientConnectorError as error:
         refused = isinstance(error.os_error, ConnectionRefusedError)
         raise UpstreamError(f"connect to {node.id} failed: {error}", refused=refused) from None
@@ -131,7 +157,11 @@ async def relay_websocket(
     if pool.full:
         stats.refused_pool_full += 1
         return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "pool full")
-    chosen = await _open_upstream(request, pool, monitor, session, stats)
+    try:
+        chosen = await _open_upstream(request, pool, monitor, session, stats)
+    except ClientRefusedError as refusal:
+        stats.refused_by_node += 1
+        return _client_refusal(refusal)
     if chosen is None:
         stats.refused_no_server += 1
         return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
@@ -159,6 +189,19 @@ async def relay_websocket(
     finally:
         pool.closed(node)
     return client
+
+
+_REFUSAL_CODES = {401: "UNAUTHORIZED", 403: "FORBIDDEN", 429: "RATE_LIMITED"}
+
+
+def _client_refusal(refusal: ClientRefusedError) -> web.Response:
+    code = _REFUSAL_CODES.get(refusal.status, "BAD_REQUEST")
+    response = web.json_response(
+        {"error": {"code": code, "message": str(refusal)}}, status=refusal.status
+    )
+    if refusal.retry_after:
+        response.headers["Retry-After"] = refusal.retry_after
+    return response
 
 
 async def _open_upstream(
@@ -202,7 +245,11 @@ async def _open_upstream(
                 node.circuit.failed(time.time())
             monitor.check_now(node)
             continue
-        except BaseException:
+        except ClientRefusedError:
+            pool.release(node, connected=False)
+            node.circuit.succeeded(time.time())  # the node answered: it is up
+            raise
+        except BaseException:  # the client left meanwhile
             pool.release(node, connected=False)
             raise
         pool.release(node, connected=True)

@@ -19,6 +19,14 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from wspool.core.auth import (
+    ApiAccess,
+    AuthError,
+    Claims,
+    PermissionDeniedError,
+    authorize_api,
+    token_from_handshake,
+)
 from wspool.core.keys import node_control_channel
 from wspool.core.poolconfig import PoolConfigError
 from wspool.core.poolstats import node_rates, pool_metrics
@@ -50,12 +58,35 @@ def _error(status: HTTPStatus, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
+def _access(request: web.Request) -> ApiAccess | None:
+    """What a call needs: reads (and asking for a ticket) or changes; None for probes."""
+    if not request.path.startswith("/api/"):
+        return None
+    if request.method == "POST" and request.path == "/api/v1/connections":
+        return None  # any client with a valid token: checked by the handler
+    if request.method in ("GET", "HEAD"):
+        return ApiAccess.READ
+    return ApiAccess.WRITE
+
+
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    """Checks the caller's credential, and turns every failure into a JSON error."""
     try:
+        access = _access(request)
+        if access is not None:
+            authorize_api(
+                _gateway(request).api_policy, access, request.headers.get("Authorization")
+            )
         return await handler(request)
+    except AuthError as error:
+        response = _error(HTTPStatus.UNAUTHORIZED, "UNAUTHORIZED", str(error))
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    except PermissionDeniedError as error:
+        return _error(HTTPStatus.FORBIDDEN, "FORBIDDEN", str(error))
     except ApiError as error:
         return _error(error.status, error.code, error.message)
     except EngineUnavailableError as error:
@@ -191,6 +222,9 @@ async def create_connection(request: web.Request) -> web.Response:
         raise ApiError(
             HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "clientId: must be a string of 1-128 chars"
         )
+    claims = _client_claims(gateway, request)
+    if claims is not None:
+        client_id = claims.client_id  # who the token says, whatever the body asks
     pool = gateway.pool
     if pool.full:
         raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "POOL_FULL", "the pool is full")
@@ -218,6 +252,17 @@ async def create_connection(request: web.Request) -> web.Response:
         answer["expiresAt"] = iso_time(now + TICKET_TTL)
     pool.opened(node)  # a reservation until the node's next report counts it, or not
     return web.json_response(answer, status=HTTPStatus.CREATED)
+
+
+def _client_claims(gateway: Gateway, request: web.Request) -> Claims | None:
+    """A client asking for a ticket shows the same token it will show the node."""
+    verifier = gateway.api_policy.verifier
+    if verifier is None:
+        return None
+    token = token_from_handshake(request.headers.get("Authorization"), "", ())
+    if token is None:
+        raise AuthError("a token is needed: Authorization: Bearer <token>")
+    return verifier.verify(token)
 
 
 async def _connection(gateway: Gateway, connection_id: str) -> ConnectionRecord:

@@ -11,7 +11,12 @@ __all__ = ["run_server"]
 
 async def run_server(settings: ServerSettings) -> None:
     raise_open_file_limit()
-    engine = create_engine(settings.redis_url, settings.key_prefix)
+    engine = create_engine(
+        settings.redis_url,
+        settings.key_prefix,
+        history=settings.history,
+        session_ttl=settings.session_ttl,
+    )
     node = ServerNode(settings.resolved(), engine)
     await node.start()
     try:

@@ -29,6 +29,7 @@ from websockets.protocol import State
 
 from wspool.core.config import ServerSettings
 from wspool.core.drain import drain_schedule
+from wspool.core.history import StreamPosition
 from wspool.core.keys import node_control_channel
 from wspool.core.protocol import (
     ClientMessage,
@@ -46,8 +47,10 @@ from wspool.core.protocol import (
 )
 from wspool.core.records import NodeInfo
 from wspool.core.tickets import Ticket, TicketError, verify_ticket
+from wspool.server.guard import Guard, select_subprotocol
 from wspool.server.http import WEBSOCKET_PATHS, json_response, metrics_response, text_response
 from wspool.server.publisher import PublishBatcher
+from wspool.server.recovery import subscribe_with_history
 from wspool.server.router import ChannelRouter
 from wspool.server.session import Session
 from wspool.server.statewriter import StateWriter
@@ -77,8 +80,11 @@ class ServerNode:
         self.router = ChannelRouter(
             engine, self.stats, settings.send_buffer_limit, self._close_slow_consumer
         )
+        self.guard = Guard(settings, engine, self._close)
         self._publisher = PublishBatcher(engine, self.stats)
-        self._writer = StateWriter(engine, self.sessions, settings.activity_flush_interval)
+        self._writer = StateWriter(
+            engine, self.sessions, settings.activity_flush_interval, settings.session_ttl / 3
+        )
         self.metrics = metrics_registry(
             self.stats,
             {
@@ -124,12 +130,14 @@ class ServerNode:
             log.warning("store unreachable at start: %s", error, extra={"serverId": self.id})
         self._writer.start()
         self._publisher.start()
+        self.guard.start()
         s = self.settings
         self._server = await serve(
             self._handle,
             s.host,
             s.port,
             process_request=self._process_request,
+            select_subprotocol=select_subprotocol,
             compression=None,  # per-message deflate costs CPU and memory per connection
             max_size=s.max_frame_bytes,
             max_queue=16,
@@ -182,6 +190,7 @@ class ServerNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
             self._heartbeat = None
+        await self.guard.stop()
         await self._publisher.stop()
         await self._writer.stop()
         for task in list(self._background):
@@ -275,7 +284,9 @@ class ServerNode:
             },
         )
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/health":
             return json_response(connection, *self.health())
@@ -286,8 +297,10 @@ class ServerNode:
         if self.draining:
             return text_response(connection, HTTPStatus.SERVICE_UNAVAILABLE, "server draining")
         if self.settings.ticket_secret:
-            return self._check_ticket(connection, request)
-        return None
+            refusal = self._check_ticket(connection, request)
+            if refusal is not None:
+                return refusal
+        return await self.guard.check_handshake(connection, request)
 
     def _check_ticket(self, connection: ServerConnection, request: Request) -> Response | None:
         """Admit only a valid gateway ticket for this node; remember it for the handler."""
@@ -302,12 +315,12 @@ class ServerNode:
 
     # commands from the pool manager ------------------------------------------------------
 
-    def _on_message(self, channel: str, frames: list[str]) -> None:
+    def _on_message(self, channel: str, start: StreamPosition, frames: list[str]) -> None:
         if channel == self._control:
             for frame in frames:
                 self._on_command(frame)
         else:
-            self.router.deliver(channel, frames)
+            self.router.deliver(channel, start, frames)
 
     def _on_command(self, frame: str) -> None:
         try:
@@ -336,10 +349,17 @@ class ServerNode:
         if connection_id in self.sessions:  # a ticket is good for one connection
             await close_promptly(websocket, CloseCode.POLICY_VIOLATION, "ticket already used")
             return
+        claims = await self.guard.admit(
+            websocket,
+            connection_id,
+            (ticket.client_id if ticket else _client_id(websocket)) or connection_id,
+        )
+        if claims is None:
+            return
         session = Session(
             id=connection_id,
             server_id=self.id,
-            client_id=(ticket.client_id if ticket else _client_id(websocket)) or connection_id,
+            client_id=claims.client_id,
             websocket=websocket,
             created_at=now,
             last_activity=now,
@@ -347,6 +367,7 @@ class ServerNode:
         self.sessions[connection_id] = session
         self.stats.connections_opened += 1
         self._writer.save(session)
+        self.guard.attach(session)
         try:
             await websocket.send(encode_connected(connection_id, self.id, session.client_id))
             await self._serve(session)
@@ -357,6 +378,7 @@ class ServerNode:
                 self.router.remove(channel, session)
             del self.sessions[connection_id]
             self._writer.remove(session)
+            await self.guard.release(session)
 
     async def _serve(self, session: Session) -> None:
         websocket = session.websocket
@@ -366,7 +388,15 @@ class ServerNode:
             session.last_activity = time.time()
             stats.messages_received += 1
             try:
-                await self._dispatch(session, parse_client_frame(frame, max_bytes))
+                self.guard.meter(session)
+                message = parse_client_frame(frame, max_bytes)
+                answer = self.guard.screen(session, message)
+                if answer is None:
+                    await self._dispatch(session, message)
+                else:
+                    for channel in answer.revoked:
+                        self._leave(session, channel)
+                    await websocket.send(answer.frame)
             except ProtocolError as error:
                 stats.errors[error.code] += 1
                 await websocket.send(encode_error(error.code, error.message, error.message_id))
@@ -389,18 +419,27 @@ class ServerNode:
                 await websocket.send(encode_pong(message_id))
             case MessageType.SUBSCRIBE:
                 assert message.channel is not None
-                if message.channel not in session.channels:
-                    try:
-                        await self.router.add(message.channel, session)
-                    except EngineUnavailableError:
-                        raise ProtocolError(
-                            ErrorCode.INTERNAL,
-                            "could not subscribe: message bus unavailable",
-                            message_id,
-                        ) from None
-                    session.channels.add(message.channel)
-                    self._writer.save(session)
-                await websocket.send(encode_subscribed(message.channel, message_id))
+                if message.channel in session.channels:
+                    await websocket.send(encode_subscribed(message.channel, message_id))
+                    return
+                try:
+                    await subscribe_with_history(
+                        self.router,
+                        self.engine,
+                        self.stats,
+                        session,
+                        message.channel,
+                        message_id,
+                        message.since,
+                    )
+                except EngineUnavailableError:
+                    raise ProtocolError(
+                        ErrorCode.INTERNAL,
+                        "could not subscribe: message bus unavailable",
+                        message_id,
+                    ) from None
+                session.channels.add(message.channel)
+                self._writer.save(session)
             case MessageType.UNSUBSCRIBE:
                 assert message.channel is not None
                 if message.channel not in session.channels:
@@ -409,10 +448,17 @@ class ServerNode:
                         f"not subscribed to {message.channel}",
                         message_id,
                     )
-                session.channels.discard(message.channel)
-                self.router.remove(message.channel, session)
-                self._writer.save(session)
+                self._leave(session, message.channel)
                 await websocket.send(encode_unsubscribed(message.channel, message_id))
+
+    def _leave(self, session: Session, channel: str) -> None:
+        session.channels.discard(channel)
+        self.router.remove(channel, session)
+        self._writer.save(session)
+
+    def _close(self, session: Session, code: CloseCode, reason: str) -> None:
+        session.closing = True
+        self._spawn(close_promptly(session.websocket, code, reason))
 
     def _close_slow_consumer(self, session: Session) -> None:
         websocket = session.websocket

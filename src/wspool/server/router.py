@@ -4,6 +4,13 @@ The node holds one engine subscription per channel that has local subscribers (r
 counted), so Redis sends a node only what someone on it reads. Frames arrive already
 encoded; each is written to every subscriber as the same bytes, and a subscriber gets a
 whole batch in one socket write.
+
+A session joins a channel in two steps: :meth:`ChannelRouter.add` registers it as *catching
+up* (live batches are kept for it, with their positions, instead of being written), and once
+it has been sent the channel's history (:mod:`wspool.server.recovery`), :meth:`go_live` tells
+where that history ended; as soon as the feed has passed that point, the kept frames after it
+are written and the session becomes a plain subscriber (:mod:`wspool.server.catchup`). Live
+subscribers cost nothing extra.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from collections.abc import Callable
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
+from wspool.core.history import StreamPosition
+from wspool.server.catchup import CatchUp
 from wspool.server.session import Session
 from wspool.server.stats import NodeStats
 from wspool.state.engine import StateEngine
@@ -41,27 +50,28 @@ class ChannelRouter:
         self._limit = send_buffer_limit
         self._on_slow_consumer = on_slow_consumer
         self._local: dict[str, dict[ServerConnection, Session]] = {}
+        self._catching_up: dict[str, dict[ServerConnection, CatchUp]] = {}
+        self._joined: set[str] = set()
         self._subscribing: dict[str, asyncio.Task[None]] = {}
 
     @property
     def channel_count(self) -> int:
-        return len(self._local)
+        return len(self._local.keys() | self._catching_up.keys())
 
     async def add(self, channel: str, session: Session) -> None:
-        """Subscribe a session; returns once frames published from now on will reach it.
+        """Register a catching-up session; returns once every frame published from now on
+        will reach it, kept in a :class:`CatchUp` until :meth:`go_live`.
 
         Raises ``EngineUnavailableError`` (and leaves nothing subscribed) when the engine
         cannot confirm the channel's subscription.
         """
-        subscribers = self._local.get(channel)
-        if subscribers is not None and channel not in self._subscribing:
-            subscribers[session.websocket] = session
+        self._catching_up.setdefault(channel, {})[session.websocket] = CatchUp(session)
+        if channel in self._joined:
             return
-        if subscribers is None:
-            subscribers = self._local[channel] = {}
-            self._subscribing[channel] = asyncio.create_task(self._engine.subscribe(channel))
-        subscribers[session.websocket] = session
-        pending = self._subscribing[channel]
+        pending = self._subscribing.get(channel)
+        if pending is None:
+            pending = asyncio.create_task(self._engine.subscribe(channel))
+            self._subscribing[channel] = pending
         try:
             await asyncio.shield(pending)
         except Exception:
@@ -70,6 +80,46 @@ class ChannelRouter:
         finally:
             if pending.done() and self._subscribing.get(channel) is pending:
                 del self._subscribing[channel]
+                held = channel in self._local or channel in self._catching_up
+                if held and not pending.cancelled() and pending.exception() is None:
+                    self._joined.add(channel)
+
+    def go_live(self, channel: str, session: Session, top: StreamPosition) -> None:
+        """The session was sent the channel's history up to ``top``: it goes live as soon
+        as the feed passes ``top`` (at once, if it already has)."""
+        catch_up = self._catching_up.get(channel, {}).get(session.websocket)
+        if catch_up is None:
+            return  # it left meanwhile
+        catch_up.top = top
+        if catch_up.caught_up:
+            self._promote(channel, catch_up)
+
+    def _promote(self, channel: str, catch_up: CatchUp) -> None:
+        session = catch_up.session
+        websocket = session.websocket
+        waiting = self._catching_up[channel]
+        del waiting[websocket]
+        if not waiting:
+            del self._catching_up[channel]
+        self._local.setdefault(channel, {})[websocket] = session
+        if catch_up.overflowed:
+            self._on_slow_consumer(session)
+            return
+        if websocket.protocol.state is not State.OPEN:
+            return
+        written = 0
+        try:
+            for frame in catch_up.frames_after_top():
+                websocket.protocol.send_text(frame.encode())
+                written += 1
+            websocket.send_data()
+        except Exception as error:  # the transport broke; its handler cleans up
+            log.debug("delivery failed: %s", error, extra={"connectionId": session.id})
+            return
+        self._stats.deliveries += written
+        transport = websocket.transport
+        if transport is not None and transport.get_write_buffer_size() > self._limit:
+            self._on_slow_consumer(session)
 
     def remove(self, channel: str, session: Session) -> None:
         """Unsubscribe a session; the node leaves the channel with its last local subscriber."""
@@ -78,25 +128,38 @@ class ChannelRouter:
             task.add_done_callback(_log_failure)
 
     def _discard(self, channel: str, session: Session) -> bool:
-        subscribers = self._local.get(channel)
-        if subscribers is None:
+        for table in (self._local, self._catching_up):
+            members = table.get(channel)
+            if members is not None:
+                members.pop(session.websocket, None)
+                if not members:
+                    del table[channel]
+        if channel in self._local or channel in self._catching_up:
             return False
-        subscribers.pop(session.websocket, None)
-        if subscribers:
-            return False
-        del self._local[channel]
+        self._joined.discard(channel)
         return True
 
-    def deliver(self, channel: str, frames: list[str]) -> None:
+    def deliver(self, channel: str, start: StreamPosition, frames: list[str]) -> None:
         """Write ``frames`` to every local subscriber of ``channel``, in order.
 
         Like ``websockets.broadcast`` (one encoding per frame, no awaiting), but a subscriber
         gets the whole batch in one write, and one whose unsent bytes pass the send-buffer
-        limit is closed as a slow consumer instead of growing the node's memory.
+        limit is closed as a slow consumer instead of growing the node's memory. Sessions
+        still catching up keep the batch with its position.
         """
+        catching_up = self._catching_up.get(channel)
+        if catching_up:
+            for catch_up in catching_up.values():
+                catch_up.keep(start, frames)
         subscribers = self._local.get(channel)
-        if not subscribers:
-            return
+        if subscribers:
+            self._write(subscribers, frames)
+        if catching_up:
+            # After the live writes, so a session promoted now gets this batch only once.
+            for catch_up in [c for c in catching_up.values() if c.caught_up]:
+                self._promote(channel, catch_up)
+
+    def _write(self, subscribers: dict[ServerConnection, Session], frames: list[str]) -> None:
         encoded = [frame.encode() for frame in frames]
         slow: list[Session] = []
         delivered = 0

@@ -3,7 +3,9 @@
 The node's memory is the truth about its own connections; the store holds a copy for the
 gateway, the REST API and the other nodes. Opens, closes and channel changes are written
 within a few milliseconds in one pipelined batch; ``lastActivity`` is copied at a slow
-interval. When the store is unreachable the writer keeps what it owes, and once the store
+interval. Every live session is rewritten at ``refresh_interval`` (a third of the records'
+TTL in the store) so that only records of connections that are gone can expire. When the
+store is unreachable the writer keeps what it owes, and once the store
 is back it rewrites every live session, so the copy converges after an outage.
 """
 
@@ -34,6 +36,7 @@ class StateWriter:
         engine: StateEngine,
         sessions: Mapping[str, Session],
         activity_interval: float,
+        refresh_interval: float = 1200.0,
         batch_delay: float = 0.005,
     ) -> None:
         self._engine = engine
@@ -43,11 +46,13 @@ class StateWriter:
         self._dirty: set[str] = set()
         self._removed: dict[str, ConnectionRecord] = {}
         self._activity_since = 0.0
+        self._refresh_interval = refresh_interval
+        self._refreshed_at = 0.0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._activity_since = time.time()
+        self._activity_since = self._refreshed_at = time.time()
         self._task = asyncio.create_task(self._run(), name="state-writer")
 
     async def stop(self) -> None:
@@ -99,6 +104,9 @@ class StateWriter:
         if now - self._activity_since >= self._activity_interval:
             since, self._activity_since = self._activity_since, now
             self._dirty.update(sid for sid, s in self._sessions.items() if s.last_activity >= since)
+        if now - self._refreshed_at >= self._refresh_interval:
+            self._refreshed_at = now
+            self._dirty.update(self._sessions)
         dirty, self._dirty = self._dirty, set()
         removed, self._removed = self._removed, {}
         records = [self._sessions[sid].record() for sid in dirty if sid in self._sessions]

@@ -27,6 +27,8 @@ class NodeStats:
     deliveries: int = 0
     slow_consumers: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    recoveries: Counter[bool] = field(default_factory=Counter)
+    """Subscriptions with ``since``, by whether the history still held every message."""
 
 
 class _NodeCollector(Collector):
@@ -50,6 +52,12 @@ class _NodeCollector(Collector):
         for code, count in sorted(s.errors.items()):
             errors.add_metric([code], count)
         yield errors
+        recoveries = CounterMetricFamily(
+            "wspool_recoveries", "subscriptions with since, by outcome", labels=["recovered"]
+        )
+        for outcome in (True, False):
+            recoveries.add_metric([str(outcome).lower()], s.recoveries[outcome])
+        yield recoveries
         for name, (doc, read) in self.gauges.items():
             yield GaugeMetricFamily(name, doc, value=read())
 

@@ -1,22 +1,26 @@
 """The interface every state engine implements, and what it reports back.
 
 A server node sees Redis (or the in-memory stand-in of ``wspool dev``) only through
-:class:`StateEngine`: connection records, sessions, the node registry, and pub/sub that
-carries already-encoded ``data`` frames between nodes. The same contract tests run against
-both engines.
+:class:`StateEngine`: connection records, sessions, the node registry, pub/sub that carries
+already-encoded ``data`` frames between nodes, and each channel's bounded history. The
+engine gives every published frame its channel's next offset (``"offset"`` is spliced into
+the frame) in the same atomic step that stores and publishes it, so offsets follow the order
+in which subscribers receive the frames. The same contract tests run against both engines.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
+from wspool.core.history import HistoryRead, StreamPosition
 from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
 
 __all__ = ["EngineUnavailableError", "MessageHandler", "StateEngine", "StatusHandler"]
 
-MessageHandler = Callable[[str, list[str]], None]
-"""Called with a WebSocket channel name and the frames published to it, in order."""
+MessageHandler = Callable[[str, StreamPosition, list[str]], None]
+"""Called with a WebSocket channel name, the position of the first frame, and the frames
+published to it, in order; their offsets follow each other from the first."""
 
 StatusHandler = Callable[[bool], None]
 """Called when the engine's link to its store goes down (False) or comes back (True)."""
@@ -43,7 +47,16 @@ class StateEngine(Protocol):
     # pub/sub ---------------------------------------------------------------------------
 
     async def publish(self, batches: Mapping[str, Sequence[str]]) -> None:
-        """Publish frames per channel; each channel's frames arrive in this order."""
+        """Publish encoded JSON-object frames per channel, in this order within a channel;
+        each gets the channel's next offset and a place in its history."""
+        ...
+
+    async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
+        """The channel's position now and, given ``since``, every frame after it.
+
+        Starts the channel's epoch when it has none, so a position handed to a subscriber
+        of a quiet channel stays valid once messages flow.
+        """
         ...
 
     async def subscribe(self, channel: str) -> None:
@@ -86,6 +99,33 @@ class StateEngine(Protocol):
 
     async def sweep_dead_nodes(self) -> list[str]:
         """Purge every node whose registration lapsed; returns their ids."""
+        ...
+
+    # limits per client address, shared by every node and gateway replica ------------------
+
+    async def acquire_address_slot(
+        self, address: str, connection_id: str, limit: int, ttl: float
+    ) -> bool:
+        """Count ``connection_id`` against ``address`` if fewer than ``limit`` are open.
+
+        The entry lapses after ``ttl`` seconds unless :meth:`refresh_address_slots` renews
+        it, so the slots of a node that died free themselves. Returns whether it counted.
+        """
+        ...
+
+    async def release_address_slot(self, address: str, connection_id: str) -> None: ...
+
+    async def refresh_address_slots(self, slots: Mapping[str, Collection[str]], ttl: float) -> None:
+        """Renew (or restore, after a store restart) the slots of every open connection."""
+        ...
+
+    async def address_connection_count(self, address: str) -> int:
+        """Open connections counted against ``address`` (lapsed entries excluded)."""
+        ...
+
+    async def record_attempt(self, address: str, limit: int, window: float) -> bool:
+        """Record a connection attempt if fewer than ``limit`` happened in the last
+        ``window`` seconds (a sliding window); returns whether it was allowed."""
         ...
 
     # gateways ----------------------------------------------------------------------------

@@ -3,18 +3,29 @@
 A :class:`MemoryBroker` plays the part of Redis; each node gets its own
 :class:`MemoryEngine` view of it. Pub/sub delivery is scheduled on the event loop rather
 than called inline, so a publisher never re-enters a subscriber, as with a real broker.
+Channel history follows the Redis engine's rules (offsets, epochs, size and age bounds,
+the same spliced frames), trimmed exactly rather than approximately.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import secrets
 import time
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from wspool.core.history import (
+    HistoryPolicy,
+    HistoryRead,
+    StreamPosition,
+    missing_after,
+    with_offset,
+)
 from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
 from wspool.state.engine import MessageHandler, StatusHandler
 
@@ -22,10 +33,29 @@ __all__ = ["MemoryBroker", "MemoryEngine"]
 
 
 @dataclass
+class ChannelHistory:
+    """One channel's epoch, last offset, and recent frames with their publish times."""
+
+    epoch: str = field(default_factory=lambda: secrets.token_hex(4))
+    top: int = 0
+    frames: deque[tuple[float, str]] = field(default_factory=deque)
+
+    def trim(self, policy: HistoryPolicy, now: float) -> None:
+        while len(self.frames) > policy.size:
+            self.frames.popleft()
+        while self.frames and self.frames[0][0] <= now - policy.ttl:
+            self.frames.popleft()
+
+
+@dataclass
 class MemoryBroker:
     """Shared store of every :class:`MemoryEngine` in the process."""
 
     clock: Callable[[], float] = time.time
+    history_policy: HistoryPolicy = field(default_factory=HistoryPolicy)
+    history: defaultdict[str, ChannelHistory] = field(
+        default_factory=lambda: defaultdict(ChannelHistory)
+    )
     connections: dict[str, ConnectionRecord] = field(default_factory=dict)
     server_sets: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     client_sets: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -33,6 +63,8 @@ class MemoryBroker:
     subscribers: defaultdict[str, set[MemoryEngine]] = field(
         default_factory=lambda: defaultdict(set)
     )
+    address_slots: dict[str, dict[str, float]] = field(default_factory=dict)
+    address_attempts: dict[str, list[float]] = field(default_factory=dict)
     health: dict[str, tuple[NodeHealth, float]] = field(default_factory=dict)
     pool_config: dict[str, Any] | None = None
     gateways: dict[str, float] = field(default_factory=dict)
@@ -64,13 +96,36 @@ class MemoryEngine:
         self._on_message = None
 
     async def publish(self, batches: Mapping[str, Sequence[str]]) -> None:
+        broker = self._broker
+        now = broker.clock()
         for channel, frames in batches.items():
-            for engine in self._broker.subscribers.get(channel, ()):
-                engine._deliver(channel, list(frames))
+            history = broker.history[channel]
+            start = StreamPosition(history.epoch, history.top + 1)
+            numbered = [
+                with_offset(frame, f"{history.epoch}:{start.offset + i}")
+                for i, frame in enumerate(frames)
+            ]
+            history.top += len(numbered)
+            history.frames.extend((now, frame) for frame in numbered)
+            history.trim(broker.history_policy.for_channel(channel), now)
+            for engine in broker.subscribers.get(channel, ()):
+                engine._deliver(channel, start, numbered)
 
-    def _deliver(self, channel: str, frames: list[str]) -> None:
+    async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
+        history = self._broker.history[channel]
+        history.trim(self._broker.history_policy, self._broker.clock())
+        top = StreamPosition(history.epoch, history.top)
+        if since is None:
+            return HistoryRead(top, [])
+        wanted = missing_after(since, top)
+        if wanted is None or wanted > len(history.frames):
+            return HistoryRead(top, None)
+        kept = history.frames
+        return HistoryRead(top, [f for _, f in itertools.islice(kept, len(kept) - wanted, None)])
+
+    def _deliver(self, channel: str, start: StreamPosition, frames: list[str]) -> None:
         if self._loop is not None and self._on_message is not None:
-            self._loop.call_soon(self._on_message, channel, frames)
+            self._loop.call_soon(self._on_message, channel, start, frames)
 
     async def subscribe(self, channel: str) -> None:
         self._broker.subscribers[channel].add(self)
@@ -142,6 +197,56 @@ class MemoryEngine:
         for server_id in dead:
             await self.purge_node(server_id)
         return dead
+
+    # limits per client address ---------------------------------------------------------
+
+    def _live_slots(self, address: str) -> dict[str, float]:
+        now = self._broker.clock()
+        slots = self._broker.address_slots.get(address, {})
+        for connection_id in [c for c, lapses in slots.items() if lapses <= now]:
+            del slots[connection_id]
+        return slots
+
+    async def acquire_address_slot(
+        self, address: str, connection_id: str, limit: int, ttl: float
+    ) -> bool:
+        slots = self._live_slots(address)
+        if connection_id not in slots and len(slots) >= limit:
+            return False
+        self._broker.address_slots[address] = slots
+        slots[connection_id] = self._broker.clock() + ttl
+        return True
+
+    async def release_address_slot(self, address: str, connection_id: str) -> None:
+        slots = self._live_slots(address)
+        slots.pop(connection_id, None)
+        if not slots:
+            self._broker.address_slots.pop(address, None)
+
+    async def refresh_address_slots(self, slots: Mapping[str, Collection[str]], ttl: float) -> None:
+        lapses = self._broker.clock() + ttl
+        for address, connection_ids in slots.items():
+            if connection_ids:
+                live = self._broker.address_slots.setdefault(address, {})
+                live.update(dict.fromkeys(connection_ids, lapses))
+
+    async def address_connection_count(self, address: str) -> int:
+        count = len(self._live_slots(address))
+        if not count:
+            self._broker.address_slots.pop(address, None)
+        return count
+
+    async def record_attempt(self, address: str, limit: int, window: float) -> bool:
+        now = self._broker.clock()
+        attempts = [t for t in self._broker.address_attempts.get(address, []) if t > now - window]
+        allowed = len(attempts) < limit
+        if allowed:
+            attempts.append(now)
+        if attempts:
+            self._broker.address_attempts[address] = attempts
+        else:
+            self._broker.address_attempts.pop(address, None)
+        return allowed
 
     async def save_node_health(self, health: NodeHealth, ttl: float) -> None:
         self._broker.health[health.server_id] = (health, self._broker.clock() + ttl)

@@ -5,8 +5,13 @@ dedicated connection per process, read by a single task with a blocking ``get_me
 when Redis goes away the task reports it, reconnects with backoff and resubscribes every
 channel the node still needs, so cross-node delivery resumes by itself.
 
-Frames published together on one channel travel as one Redis message, joined by newlines
-(compact JSON never contains a raw newline), so a burst costs one PUBLISH per channel.
+Frames published together on one channel go through one call of the history script
+(:mod:`wspool.state.redis_history`), which numbers, stores and publishes them as one Redis
+message, so a burst costs one script call per channel.
+
+Connection records and the client session sets expire ``session_ttl`` seconds after their
+last write; the node's state writer rewrites live ones well before that, so only records
+nobody owns any more (a farm that died whole, with nobody to sweep it) go away by themselves.
 """
 
 from __future__ import annotations
@@ -15,21 +20,32 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
+import uuid
 from collections import defaultdict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.typing import EncodableT, FieldT
 
+from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
 from wspool.core.keys import Keys
 from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
 from wspool.state.engine import EngineUnavailableError, MessageHandler, StatusHandler
+from wspool.state.redis_history import (
+    PUBLISH_SCRIPT,
+    READ_SCRIPT,
+    publish_args,
+    read_args,
+    read_result,
+    split_message,
+)
 
 __all__ = ["RedisEngine"]
 
@@ -56,6 +72,33 @@ def _client(url: str, socket_timeout: float | None) -> aioredis.Redis:
     return client
 
 
+# Check-and-count in one step, on one key (so it works on Redis Cluster too).
+_ACQUIRE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if not redis.call('ZSCORE', KEYS[1], ARGV[4]) and
+        redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+_RECORD_ATTEMPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
 def _fields(mapping: dict[str, str]) -> dict[FieldT, EncodableT]:
     return dict(mapping.items())
 
@@ -63,9 +106,17 @@ def _fields(mapping: dict[str, str]) -> dict[FieldT, EncodableT]:
 class RedisEngine:
     """Implements ``StateEngine`` on a single Redis server (or a Redis Cluster endpoint)."""
 
-    def __init__(self, url: str, keys: Keys | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        keys: Keys | None = None,
+        history: HistoryPolicy | None = None,
+        session_ttl: float = 3600.0,
+    ) -> None:
         self._url = url
         self._keys = keys or Keys()
+        self._history = history or HistoryPolicy()
+        self._session_ttl_ms = int(session_ttl * 1000)
         # Commands fail fast during an outage (callers keep their own retry state); the
         # pub/sub link has no read timeout because it blocks until a message arrives.
         self._redis = _client(url, socket_timeout=5.0)
@@ -77,6 +128,10 @@ class RedisEngine:
         self._on_message: MessageHandler | None = None
         self._on_status: StatusHandler | None = None
         self._available = False
+        self._publish_sha = ""
+        self._read_sha = ""
+        self._acquire_slot = self._redis.register_script(_ACQUIRE_SLOT)
+        self._record_attempt = self._redis.register_script(_RECORD_ATTEMPT)
 
     @property
     def available(self) -> bool:
@@ -99,10 +154,52 @@ class RedisEngine:
     # pub/sub ---------------------------------------------------------------------------
 
     async def publish(self, batches: Mapping[str, Sequence[str]]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for channel, frames in batches.items():
-                pipe.publish(self._keys.channel(channel), "\n".join(frames))
-            await self._run(pipe.execute())
+        pending = dict(batches)
+        for _ in range(2):  # a second pass only after Redis forgot the script (restart)
+            if not self._publish_sha:
+                await self._load_scripts()
+            channels = list(pending)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel in channels:
+                    keys = (self._keys.history(channel), self._keys.history_meta(channel))
+                    args = publish_args(
+                        self._keys.channel(channel),
+                        self._history.for_channel(channel),
+                        list(pending[channel]),
+                    )
+                    pipe.evalsha(self._publish_sha, 2, *keys, *args)
+                results = await self._run(pipe.execute(raise_on_error=False))
+            # NOSCRIPT means the script did not run, so publishing that channel again is safe.
+            pending = {
+                c: pending[c]
+                for c, r in zip(channels, results, strict=True)
+                if isinstance(r, NoScriptError)
+            }
+            errors = [r for r in results if isinstance(r, Exception)]
+            if not pending:
+                if errors:
+                    raise EngineUnavailableError(str(errors[0]))
+                return
+            self._publish_sha = ""
+        raise EngineUnavailableError("Redis refuses the publish script")
+
+    async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
+        keys = (self._keys.history(channel), self._keys.history_meta(channel))
+        args = read_args(self._history, since)
+        if not self._read_sha:
+            await self._load_scripts()
+        try:
+            raw = await self._run(self._redis.evalsha(self._read_sha, 2, *keys, *args))
+        except EngineUnavailableError as error:
+            if not isinstance(error.__cause__, NoScriptError):
+                raise
+            await self._load_scripts()
+            raw = await self._run(self._redis.evalsha(self._read_sha, 2, *keys, *args))
+        return read_result(raw, since)
+
+    async def _load_scripts(self) -> None:
+        self._publish_sha = await self._run(self._redis.script_load(PUBLISH_SCRIPT))
+        self._read_sha = await self._run(self._redis.script_load(READ_SCRIPT))
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
@@ -172,7 +269,8 @@ class RedisEngine:
                 continue
             kind = message["type"]
             if kind == "message":
-                on_message(keys.channel_name(message["channel"]), message["data"].split("\n"))
+                start, frames = split_message(message["data"])
+                on_message(keys.channel_name(message["channel"]), start, frames)
             elif kind == "subscribe":
                 channel = keys.channel_name(message["channel"])
                 if channel == _LINK_CHANNEL:
@@ -205,10 +303,14 @@ class RedisEngine:
     async def save_connections(self, records: Sequence[ConnectionRecord]) -> None:
         keys = self._keys
         async with self._redis.pipeline(transaction=False) as pipe:
+            ttl = self._session_ttl_ms
             for record in records:
                 pipe.hset(keys.conn(record.id), mapping=_fields(record.to_hash()))
+                pipe.pexpire(keys.conn(record.id), ttl)
                 pipe.sadd(keys.server_connections(record.server_id), record.id)
+                pipe.pexpire(keys.server_connections(record.server_id), ttl)
                 pipe.sadd(keys.client_sessions(record.client_id), record.id)
+                pipe.pexpire(keys.client_sessions(record.client_id), ttl)
             await self._run(pipe.execute())
 
     async def remove_connections(self, records: Sequence[ConnectionRecord]) -> None:
@@ -291,6 +393,40 @@ class RedisEngine:
             await self.purge_node(server_id)
         return dead
 
+    # limits per client address ------------------------------------------------------------
+
+    async def acquire_address_slot(
+        self, address: str, connection_id: str, limit: int, ttl: float
+    ) -> bool:
+        now = time.time()
+        args: list[str | int] = [repr(now), repr(now + ttl), limit, connection_id, _ms(ttl)]
+        key = self._keys.address_connections(address)
+        return bool(await self._run(self._acquire_slot(keys=[key], args=args)))
+
+    async def release_address_slot(self, address: str, connection_id: str) -> None:
+        await self._run(self._redis.zrem(self._keys.address_connections(address), connection_id))
+
+    async def refresh_address_slots(self, slots: Mapping[str, Collection[str]], ttl: float) -> None:
+        lapses = time.time() + ttl
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for address, connection_ids in slots.items():
+                if connection_ids:
+                    key = self._keys.address_connections(address)
+                    pipe.zadd(key, dict.fromkeys(connection_ids, lapses))
+                    pipe.pexpire(key, _ms(ttl))
+            await self._run(pipe.execute())
+
+    async def address_connection_count(self, address: str) -> int:
+        key = self._keys.address_connections(address)
+        return int(await self._run(self._redis.zcount(key, f"({time.time()}", "+inf")))
+
+    async def record_attempt(self, address: str, limit: int, window: float) -> bool:
+        now = time.time()
+        member = f"{now!r}:{uuid.uuid4().hex[:8]}"
+        args: list[str | int] = [repr(now), repr(window), limit, member, _ms(window)]
+        key = self._keys.address_attempts(address)
+        return bool(await self._run(self._record_attempt(keys=[key], args=args)))
+
     # gateways ----------------------------------------------------------------------------
 
     async def save_node_health(self, health: NodeHealth, ttl: float) -> None:
@@ -329,7 +465,17 @@ class RedisEngine:
 
     @staticmethod
     async def _run(awaitable: Any) -> Any:
+        # redis-py can swallow a cancellation while it drops a connection (returning, or
+        # raising a connection error); a cancelled caller must see CancelledError, or its
+        # loop goes on and whoever awaits the cancellation waits forever.
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
         try:
-            return await awaitable
+            result = await awaitable
         except (RedisError, OSError) as error:
+            if task is not None and task.cancelling() > cancelling:
+                raise asyncio.CancelledError from error
             raise EngineUnavailableError(str(error)) from error
+        if task is not None and task.cancelling() > cancelling:
+            raise asyncio.CancelledError
+        return result

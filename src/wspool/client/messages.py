@@ -1,0 +1,54 @@
+"""What a :class:`wspool.client.Client` hands to the application: typed, immutable messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Data", "Error", "Message", "RequestError", "Resubscribed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """A message published on a channel the client subscribes to."""
+
+    channel: str
+    payload: Any
+    message_id: str
+    offset: str | None
+    """The message's position in its channel's history (``"<epoch>:<n>"``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resubscribed:
+    """The client reconnected and subscribed to ``channel`` again.
+
+    ``recovered`` is True when every message published meanwhile follows (replayed from the
+    channel's history); False when the history no longer held them all, so the application
+    should reload its state for this channel: nothing before the next message is replayed.
+    """
+
+    channel: str
+    recovered: bool
+    server_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """An ``error`` frame not tied to a request the client awaits (e.g. a refused publish)."""
+
+    code: str
+    message: str
+    message_id: str | None
+
+
+Message = Data | Resubscribed | Error
+
+
+class RequestError(Exception):
+    """The server refused a request (``subscribe``, ``unsubscribe``, ``ping``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message

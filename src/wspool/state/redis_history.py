@@ -1,0 +1,145 @@
+"""Channel history in Redis: one stream and one small hash per channel, kept by two scripts.
+
+``PUBLISH_SCRIPT`` runs once per channel per publish batch. In one atomic step it takes the
+channel's next offsets (``HINCRBY`` on the meta hash), splices each frame's ``"offset"`` in,
+appends the frames to the history stream (trimmed by length, ``MAXLEN ~``, and by age,
+``MINID ~`` on the stream's time-based ids), and publishes them as one pub/sub message. As
+nothing can run between those steps, offsets follow the order in which every node receives
+the frames, and what a recovery reads from the stream is exactly what was published.
+
+The pub/sub message is ``"<epoch>:<first offset>"`` followed by the frames, one per line
+(compact JSON holds no raw newline), so a node learns every frame's offset without parsing
+any JSON. ``READ_SCRIPT`` reads a channel's position and the frames after a given one, again
+atomically, and starts the epoch of a channel that has none.
+
+A channel whose meta hash is gone (expired after ``HistoryPolicy.position_ttl`` of silence,
+flushed, lost in a restart) gets a new random epoch with its next publish or read, and its
+stale stream is dropped; positions of the old epoch then fail to recover, as they should.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
+
+__all__ = [
+    "PUBLISH_SCRIPT",
+    "READ_SCRIPT",
+    "new_epoch",
+    "publish_args",
+    "read_args",
+    "read_result",
+    "split_message",
+]
+
+# KEYS: stream, meta. ARGV: pub/sub channel, size, ttl ms, position ttl ms, new epoch, frames…
+PUBLISH_SCRIPT = """
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0)
+end
+local count = #ARGV - 5
+local last = redis.call('HINCRBY', KEYS[2], 'o', count)
+local first = last - count + 1
+local size = tonumber(ARGV[2])
+local splice = ',"offset":"' .. epoch .. ':'
+local out = {epoch .. ':' .. first}
+for i = 1, count do
+  local frame = string.sub(ARGV[5 + i], 1, -2) .. splice .. (first + i - 1) .. '"}'
+  out[i + 1] = frame
+  if size > 0 then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', size, '*', 'f', frame)
+  end
+end
+if size > 0 then
+  local now = redis.call('TIME')
+  local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
+  if oldest > 0 then
+    redis.call('XTRIM', KEYS[1], 'MINID', '~', oldest)
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[1], table.concat(out, '\\n'))
+return last
+"""
+
+# KEYS: stream, meta. ARGV: new epoch, position ttl ms, since epoch ('' for none), since offset.
+# Returns {epoch, top, complete (1/0), frames…}.
+READ_SCRIPT = """
+local meta = redis.call('HMGET', KEYS[2], 'e', 'o')
+local epoch = meta[1]
+local top = tonumber(meta[2])
+if not epoch then
+  epoch = ARGV[1]
+  top = 0
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0)
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+local result = {epoch, top, 1}
+if ARGV[3] == '' then
+  return result
+end
+local since = tonumber(ARGV[4])
+if ARGV[3] ~= epoch or since > top then
+  result[3] = 0
+  return result
+end
+local wanted = top - since
+if wanted == 0 then
+  return result
+end
+local entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', wanted)
+if #entries < wanted then
+  result[3] = 0
+  return result
+end
+for i = #entries, 1, -1 do
+  result[#result + 1] = entries[i][2][2]
+end
+return result
+"""
+
+
+def new_epoch() -> str:
+    """A fresh epoch name: 8 random hex digits (collisions only matter within one channel)."""
+    return secrets.token_hex(4)
+
+
+def publish_args(pubsub_channel: str, policy: HistoryPolicy, frames: list[str]) -> list[str]:
+    return [
+        pubsub_channel,
+        str(policy.size),
+        str(int(policy.ttl * 1000)),
+        str(int(policy.position_ttl * 1000)),
+        new_epoch(),
+        *frames,
+    ]
+
+
+def read_args(policy: HistoryPolicy, since: StreamPosition | None) -> list[str]:
+    return [
+        new_epoch(),
+        str(int(policy.position_ttl * 1000)),
+        since.epoch if since is not None else "",
+        str(since.offset) if since is not None else "0",
+    ]
+
+
+def read_result(raw: list[Any], since: StreamPosition | None) -> HistoryRead:
+    top = StreamPosition(str(raw[0]), int(raw[1]))
+    if since is None:
+        return HistoryRead(top, [])
+    return HistoryRead(top, [str(f) for f in raw[3:]] if int(raw[2]) else None)
+
+
+def split_message(data: str) -> tuple[StreamPosition, list[str]]:
+    """A pub/sub message of the publish script: the first frame's position, the frames."""
+    header, _, body = data.partition("\n")
+    epoch, _, first = header.rpartition(":")
+    return StreamPosition(epoch, int(first)), body.split("\n")

@@ -1,0 +1,16 @@
+"""``wspool dev`` says that it runs open, and which limits still hold."""
+
+from __future__ import annotations
+
+from wspool.core.config import DEV_OPTIONS, DevSettings, load_settings
+from wspool.dev import _banner
+
+
+def test_the_dev_banner_says_anyone_may_connect_and_shows_the_limits() -> None:
+    settings = load_settings(
+        DevSettings, DEV_OPTIONS, {"security.messages_per_second": "0"}, environ={}
+    )
+    banner = _banner(settings, [])
+    assert "OPEN: no tokens are checked" in banner
+    assert "100 connections and 20 attempts/s per address" in banner
+    assert "unlimited messages/s" in banner
