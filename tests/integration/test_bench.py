@@ -188,4 +188,10 @@ def test_failover_kills_a_node_and_every_subscriber_comes_back_through_the_gatew
     # Generous (the target is 1 s): the machine is shared.
     assert 0 < failover["all_receiving_again_ms"] < 10_000
     assert run["connections"]["close_codes"] == {"1012": 10}  # "service restart: reconnect"
+    # Resubscribed with `since`: the node replays what they missed, nothing twice.
+    assert failover["resubscribed_with"] == "since"
+    assert failover["recovered"] == 10
+    messages = run["messages"]
+    assert messages["missing"] == messages["gaps"] == messages["duplicates"] == 0
+    assert messages["delivered"] == messages["expected_deliveries"] > 0
     assert "failover: killed" in finished.stdout

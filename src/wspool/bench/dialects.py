@@ -15,14 +15,28 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from wspool.bench.wire import WireConnection
 
-__all__ = ["DIALECTS", "Dialect", "SocketIODialect", "WspoolDialect"]
+__all__ = ["DIALECTS", "Dialect", "SocketIODialect", "Subscription", "WspoolDialect"]
 
 _ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """The answer to a subscribe: ``problem`` None when it took effect.
+
+    ``offset`` is the channel's position then (nodes with channel history), ``recovered``
+    whether every message after the ``since`` given follows (None: no ``since`` given).
+    """
+
+    problem: str | None = None
+    offset: str = ""
+    recovered: bool | None = None
 
 
 class Dialect(Protocol):
@@ -33,9 +47,9 @@ class Dialect(Protocol):
 
     def on_control(self, connection: WireConnection, payload: bytes) -> None: ...
 
-    async def subscribe(self, connection: WireConnection, channel: str) -> str | None:
-        """Subscribe; None when done, else what went wrong."""
-        ...
+    async def subscribe(
+        self, connection: WireConnection, channel: str, since: str = ""
+    ) -> Subscription: ...
 
     def publish_frame(self, channel: str, stamp: int, number: int) -> bytes: ...
 
@@ -60,13 +74,18 @@ class WspoolDialect:
             connection.errors.append(str(message.get("payload", {}).get("code")))
         connection.answer(str(message.get("messageId")), message)
 
-    async def subscribe(self, connection: WireConnection, channel: str) -> str | None:
+    async def subscribe(
+        self, connection: WireConnection, channel: str, since: str = ""
+    ) -> Subscription:
         message_id = f"r{next(_ids)}"
-        frame = json.dumps({"type": "subscribe", "channel": channel, "messageId": message_id})
-        reply = await connection.request(message_id, frame.encode())
+        request: dict[str, str] = {"type": "subscribe", "channel": channel}
+        if since:
+            request["since"] = since  # resume after this position (docs/recovery.md)
+        request["messageId"] = message_id
+        reply = await connection.request(message_id, json.dumps(request).encode())
         if reply.get("type") != "subscribed":
-            return str(reply.get("payload"))
-        return None
+            return Subscription(problem=str(reply.get("payload")))
+        return Subscription(None, str(reply.get("offset") or ""), reply.get("recovered"))
 
     def publish_frame(self, channel: str, stamp: int, number: int) -> bytes:
         return b'{"type":"data","channel":"%s","payload":%d,"messageId":"%d"}' % (
@@ -103,11 +122,16 @@ class SocketIODialect:
         elif payload.startswith(b"1"):  # Engine.IO close
             connection.fail(ConnectionError("server closed the Engine.IO session"))
 
-    async def subscribe(self, connection: WireConnection, channel: str) -> str | None:
+    async def subscribe(
+        self, connection: WireConnection, channel: str, since: str = ""
+    ) -> Subscription:
+        # Socket.IO rooms keep no history: ``since`` has nothing to resume from.
         ack = str(next(_ids))
         frame = b'42%s["subscribe",%s]' % (ack.encode(), json.dumps(channel).encode())
         reply: dict[str, Any] = await connection.request(ack, frame)
-        return None if reply.get("ack") == ["subscribed"] else f"ack {reply.get('ack')}"
+        if reply.get("ack") == ["subscribed"]:
+            return Subscription()
+        return Subscription(problem=f"ack {reply.get('ack')}")
 
     def publish_frame(self, channel: str, stamp: int, number: int) -> bytes:
         return b'42["publish",{"channel":"%s","payload":%d}]' % (channel.encode(), stamp)

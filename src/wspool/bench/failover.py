@@ -81,5 +81,9 @@ def summarize_failover(
         "back_in_through_the_gateway": spread(back_in),
         "receiving_again": spread(receiving),
         "reconnect_attempts": sum(r.attempts for r in recoveries),
+        "resubscribed_with": "since"
+        if any(r.since for r in subscribers)
+        else "no position (at most once)",
+        "recovered": sum(1 for r in subscribers if r.recovered),
         "moved_to": dict(Counter(r.server_after for r in recoveries if r.reopened_ns)),
     }

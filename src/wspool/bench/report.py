@@ -53,6 +53,8 @@ def merge_results(results: Sequence[WorkerResult]) -> WorkerResult:
         total.close_codes.update(r.close_codes)
         total.last_delivery_ns = max(total.last_delivery_ns, r.last_delivery_ns)
         total.recoveries.extend(r.recoveries)
+        total.gaps += r.gaps
+        total.duplicates += r.duplicates
     return total
 
 
@@ -138,6 +140,9 @@ def summarize(
             "latency_ms": total.latency.summary(),
             "schedule_lag_ms": total.schedule_lag.summary(),
             "errors": dict(total.errors),
+            # By offset, where the node gives them and the subscribers track them (failover).
+            "gaps": total.gaps,
+            "duplicates": total.duplicates,
         },
         "nodes": nodes,
     }
@@ -265,6 +270,8 @@ def render_failover(report: dict[str, Any]) -> str:
         f"{back['max_ms']} ms after the kill; receiving again p50/p95/max "
         f"{receiving['p50_ms']}/{receiving['p95_ms']}/{receiving['max_ms']} ms\n"
         f"  every affected subscriber receiving again: {f['all_receiving_again_ms']} ms after "
-        f"the kill; messages lost: {m['missing']:,} of {m['expected_deliveries']:,} "
-        f"deliveries\n"
+        f"the kill; resubscribed {f['resubscribed_with']}, recovered "
+        f"{f['recovered']}/{f['subscribers_cut']}\n"
+        f"  messages lost: {m['missing']:,} of {m['expected_deliveries']:,} deliveries; "
+        f"gaps {m['gaps']:,}, duplicates {m['duplicates']:,} (by offset)\n"
     )

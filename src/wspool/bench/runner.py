@@ -188,6 +188,7 @@ async def _run_once(
             latency_every=1 if shape.rate else 32,
             dialect=settings.dialect,
             reconnect=shape.scenario == "failover",
+            resume=not settings.at_most_once,
         )
         ours, theirs = context.Pipe()
         process = context.Process(target=worker_main, args=(task, theirs), daemon=True)

@@ -146,6 +146,7 @@ class BenchSettings:
     spawn_gateway: bool = False
     via: str = ""
     peer: str = ""
+    at_most_once: bool = False
     redis_url: str = ""
     workers: int = 2
     connections: int | None = None
@@ -246,6 +247,15 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         _validated(_routes),
         "with --spawn-gateway: gateway, direct, or gateway,direct (each scenario once per "
         "route, on the same nodes; default gateway)",
+    ),
+    Option(
+        "at_most_once",
+        "--at-most-once",
+        "WSPOOL_BENCH_AT_MOST_ONCE",
+        parse_boolean,
+        "failover: resubscribe without `since` (as a client that keeps no position), so "
+        "what was published while it was away is lost",
+        switch=True,
     ),
     Option(
         "peer",

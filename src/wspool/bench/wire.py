@@ -26,7 +26,7 @@ from typing import Any
 
 from websockets.speedups import apply_mask
 
-from wspool.bench.dialects import DIALECTS, Dialect
+from wspool.bench.dialects import DIALECTS, Dialect, Subscription
 from wspool.bench.settings import Target
 
 __all__ = ["HandshakeError", "WireConnection", "open_connection"]
@@ -224,9 +224,9 @@ class WireConnection(asyncio.Protocol):
             answer: dict[str, Any] = await reply
             return answer
 
-    async def subscribe(self, channel: str) -> str | None:
-        """Subscribe to ``channel``; None when done, else what went wrong."""
-        return await self.dialect.subscribe(self, channel)
+    async def subscribe(self, channel: str, since: str = "") -> Subscription:
+        """Subscribe to ``channel`` (resuming after ``since`` if given)."""
+        return await self.dialect.subscribe(self, channel, since)
 
     async def close(self, within: float = 2.0) -> None:
         """Close handshake with 1000; the connection is cut if it takes longer than that."""

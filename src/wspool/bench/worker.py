@@ -15,7 +15,10 @@ on the machine) so subscribers measure end-to-end latency.
 
 With ``reconnect`` (the ``failover`` scenario) a connection closed under it opens again
 through the same target, resubscribes, and keeps a :class:`Recovery` record of when it was
-cut, back in, subscribed, and receiving again.
+cut, back in, subscribed, and receiving again. With ``resume`` it resubscribes with
+``since`` its last position (the offset of the last message it got, or the channel's
+offset when it subscribed), so the node replays what it missed (docs/recovery.md); each
+subscriber then checks its offsets for gaps and duplicates.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from wspool.bench.dialects import DIALECTS
+from wspool.bench.dialects import DIALECTS, Subscription
 from wspool.bench.histogram import LatencyHistogram
 from wspool.bench.plan import ConnectionSpec, Role
 from wspool.bench.settings import Target
@@ -49,6 +52,7 @@ __all__ = [
 ]
 
 _STAMP = re.compile(rb'"payload":(\d+)')
+_OFFSET = re.compile(rb'"offset":"([^"]*):(\d+)"')
 _PROGRESS_INTERVAL = 0.5
 _BATCH = 50  # frames per write at full rate
 _RETRY_FIRST, _RETRY_MAX = 0.05, 1.0  # reconnect backoff, doubling, in seconds
@@ -87,6 +91,7 @@ class WorkerTask:
     connect_timeout: float = 10.0
     dialect: str = "wspool"
     reconnect: bool = False
+    resume: bool = False
 
 
 @dataclass(slots=True)
@@ -101,6 +106,8 @@ class Recovery:
     reopened_ns: int = 0
     resubscribed_ns: int = 0
     receiving_ns: int = 0  # first delivery after resubscribing (subscribers only)
+    since: str = ""  # the position resubscribed from ("" = at most once)
+    recovered: bool | None = None  # the node's answer to since
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +137,8 @@ class WorkerResult:
     close_codes: Counter[int] = field(default_factory=Counter)
     last_delivery_ns: int = 0
     recoveries: list[Recovery] = field(default_factory=list)
+    gaps: int = 0  # messages skipped, by offset (subscribers tracked in failover)
+    duplicates: int = 0  # messages heard twice, by offset
 
 
 class _Publisher:
@@ -162,6 +171,9 @@ class _Client:
         self.publisher = publisher
         self.connection: WireConnection | None = None
         self.recovery: Recovery | None = None
+        self.position = ""  # the last offset token heard, "epoch:n"
+        self.epoch = b""
+        self.last = -1  # its n; -1 = none yet
 
 
 class _Worker:
@@ -232,10 +244,22 @@ class _Worker:
         if not self.task.reconnect:
             return self._on_delivery
 
+        result = self.result
+
         def tracked(payload: bytes) -> None:
             recovery = client.recovery
             if recovery is not None and recovery.resubscribed_ns and not recovery.receiving_ns:
                 recovery.receiving_ns = time.monotonic_ns()
+            found = _OFFSET.search(payload, len(payload) - 64)
+            if found is not None:
+                epoch, number = found[1], int(found[2])
+                if epoch == client.epoch and client.last >= 0:
+                    if number <= client.last:
+                        result.duplicates += 1
+                        return
+                    result.gaps += number - client.last - 1
+                client.epoch, client.last = epoch, number
+                client.position = f"{epoch.decode()}:{number}"
             self._on_delivery(payload)
 
         return tracked
@@ -301,9 +325,14 @@ class _Worker:
             recovery.reopened_ns = time.monotonic_ns()
             recovery.server_after = connection.server_id
             channel = self._channel_to_hear(client)
-            if channel and await self._subscribe(channel, connection) is not None:
-                await connection.close(within=0.5)
-                continue
+            if channel:
+                since = client.position if self.task.resume else ""
+                answer = await self._subscribe(channel, connection, since)
+                if answer.problem is not None:
+                    await connection.close(within=0.5)
+                    continue
+                recovery.since, recovery.recovered = since, answer.recovered
+                self._note_position(client, answer)
             recovery.resubscribed_ns = time.monotonic_ns()
             self._attach(client, connection)
             return
@@ -316,24 +345,33 @@ class _Worker:
             return client.spec.channel
         return ""
 
-    async def _subscribe(self, channel: str, connection: WireConnection) -> str | None:
+    async def _subscribe(
+        self, channel: str, connection: WireConnection, since: str = ""
+    ) -> Subscription:
         try:
-            return await connection.subscribe(channel)
+            return await connection.subscribe(channel, since)
         except (ConnectionError, TimeoutError) as error:
-            return _describe(error)
+            return Subscription(problem=_describe(error))
+
+    @staticmethod
+    def _note_position(client: _Client, answer: Subscription) -> None:
+        """Before any message, the channel's offset at subscribing is where to resume from."""
+        if answer.offset and client.last < 0:
+            client.position = answer.offset
 
     async def _subscribe_all(self) -> None:
         semaphore = asyncio.Semaphore(self.task.concurrency)
 
-        async def limited(channel: str, connection: WireConnection) -> None:
+        async def limited(client: _Client, channel: str, connection: WireConnection) -> None:
             async with semaphore:
-                problem = await self._subscribe(channel, connection)
-            if problem is not None:
-                self.result.failures[f"subscribe: {problem}"] += 1
+                answer = await self._subscribe(channel, connection)
+            if answer.problem is not None:
+                self.result.failures[f"subscribe: {answer.problem}"] += 1
+            self._note_position(client, answer)
 
         await asyncio.gather(
             *(
-                limited(channel, client.connection)
+                limited(client, channel, client.connection)
                 for client in self.clients
                 if client.connection is not None and (channel := self._channel_to_hear(client))
             )
