@@ -1,29 +1,50 @@
 #!/usr/bin/env bash
-# The standard benchmark set of docs/benchmarks.md.
-# 1. Each scenario against one fresh `wspool server` node on its own redis-server (both started
-#    by `wspool bench --spawn-servers`). connect holds 19,000: a node needs a few descriptors
-#    of its own beside its clients, and the hard limit on open files here is 20,000.
-# 2. The gateway: 2 nodes behind one `wspool gateway` (--spawn-gateway), each scenario run
-#    through the gateway and straight to the nodes in turn (--via), on the same processes.
-#    connect holds 9,000: the gateway holds two sockets per client.
-# Results go to $BENCH_OUT (default bench-results/), one JSON file per run, plus the latency
-# chart. Extra arguments are passed to every run (e.g. --workers 3).
+# The standard benchmark set of docs/benchmarks.md. Results go to $BENCH_OUT (default
+# bench-results/), one JSON file per run, plus the latency chart and the side-by-side table.
+# Extra arguments are passed to every run (e.g. --workers 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${BENCH_OUT:-bench-results}"
 mkdir -p "$out"
-bench=(.venv/bin/wspool bench --spawn-servers 1)
+wspool=.venv/bin/wspool
 
-"${bench[@]}" connect --connections 19000 --concurrency 8 --duration 3 \
+# 1. One `wspool server` node on its own redis-server (both started by --spawn-servers).
+#    connect holds 19,000: a node needs a few descriptors of its own beside its clients, and
+#    the hard limit on open files here is 20,000.
+node=("$wspool" bench --spawn-servers 1)
+"${node[@]}" connect --connections 19000 --concurrency 8 --duration 3 \
     --json "$out/connect.json" "$@"
-"${bench[@]}" throughput --duration 10 --json "$out/throughput.json" "$@"
-"${bench[@]}" fanout --subscribers 1000 --duration 10 --json "$out/fanout.json" "$@"
-"${bench[@]}" latency --rate 1000,2000,5000,10000,15000,20000 --duration 8 \
+"${node[@]}" throughput --duration 10 --json "$out/throughput.json" "$@"
+"${node[@]}" fanout --subscribers 1000 --duration 10 --json "$out/fanout.json" "$@"
+"${node[@]}" latency --rate 1000,2000,5000,10000,15000,20000 --duration 8 \
     --json "$out/latency.json" --chart "$out/latency.png" "$@"
 
-gateway=(.venv/bin/wspool bench --spawn-servers 2 --spawn-gateway --via gateway,direct)
+# 2. The gateway: 2 nodes behind one `wspool gateway`, each scenario through the gateway and
+#    straight to the nodes in turn, on the same processes. connect holds 9,000: the gateway
+#    holds two sockets per client.
+gateway=("$wspool" bench --spawn-servers 2 --spawn-gateway --via gateway,direct)
 "${gateway[@]}" connect --connections 9000 --concurrency 8 --duration 3 \
     --json "$out/gateway-connect.json" "$@"
 "${gateway[@]}" latency --rate 500,1000,2000 --duration 8 --json "$out/gateway-latency.json" "$@"
 "${gateway[@]}" throughput fanout --subscribers 1000 --duration 10 \
     --json "$out/gateway-relay.json" "$@"
+
+# 3. Failover: 3 nodes behind the gateway, one killed halfway; with `since`, then without.
+failover=("$wspool" bench --spawn-servers 3 --spawn-gateway failover --duration 8)
+"${failover[@]}" --json "$out/failover.json" "$@"
+"${failover[@]}" --at-most-once --json "$out/failover-at-most-once.json" "$@"
+
+# 4. Side by side with python-socketio and its Redis manager: the same scenarios, ours then
+#    the peer's, one server each on its own redis-server.
+for who in wspool socketio; do
+    side=("$wspool" bench --spawn-servers 1)
+    [ "$who" = socketio ] && side+=(--peer socketio)
+    "${side[@]}" connect --connections 10000 --concurrency 8 --duration 3 \
+        --json "$out/side-connect-$who.json" "$@"
+    "${side[@]}" fanout --subscribers 1000 --duration 10 --json "$out/side-fanout-$who.json" "$@"
+    "${side[@]}" latency --rate 1000,2000 --duration 8 --json "$out/side-latency-$who.json" "$@"
+done
+for scenario in connect fanout latency; do
+    .venv/bin/python -m wspool.bench.compare "$out/side-$scenario-wspool.json" \
+        "$out/side-$scenario-socketio.json"
+done | tee "$out/side-by-side.txt"

@@ -195,3 +195,35 @@ def test_failover_kills_a_node_and_every_subscriber_comes_back_through_the_gatew
     assert messages["missing"] == messages["gaps"] == messages["duplicates"] == 0
     assert messages["delivered"] == messages["expected_deliveries"] > 0
     assert "failover: killed" in finished.stdout
+
+
+def test_the_socketio_peer_runs_the_same_scenarios_and_reports_the_same_figures(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "peer.json"
+    finished = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "wspool", "bench", "connect", "latency", "fanout", "--spawn-servers", "1"),
+            *("--peer", "socketio", "--workers", "1", "--duration", "0.5"),
+            *("--connections", "30", "--subscribers", "10", "--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    runs = {r["scenario"]: r for r in json.loads(out.read_text())["runs"]}
+    connect = runs["connect"]
+    assert connect["connections"]["opened"] == 30
+    assert connect["nodes"][0]["connections"] == 30
+    assert connect["nodes"][0]["rss_mb"] > 0
+    for scenario in ("latency", "fanout"):
+        messages = runs[scenario]["messages"]
+        assert messages["missing"] == 0 < messages["sent"], scenario
+    fanout = runs["fanout"]
+    (peer,) = fanout["nodes"]
+    # 10 subscribers and the publisher hearing its own: 11 deliveries a message.
+    assert peer["deliveries"] == fanout["messages"]["sent"] * 11
+    assert peer["cpu_us_per_delivery"] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 
 from wspool.bench.chart import draw_latency_chart, latency_points
+from wspool.bench.compare import compare
+from wspool.bench.dialects import DIALECTS
 from wspool.bench.failover import choose_victim, summarize_failover
 from wspool.bench.histogram import LatencyHistogram
 from wspool.bench.measures import (
@@ -244,3 +247,48 @@ def test_failover_times_count_from_the_kill_and_need_every_subscriber_back() -> 
     assert summary["reconnect_attempts"] == 3
     never = Recovery("subscriber", "b", cut_ns=5 * ms)
     assert summarize_failover([back, never], 0, "b", Counter())["all_receiving_again_ms"] is None
+
+
+def test_both_dialects_stamp_the_send_time_where_one_pattern_reads_it() -> None:
+    wspool, socketio = DIALECTS["wspool"], DIALECTS["socketio"]
+    assert wspool.publish_frame("bench.0", 123456789, 7) == (
+        b'{"type":"data","channel":"bench.0","payload":123456789,"messageId":"7"}'
+    )
+    assert socketio.publish_frame("bench.0", 123456789, 7) == (
+        b'42["publish",{"channel":"bench.0","payload":123456789}]'
+    )
+    assert socketio.path("/socket.io/") == "/socket.io/?EIO=4&transport=websocket"
+    delivered = b'42["data",{"channel":"bench.0","payload":123456789}]'
+    assert delivered.startswith(socketio.data_prefix)
+    stamp = re.search(rb'"payload":(\d+)', delivered)
+    assert stamp is not None
+    assert stamp[1] == b"123456789"
+
+
+def test_a_peer_is_spawned_on_its_own_and_speaks_socketio() -> None:
+    assert BenchSettings(spawn_servers=1, peer="socketio").dialect == "socketio"
+    assert BenchSettings().dialect == "wspool"
+    with pytest.raises(ConfigError, match="--peer"):
+        BenchSettings(peer="socketio")
+    with pytest.raises(ConfigError, match="--peer"):
+        BenchSettings(spawn_servers=1, spawn_gateway=True, peer="socketio")
+    with pytest.raises(ConfigError, match="failover"):
+        BenchSettings(spawn_servers=1, spawn_gateway=True).check_scenarios(["failover"])
+
+
+def test_the_side_by_side_puts_the_peers_figure_over_ours_for_the_same_run() -> None:
+    def fanout(cpu_us: float, rate: int) -> dict[str, Any]:
+        return {
+            "scenario": "fanout",
+            "shape": {"rate": 0.0},
+            "messages": {"deliveries_per_second": rate},
+            "nodes": [{"role": "node", "cpu_us_per_delivery": cpu_us, "cpu_percent": 50.0}],
+        }
+
+    table = compare([fanout(3.0, 200_000)], [fanout(12.0, 50_000)]).splitlines()
+    assert table[0].split()[:3] == ["scenario", "rate", "figure"]
+    cpu = next(line for line in table if "per delivery" in line)
+    assert cpu.split()[-2:] == ["4.00x", "lower"]
+    rate = next(line for line in table if "deliveries/s" in line)
+    assert "0.25x" in rate
+    assert compare([fanout(3.0, 1)], []).count("\n") == 1  # nothing to pair: headers only

@@ -1,0 +1,1 @@
+"""Servers users would otherwise pick, run by ``wspool bench --peer`` for a side by side."""
