@@ -25,8 +25,10 @@ node=("$wspool" bench --spawn-servers 1)
 gateway=("$wspool" bench --spawn-servers 2 --spawn-gateway --via gateway,direct)
 "${gateway[@]}" connect --connections 9000 --concurrency 8 --duration 3 \
     --json "$out/gateway-connect.json" "$@"
+"${gateway[@]}" connect --connections 1000 --concurrency 1 --workers 1 --duration 1 \
+    --json "$out/gateway-connect-one-at-a-time.json" "$@"
 "${gateway[@]}" latency --rate 500,1000,2000 --duration 8 --json "$out/gateway-latency.json" "$@"
-"${gateway[@]}" throughput fanout --subscribers 1000 --duration 10 \
+"${gateway[@]}" throughput fanout --duration 10 \
     --json "$out/gateway-relay.json" "$@"
 
 # 3. Failover: 3 nodes behind the gateway, one killed halfway; with `since`, then without.
