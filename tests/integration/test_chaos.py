@@ -142,3 +142,29 @@ async def test_clients_of_a_killed_gateway_reconnect_to_its_successor_and_nothin
 
 async def _count(store: Store, prefix: str, expected: int = 5) -> bool:
     return len(await store.keys(f"{prefix}conn:*")) == expected
+
+
+async def test_a_silent_partition_from_redis_is_noticed_and_healed(
+    redis_link: FaultProxy, cut_off_node: NodeProcess, steady_node: NodeProcess
+) -> None:
+    async with (
+        TestClient(cut_off_node.url) as subscriber,
+        TestClient(steady_node.url) as publisher,
+    ):
+        await subscriber.subscribe("ticks")
+        redis_link.blackhole()  # packets dropped, no connection closed
+        await eventually(
+            lambda: _is(cut_off_node, "down"), within=10, message="node notices the silence"
+        )
+        redis_link.heal()
+        await eventually(lambda: _is(cut_off_node, "up"), within=15, message="store back")
+
+        async def delivered() -> bool:
+            await publisher.publish("ticks", "after")
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    if (await subscriber.recv()).get("payload") == "after":
+                        return True
+            return False
+
+        await eventually(delivered, within=10, message="delivery across nodes resumed")

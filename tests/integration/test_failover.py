@@ -8,8 +8,10 @@ second drained (SIGTERM, 1012 to its clients). Every subscriber must end with ev
 exactly once and in order. The test prints how long the killed node's clients took to
 receive live messages again (docs/recovery.md records the figures).
 
-``WSPOOL_FAILOVER_SUBSCRIBERS`` and ``WSPOOL_FAILOVER_RATE`` scale it (the defaults fit a
-2-core machine whose cores the farm, Redis and every client share).
+``WSPOOL_FAILOVER_SUBSCRIBERS`` (50) and ``WSPOOL_FAILOVER_RATE`` (2,000 msg/s) scale it. At
+the defaults the one test process reads 100,000 messages/s and falls behind the farm, so the
+exactly-once checks hold but the printed timings measure the test client; 12 subscribers give
+timings of the farm (docs/recovery.md).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tests.support.processes import GatewayProcess, NodeProcess
 from wspool.client import Client, Data, Resubscribed
 from wspool.core.backoff import Backoff
 
-SUBSCRIBERS = int(os.environ.get("WSPOOL_FAILOVER_SUBSCRIBERS", "12"))
+SUBSCRIBERS = int(os.environ.get("WSPOOL_FAILOVER_SUBSCRIBERS", "50"))
 RATE = int(os.environ.get("WSPOOL_FAILOVER_RATE", "2000"))
 DURATION = 4.0
 KILL_AT, DRAIN_AT = 1.0, 2.0

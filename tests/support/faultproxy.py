@@ -1,8 +1,9 @@
 """A TCP proxy that can cut the network between a process and the server it talks to.
 
 ``cut()`` closes every connection and refuses new ones (a crashed link, seen at once);
-``blackhole()`` keeps connections open but forwards nothing (a silent partition, seen only
-by timeouts); ``heal()`` restores normal forwarding for new connections.
+``blackhole()`` keeps connections open, accepts new ones, and forwards nothing (a silent
+partition, seen only by timeouts); ``heal()`` forwards again, on new connections and on the
+old ones that are still open.
 """
 
 from __future__ import annotations
@@ -70,8 +71,11 @@ class FaultProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
-        if self.mode is not _Mode.FORWARD:
+        if self.mode is _Mode.CUT:
             self._close_all()
+            return
+        if self.mode is _Mode.BLACKHOLE:  # accepted, and never answered
+            self._track(asyncio.create_task(self._pump(reader, None)))
             return
         this = asyncio.current_task()
         assert this is not None
@@ -88,16 +92,17 @@ class FaultProxy:
         for source, sink in ((reader, up_writer), (up_reader, writer)):
             self._track(asyncio.create_task(self._pump(source, sink)))
 
-    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter | None) -> None:
         try:
             while data := await source.read(65536):
-                if self.mode is _Mode.BLACKHOLE:
+                if sink is None or self.mode is _Mode.BLACKHOLE:
                     continue  # swallowed: neither side hears from the other
                 sink.write(data)
                 await sink.drain()
         except (ConnectionError, OSError):
             pass
         finally:
-            with contextlib.suppress(Exception):
-                sink.transport.abort()
-            self._writers.discard(sink)
+            if sink is not None:
+                with contextlib.suppress(Exception):
+                    sink.transport.abort()
+                self._writers.discard(sink)

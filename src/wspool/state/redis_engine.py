@@ -54,6 +54,12 @@ log = logging.getLogger(__name__)
 _LINK_CHANNEL = ""
 """Channel names are never empty, so this one can mark the link without clashing."""
 
+LINK_PING_INTERVAL = 1.0
+"""Seconds of silence on the pub/sub link after which the reader pings Redis."""
+
+LINK_TIMEOUT = 3.0
+"""Seconds of silence (pings unanswered) after which the link counts as lost."""
+
 SUBSCRIBE_TIMEOUT = 5.0
 """Seconds to wait for Redis to confirm a SUBSCRIBE before reporting the bus unavailable."""
 
@@ -239,7 +245,9 @@ class RedisEngine:
             pubsub = self._pubsub_redis.pubsub()
             try:
                 # A placeholder channel first: its confirmation tells the reader the link is up.
-                await pubsub.subscribe(self._keys.channel(_LINK_CHANNEL))
+                # The link's socket has no read timeout, so bound its setup here.
+                async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
+                    await pubsub.subscribe(self._keys.channel(_LINK_CHANNEL))
                 self._pubsub = pubsub
                 failures = 0
                 await self._read(pubsub)
@@ -263,10 +271,19 @@ class RedisEngine:
         assert self._on_message is not None
         on_message = self._on_message
         keys = self._keys
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
         while True:
-            message = await pubsub.get_message(timeout=None)
+            message = await pubsub.get_message(timeout=LINK_PING_INTERVAL)
             if message is None:
+                # A quiet link may be a dead one: a partition drops packets without closing
+                # the socket, and a blocking read would wait for TCP keepalive (hours).
+                silent = loop.time() - heard
+                if silent >= LINK_TIMEOUT:
+                    raise ConnectionError(f"no answer from Redis for {silent:.1f}s")
+                await pubsub.ping()
                 continue
+            heard = loop.time()
             kind = message["type"]
             if kind == "message":
                 start, frames = split_message(message["data"])
