@@ -32,6 +32,7 @@ __all__ = [
     "ScalePolicy",
     "autoscaling_status",
     "decide_scale",
+    "node_replicas",
     "read_autoscaling_status",
     "recommend",
 ]
@@ -77,6 +78,17 @@ class ScaleDecision:
 
     def changes(self, current: int) -> bool:
         return self.replicas != current
+
+
+def node_replicas(spec: PoolSpec, live: int | None) -> int:
+    """The node count to render: the spec's, or under autoscaling the live one within bounds.
+
+    Under autoscaling the autoscaler owns the count; re-rendering the live value keeps a
+    reconcile (a spec edit, an operator restart) from undoing its last decision.
+    """
+    if not spec.autoscaling.enabled:
+        return spec.replicas
+    return spec.clamp(spec.replicas if live is None else live)
 
 
 def recommend(connections: int, policy: ScalePolicy) -> int:

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["PoolObservation", "format_time", "parse_time", "render_conditions", "render_status"]
+__all__ = [
+    "DeploymentCounts",
+    "PoolObservation",
+    "deployment_counts",
+    "format_time",
+    "parse_time",
+    "render_conditions",
+    "render_status",
+]
 
 
 def format_time(timestamp: float) -> str:
@@ -31,6 +39,30 @@ def parse_time(text: str) -> float | None:
         return datetime.fromisoformat(text).timestamp()
     except (TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentCounts:
+    desired: int = 0
+    replicas: int = 0
+    ready: int = 0
+    updated: int = 0
+    rolled_out: bool = False
+
+
+def deployment_counts(deployment: Mapping[str, Any] | None) -> DeploymentCounts:
+    """A Deployment's replica counts (all 0 when it does not exist yet)."""
+    if deployment is None:
+        return DeploymentCounts()
+    status = deployment.get("status") or {}
+    generation = (deployment.get("metadata") or {}).get("generation", 0)
+    return DeploymentCounts(
+        desired=int((deployment.get("spec") or {}).get("replicas", 1)),
+        replicas=int(status.get("replicas", 0)),
+        ready=int(status.get("readyReplicas", 0)),
+        updated=int(status.get("updatedReplicas", 0)),
+        rolled_out=int(status.get("observedGeneration", 0)) >= int(generation),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +83,26 @@ class PoolObservation:
     stats_error: str = ""
     error: str = ""
     """Why the last reconcile failed; empty when it succeeded."""
+
+    @classmethod
+    def of(
+        cls,
+        generation: int,
+        servers: DeploymentCounts,
+        gateways: DeploymentCounts,
+        **observed: Any,
+    ) -> PoolObservation:
+        return cls(
+            generation=generation,
+            desired=servers.desired,
+            replicas=servers.replicas,
+            ready=servers.ready,
+            updated=servers.updated,
+            rolled_out=servers.rolled_out,
+            gateways_desired=gateways.desired,
+            gateways_ready=gateways.ready,
+            **observed,
+        )
 
 
 def _ready(seen: PoolObservation) -> tuple[bool, str, str]:
