@@ -33,8 +33,8 @@ def _node_replicas(api: client.ApiClient, namespace: str) -> int | None:
         if error.status == 404:
             return None
         raise
-    replicas: int = deployment.spec.replicas
-    return replicas
+    assert deployment.spec is not None
+    return deployment.spec.replicas
 
 
 def _autoscaling(api: client.ApiClient, namespace: str) -> dict[str, Any]:
@@ -91,15 +91,26 @@ async def test_an_idle_pool_sheds_its_least_loaded_node_then_waits_for_its_drain
         },
     )
 
-    def pods() -> list[str]:
-        found = core.list_namespaced_pod(namespace, label_selector=selector).items
-        return sorted(p.metadata.name for p in found if p.metadata.deletion_timestamp is None)
+    def annotations() -> dict[str, dict[str, str]]:
+        """Each live node pod's annotations, by pod name."""
+        found = kube_api.sanitize_for_serialization(  # type: ignore[no-untyped-call]
+            core.list_namespaced_pod(namespace, label_selector=selector)
+        )
+        return {
+            p["metadata"]["name"]: p["metadata"].get("annotations") or {}
+            for p in found["items"]
+            if not p["metadata"].get("deletionTimestamp")
+        }
+
+    def pods(count: int) -> list[str]:
+        names = sorted(annotations())
+        return names if len(names) == count else []
 
     with running_operator(namespace):
         # The nodes are the Deployment's own pods; no kubelet runs them here, so their
         # registry entries are written for them, once their names are known.
         create_pool(kube_api, namespace, manifest)
-        names = poll_until(lambda: len(pods()) == 3 and pods(), within=30, message="3 pods")
+        names = poll_until(lambda: pods(3), within=30, message="3 pods")
         loads = dict(zip(names, [5, 0, 9], strict=True))  # 14 connections want one node
         await register_nodes(redis_url, f"{namespace}.chat:", list(loads.values()), ids=names)
         idle = next(name for name, load in loads.items() if load == 0)
@@ -108,19 +119,14 @@ async def test_an_idle_pool_sheds_its_least_loaded_node_then_waits_for_its_drain
         )
 
         poll_until(lambda: _node_replicas(kube_api, namespace) == 2, within=30, message="2 nodes")
-        remaining = poll_until(lambda: len(pods()) == 2 and pods(), within=30, message="2 pods")
-        costs = {
-            p.metadata.name: p.metadata.annotations.get(DELETION_COST)
-            for p in core.list_namespaced_pod(namespace, label_selector=selector).items
-        }
-        status = poll_until(
-            lambda: (
-                "drain" in _autoscaling(kube_api, namespace).get("reason", "")
-                and _autoscaling(kube_api, namespace)
-            ),
+        remaining = poll_until(lambda: pods(2), within=30, message="2 pods")
+        costs = {name: notes.get(DELETION_COST) for name, notes in annotations().items()}
+        poll_until(
+            lambda: "drain" in _autoscaling(kube_api, namespace).get("reason", ""),
             within=10,
             message="autoscaler waiting for the drain",
         )
+        status = _autoscaling(kube_api, namespace)
         replicas_while_draining = _node_replicas(kube_api, namespace)
 
     assert idle not in remaining
