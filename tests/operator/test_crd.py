@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -139,3 +140,11 @@ def test_scaling_a_pool_beyond_ten_nodes_is_refused(
     assert rejected.value.status == 422
     assert "spec.replicas" in str(rejected.value.body)
     assert read_pool(kube_api, namespace, "chat")["spec"]["replicas"] == 3
+
+
+def test_the_documented_example_pool_is_accepted(namespace: str) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "websocketpool.yaml"
+
+    applied = kubectl("apply", "--dry-run=server", "--namespace", namespace, "-f", str(example))
+
+    assert "websocketpool.realtime.acc.io/chat created (server dry run)" in applied
