@@ -65,6 +65,11 @@ async def test_live_connections_add_nodes_by_the_step_and_never_beyond_ten(
             pool_manifest("chat", redis_url, replicas=3, autoscaling=autoscaling),
         )
         poll_until(at_ten, within=30, interval=0.05, message="ten server nodes")
+        poll_until(
+            lambda: _autoscaling(kube_api, namespace).get("desiredReplicas") == 10,
+            within=10,
+            message="status.autoscaling at ten",
+        )
         status = _autoscaling(kube_api, namespace)
 
     assert seen <= {3, 7, 10}, seen  # 3, then at most 4 more per decision, then the cap

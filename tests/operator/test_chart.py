@@ -227,13 +227,13 @@ def test_the_operator_runs_a_pool_with_nothing_but_the_charts_service_account(
                 within=30,
                 message="pool reconciled by the chart's service account",
             )
+            deployments = client.AppsV1Api(kube_api).list_namespaced_deployment(namespace).items
             kubectl("delete", "websocketpool", "chat", "--namespace", namespace, "--wait=false")
             poll_until(lambda: gone(lambda: read_pool(kube_api, namespace, "chat")), within=30)
             log = operator.log()
     finally:
         os.environ["KUBECONFIG"] = previous
 
-    deployments = client.AppsV1Api(kube_api).list_namespaced_deployment(namespace).items
     names = {cast(Any, d.metadata).name for d in deployments}
     assert reconciled
     assert {"chat-server", "chat-gateway"} <= names

@@ -104,4 +104,8 @@ async def sync_pool(context: OperatorContext, pool: Pool) -> None:
         section = await _autoscale(context, pool, stats, now)
         if section is not None:
             extra["autoscaling"] = section
-    await write_status(context, pool, await observe(context, pool, stats, stats_error), extra)
+    # The spec may have changed since the last reconcile, which has yet to apply it: the
+    # status keeps describing the generation that was applied.
+    applied = int(pool.status.get("observedGeneration", pool.generation))
+    observation = await observe(context, pool, stats, stats_error, generation=applied)
+    await write_status(context, pool, observation, extra)

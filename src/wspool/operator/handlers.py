@@ -13,12 +13,14 @@ rather than filled by module-level decorators.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from typing import Any
 
 import kopf
 
-from wspool.core.manifests import API_GROUP, API_VERSION, PLURAL
+from wspool.core.manifests import API_GROUP, API_VERSION, KIND, PLURAL
 from wspool.core.operatorconfig import OperatorSettings
 from wspool.core.poolspec import PoolSpecError
 from wspool.operator.autoscaler import sync_pool
@@ -39,6 +41,17 @@ class _Runtime:
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
         self.kube: Kube | None = None
+        # One step at a time per pool: the sync timer and the change handlers both write the
+        # status, and a sync that read the pool before a reconcile must not overwrite its
+        # observedGeneration with an older one. A lock lives while someone holds or waits.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def lock(self, body: kopf.Body) -> asyncio.Lock:
+        uid = str(body["metadata"]["uid"])
+        lock = self._locks.get(uid)
+        if lock is None:
+            lock = self._locks[uid] = asyncio.Lock()
+        return lock
 
     @property
     def context(self) -> OperatorContext:
@@ -76,6 +89,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             await runtime.kube.close()
 
     async def reconcile_pool(body: kopf.Body, **_: Any) -> None:
+        async with runtime.lock(body):
+            await _reconcile_pool(body)
+
+    async def _reconcile_pool(body: kopf.Body) -> None:
         context = runtime.context
         try:
             pool = Pool.from_body(body, settings.image)
@@ -98,12 +115,19 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
 
     @kopf.timer(*pools, id="sync", interval=settings.sync_interval, registry=registry)
     async def sync(body: kopf.Body, **_: Any) -> None:
-        if "observedGeneration" not in (body.get("status") or {}):
-            return  # the create handler has not finished its first reconcile
-        try:
-            pool = Pool.from_body(body, settings.image)
-        except PoolSpecError:
-            return  # the reconcile handler already reported it
-        await sync_pool(runtime.context, pool)
+        context = runtime.context
+        async with runtime.lock(body):
+            # Kopf's body may predate a reconcile that ran meanwhile: read the pool afresh.
+            metadata = body["metadata"]
+            fresh = await context.kube.get(
+                f"{API_GROUP}/{API_VERSION}", KIND, metadata["namespace"], metadata["name"]
+            )
+            if fresh is None or "observedGeneration" not in (fresh.get("status") or {}):
+                return  # gone, or its first reconcile has not finished
+            try:
+                pool = Pool.from_body(fresh, settings.image)
+            except PoolSpecError:
+                return  # the reconcile handler already reported it
+            await sync_pool(context, pool)
 
     return registry

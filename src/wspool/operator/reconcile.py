@@ -111,19 +111,25 @@ async def read_pool_stats(context: OperatorContext, pool: Pool) -> tuple[PoolSta
 
 
 async def observe(
-    context: OperatorContext, pool: Pool, stats: PoolStats | None, stats_error: str, error: str = ""
+    context: OperatorContext,
+    pool: Pool,
+    stats: PoolStats | None,
+    stats_error: str,
+    *,
+    generation: int | None = None,
 ) -> PoolObservation:
+    """What the cluster and Redis say about the pool, as of the spec ``generation`` applied
+    last (the pool's own generation right after a reconcile)."""
     namespace, name = pool.ref.namespace, pool.ref.name
     servers = await _server_deployment(context, pool)
     gateways = await context.kube.get("apps/v1", "Deployment", namespace, f"{name}-gateway")
     return PoolObservation.of(
-        pool.generation,
+        pool.generation if generation is None else generation,
         deployment_counts(servers),
         deployment_counts(gateways),
         healthy_nodes=stats.healthy if stats else None,
         connections=stats.connections if stats else None,
         stats_error=stats_error,
-        error=error,
     )
 
 
