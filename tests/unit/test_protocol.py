@@ -127,3 +127,32 @@ def test_a_malformed_since_is_a_bad_request_that_says_the_expected_form() -> Non
     assert caught.value.code is ErrorCode.BAD_REQUEST
     assert caught.value.message_id == "9"
     assert "<epoch>:<number>" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("frame", "problem"),
+    [
+        ('{"type":"ping","messageId":"1","payload":NaN}', "frame is not valid JSON"),
+        ('{"type":"ping","messageId":"1","payload":Infinity}', "frame is not valid JSON"),
+    ],
+)
+def test_what_is_not_portable_json_is_refused_rather_than_passed_on(
+    frame: str, problem: str
+) -> None:
+    with pytest.raises(ProtocolError) as refused:
+        parse_client_frame(frame, LIMIT)
+    assert (refused.value.code, refused.value.message) == (ErrorCode.BAD_REQUEST, problem)
+
+
+def test_numbers_beyond_64_bit_integers_travel_as_doubles_as_browsers_read_them() -> None:
+    message = parse_client_frame(
+        '{"type":"data","channel":"c","messageId":"1","payload":123456789012345678901234567890}',
+        LIMIT,
+    )
+    assert message.payload == 1.2345678901234568e29
+
+
+def test_non_ascii_payloads_travel_as_utf8_and_round_trip() -> None:
+    frame = encode_data("chat", {"text": "naïve café 東京 🚀"}, "m1")
+    assert "東京" in frame
+    assert json.loads(frame)["payload"] == {"text": "naïve café 東京 🚀"}

@@ -13,11 +13,12 @@ token still holds). The new token must name the same ``sub``.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any
+
+import orjson
 
 from wspool.core.history import StreamPosition
 
@@ -116,8 +117,10 @@ def parse_client_frame(frame: str | bytes, max_bytes: int) -> ClientMessage:
     if len(frame) > max_bytes or (len(frame) * 4 > max_bytes and len(frame.encode()) > max_bytes):
         raise ProtocolError(ErrorCode.TOO_LARGE, f"frame exceeds {max_bytes} bytes")
     try:
-        raw = json.loads(frame)
-    except ValueError:
+        raw = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        # Strict RFC 8259: NaN and Infinity are refused. Integers beyond 64 bits are read as
+        # doubles, which is how browsers read every JSON number.
         raise ProtocolError(ErrorCode.BAD_REQUEST, "frame is not valid JSON") from None
     if not isinstance(raw, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a JSON object")
@@ -171,9 +174,10 @@ def parse_client_frame(frame: str | bytes, max_bytes: int) -> ClientMessage:
 
 
 def _encode(frame: dict[str, Any]) -> str:
-    # Compact separators make smaller frames. Without indent, JSON text never holds a raw newline
-    # (RFC 8259 escapes it in strings), so nodes pack several frames into one pub/sub message.
-    return json.dumps(frame, separators=(",", ":"))
+    # orjson writes compact JSON several times faster than the json module (a node encodes
+    # every message it sends). JSON text never holds a raw newline (RFC 8259 escapes it in
+    # strings), so nodes pack several frames into one pub/sub message.
+    return orjson.dumps(frame).decode()
 
 
 def encode_connected(connection_id: str, server_id: str, client_id: str) -> str:

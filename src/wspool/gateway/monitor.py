@@ -67,12 +67,19 @@ class HealthMonitor:
 
     async def _watch(self, node: NodeState) -> None:
         wake = self._wake[node.id]
+        loop = asyncio.get_running_loop()
         while self.pool.nodes.get(node.id) is node:
             wake.clear()
             await self.check(node)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(node.tracker.next_delay()):
-                    await wake.wait()
+            checked = loop.time()
+            # Re-read the delay at least every second: a config change (a shorter interval)
+            # applies to the next check, not to the one after the old interval.
+            while (remaining := checked + node.tracker.next_delay() - loop.time()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(remaining, 1.0)):
+                        await wake.wait()
+                if wake.is_set():
+                    break
 
     async def check(self, node: NodeState) -> CheckOutcome:
         """Check one node now, and record what it says."""

@@ -45,11 +45,17 @@ class ClientRefusedError(Exception):
 
 
 class UpstreamError(Exception):
-    """Connecting to a node failed; ``refused`` when nothing listens there."""
+    """Connecting to a node failed.
 
-    def __init__(self, message: str, *, refused: bool = False) -> None:
+    ``conclusive`` when the failure alone shows the node cannot serve: the connection was
+    refused (nothing listens), or the handshake got no answer within the budget (a node that
+    answers in milliseconds when alive is hung or cut off). Other failures count towards
+    the circuit's threshold.
+    """
+
+    def __init__(self, message: str, *, conclusive: bool = False) -> None:
         super().__init__(message)
-        self.refused = refused
+        self.conclusive = conclusive
 
 
 @dataclass
@@ -130,9 +136,11 @@ async def connect_upstream(
         raise UpstreamError(f"handshake with {node.id} failed: {error}") from None
     except aiohttp.ClientConnectorError as error:
         refused = isinstance(error.os_error, ConnectionRefusedError)
-        raise UpstreamError(f"connect to {node.id} failed: {error}", refused=refused) from None
+        raise UpstreamError(f"connect to {node.id} failed: {error}", conclusive=refused) from None
     except TimeoutError:
-        raise UpstreamError(f"{node.id} did not answer within {handshake_seconds}s") from None
+        raise UpstreamError(
+            f"{node.id} did not answer within {handshake_seconds}s", conclusive=True
+        ) from None
     except (aiohttp.ClientError, OSError) as error:
         raise UpstreamError(f"handshake with {node.id} failed: {error}") from None
     return upstream
@@ -234,7 +242,7 @@ async def _open_upstream(
             pool.release(node, connected=False)
             stats.upstream_failures += 1
             log.warning("%s; trying another node", error, extra={"serverId": node.id})
-            if error.refused:
+            if error.conclusive:
                 node.circuit.trip(time.time())
             else:
                 node.circuit.failed(time.time())
