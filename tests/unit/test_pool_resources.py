@@ -53,6 +53,7 @@ def test_a_minimal_spec_gets_the_same_defaults_as_the_crd() -> None:
         ({"redis": {"url": "redis://r", "secretRef": {"name": "s"}}}, "spec.redis"),
         ({"redis": {"url": "http://r"}}, "spec.redis.url"),
         ({"auth": {}}, "spec.auth"),
+        ({"auth": {"insecure": True, "trustedProxies": ["10.0.0.0/33"]}}, "spec.auth.trusted"),
         ({"drainWindow": -1}, "spec.drainWindow"),
         ({"autoscaling": {"targetConnectionsPerNode": 0}}, "spec.autoscaling"),
         ({"gateway": {"serviceType": "Ingress"}}, "spec.gateway.serviceType"),
@@ -125,6 +126,17 @@ def test_the_grace_period_covers_the_prestop_pause_the_drain_window_and_a_margin
     liveness = container["livenessProbe"]
     assert liveness["periodSeconds"] * liveness["failureThreshold"] > 43
     assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": 8081}
+
+
+def test_nodes_count_clients_by_the_address_their_gateways_forward() -> None:
+    def proxies(spec: dict[str, Any]) -> str:
+        server = _by_kind(spec)["Deployment/chat-server"]["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in server["containers"][0]["env"]}
+        return str(env["WSPOOL_TRUSTED_PROXIES"])
+
+    assert proxies(MINIMAL) == "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    custom = _spec(auth={"insecure": True, "trustedProxies": ["100.64.0.0/10"]})
+    assert proxies(custom) == "100.64.0.0/10"
 
 
 def test_secrets_reach_the_pods_by_reference_never_by_value() -> None:

@@ -250,6 +250,8 @@ def render_server_deployment(
         _field("POD_IP", "status.podIP"),
         {"name": "WSPOOL_PORT", "value": str(SERVER_PORT)},
         {"name": "WSPOOL_ADVERTISE_URL", "value": f"ws://$(POD_IP):{SERVER_PORT}/ws"},
+        # Clients are counted by the address the gateways forward, not the gateways' own.
+        {"name": "WSPOOL_TRUSTED_PROXIES", "value": ",".join(spec.auth.trusted_proxies)},
         *_secret_env(
             spec,
             ("WSPOOL_JWT_SECRET", "jwtSecret", spec.auth.insecure),

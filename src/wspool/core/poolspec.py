@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from wspool.core.addresses import parse_networks
 from wspool.core.strategies import StrategyName
 
 __all__ = [
@@ -56,12 +57,19 @@ class RedisSpec:
     key_prefix: str = ""
 
 
+PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+"""Where pod networks live. Trusting them is safe when the pool has a ``ticketSecret``: then
+nodes take connections only from the gateways, whatever else runs in the cluster."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuthSpec:
     """The Secret holding ``jwtSecret``, ``adminToken`` and ``ticketSecret`` (each optional)."""
 
     secret_name: str = ""
     insecure: bool = False
+    trusted_proxies: tuple[str, ...] = PRIVATE_NETWORKS
+    """Whose ``X-Forwarded-For`` the nodes believe: the gateways' pod network."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +231,18 @@ def _auth(spec: _Reader) -> AuthSpec:
     insecure = auth.get("insecure", _boolean, False)
     if not name and not insecure:
         raise PoolSpecError(auth.path, "give secretRef (the pool's keys), or insecure: true")
-    return AuthSpec(name, insecure)
+    proxies = auth.get("trustedProxies", _networks, PRIVATE_NETWORKS)
+    return AuthSpec(name, insecure, proxies)
+
+
+def _networks(path: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise PoolSpecError(path, "must be a list of addresses or CIDR blocks")
+    try:
+        parse_networks(value)
+    except ValueError as error:
+        raise PoolSpecError(path, str(error)) from None
+    return tuple(value)
 
 
 def parse_pool_spec(document: Mapping[str, Any]) -> PoolSpec:
