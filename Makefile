@@ -48,6 +48,8 @@ lock:  ## re-pin every dependency (with hashes) after editing pyproject.toml
 	$(PYTHON) -m pip install --quiet uv
 	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 \
 		--generate-hashes --quiet -o requirements.lock
+	$(PYTHON) -m uv pip compile pyproject.toml --python-version 3.11 \
+		--generate-hashes --quiet -o requirements-runtime.lock  # what the image installs
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -29,6 +29,7 @@ from wspool.core.config import (
     load_settings,
 )
 from wspool.core.logs import configure_logging
+from wspool.core.operatorconfig import OPERATOR_OPTIONS, OperatorSettings
 
 __all__ = ["main"]
 
@@ -72,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
         "gateway", help="the gateway: load balancer, pool manager, health monitor, REST API"
     )
     _add_options(gateway, GATEWAY_OPTIONS, GatewaySettings())
+    operator = commands.add_parser(
+        "operator",
+        help="the Kubernetes operator: reconcile WebSocketPool resources (docs/operator.md)",
+    )
+    _add_options(operator, OPERATOR_OPTIONS, OperatorSettings())
     bench = commands.add_parser(
         "bench",
         help="the load generator: measure nodes on this machine",
@@ -122,6 +128,14 @@ def _run_gateway(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
     return run_gateway(dataclasses.replace(settings, security=security))
 
 
+def _run_operator(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
+    from wspool.operator.main import run_operator
+
+    settings = load_settings(OperatorSettings, OPERATOR_OPTIONS, flags)
+    configure_logging(settings.log_format, settings.log_level)
+    return run_operator(settings)
+
+
 def _run_bench(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
     from wspool.bench.runner import run_bench
 
@@ -135,6 +149,7 @@ _COMMANDS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]] = {
     "dev": _run_dev,
     "server": _run_server,
     "gateway": _run_gateway,
+    "operator": _run_operator,
     "bench": _run_bench,
 }
 

@@ -79,17 +79,22 @@ async def test_a_node_cut_off_from_redis_keeps_its_clients_refuses_publishes_and
         redis_link.heal()
         await eventually(lambda: _is(cut_off_node, "up"), within=10, message="store back")
 
-        async def delivered() -> bool:
-            await publisher.publish("ticks", "after")
-            with contextlib.suppress(TimeoutError):
-                while True:
-                    frame = await subscriber.recv()
-                    if frame.get("payload") == "after":
-                        return True
-            return False
-
-        await eventually(delivered, within=10, message="delivery across nodes resumed")
+        await eventually(
+            lambda: _delivered(publisher, subscriber),
+            within=10,
+            message="delivery across nodes resumed",
+        )
         assert (await subscriber.request(type="ping"))["type"] == "pong"  # never disconnected
+
+
+async def _delivered(publisher: TestClient, subscriber: TestClient) -> bool:
+    """Publish a marker and read until it arrives (True) or the subscriber goes quiet."""
+    await publisher.publish("ticks", "after")
+    with contextlib.suppress(TimeoutError):
+        while True:
+            if (await subscriber.recv()).get("payload") == "after":
+                return True
+    return False
 
 
 async def _is(node: NodeProcess, state: str) -> bool:
@@ -159,12 +164,8 @@ async def test_a_silent_partition_from_redis_is_noticed_and_healed(
         redis_link.heal()
         await eventually(lambda: _is(cut_off_node, "up"), within=15, message="store back")
 
-        async def delivered() -> bool:
-            await publisher.publish("ticks", "after")
-            with contextlib.suppress(TimeoutError):
-                while True:
-                    if (await subscriber.recv()).get("payload") == "after":
-                        return True
-            return False
-
-        await eventually(delivered, within=10, message="delivery across nodes resumed")
+        await eventually(
+            lambda: _delivered(publisher, subscriber),
+            within=10,
+            message="delivery across nodes resumed",
+        )

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import connect
 
-from tests.support.processes import Farm, http_request, running_farm
+from tests.support.processes import Farm, http_request, raw_handshake, running_farm
 
 pytestmark = pytest.mark.redis
 
@@ -121,21 +121,5 @@ def test_arbitrary_frames_through_the_gateway_get_the_nodes_errors(
 def test_arbitrary_handshakes_get_an_answer_never_a_500(
     gateway: Farm, headers: list[tuple[str, str]], upgrade: bool
 ) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", gateway.gateway.port, timeout=5)
-    try:
-        conn.putrequest("GET", "/ws", skip_accept_encoding=True)
-        if upgrade:
-            for name, value in (
-                ("Upgrade", "websocket"),
-                ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                ("Sec-WebSocket-Version", "13"),
-            ):
-                conn.putheader(name, value)
-        for name, value in headers:
-            conn.putheader(name, value)
-        conn.endheaders()
-        status = conn.getresponse().status
-    finally:
-        conn.close()
+    status = raw_handshake(gateway.gateway.port, "/ws", headers, upgrade)
     assert status in {101, 400, 401, 403, 429}

@@ -8,7 +8,6 @@ state behind: no connection records, no address counted.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import InvalidHandshake
 from websockets.sync.client import ClientConnection, connect
 
-from tests.support.processes import NodeProcess, http_get
+from tests.support.processes import NodeProcess, http_get, raw_handshake
 from tests.support.tokens import SECRET, hs256, token_claims
 from tests.support.waiting import poll_until
 
@@ -142,23 +141,7 @@ def test_arbitrary_handshakes_get_an_http_answer(
     node: tuple[NodeProcess, str], headers: list[tuple[str, str]], query: str, upgrade: bool
 ) -> None:
     process, _ = node
-    conn = http.client.HTTPConnection("127.0.0.1", process.port, timeout=5)
-    try:
-        conn.putrequest("GET", f"/ws?{query}", skip_accept_encoding=True)
-        if upgrade:
-            for name, value in (
-                ("Upgrade", "websocket"),
-                ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                ("Sec-WebSocket-Version", "13"),
-            ):
-                conn.putheader(name, value)
-        for name, value in headers:
-            conn.putheader(name, value)
-        conn.endheaders()
-        status = conn.getresponse().status
-    finally:
-        conn.close()
+    status = raw_handshake(process.port, f"/ws?{query}", headers, upgrade)
     assert status in {101, 400, 401, 403, 426, 429}
 
 

@@ -26,6 +26,7 @@ from tests.support.kubernetes_testenv import (
     ExistingCluster,
     MissingBinaryError,
 )
+from tests.support.pools import install_crd
 
 CLUSTER = pytest.StashKey[Cluster]()
 LOG_MARKS = pytest.StashKey[dict[str, int]]()
@@ -122,3 +123,13 @@ def pytest_runtest_makereport(
         for title, text in cluster.log_sections(item.stash.get(LOG_MARKS, {})):
             report.sections.append((title, text))
     return report
+
+
+@pytest.fixture(scope="session")
+def websocketpool_crd(kubernetes_cluster: Cluster) -> None:
+    """The WebSocketPool CRD from crds/, installed once per session (it is cluster-wide)."""
+    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubernetes_cluster.kubeconfig)
+    )
+    with api:
+        install_crd(api)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import signal
 import subprocess
@@ -29,6 +30,7 @@ __all__ = [
     "NodeProcess",
     "http_get",
     "http_request",
+    "raw_handshake",
     "running_farm",
 ]
 
@@ -69,6 +71,27 @@ def http_request(
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def raw_handshake(port: int, path: str, headers: Sequence[tuple[str, str]], upgrade: bool) -> int:
+    """Send a WebSocket opening handshake (or a plain GET) with any headers; the status."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        if upgrade:
+            for name, value in (
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("Sec-WebSocket-Version", "13"),
+            ):
+                conn.putheader(name, value)
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.endheaders()
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, dict[str, Any]]:

@@ -1,0 +1,127 @@
+"""Settings of ``wspool operator``, declared once as an option table (flag, variable, parser).
+
+The operator itself logs in like ``kubectl`` does: in a pod with its service account, else
+from ``$KUBECONFIG`` or ``~/.kube/config``. What it reconciles is bounded by ``--namespace``
+(several, comma-separated; none: every namespace, which needs the chart's ClusterRole).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from wspool.core.options import Option, parse_list
+
+__all__ = ["OPERATOR_OPTIONS", "OperatorSettings"]
+
+# RFC 1123 label: what Kubernetes accepts as a namespace name.
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _namespace(text: str) -> str:
+    if not _NAMESPACE.fullmatch(text):
+        raise ValueError(f"must be namespace names (not {text!r})")
+    return text
+
+
+def _redis_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("redis", "rediss", "unix") or (
+        parts.scheme != "unix" and not parts.hostname
+    ):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return text
+
+
+def _interval(text: str) -> float:
+    value = float(text)
+    if not 0.1 <= value <= 3600:
+        raise ValueError("must be between 0.1 and 3600 seconds")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorSettings:
+    namespaces: tuple[str, ...] = ()
+    redis_url: str | None = None
+    image: str = ""
+    sync_interval: float = 10.0
+    health_port: int = 0
+    log_format: str = "json"
+    log_level: str = "info"
+
+    @property
+    def liveness_endpoint(self) -> str | None:
+        """Kopf's liveness URL (``/healthz``) when a port is given."""
+        return f"http://0.0.0.0:{self.health_port}/healthz" if self.health_port else None
+
+
+OPERATOR_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "namespaces",
+        "--namespace",
+        "WSPOOL_NAMESPACE",
+        parse_list(_namespace),
+        "comma-separated namespaces to reconcile; empty: every namespace",
+    ),
+    Option(
+        "redis_url",
+        "--redis-url",
+        "WSPOOL_OPERATOR_REDIS_URL",
+        _redis_url,
+        "read stats and write pool config here for every pool, instead of each pool's own Redis",
+    ),
+    Option(
+        "image",
+        "--image",
+        "WSPOOL_IMAGE",
+        str,
+        "container image of pools whose spec names none (the chart sets its own)",
+    ),
+    Option(
+        "sync_interval",
+        "--sync-interval",
+        "WSPOOL_SYNC_INTERVAL",
+        _interval,
+        "seconds between status refreshes and autoscaling decisions of each pool",
+    ),
+    Option(
+        "health_port",
+        "--health-port",
+        "WSPOOL_HEALTH_PORT",
+        _port,
+        "port of the liveness endpoint /healthz; 0: none",
+    ),
+    Option(
+        "log_format",
+        "--log-format",
+        "WSPOOL_LOG_FORMAT",
+        _choice("json", "text"),
+        "json (one object per line) or text",
+    ),
+    Option(
+        "log_level",
+        "--log-level",
+        "WSPOOL_LOG_LEVEL",
+        _choice("debug", "info", "warning", "error"),
+        "log level",
+    ),
+)

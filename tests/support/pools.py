@@ -1,0 +1,123 @@
+"""WebSocketPool resources in the tests' cluster: install the CRD, create and read pools."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.support.kubernetes_testenv import MissingBinaryError, find_binary
+from tests.support.waiting import poll_until
+
+__all__ = [
+    "CRD_NAME",
+    "CRD_PATH",
+    "GROUP",
+    "PLURAL",
+    "VERSION",
+    "condition",
+    "create_pool",
+    "gone",
+    "install_crd",
+    "kubectl",
+    "pool_manifest",
+    "read_pool",
+]
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+CRD_PATH = REPOSITORY / "crds" / "websocketpools.realtime.acc.io.yaml"
+CRD_NAME = "websocketpools.realtime.acc.io"
+GROUP = "realtime.acc.io"
+VERSION = "v1alpha1"
+PLURAL = "websocketpools"
+
+
+def kubectl(*args: str) -> str:
+    """Run kubectl (from the testenv folder) against the session's cluster; its stdout."""
+    try:
+        binary = str(find_binary("kubectl"))
+    except MissingBinaryError:
+        binary = shutil.which("kubectl") or "kubectl"
+    result = subprocess.run(
+        [binary, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=os.environ.copy(),
+    )
+    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def load_crd() -> dict[str, Any]:
+    return cast(dict[str, Any], yaml.safe_load(CRD_PATH.read_text(encoding="utf-8")))
+
+
+def install_crd(api: client.ApiClient) -> None:
+    """``kubectl apply -f crds/``, as a user installs it, then wait until it is Established."""
+    kubectl("apply", "-f", str(CRD_PATH.parent))
+    extensions = client.ApiextensionsV1Api(api)
+
+    def established() -> bool:
+        status = extensions.read_custom_resource_definition(CRD_NAME).status
+        conditions = (status.conditions if status is not None else None) or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    poll_until(established, within=30, message="WebSocketPool CRD Established")
+
+
+def pool_manifest(name: str, redis_url: str = "redis://redis:6379", **spec: Any) -> dict[str, Any]:
+    """A valid pool; keyword arguments replace or add top-level spec fields."""
+    body: dict[str, Any] = {
+        "image": "acc/websocket-pool:test",
+        "redis": {"url": redis_url},
+        "auth": {"insecure": True},
+    }
+    body.update(copy.deepcopy(spec))
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WebSocketPool",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def create_pool(api: client.ApiClient, namespace: str, manifest: Mapping[str, Any]) -> Any:
+    return client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, dict(manifest)
+    )
+
+
+def read_pool(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    return cast(
+        dict[str, Any],
+        client.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        ),
+    )
+
+
+def condition(pool: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
+    for entry in (pool.get("status") or {}).get("conditions") or []:
+        if entry.get("type") == kind:
+            return cast(dict[str, Any], entry)
+    return None
+
+
+def gone(read: Callable[[], object]) -> bool:
+    try:
+        read()
+    except ApiException as error:
+        if error.status == 404:
+            return True
+        raise
+    return False

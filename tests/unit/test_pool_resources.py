@@ -1,0 +1,283 @@
+"""A pool's spec, the objects it renders to, and the status it reports: pure functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from wspool.core.manifests import PoolRef, grace_period, render_pool, selector_string
+from wspool.core.poolspec import PoolSpecError, parse_pool_spec
+from wspool.core.poolstatus import (
+    PoolObservation,
+    deployment_counts,
+    render_conditions,
+    render_status,
+)
+from wspool.core.strategies import StrategyName
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+MINIMAL: dict[str, Any] = {"redis": {"url": "redis://redis:6379"}, "auth": {"insecure": True}}
+REF = PoolRef("chat", "prod", "uid-1", default_image="acc/websocket-pool:1.0")
+
+
+def _spec(**fields: Any) -> dict[str, Any]:
+    return {**MINIMAL, **fields}
+
+
+def test_a_minimal_spec_gets_the_same_defaults_as_the_crd() -> None:
+    spec = parse_pool_spec(MINIMAL)
+
+    assert spec.strategy is StrategyName.LEAST_CONNECTIONS
+    assert (spec.replicas, spec.min_replicas, spec.max_replicas) == (3, 1, 10)
+    assert spec.max_connections == 100_000
+    assert (spec.health_check.interval, spec.health_check.timeout) == (5.0, 3.0)
+    assert spec.autoscaling.enabled
+    assert spec.autoscaling.target_connections_per_node == 1000
+    assert spec.gateway.replicas == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"strategy": "random"}, "spec.strategy"),
+        ({"replicas": 11}, "spec.replicas"),
+        ({"replicas": True}, "spec.replicas"),
+        ({"minReplicas": 6, "maxReplicas": 5}, "spec.minReplicas"),
+        ({"maxConnections": 0}, "spec.maxConnections"),
+        ({"healthCheck": {"interval": 0}}, "spec.healthCheck.interval"),
+        ({"healthCheck": {"interval": 1, "timeout": 2}}, "spec.healthCheck.timeout"),
+        ({"redis": {}}, "spec.redis"),
+        ({"redis": {"url": "redis://r", "secretRef": {"name": "s"}}}, "spec.redis"),
+        ({"redis": {"url": "http://r"}}, "spec.redis.url"),
+        ({"auth": {}}, "spec.auth"),
+        ({"auth": {"insecure": True, "trustedProxies": ["10.0.0.0/33"]}}, "spec.auth.trusted"),
+        ({"drainWindow": -1}, "spec.drainWindow"),
+        ({"autoscaling": {"targetConnectionsPerNode": 0}}, "spec.autoscaling"),
+        ({"gateway": {"serviceType": "Ingress"}}, "spec.gateway.serviceType"),
+    ],
+)
+def test_a_spec_the_operator_cannot_use_names_its_field(fields: dict[str, Any], field: str) -> None:
+    with pytest.raises(PoolSpecError) as raised:
+        parse_pool_spec(_spec(**fields))
+
+    assert raised.value.field.startswith(field), raised.value
+
+
+def test_the_declared_pool_config_is_what_the_gateways_read() -> None:
+    spec = parse_pool_spec(_spec(strategy="weighted", healthCheck={"interval": 2, "timeout": 1}))
+
+    assert spec.pool_config() == {
+        "strategy": "weighted",
+        "maxConnections": 100_000,
+        "healthThreshold": 3,
+        "healthCheck": {"interval": 2.0, "timeout": 1.0},
+    }
+
+
+def _by_kind(spec: dict[str, Any], replicas: int = 3) -> dict[str, dict[str, Any]]:
+    objects = render_pool(parse_pool_spec(spec), REF, replicas)
+    return {f"{o['kind']}/{o['metadata']['name']}": o for o in objects}
+
+
+def test_a_pool_renders_six_objects_all_owned_by_it_as_their_controller() -> None:
+    objects = _by_kind(MINIMAL)
+
+    assert sorted(objects) == [
+        "ConfigMap/chat-config",
+        "Deployment/chat-gateway",
+        "Deployment/chat-server",
+        "PodDisruptionBudget/chat-server",
+        "Service/chat-gateway",
+        "Service/chat-server",
+    ]
+    for obj in objects.values():
+        assert obj["metadata"]["namespace"] == "prod"
+        assert obj["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "realtime.acc.io/v1alpha1",
+                "kind": "WebSocketPool",
+                "name": "chat",
+                "uid": "uid-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+
+
+def test_rendering_is_deterministic() -> None:
+    assert render_pool(parse_pool_spec(MINIMAL), REF, 3) == render_pool(
+        parse_pool_spec(MINIMAL), REF, 3
+    )
+
+
+def test_the_grace_period_covers_the_prestop_pause_the_drain_window_and_a_margin() -> None:
+    spec = parse_pool_spec(_spec(drainWindow=30.5))
+    server = _by_kind(_spec(drainWindow=30.5))["Deployment/chat-server"]
+    pod = server["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+
+    assert grace_period(spec) == 2 + 31 + 10
+    assert pod["terminationGracePeriodSeconds"] == 43
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 2}}}
+    # /health says 503 while draining: liveness must not give up before the grace period
+    liveness = container["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] > 43
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": 8081}
+
+
+def test_nodes_count_clients_by_the_address_their_gateways_forward() -> None:
+    def proxies(spec: dict[str, Any]) -> str:
+        server = _by_kind(spec)["Deployment/chat-server"]["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in server["containers"][0]["env"]}
+        return str(env["WSPOOL_TRUSTED_PROXIES"])
+
+    assert proxies(MINIMAL) == "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    custom = _spec(auth={"insecure": True, "trustedProxies": ["100.64.0.0/10"]})
+    assert proxies(custom) == "100.64.0.0/10"
+
+
+def test_secrets_reach_the_pods_by_reference_never_by_value() -> None:
+    spec = _spec(
+        redis={"secretRef": {"name": "redis-conn"}},
+        auth={"secretRef": {"name": "pool-keys"}},
+    )
+    objects = _by_kind(spec)
+    server_env = objects["Deployment/chat-server"]["spec"]["template"]["spec"]["containers"][0]
+    gateway_env = objects["Deployment/chat-gateway"]["spec"]["template"]["spec"]["containers"][0]
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in server_env["env"]
+        if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
+    }
+
+    assert refs == {
+        "REDIS_URL": {"name": "redis-conn", "key": "url"},
+        "WSPOOL_JWT_SECRET": {"name": "pool-keys", "key": "jwtSecret"},
+        "WSPOOL_TICKET_SECRET": {"name": "pool-keys", "key": "ticketSecret", "optional": True},
+    }
+    assert "WSPOOL_ADMIN_TOKEN" in {e["name"] for e in gateway_env["env"]}
+    assert "REDIS_URL" not in objects["ConfigMap/chat-config"]["data"]
+    assert "WSPOOL_INSECURE" not in objects["ConfigMap/chat-config"]["data"]
+
+
+def test_a_config_change_changes_the_pod_templates_checksum() -> None:
+    before = _by_kind(MINIMAL)["Deployment/chat-server"]["spec"]["template"]
+    after = _by_kind(_spec(strategy="round-robin"))["Deployment/chat-server"]["spec"]["template"]
+    same = _by_kind(_spec(replicas=5))["Deployment/chat-server"]["spec"]["template"]
+
+    key = "realtime.acc.io/config-checksum"
+    assert before["metadata"]["annotations"][key] != after["metadata"]["annotations"][key]
+    assert before == same
+
+
+def test_the_scale_selector_names_the_server_pods_only() -> None:
+    assert selector_string("chat") == (
+        "app.kubernetes.io/component=server,app.kubernetes.io/instance=chat,"
+        "app.kubernetes.io/name=websocket-pool"
+    )
+
+
+def _seen(**fields: Any) -> PoolObservation:
+    values: dict[str, Any] = {
+        "generation": 4,
+        "desired": 3,
+        "replicas": 3,
+        "ready": 3,
+        "updated": 3,
+        "rolled_out": True,
+        "gateways_desired": 2,
+        "gateways_ready": 2,
+        "healthy_nodes": 3,
+        "connections": 42,
+    }
+    values.update(fields)
+    return PoolObservation(**values)
+
+
+def _reasons(seen: PoolObservation) -> list[tuple[str, str, str]]:
+    return [(c["type"], c["status"], c["reason"]) for c in render_conditions(seen, [], 0.0)]
+
+
+def test_a_pool_with_every_node_and_gateway_ready_is_ready_stable_and_not_degraded() -> None:
+    assert _reasons(_seen()) == [
+        ("Ready", "True", "Serving"),
+        ("Progressing", "False", "Stable"),
+        ("Degraded", "False", "AsExpected"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            {"ready": 0},
+            [("Ready", "False", "NoReadyServers"), ("Progressing", "True", "WaitingForServers")],
+        ),
+        (
+            {"gateways_ready": 0},
+            [("Ready", "False", "NoReadyGateway"), ("Progressing", "True", "WaitingForGateways")],
+        ),
+        ({"rolled_out": False}, [("Progressing", "True", "RollingOut")]),
+        ({"replicas": 4}, [("Progressing", "True", "ScalingDown")]),
+        ({"stats_error": "refused"}, [("Degraded", "True", "StatsUnavailable")]),
+        ({"healthy_nodes": 0}, [("Degraded", "True", "NoHealthyNodes")]),
+        (
+            {"error": "forbidden"},
+            [("Ready", "False", "ReconcileFailed"), ("Degraded", "True", "ReconcileFailed")],
+        ),
+    ],
+)
+def test_conditions_say_what_is_wrong(
+    fields: dict[str, Any], expected: list[tuple[str, str, str]]
+) -> None:
+    reasons = _reasons(_seen(**fields))
+
+    for entry in expected:
+        assert entry in reasons
+
+
+def test_a_conditions_transition_time_moves_only_when_its_status_flips() -> None:
+    first = render_conditions(_seen(ready=0), [], 1_000.0)
+    same = render_conditions(_seen(ready=0, desired=4), first, 2_000.0)
+    flipped = render_conditions(_seen(), same, 3_000.0)
+
+    times = [{c["type"]: c["lastTransitionTime"] for c in s} for s in (first, same, flipped)]
+    assert times[0]["Ready"] == times[1]["Ready"] == "1970-01-01T00:16:40Z"
+    assert times[2]["Ready"] == "1970-01-01T00:50:00Z"
+    assert times[2]["Degraded"] == times[0]["Degraded"]
+    assert all(c["observedGeneration"] == 4 for c in flipped)
+
+
+def test_the_status_carries_counts_for_kubectl_and_the_scale_subresource() -> None:
+    status = render_status(_seen(ready=2), {}, 0.0, "app=x")
+
+    assert status["servers"] == "2/3"
+    assert status["gateways"] == "2/2"
+    assert (status["replicas"], status["readyReplicas"], status["desiredReplicas"]) == (3, 2, 3)
+    assert (status["healthyNodes"], status["connections"]) == (3, 42)
+    assert status["selector"] == "app=x"
+    assert "connections" not in render_status(_seen(connections=None), {}, 0.0, "app=x")
+
+
+def test_deployment_counts_read_a_deployment_and_default_to_nothing() -> None:
+    deployment = {
+        "metadata": {"generation": 3},
+        "spec": {"replicas": 4},
+        "status": {"observedGeneration": 2, "replicas": 4, "readyReplicas": 1},
+    }
+
+    counts = deployment_counts(deployment)
+
+    assert (counts.desired, counts.replicas, counts.ready, counts.updated) == (4, 4, 1, 0)
+    assert not counts.rolled_out
+    assert deployment_counts(None).desired == 0
+
+
+def test_the_chart_carries_the_same_crd_as_crds() -> None:
+    crd = REPOSITORY / "crds" / "websocketpools.realtime.acc.io.yaml"
+    chart_copy = REPOSITORY / "charts" / "websocket-pool" / "crds" / crd.name
+
+    assert yaml.safe_load(chart_copy.read_text()) == yaml.safe_load(crd.read_text())
