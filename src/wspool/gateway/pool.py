@@ -50,6 +50,8 @@ class NodeState:
     draining: bool = False
     local: deque[tuple[float, int]] = field(default_factory=deque)
     """This replica's +1/-1 connection events since the node's last reported count."""
+    local_sum: int = 0
+    """The sum of ``local``, kept as events come and go (read on every choice)."""
     pending: int = 0
     """Handshakes this replica has in flight to the node (not yet in any report)."""
     samples: deque[NodeSample] = field(default_factory=lambda: deque(maxlen=2))
@@ -66,14 +68,18 @@ class NodeState:
     @property
     def connections(self) -> int:
         """The node's last reported count plus what this replica did since."""
-        local = sum(delta for _, delta in self.local)
-        return max(0, self.info.active_connections + local) + self.pending
+        return max(0, self.info.active_connections + self.local_sum) + self.pending
+
+    def count(self, delta: int) -> None:
+        """This replica opened (+1) or closed (-1) a connection to the node just now."""
+        self.local.append((time.time(), delta))
+        self.local_sum += delta
 
     def report(self, connections: int, at: float) -> None:
         """The node said it had ``connections`` at ``at``: forget local events before that."""
         self.info = _with_connections(self.info, connections)
         while self.local and self.local[0][0] <= at:
-            self.local.popleft()
+            self.local_sum -= self.local.popleft()[1]
 
 
 def _with_connections(info: NodeInfo, connections: int) -> NodeInfo:
@@ -231,11 +237,11 @@ class PoolManager:
             self.opened(node)
 
     def opened(self, node: NodeState) -> None:
-        node.local.append((time.time(), 1))
+        node.count(+1)
 
     def closed(self, node: NodeState) -> None:
         if self.nodes.get(node.id) is node:
-            node.local.append((time.time(), -1))
+            node.count(-1)
 
     # what the health monitor and the relay learn ----------------------------------------
 
