@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck layers pytest install lock redis-server testenv bench clean
+.PHONY: run test lint typecheck layers pytest install lock redis-server testenv peers bench clean
 
 run: $(STAMP)  ## the whole data plane in one process (gateway + 3 nodes, in-memory engine)
 	$(BIN)/wspool dev
@@ -41,7 +41,14 @@ redis-server:  ## tests start their own Redis from this binary, on free ports
 testenv:  ## build the missing Kubernetes test binaries (docs/testenv.md); prints their folder
 	@tools/testenv.sh
 
-bench: $(STAMP) redis-server  ## the standard benchmark set (docs/benchmarks.md); results in bench-results/
+PEER_NODE := src/wspool/bench/peers/node
+
+peers: $(PEER_NODE)/node_modules/.package-lock.json  ## the Node.js benchmark peer's npm dependencies
+
+$(PEER_NODE)/node_modules/.package-lock.json: $(PEER_NODE)/package-lock.json
+	npm ci --prefix $(PEER_NODE) --no-audit --no-fund --loglevel=error
+
+bench: $(STAMP) redis-server peers  ## the standard benchmark set (docs/benchmarks.md); results in bench-results/
 	scripts/bench.sh $(BENCH_ARGS)
 
 lock:  ## re-pin every dependency (with hashes) after editing pyproject.toml

@@ -36,17 +36,21 @@ failover=("$wspool" bench --spawn-servers 3 --spawn-gateway failover --duration 
 "${failover[@]}" --json "$out/failover.json" "$@"
 "${failover[@]}" --at-most-once --json "$out/failover-at-most-once.json" "$@"
 
-# 4. Side by side with python-socketio and its Redis manager: the same scenarios, ours then
-#    the peer's, one server each on its own redis-server.
-for who in wspool socketio; do
+# 4. Side by side with the peers users would otherwise pick, each with its Redis fan-out:
+#    python-socketio with its Redis manager, and Socket.IO on Node.js with its Redis adapter.
+#    The same scenarios, ours then each peer's, one server each on its own redis-server.
+for who in wspool socketio socketio-node; do
     side=("$wspool" bench --spawn-servers 1)
-    [ "$who" = socketio ] && side+=(--peer socketio)
+    [ "$who" != wspool ] && side+=(--peer "$who")
     "${side[@]}" connect --connections 10000 --concurrency 8 --duration 3 \
         --json "$out/side-connect-$who.json" "$@"
     "${side[@]}" fanout --subscribers 1000 --duration 10 --json "$out/side-fanout-$who.json" "$@"
     "${side[@]}" latency --rate 1000,2000 --duration 8 --json "$out/side-latency-$who.json" "$@"
 done
-for scenario in connect fanout latency; do
-    .venv/bin/python -m wspool.bench.compare "$out/side-$scenario-wspool.json" \
-        "$out/side-$scenario-socketio.json"
+for peer in socketio socketio-node; do
+    for scenario in connect fanout latency; do
+        echo "== $scenario: $peer ÷ wspool"
+        .venv/bin/python -m wspool.bench.compare "$out/side-$scenario-wspool.json" \
+            "$out/side-$scenario-$peer.json"
+    done
 done | tee "$out/side-by-side.txt"

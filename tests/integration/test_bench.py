@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.processes import NodeProcess
+from wspool.bench.peers import install_node_peer
 from wspool.cli import main
 
 
@@ -197,15 +198,24 @@ def test_failover_kills_a_node_and_every_subscriber_comes_back_through_the_gatew
     assert "failover: killed" in finished.stdout
 
 
-def test_the_socketio_peer_runs_the_same_scenarios_and_reports_the_same_figures(
-    tmp_path: Path,
+@pytest.fixture(scope="session")
+def node_peer_installed() -> None:
+    """The Node.js peer's npm dependencies (``npm ci`` from its lock file when missing)."""
+    install_node_peer()
+
+
+@pytest.mark.parametrize("peer", ["socketio", "socketio-node"])
+def test_a_socketio_peer_runs_the_same_scenarios_and_reports_the_same_figures(
+    peer: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    if peer == "socketio-node":
+        request.getfixturevalue("node_peer_installed")
     out = tmp_path / "peer.json"
     finished = subprocess.run(
         [
             sys.executable,
             *("-m", "wspool", "bench", "connect", "latency", "fanout", "--spawn-servers", "1"),
-            *("--peer", "socketio", "--workers", "1", "--duration", "0.5"),
+            *("--peer", peer, "--workers", "1", "--duration", "0.5"),
             *("--connections", "30", "--subscribers", "10", "--json", str(out)),
         ],
         capture_output=True,
@@ -223,7 +233,27 @@ def test_the_socketio_peer_runs_the_same_scenarios_and_reports_the_same_figures(
         messages = runs[scenario]["messages"]
         assert messages["missing"] == 0 < messages["sent"], scenario
     fanout = runs["fanout"]
-    (peer,) = fanout["nodes"]
+    (server,) = fanout["nodes"]
     # 10 subscribers and the publisher hearing its own: 11 deliveries a message.
-    assert peer["deliveries"] == fanout["messages"]["sent"] * 11
-    assert peer["cpu_us_per_delivery"] > 0
+    assert server["deliveries"] == fanout["messages"]["sent"] * 11
+    assert server["cpu_us_per_delivery"] > 0
+
+
+def test_the_node_peer_without_node_on_the_path_is_one_clear_line(tmp_path: Path) -> None:
+    finished = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "wspool", "bench", "connect", "--spawn-servers", "1"),
+            *("--peer", "socketio-node", "--json", str(tmp_path / "peer.json")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"PATH": str(tmp_path)},  # no node, no npm
+    )
+    assert finished.returncode == 2
+    assert finished.stderr == (
+        "wspool bench: invalid --peer: socketio-node needs Node.js 18+: node and npm not on PATH\n"
+    )
+    assert not (tmp_path / "peer.json").exists()

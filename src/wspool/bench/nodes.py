@@ -4,7 +4,8 @@
 redis-server on a free port unless ``--redis-url`` names one), waits until each reports a
 reachable store on ``/health``, and stops them all when the run ends. ``--spawn-gateway``
 adds one ``wspool gateway`` in front of them, ready once it sees every node healthy.
-``--peer`` starts N peer servers instead of nodes (:mod:`wspool.bench.peers`).
+``--peer`` starts N peer servers instead of nodes (:mod:`wspool.bench.peers`: python-socketio,
+or Socket.IO on Node.js).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from wspool.bench.measures import NodeReading
+from wspool.bench.peers import peer_command
 
 __all__ = ["Farm", "Spawned", "read_nodes", "spawned_farm"]
 
@@ -139,12 +141,11 @@ async def _start_redis(folder: Path) -> tuple[asyncio.subprocess.Process, str]:
             await asyncio.sleep(0.05)
 
 
-async def _spawn(folder: Path, name: str, *args: str) -> tuple[asyncio.subprocess.Process, int]:
+async def _spawn(folder: Path, name: str, *command: str) -> tuple[asyncio.subprocess.Process, int]:
     port = _free_port()
     with (folder / f"{name}.log").open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *args,
+            *command,
             *("--host", "127.0.0.1", "--port", str(port)),
             stdout=log,
             stderr=log,
@@ -172,11 +173,11 @@ async def spawned_farm(
             name = f"{peer or 'bench'}-{index + 1}"
             args: tuple[str, ...]
             if peer:
-                module = f"wspool.bench.peers.{peer}_server"
-                args = ("-m", module, "--redis-url", redis_url)
+                args = tuple(peer_command(peer, redis_url))
                 path = "/socket.io/"
             else:
-                args = ("-m", "wspool", "server", "--id", name, "--redis-url", redis_url)
+                args = (sys.executable, "-m", "wspool", "server", "--id", name)
+                args += ("--redis-url", redis_url)
                 args += ("--drain-window", "0.5", "--log-level", "warning", *_OPEN)
                 path = "/ws"
             process, port = await _spawn(folder, name, *args)
@@ -188,7 +189,8 @@ async def spawned_farm(
             process, port = await _spawn(
                 folder,
                 "gateway",
-                *("-m", "wspool", "gateway", "--id", "bench-gateway", "--redis-url", redis_url),
+                *(sys.executable, "-m", "wspool", "gateway", "--id", "bench-gateway"),
+                *("--redis-url", redis_url),
                 *("--log-level", "warning", "--insecure"),
             )
             processes.append(process)

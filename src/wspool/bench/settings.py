@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from wspool.bench.peers import PEERS
 from wspool.core.options import ConfigError, Option, parse_boolean
 
 __all__ = [
@@ -25,7 +26,6 @@ __all__ = [
 
 SCENARIOS = ("connect", "throughput", "latency", "fanout", "failover")
 ROUTES = ("gateway", "direct")
-PEERS = ("socketio",)
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
@@ -263,7 +263,8 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_BENCH_PEER",
         _peer,
         "with --spawn-servers: start that many peer servers instead of nodes, for a side by "
-        "side (socketio: python-socketio with its Redis manager; needs the `bench` extra)",
+        "side (socketio: python-socketio with its Redis manager, needs the `bench` extra; "
+        "socketio-node: Socket.IO on Node.js with its Redis adapter, needs node and npm)",
     ),
     Option(
         "redis_url",
