@@ -81,6 +81,12 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         # goes; delete pools while the operator runs (docs/operator.md).
         settings.persistence.finalizer = f"{API_GROUP}/operator"
         settings.posting.level = logging.WARNING  # events for failures, not for every success
+        # A pool being deleted waits for its sync timer to stop. Kopf re-checks a timer that
+        # was mid-sync only every `cancellation_polling` seconds (60 by default), so the
+        # finalizer, and the deletion, would hang for a minute: wait a moment for the sync
+        # to finish instead, and poll within a second otherwise.
+        settings.background.instant_exit_timeout = 0.5
+        settings.background.cancellation_polling = 1.0
         runtime.kube = await connect()
 
     @kopf.on.cleanup(registry=registry)
