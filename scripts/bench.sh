@@ -16,7 +16,9 @@ node=("$wspool" bench --spawn-servers 1)
     --json "$out/connect.json" "$@"
 "${node[@]}" throughput --duration 10 --json "$out/throughput.json" "$@"
 "${node[@]}" fanout --subscribers 1000 --duration 10 --json "$out/fanout.json" "$@"
-"${node[@]}" latency --rate 1000,2000,5000,10000,15000,20000 --duration 8 \
+# One publisher per generator process: several rate-paced publishers in one process delay
+# each other (docs/benchmarks.md, Latency).
+"${node[@]}" latency --rate 1000,2000,5000,10000,15000,20000 --duration 8 --workers 4 \
     --json "$out/latency.json" --chart "$out/latency.png" "$@"
 
 # 2. The gateway: 2 nodes behind one `wspool gateway`, each scenario through the gateway and
