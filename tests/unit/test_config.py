@@ -159,3 +159,11 @@ def test_a_short_ticket_secret_is_refused_without_echoing_it() -> None:
         load_settings(ServerSettings, SERVER_OPTIONS, {"ticket_secret": "hunter2"}, {})
     assert str(caught.value) == "invalid --ticket-secret: must be at least 32 characters"
     assert "hunter2" not in repr(ServerSettings(ticket_secret="hunter2" * 5))
+
+
+def test_redis_may_be_reached_over_a_unix_socket_and_other_schemes_are_refused() -> None:
+    socket_url = "unix:///var/run/redis/redis.sock"
+    settings = load_settings(ServerSettings, SERVER_OPTIONS, {"redis_url": socket_url}, {})
+    assert settings.redis_url == socket_url
+    with pytest.raises(ConfigError, match="--redis-url"):
+        load_settings(ServerSettings, SERVER_OPTIONS, {"redis_url": "http://redis:6379"}, {})

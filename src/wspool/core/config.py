@@ -12,13 +12,24 @@ import dataclasses
 import os
 import platform
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from wspool.core.history import HistoryPolicy
-from wspool.core.options import ConfigError, Option
+from wspool.core.options import (
+    ConfigError,
+    Option,
+    parse_choice,
+    parse_non_negative_float,
+    parse_non_negative_int,
+    parse_port,
+    parse_positive_float,
+    parse_positive_int,
+    parse_redis_url,
+    parse_text,
+    parse_url,
+)
 from wspool.core.security import (
     ADMIN_OPTIONS,
     AUTH_OPTIONS,
@@ -41,66 +52,6 @@ __all__ = [
     "ServerSettings",
     "load_settings",
 ]
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError("must be a positive integer")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must be an integer >= 0")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError("must be between 0 and 65535")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or value == float("inf"):
-        raise ValueError("must be a finite number >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise ValueError("must be greater than 0")
-    return value
-
-
-def _url(*schemes: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        parts = urlsplit(text)
-        if parts.scheme not in schemes or not parts.hostname:
-            raise ValueError(f"must be a {' or '.join(s + '://' for s in schemes)}host URL")
-        return text
-
-    return parse
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return text
-
-    return parse
-
-
-def _text(text: str) -> str:
-    if not text:
-        raise ValueError("must not be empty")
-    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +106,7 @@ _COMMON_OPTIONS: tuple[Option, ...] = (
         "redis_url",
         "--redis-url",
         "REDIS_URL",
-        _url("redis", "rediss", "unix"),
+        parse_redis_url,
         "Redis URL; without it, the in-memory engine (one process only)",
     ),
     Option(
@@ -169,14 +120,14 @@ _COMMON_OPTIONS: tuple[Option, ...] = (
         "log_format",
         "--log-format",
         "WSPOOL_LOG_FORMAT",
-        _choice("json", "text"),
+        parse_choice("json", "text"),
         "json (one object per line) or text",
     ),
     Option(
         "log_level",
         "--log-level",
         "WSPOOL_LOG_LEVEL",
-        _choice("debug", "info", "warning", "error"),
+        parse_choice("debug", "info", "warning", "error"),
         "log level",
     ),
 )
@@ -203,104 +154,106 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "max_message_bytes",
         "--max-message-bytes",
         "WSPOOL_MAX_MESSAGE_BYTES",
-        _positive_int,
+        parse_positive_int,
         "frames above this get a TOO_LARGE error; the connection lives",
     ),
     Option(
         "max_frame_bytes",
         "--max-frame-bytes",
         "WSPOOL_MAX_FRAME_BYTES",
-        _positive_int,
+        parse_positive_int,
         "frames above this close the connection with 1009",
     ),
     Option(
         "send_buffer_limit",
         "--send-buffer-limit",
         "WSPOOL_SEND_BUFFER_LIMIT",
-        _positive_int,
+        parse_positive_int,
         "bytes queued to a client before it is closed as a slow consumer (1008)",
     ),
     Option(
         "ping_interval",
         "--ping-interval",
         "WSPOOL_PING_INTERVAL",
-        _positive_float,
+        parse_positive_float,
         "seconds between keepalive pings",
     ),
     Option(
         "ping_timeout",
         "--ping-timeout",
         "WSPOOL_PING_TIMEOUT",
-        _positive_float,
+        parse_positive_float,
         "seconds to wait for a pong before dropping the peer",
     ),
     Option(
         "drain_window",
         "--drain-window",
         "WSPOOL_DRAIN_WINDOW",
-        _non_negative_float,
+        parse_non_negative_float,
         "seconds over which a draining node spreads its 1012 closes",
     ),
     Option(
         "heartbeat_interval",
         "--heartbeat-interval",
         "WSPOOL_HEARTBEAT_INTERVAL",
-        _positive_float,
+        parse_positive_float,
         "seconds between registry heartbeats",
     ),
     Option(
         "node_ttl",
         "--node-ttl",
         "WSPOOL_NODE_TTL",
-        _positive_float,
+        parse_positive_float,
         "seconds after the last heartbeat when a node counts as dead and is swept",
     ),
     Option(
         "activity_flush_interval",
         "--activity-flush-interval",
         "WSPOOL_ACTIVITY_FLUSH_INTERVAL",
-        _positive_float,
+        parse_positive_float,
         "seconds between writes of lastActivity (coalesced)",
     ),
     Option(
         "history_size",
         "--history-size",
         "WSPOOL_HISTORY_SIZE",
-        _non_negative_int,
+        parse_non_negative_int,
         "messages of history kept per channel for recovery (0: none); same on every node",
     ),
     Option(
         "history_ttl",
         "--history-ttl",
         "WSPOOL_HISTORY_TTL",
-        _positive_float,
+        parse_positive_float,
         "seconds a message stays in its channel's history; same on every node",
     ),
     Option(
         "session_ttl",
         "--session-ttl",
         "WSPOOL_SESSION_TTL",
-        _positive_float,
+        parse_positive_float,
         "seconds after which a session record nobody refreshes expires from Redis",
     ),
 )
 
 SERVER_OPTIONS: tuple[Option, ...] = (
-    Option("host", "--host", "WSPOOL_HOST", _text, "address to listen on"),
-    Option("port", "--port", "WSPOOL_PORT", _port, "port to listen on"),
-    Option("id", "--id", "WSPOOL_SERVER_ID", _text, "node id (default: hostname and a suffix)"),
+    Option("host", "--host", "WSPOOL_HOST", parse_text, "address to listen on"),
+    Option("port", "--port", "WSPOOL_PORT", parse_port, "port to listen on"),
+    Option(
+        "id", "--id", "WSPOOL_SERVER_ID", parse_text, "node id (default: hostname and a suffix)"
+    ),
     Option(
         "advertise_url",
         "--advertise-url",
         "WSPOOL_ADVERTISE_URL",
-        _url("ws", "wss"),
+        parse_url("ws", "wss"),
         "URL at which clients and the gateway reach this node",
     ),
     Option(
         "weight",
         "--weight",
         "WSPOOL_WEIGHT",
-        _positive_int,
+        parse_positive_int,
         "the node's weight for the weighted strategies",
     ),
     _TICKET_SECRET,
@@ -357,15 +310,15 @@ class DevSettings:
 
 
 DEV_OPTIONS: tuple[Option, ...] = (
-    Option("host", "--host", "WSPOOL_HOST", _text, "address to listen on"),
+    Option("host", "--host", "WSPOOL_HOST", parse_text, "address to listen on"),
     Option(
         "port",
         "--port",
         "WSPOOL_PORT",
-        _port,
+        parse_port,
         "the gateway's port; server nodes take the ports after it",
     ),
-    Option("servers", "--servers", "WSPOOL_SERVERS", _positive_int, "number of server nodes"),
+    Option("servers", "--servers", "WSPOOL_SERVERS", parse_positive_int, "number of server nodes"),
     *_NODE_OPTIONS,
     *LIMIT_OPTIONS,
     *_COMMON_OPTIONS,
@@ -377,7 +330,7 @@ def _url_list(text: str) -> tuple[str, ...]:
     if not urls:
         raise ValueError("must list at least one ws:// URL")
     for url in urls:
-        _url("ws", "wss")(url)
+        parse_url("ws", "wss")(url)
     return urls
 
 
@@ -414,9 +367,11 @@ class GatewaySettings:
 
 
 GATEWAY_OPTIONS: tuple[Option, ...] = (
-    Option("host", "--host", "WSPOOL_HOST", _text, "address to listen on"),
-    Option("port", "--port", "WSPOOL_PORT", _port, "port to listen on"),
-    Option("id", "--id", "WSPOOL_GATEWAY_ID", _text, "replica id (default: hostname and a suffix)"),
+    Option("host", "--host", "WSPOOL_HOST", parse_text, "address to listen on"),
+    Option("port", "--port", "WSPOOL_PORT", parse_port, "port to listen on"),
+    Option(
+        "id", "--id", "WSPOOL_GATEWAY_ID", parse_text, "replica id (default: hostname and a suffix)"
+    ),
     Option(
         "servers",
         "--servers",
@@ -428,35 +383,35 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         "strategy",
         "--strategy",
         "WSPOOL_STRATEGY",
-        _choice("round-robin", "least-connections", "weighted"),
+        parse_choice("round-robin", "least-connections", "weighted"),
         "initial strategy, used until the pool config in Redis says otherwise",
     ),
     Option(
         "max_connections",
         "--max-connections",
         "WSPOOL_MAX_CONNECTIONS",
-        _positive_int,
+        parse_positive_int,
         "initial pool-wide connection limit, until the pool config says otherwise",
     ),
     Option(
         "connect_timeout",
         "--connect-timeout",
         "WSPOOL_CONNECT_TIMEOUT",
-        _positive_float,
+        parse_positive_float,
         "seconds an upstream connect and handshake may take before trying another node",
     ),
     Option(
         "connect_attempts",
         "--connect-attempts",
         "WSPOOL_CONNECT_ATTEMPTS",
-        _positive_int,
+        parse_positive_int,
         "nodes tried for one client handshake before giving up with 1013",
     ),
     Option(
         "refresh_interval",
         "--refresh-interval",
         "WSPOOL_REFRESH_INTERVAL",
-        _positive_float,
+        parse_positive_float,
         "seconds between reads of the node registry and the shared pool config",
     ),
     _TICKET_SECRET,

@@ -8,11 +8,9 @@ from ``$KUBECONFIG`` or ``~/.kube/config``. What it reconciles is bounded by ``-
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from wspool.core.options import Option, parse_list
+from wspool.core.options import Option, parse_choice, parse_list, parse_port, parse_redis_url
 
 __all__ = ["OPERATOR_OPTIONS", "OperatorSettings"]
 
@@ -26,36 +24,11 @@ def _namespace(text: str) -> str:
     return text
 
 
-def _redis_url(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.scheme not in ("redis", "rediss", "unix") or (
-        parts.scheme != "unix" and not parts.hostname
-    ):
-        raise ValueError("must be a redis://, rediss:// or unix:// URL")
-    return text
-
-
 def _interval(text: str) -> float:
     value = float(text)
     if not 0.1 <= value <= 3600:
         raise ValueError("must be between 0.1 and 3600 seconds")
     return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError("must be between 0 and 65535")
-    return value
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return text
-
-    return parse
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +59,7 @@ OPERATOR_OPTIONS: tuple[Option, ...] = (
         "redis_url",
         "--redis-url",
         "WSPOOL_OPERATOR_REDIS_URL",
-        _redis_url,
+        parse_redis_url,
         "read stats and write pool config here for every pool, instead of each pool's own Redis",
     ),
     Option(
@@ -107,21 +80,21 @@ OPERATOR_OPTIONS: tuple[Option, ...] = (
         "health_port",
         "--health-port",
         "WSPOOL_HEALTH_PORT",
-        _port,
+        parse_port,
         "port of the liveness endpoint /healthz; 0: none",
     ),
     Option(
         "log_format",
         "--log-format",
         "WSPOOL_LOG_FORMAT",
-        _choice("json", "text"),
+        parse_choice("json", "text"),
         "json (one object per line) or text",
     ),
     Option(
         "log_level",
         "--log-level",
         "WSPOOL_LOG_LEVEL",
-        _choice("debug", "info", "warning", "error"),
+        parse_choice("debug", "info", "warning", "error"),
         "log level",
     ),
 )

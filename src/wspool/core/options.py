@@ -7,15 +7,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "ConfigError",
     "Option",
     "Secret",
     "parse_boolean",
+    "parse_choice",
     "parse_list",
+    "parse_non_negative_float",
     "parse_non_negative_int",
+    "parse_port",
+    "parse_positive_float",
+    "parse_positive_int",
+    "parse_redis_url",
     "parse_secret",
+    "parse_text",
+    "parse_url",
 ]
 
 
@@ -89,3 +98,62 @@ def parse_list(item: Callable[[str], str]) -> Callable[[str], tuple[str, ...]]:
         return tuple(item(part.strip()) for part in text.split(",") if part.strip())
 
     return parse
+
+
+def parse_text(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+def parse_positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def parse_port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return value
+
+
+def parse_non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
+def parse_positive_float(text: str) -> float:
+    value = parse_non_negative_float(text)
+    if value == 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def parse_url(*schemes: str) -> Callable[[str], str]:
+    """A URL of one of ``schemes`` with a host (``unix://`` names a socket path instead)."""
+
+    def parse(text: str) -> str:
+        parts = urlsplit(text)
+        has_place = parts.path if parts.scheme == "unix" else parts.hostname
+        if parts.scheme not in schemes or not has_place:
+            raise ValueError(f"must be a {' or '.join(s + '://' for s in schemes)} URL")
+        return text
+
+    return parse
+
+
+parse_redis_url = parse_url("redis", "rediss", "unix")

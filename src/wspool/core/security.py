@@ -23,6 +23,7 @@ from wspool.core.options import (
     Secret,
     parse_boolean,
     parse_list,
+    parse_non_negative_float,
     parse_non_negative_int,
     parse_secret,
 )
@@ -54,13 +55,6 @@ def _path(text: str) -> str:
     if not text:
         raise ValueError("must not be empty")
     return text
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise ValueError("must be a finite number >= 0")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +219,7 @@ AUTH_OPTIONS: tuple[Option, ...] = (
         "security.jwt_leeway",
         "--jwt-leeway",
         "WSPOOL_JWT_LEEWAY",
-        _non_negative_float,
+        parse_non_negative_float,
         "seconds of clock skew allowed on exp and nbf",
     ),
     Option(
@@ -263,7 +257,7 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         "security.messages_per_second",
         "--messages-per-second",
         "WSPOOL_MESSAGES_PER_SECOND",
-        _non_negative_float,
+        parse_non_negative_float,
         "client messages per second per connection; 0: no limit",
     ),
     Option(
