@@ -20,6 +20,20 @@ from wspool.bench.peers import install_node_peer
 from wspool.cli import main
 
 
+def _bench(
+    *args: str, timeout: float = 50, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``wspool bench`` with ``args``, in a child process; its output is captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "wspool", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
+
+
 @pytest.fixture(scope="module")
 def report(
     redis_session_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -27,18 +41,11 @@ def report(
     node = NodeProcess("bench-node", redis_session_url).start()
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     try:
-        finished = subprocess.run(
-            [
-                sys.executable,
-                *("-m", "wspool", "bench", "connect", "throughput", "latency", "fanout"),
-                *("--url", node.url, "--workers", "2", "--duration", "0.5"),
-                *("--connections", "60", "--publishers", "2", "--subscribers", "20"),
-                *("--channels", "2", "--json", str(out)),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=50,
-            check=False,
+        finished = _bench(
+            *("connect", "throughput", "latency", "fanout"),
+            *("--url", node.url, "--workers", "2", "--duration", "0.5"),
+            *("--connections", "60", "--publishers", "2", "--subscribers", "20"),
+            *("--channels", "2", "--json", str(out)),
         )
         assert finished.returncode == 0, finished.stderr
         document = json.loads(out.read_text())
@@ -115,17 +122,10 @@ def test_a_target_outside_this_machine_is_refused_before_anything_connects(
 @pytest.fixture(scope="module")
 def gateway_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "gateway.json"
-    finished = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "wspool", "bench", "connect", "latency", "--spawn-servers", "1"),
-            *("--spawn-gateway", "--via", "gateway,direct", "--workers", "1"),
-            *("--duration", "0.5", "--connections", "20", "--rate", "200", "--json", str(out)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
+    finished = _bench(
+        *("connect", "latency", "--spawn-servers", "1"),
+        *("--spawn-gateway", "--via", "gateway,direct", "--workers", "1"),
+        *("--duration", "0.5", "--connections", "20", "--rate", "200", "--json", str(out)),
     )
     assert finished.returncode == 0, finished.stderr
     document: dict[str, Any] = json.loads(out.read_text())
@@ -168,16 +168,9 @@ def test_failover_kills_a_node_and_every_subscriber_comes_back_through_the_gatew
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "failover.json"
-    finished = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "wspool", "bench", "failover", "--spawn-servers", "2", "--spawn-gateway"),
-            *("--workers", "1", "--subscribers", "20", "--duration", "2", "--json", str(out)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
+    finished = _bench(
+        *("failover", "--spawn-servers", "2", "--spawn-gateway"),
+        *("--workers", "1", "--subscribers", "20", "--duration", "2", "--json", str(out)),
     )
     assert finished.returncode == 0, finished.stderr
     (run,) = json.loads(out.read_text())["runs"]
@@ -211,17 +204,10 @@ def test_a_socketio_peer_runs_the_same_scenarios_and_reports_the_same_figures(
     if peer == "socketio-node":
         request.getfixturevalue("node_peer_installed")
     out = tmp_path / "peer.json"
-    finished = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "wspool", "bench", "connect", "latency", "fanout", "--spawn-servers", "1"),
-            *("--peer", peer, "--workers", "1", "--duration", "0.5"),
-            *("--connections", "30", "--subscribers", "10", "--json", str(out)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
+    finished = _bench(
+        *("connect", "latency", "fanout", "--spawn-servers", "1"),
+        *("--peer", peer, "--workers", "1", "--duration", "0.5"),
+        *("--connections", "30", "--subscribers", "10", "--json", str(out)),
     )
     assert finished.returncode == 0, finished.stderr
     runs = {r["scenario"]: r for r in json.loads(out.read_text())["runs"]}
@@ -240,16 +226,10 @@ def test_a_socketio_peer_runs_the_same_scenarios_and_reports_the_same_figures(
 
 
 def test_the_node_peer_without_node_on_the_path_is_one_clear_line(tmp_path: Path) -> None:
-    finished = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "wspool", "bench", "connect", "--spawn-servers", "1"),
-            *("--peer", "socketio-node", "--json", str(tmp_path / "peer.json")),
-        ],
-        capture_output=True,
-        text=True,
+    finished = _bench(
+        *("connect", "--spawn-servers", "1"),
+        *("--peer", "socketio-node", "--json", str(tmp_path / "peer.json")),
         timeout=30,
-        check=False,
         env={"PATH": str(tmp_path)},  # no node, no npm
     )
     assert finished.returncode == 2

@@ -16,7 +16,7 @@ from kubernetes import client
 
 from tests.support.kubernetes_testenv import find_binary
 from tests.support.operator import running_operator
-from tests.support.pools import create_pool, gone, kubectl, pool_manifest, read_pool
+from tests.support.pools import create_pool, gone, kubectl, pool_manifest, read_pool, run_tool
 from tests.support.waiting import poll_until
 
 pytestmark = [
@@ -29,30 +29,11 @@ CHART = Path(__file__).resolve().parents[2] / "charts" / "websocket-pool"
 
 
 def _helm(*args: str) -> str:
-    result = subprocess.run(
-        [str(find_binary("helm")), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=os.environ.copy(),
-    )
-    assert result.returncode == 0, f"helm {' '.join(args)}: {result.stderr}"
-    return result.stdout
+    return run_tool("helm", *args)
 
 
 def _kubectl_input(text: str, *args: str) -> str:
-    result = subprocess.run(
-        [str(find_binary("kubectl")), *args],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=os.environ.copy(),
-    )
-    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
-    return result.stdout
+    return run_tool("kubectl", *args, stdin=text)
 
 
 @pytest.mark.parametrize(

@@ -7,19 +7,16 @@ points the suite at.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.support.kubernetes_testenv import MissingBinaryError, find_binary
+from tests.support.pools import gone, kubectl
 from tests.support.waiting import poll_until
 
 # The first test also pays for starting the control plane (up to 90 s on a busy 2-core machine).
@@ -30,16 +27,6 @@ def _meta(resource: Any) -> client.V1ObjectMeta:
     metadata: client.V1ObjectMeta | None = resource.metadata
     assert metadata is not None, resource
     return metadata
-
-
-def _gone(read: Callable[[], object]) -> bool:
-    try:
-        read()
-    except ApiException as error:
-        if error.status == 404:
-            return True
-        raise
-    return False
 
 
 def test_api_server_reports_the_release_its_binary_was_stamped_with(
@@ -84,22 +71,9 @@ def test_a_namespace_and_a_configmap_round_trip_through_the_api(
 
 
 def test_kubectl_finds_the_cluster_through_the_exported_kubeconfig(namespace: str) -> None:
-    try:
-        kubectl = str(find_binary("kubectl"))
-    except MissingBinaryError:
-        kubectl = shutil.which("kubectl") or pytest.fail("no kubectl: `make testenv` builds it")
-
-    result = subprocess.run(
-        [kubectl, "get", "namespace", namespace, "--output=name"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        env=os.environ.copy(),
+    assert kubectl("get", "namespace", namespace, "--output=name").strip() == (
+        f"namespace/{namespace}"
     )
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"namespace/{namespace}"
 
 
 GADGET_SCHEMA = {
@@ -206,7 +180,7 @@ def test_deleting_an_owner_garbage_collects_its_dependent(
     )
 
     poll_until(
-        lambda: _gone(lambda: core.read_namespaced_config_map("dependent", namespace)),
+        lambda: gone(lambda: core.read_namespaced_config_map("dependent", namespace)),
         within=60,
         message="dependent ConfigMap garbage-collected",
     )

@@ -30,6 +30,7 @@ __all__ = [
     "kubectl",
     "pool_manifest",
     "read_pool",
+    "run_tool",
 ]
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -40,22 +41,28 @@ VERSION = "v1alpha1"
 PLURAL = "websocketpools"
 
 
-def kubectl(*args: str) -> str:
-    """Run kubectl (from the testenv folder) against the session's cluster; its stdout."""
+def run_tool(name: str, *args: str, stdin: str | None = None) -> str:
+    """Run a control plane tool (from the testenv folder, else PATH) against the session's
+    cluster; its stdout, or a failed assertion with its stderr."""
     try:
-        binary = str(find_binary("kubectl"))
+        binary = str(find_binary(name))
     except MissingBinaryError:
-        binary = shutil.which("kubectl") or "kubectl"
+        binary = shutil.which(name) or name
     result = subprocess.run(
         [binary, *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
         env=os.environ.copy(),
     )
-    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+    assert result.returncode == 0, f"{name} {' '.join(args)}: {result.stderr}"
     return result.stdout
+
+
+def kubectl(*args: str) -> str:
+    return run_tool("kubectl", *args)
 
 
 def load_crd() -> dict[str, Any]:
