@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from wspool.core.history import HistoryPolicy
 from wspool.core.options import (
+    LOG_OPTIONS,
     ConfigError,
     Option,
     parse_choice,
@@ -116,20 +117,7 @@ _COMMON_OPTIONS: tuple[Option, ...] = (
         str,
         "prefix of every Redis key and channel, to share one Redis between pools",
     ),
-    Option(
-        "log_format",
-        "--log-format",
-        "WSPOOL_LOG_FORMAT",
-        parse_choice("json", "text"),
-        "json (one object per line) or text",
-    ),
-    Option(
-        "log_level",
-        "--log-level",
-        "WSPOOL_LOG_LEVEL",
-        parse_choice("debug", "info", "warning", "error"),
-        "log level",
-    ),
+    *LOG_OPTIONS,
 )
 
 

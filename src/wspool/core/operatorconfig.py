@@ -10,7 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from wspool.core.options import Option, parse_choice, parse_list, parse_port, parse_redis_url
+from wspool.core.options import (
+    LOG_OPTIONS,
+    Option,
+    parse_list,
+    parse_port,
+    parse_redis_url,
+)
 
 __all__ = ["OPERATOR_OPTIONS", "OperatorSettings"]
 
@@ -83,18 +89,5 @@ OPERATOR_OPTIONS: tuple[Option, ...] = (
         parse_port,
         "port of the liveness endpoint /healthz; 0: none",
     ),
-    Option(
-        "log_format",
-        "--log-format",
-        "WSPOOL_LOG_FORMAT",
-        parse_choice("json", "text"),
-        "json (one object per line) or text",
-    ),
-    Option(
-        "log_level",
-        "--log-level",
-        "WSPOOL_LOG_LEVEL",
-        parse_choice("debug", "info", "warning", "error"),
-        "log level",
-    ),
+    *LOG_OPTIONS,
 )

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
+    "LOG_OPTIONS",
     "ConfigError",
     "Option",
     "Secret",
@@ -157,3 +158,22 @@ def parse_url(*schemes: str) -> Callable[[str], str]:
 
 
 parse_redis_url = parse_url("redis", "rediss", "unix")
+
+
+LOG_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "log_format",
+        "--log-format",
+        "WSPOOL_LOG_FORMAT",
+        parse_choice("json", "text"),
+        "json (one object per line) or text",
+    ),
+    Option(
+        "log_level",
+        "--log-level",
+        "WSPOOL_LOG_LEVEL",
+        parse_choice("debug", "info", "warning", "error"),
+        "log level",
+    ),
+)
+"""How a long-running command logs; every command's table includes them."""
