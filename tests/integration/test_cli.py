@@ -6,13 +6,13 @@ import contextlib
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.processes import http_get
 from tests.support.redis_server import free_port_run
+from tests.support.waiting import poll_until
 from tests.support.wsclient import TestClient
 
 
@@ -26,15 +26,14 @@ def dev() -> Iterator[int]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+
+        def serving() -> bool:
             with contextlib.suppress(OSError):
-                if (
-                    http_get(f"http://127.0.0.1:{port}/api/v1/pool/health")[1].get("healthyServers")
-                    == 3
-                ):
-                    break
-            time.sleep(0.05)
+                health = http_get(f"http://127.0.0.1:{port}/api/v1/pool/health")[1]
+                return bool(health.get("healthyServers") == 3)
+            return False
+
+        poll_until(serving, within=15, interval=0.05, message="wspool dev serving 3 nodes")
         yield port
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
