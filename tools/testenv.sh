@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The binaries of the tests' Kubernetes control plane, built from Go modules into a cache folder.
+# The binaries of the tests' Kubernetes clusters (a control plane, and the node parts of a real
+# single-node cluster) and of actionlint, built from Go modules into a cache folder.
 #
 #   tools/testenv.sh               build what is missing, then print the folder (the only stdout)
 #   tools/testenv.sh --print-dir   print the folder without building anything
@@ -27,11 +28,23 @@ module_version() {  # module_version <wrapper folder> <module path>
 kubernetes_version=$(module_version kubernetes k8s.io/kubernetes)
 etcd_version=$(module_version etcd go.etcd.io/etcd/server/v3)
 helm_version=$(module_version helm helm.sh/helm/v4)
+coredns_version=$(module_version coredns github.com/coredns/coredns)
+actionlint_version=$(module_version actionlint github.com/rhysd/actionlint)
 cache_root=${WSPOOL_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wspool-testenv}
 dir="$cache_root/kubernetes-$kubernetes_version-etcd-$etcd_version-helm-$helm_version"
+dir+="-coredns-$coredns_version-actionlint-$actionlint_version"
 
 if [ "${1:-}" = "--print-dir" ]; then
-  echo "$dir"
+  if [ -n "$(missing coredns)" ]; then
+  go_build coredns "" github.com/coredns/coredns
+fi
+
+if [ -n "$(missing actionlint)" ]; then
+  ldflags="-X github.com/rhysd/actionlint.version=$actionlint_version"
+  go_build actionlint "$ldflags" github.com/rhysd/actionlint/cmd/actionlint
+fi
+
+echo "$dir"
   exit 0
 elif [ $# -gt 0 ]; then
   echo "usage: tools/testenv.sh [--print-dir]" >&2
@@ -73,7 +86,8 @@ go_build() {
 mkdir -p "$dir"
 build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
-mapfile -t kube < <(missing kube-apiserver kube-controller-manager kubectl)
+mapfile -t kube < <(missing kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler \
+  kube-proxy)
 if [ ${#kube[@]} -gt 0 ]; then
   minor=${kubernetes_version#v1.}
   minor=${minor%%.*}
@@ -96,6 +110,15 @@ if [ -n "$(missing helm)" ]; then
   ldflags="-X helm.sh/helm/v4/internal/version.version=$helm_version"
   ldflags+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
   go_build helm "$ldflags" helm.sh/helm/v4/cmd/helm
+fi
+
+if [ -n "$(missing coredns)" ]; then
+  go_build coredns "" github.com/coredns/coredns
+fi
+
+if [ -n "$(missing actionlint)" ]; then
+  ldflags="-X github.com/rhysd/actionlint.version=$actionlint_version"
+  go_build actionlint "$ldflags" github.com/rhysd/actionlint/cmd/actionlint
 fi
 
 echo "$dir"
