@@ -35,16 +35,7 @@ dir="$cache_root/kubernetes-$kubernetes_version-etcd-$etcd_version-helm-$helm_ve
 dir+="-coredns-$coredns_version-actionlint-$actionlint_version"
 
 if [ "${1:-}" = "--print-dir" ]; then
-  if [ -n "$(missing coredns)" ]; then
-  go_build coredns "" github.com/coredns/coredns
-fi
-
-if [ -n "$(missing actionlint)" ]; then
-  ldflags="-X github.com/rhysd/actionlint.version=$actionlint_version"
-  go_build actionlint "$ldflags" github.com/rhysd/actionlint/cmd/actionlint
-fi
-
-echo "$dir"
+  echo "$dir"
   exit 0
 elif [ $# -gt 0 ]; then
   echo "usage: tools/testenv.sh [--print-dir]" >&2
@@ -110,6 +101,15 @@ if [ -n "$(missing helm)" ]; then
   ldflags="-X helm.sh/helm/v4/internal/version.version=$helm_version"
   ldflags+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
   go_build helm "$ldflags" helm.sh/helm/v4/cmd/helm
+fi
+
+if [ -n "$(missing coredns)" ]; then
+  go_build coredns "" github.com/coredns/coredns
+fi
+
+if [ -n "$(missing actionlint)" ]; then
+  ldflags="-X github.com/rhysd/actionlint.version=$actionlint_version"
+  go_build actionlint "$ldflags" github.com/rhysd/actionlint/cmd/actionlint
 fi
 
 if [ -n "$(missing coredns)" ]; then
