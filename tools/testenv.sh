@@ -112,13 +112,4 @@ if [ -n "$(missing actionlint)" ]; then
   go_build actionlint "$ldflags" github.com/rhysd/actionlint/cmd/actionlint
 fi
 
-if [ -n "$(missing coredns)" ]; then
-  go_build coredns "" github.com/coredns/coredns
-fi
-
-if [ -n "$(missing actionlint)" ]; then
-  ldflags="-X github.com/rhysd/actionlint.version=$actionlint_version"
-  go_build actionlint "$ldflags" github.com/rhysd/actionlint/cmd/actionlint
-fi
-
 echo "$dir"
