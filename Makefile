@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck layers pytest install lock redis-server testenv peers bench clean
+.PHONY: run test lint typecheck layers pytest install lock redis-server cluster-prerequisites testenv \
+	peers bench clean
 
 run: $(STAMP)  ## the whole data plane in one process (gateway + 3 nodes, in-memory engine)
 	$(BIN)/wspool dev
@@ -30,13 +31,17 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-# The operator tests need the control plane binaries; under `make` their absence is a failure.
-pytest: $(STAMP) redis-server testenv
+# The operator and end-to-end tiers need the Kubernetes binaries and the real cluster's Debian
+# packages; under `make` their absence is a failure.
+pytest: $(STAMP) redis-server cluster-prerequisites testenv
 	WSPOOL_TESTENV_BIN="$$(tools/testenv.sh --print-dir)" WSPOOL_REQUIRE_KUBERNETES=1 \
 		$(BIN)/pytest $(PYTEST_ARGS)
 
 redis-server:  ## tests start their own Redis from this binary, on free ports
 	@scripts/ensure-redis-server.sh
+
+cluster-prerequisites:  ## Debian packages of the real cluster that tests/e2e runs (root or sudo)
+	@scripts/ensure-cluster-packages.sh
 
 testenv:  ## build the missing Kubernetes test binaries (docs/testenv.md); prints their folder
 	@tools/testenv.sh

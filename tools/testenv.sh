@@ -107,6 +107,10 @@ if [ -n "$(missing coredns)" ]; then
   go_build coredns "" github.com/coredns/coredns
 fi
 
+if [ -n "$(missing pause)" ]; then
+  go_build pause "" wspool/tools/pause
+fi
+
 if [ -n "$(missing actionlint)" ]; then
   ldflags="-X github.com/rhysd/actionlint.version=$actionlint_version"
   go_build actionlint "$ldflags" github.com/rhysd/actionlint/cmd/actionlint

@@ -131,8 +131,9 @@ class ClusterPki:
             )
         return self._write(stem, key, builder.sign(self._ca_key, hashes.SHA256()))
 
-    def serving(self, stem: str, common_name: str) -> CertifiedKey:
-        """A serving certificate for loopback and the in-cluster names of the API server."""
+    def serving(self, stem: str, common_name: str, addresses: tuple[str, ...] = ()) -> CertifiedKey:
+        """A serving certificate for loopback, ``addresses`` and the in-cluster names of the API
+        server."""
         dns = [
             "localhost",
             "kubernetes",
@@ -140,7 +141,7 @@ class ClusterPki:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ]
-        ips = ["127.0.0.1", "::1", _KUBERNETES_SERVICE_IP]
+        ips = ["127.0.0.1", "::1", _KUBERNETES_SERVICE_IP, *addresses]
         names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         return self._issue(stem, _name(common_name), ExtendedKeyUsageOID.SERVER_AUTH, names)

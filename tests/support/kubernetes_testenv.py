@@ -189,9 +189,27 @@ class ExistingCluster:
 class ControlPlane:
     """etcd + kube-apiserver (+ kube-controller-manager) on loopback, in a temporary folder."""
 
-    def __init__(self, *, controller_manager: bool = True, startup_timeout: float = 90.0) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="wspool-kubernetes-"))
+    def __init__(
+        self,
+        *,
+        controller_manager: bool = True,
+        startup_timeout: float = 90.0,
+        folder: Path | None = None,
+        address: str = "127.0.0.1",
+        nodes: bool = False,
+    ) -> None:
+        """``address`` is where the API server listens and what it advertises; ``nodes`` readies
+        it for kubelets (the Node authorizer, a client certificate to reach them, endpoints of
+        the ``kubernetes`` Service), which needs an address that pods can reach."""
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix="wspool-kubernetes-"))
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.address = address
+        self.nodes = nodes
         self.startup_timeout = startup_timeout
+        self.pki: ClusterPki | None = None
+        self.server = ""
         self.components: list[Component] = []
         self._want_controller_manager = controller_manager
         self._admin_kubeconfig = self.folder / "admin.kubeconfig"
@@ -207,10 +225,11 @@ class ControlPlane:
 
     def start(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
+        self.folder.mkdir(parents=True, exist_ok=True)
         try:
-            pki = ClusterPki(self.folder / "pki")
+            pki = self.pki = ClusterPki(self.folder / "pki")
             etcd_url = self._start_etcd(deadline)
-            server = self._start_apiserver(pki, etcd_url, deadline)
+            server = self.server = self._start_apiserver(pki, etcd_url, deadline)
             if self._want_controller_manager:
                 self._start_controller_manager(pki, server, deadline)
         except BaseException:
@@ -246,22 +265,20 @@ class ControlPlane:
         return client_url
 
     def _start_apiserver(self, pki: ClusterPki, etcd_url: str, deadline: float) -> str:
-        serving = pki.serving("apiserver", "kube-apiserver")
+        serving = pki.serving("apiserver", "kube-apiserver", (self.address,))
         admin = pki.client("admin", "wspool-test-admin", "system:masters")
         front_proxy = pki.client("front-proxy", "front-proxy-client")
-        port = free_port()
-        server = f"https://127.0.0.1:{port}"
+        port = free_port(self.address)
+        server = f"https://{self.address}:{port}"
         write_kubeconfig(self._admin_kubeconfig, server, pki.ca.cert, "admin", admin)
         apiserver = self._start(
             "kube-apiserver",
             [
                 str(find_binary("kube-apiserver")),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                # The endpoints of the ``kubernetes`` Service may not be loopback addresses, and
-                # no pod here would dial them: nothing reconciles them.
-                "--endpoint-reconciler-type=none",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
+                *self._node_arguments(pki),
                 f"--secure-port={port}",
                 f"--tls-cert-file={serving.cert}",
                 f"--tls-private-key-file={serving.key}",
@@ -271,7 +288,7 @@ class ControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={pki.service_account.cert}",
                 f"--service-account-signing-key-file={pki.service_account.key}",
-                "--authorization-mode=RBAC",
+                f"--authorization-mode={'Node,RBAC' if self.nodes else 'RBAC'}",
                 # The aggregation layer's front proxy, as kubeadm sets it up; the controller
                 # manager's delegated authentication also reads this CA from the API server.
                 f"--requestheader-client-ca-file={pki.ca.cert}",
@@ -292,6 +309,19 @@ class ControlPlane:
             lambda: _https_ok(f"{server}/readyz", context), _left(deadline), "ready (/readyz)"
         )
         return server
+
+    def _node_arguments(self, pki: ClusterPki) -> list[str]:
+        if not self.nodes:
+            # The endpoints of the ``kubernetes`` Service may not be loopback addresses, and
+            # no pod here would dial them: nothing reconciles them.
+            return ["--endpoint-reconciler-type=none"]
+        kubelet_client = pki.client("apiserver-kubelet-client", "kube-apiserver-kubelet-client")
+        return [
+            f"--kubelet-client-certificate={kubelet_client.cert}",
+            f"--kubelet-client-key={kubelet_client.key}",
+            # `kubectl logs` and `exec` dial the node's address, not its name (no DNS for it).
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+        ]
 
     def _start_controller_manager(self, pki: ClusterPki, server: str, deadline: float) -> None:
         try:
@@ -342,6 +372,7 @@ class ControlPlane:
         """Stops the components in reverse order and removes the folder (logs included)."""
         for component in reversed(self.components):
             component.stop()
+        self.components.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def log_marks(self) -> dict[str, int]:

@@ -21,8 +21,8 @@ def _ephemeral_low() -> int:
         return 32768
 
 
-def free_port() -> int:
-    """A free loopback port below the ephemeral range.
+def free_port(host: str = "127.0.0.1") -> int:
+    """A free port on ``host`` (loopback by default) below the ephemeral range.
 
     A port the kernel hands out for ``bind(0)`` comes from the ephemeral range, where any
     outgoing connection may take it as its source port before the child process binds it;
@@ -33,7 +33,7 @@ def free_port() -> int:
         port = random.randint(10000, high)
         with socket.socket() as sock:
             try:
-                sock.bind(("127.0.0.1", port))
+                sock.bind((host, port))
             except OSError:
                 continue
             return port

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The Debian packages a real single-node cluster needs (tests/e2e): the container runtime, the
+# CNI plugins, iptables and conntrack for kube-proxy, podman and debootstrap for the images.
+# Installs whichever are missing; needs root (or sudo). Does nothing on a machine that has them.
+set -euo pipefail
+# command -> the package that provides it
+declare -A packages=(
+  [containerd]=containerd [ctr]=containerd [runc]=runc [podman]=podman
+  [debootstrap]=debootstrap [conntrack]=conntrack [socat]=socat [ethtool]=ethtool
+  [iptables]=iptables [ip]=iproute2
+)
+missing=()
+for command in "${!packages[@]}"; do
+  command -v "$command" >/dev/null 2>&1 || missing+=("${packages[$command]}")
+done
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "installing Debian packages for the real-cluster tests: ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq || true
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The packages may start system-wide services; the tests run their own containerd.
+($sudo service containerd stop || true) >/dev/null 2>&1
