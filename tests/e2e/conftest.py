@@ -159,13 +159,19 @@ test also waits for the cluster to come up and the image to be built (minutes wh
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that uninstall the release run last, whatever file they are in; every test of the
-    tier gets the tier's timeout."""
+    """This tier runs after the others (its cluster then costs them nothing, and cheaper tiers
+    fail first), the tests that uninstall the release last of all; each test of the tier gets
+    the tier's timeout."""
     here = Path(__file__).parent
+
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        ours = here in item.path.parents
+        return ours, ours and item.get_closest_marker("uninstalls") is not None
+
     for item in items:
         if here in item.path.parents:
             item.add_marker(pytest.mark.timeout(E2E_TIMEOUT))
-    items.sort(key=lambda item: item.get_closest_marker("uninstalls") is not None)
+    items.sort(key=order)
 
 
 def pytest_configure(config: pytest.Config) -> None:

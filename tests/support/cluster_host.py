@@ -38,7 +38,6 @@ class HostLayout:
     address: str = "10.99.0.1"
     """On ``lo``: the API server's bind and advertise address, the node's address, DNS."""
     pod_range: str = "10.99.1.0/24"
-    service_range: str = "10.99.128.0/24"
     bridge: str = "wspool0"
     network: str = "wspool-e2e"
     """The CNI network's name, which the bridge plugin writes in its iptables comments."""
@@ -177,6 +176,20 @@ def _remove_netns() -> None:
             entry.unlink()
 
 
+def _remove_empty_runtime_folders() -> None:
+    """The runc shims keep their sockets and state under /run/containerd whatever containerd's
+    own state folder is; once the shims are gone the folders are empty (rmdir leaves a folder
+    that anything else still uses)."""
+    top = Path("/run/containerd")
+    if not top.is_dir():
+        return
+    for folder in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    with contextlib.suppress(OSError):
+        top.rmdir()
+
+
 def clean_host(layout: HostLayout, extra_folders: tuple[Path, ...] = ()) -> None:
     """Undo everything a cluster with ``layout`` may have left, in the order that works."""
     for folder in (layout.folder, *extra_folders):
@@ -188,5 +201,6 @@ def clean_host(layout: HostLayout, extra_folders: tuple[Path, ...] = ()) -> None
     _clean_iptables(layout.network)
     run("ip", "addr", "delete", f"{layout.address}/32", "dev", "lo", check=False)
     _remove_cgroups()
+    _remove_empty_runtime_folders()
     for folder in (layout.folder, *extra_folders):
         shutil.rmtree(folder, ignore_errors=True)
