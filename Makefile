@@ -4,13 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck layers pytest install lock redis-server cluster-prerequisites testenv \
-	peers bench clean
+.PHONY: run test lint typecheck layers workflows pytest install lock redis-server \
+	cluster-prerequisites testenv peers bench image base-image clean
 
 run: $(STAMP)  ## the whole data plane in one process (gateway + 3 nodes, in-memory engine)
 	$(BIN)/wspool dev
 
-test: lint typecheck layers pytest  ## everything CI runs
+test: lint typecheck layers workflows pytest  ## everything CI runs
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
+workflows: testenv  ## actionlint on .github/workflows (built by tools/testenv.sh)
+	"$$(tools/testenv.sh --print-dir)/actionlint" -no-color
+
 # The operator and end-to-end tiers need the Kubernetes binaries and the real cluster's Debian
 # packages; under `make` their absence is a failure.
 pytest: $(STAMP) redis-server cluster-prerequisites testenv
@@ -45,6 +48,20 @@ cluster-prerequisites:  ## Debian packages of the real cluster that tests/e2e ru
 
 testenv:  ## build the missing Kubernetes test binaries (docs/testenv.md); prints their folder
 	@tools/testenv.sh
+
+# The one image of every part, from the Dockerfile, with podman when installed, else docker.
+# The name is fully qualified, as Kubernetes normalizes the chart's acc/websocket-pool, so that
+# containerd (and kind) find an image loaded into them under the name the pods ask for.
+IMAGE            ?= docker.io/acc/websocket-pool:dev
+BASE_IMAGE       ?=
+CONTAINER_ENGINE ?=
+
+image:  ## build $(IMAGE); BASE_IMAGE=localhost/wspool-base:bookworm builds offline (make base-image)
+	CONTAINER_ENGINE=$(CONTAINER_ENGINE) tools/build-image.sh -t $(IMAGE) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+		$(if $(filter localhost/%,$(BASE_IMAGE)),--pull=never) .
+
+base-image:  ## a Debian bookworm base image from Debian packages (debootstrap; root); prints its name
+	@tools/base-image.sh
 
 PEER_NODE := src/wspool/bench/peers/node
 
