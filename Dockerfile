@@ -8,11 +8,13 @@ ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
-COPY requirements-runtime.lock pyproject.toml README.md ./
-COPY src ./src
+# The dependencies first, so that a change of the code or the docs reuses this layer.
+COPY requirements-runtime.lock ./
 RUN python3 -m venv /opt/wspool \
-    && /opt/wspool/bin/pip install --no-cache-dir --require-hashes -r requirements-runtime.lock \
-    && /opt/wspool/bin/pip install --no-cache-dir --no-deps .
+    && /opt/wspool/bin/pip install --no-cache-dir --require-hashes -r requirements-runtime.lock
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN /opt/wspool/bin/pip install --no-cache-dir --no-deps .
 
 # The venv's interpreter is a link to the base's python3, so both stages use the same base.
 FROM ${BASE_IMAGE}
