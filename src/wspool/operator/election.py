@@ -111,13 +111,8 @@ class LeaseLock:
         return True
 
     def _note_holder(self, holder: str | None) -> None:
-        if holder != self._seen_holder and holder != self.identity:
-            log.info(
-                "lease %s/%s is held by %s; standing by",
-                self.namespace,
-                self.name,
-                holder or "nobody",
-            )
+        if holder != self._seen_holder and holder not in (None, self.identity):
+            log.info("lease %s/%s is held by %s; standing by", self.namespace, self.name, holder)
         self._seen_holder = holder
 
     async def acquire(self, stop: asyncio.Event) -> bool:

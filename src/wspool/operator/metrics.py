@@ -92,8 +92,11 @@ class OperatorMetrics:
 
     def reconciled(self, pool: str, *, failed: bool) -> None:
         self.reconciles.labels(pool).inc()
+        # A pool's failure series exists from its first reconcile on, at 0 until one fails,
+        # so that a ratio of the two is defined.
+        failures = self.reconcile_failures.labels(pool)
         if failed:
-            self.reconcile_failures.labels(pool).inc()
+            failures.inc()
 
     def observe_status(self, pool: str, status: Mapping[str, Any]) -> None:
         """Take the node counts of a pool's status, counting a change of the desired one."""
