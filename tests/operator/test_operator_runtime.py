@@ -169,6 +169,11 @@ def _reconciles(operator: OperatorProcess) -> int:
     return operator.log().count("Handler 'reconcile' succeeded")
 
 
+def _reconciled_pool(api: client.ApiClient, namespace: str, redis_url: str) -> None:
+    create_pool(api, namespace, pool_manifest("chat", redis_url))
+    poll_until(lambda: _observed_generation(api, namespace, "chat") >= 1, within=30)
+
+
 def _change_strategy(api: client.ApiClient, namespace: str, strategy: str) -> None:
     client.CustomObjectsApi(api).patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "chat", {"spec": {"strategy": strategy}}
@@ -182,8 +187,7 @@ def test_of_two_operators_only_the_holder_of_the_lease_acts_and_the_other_takes_
     two_operators: list[OperatorProcess],
 ) -> None:
     active, standby = two_operators
-    create_pool(kube_api, namespace, pool_manifest("chat", redis_url))
-    poll_until(lambda: _observed_generation(kube_api, namespace, "chat") >= 1, within=30)
+    _reconciled_pool(kube_api, namespace, redis_url)
     holder_before = _holder(kube_api, namespace)
 
     assert _reconciles(active) == 1
@@ -208,8 +212,7 @@ def test_a_standby_takes_over_from_an_operator_that_died_once_its_lease_lapses(
     two_operators: list[OperatorProcess],
 ) -> None:
     active, standby = two_operators
-    create_pool(kube_api, namespace, pool_manifest("chat", redis_url))
-    poll_until(lambda: _observed_generation(kube_api, namespace, "chat") >= 1, within=30)
+    _reconciled_pool(kube_api, namespace, redis_url)
 
     active.kill()  # no release: the lease must lapse (4 s) before anyone else acts
     _change_strategy(kube_api, namespace, "round-robin")
