@@ -42,6 +42,7 @@ def _kubectl_input(text: str, *args: str) -> str:
         (),
         ("--set", "redis.enabled=true", "--set", "examplePool.enabled=true"),
         ("--set", "operator.watchNamespaces={team-a,team-b}"),
+        ("--set", "operator.replicas=2", "--set", "operator.metrics.enabled=false"),
     ],
 )
 def test_helm_lint_passes(values: tuple[str, ...]) -> None:
@@ -78,10 +79,38 @@ def test_the_rendered_chart_passes_the_api_servers_admission(namespace: str) -> 
         "Deployment",
         "Deployment",
         "Service",
+        "Service",
         "ServiceAccount",
         "WebSocketPool",
     ]
     assert applied.count("(server dry run)") == len(kinds)
+
+
+def test_two_operator_replicas_elect_a_leader_through_a_lease_of_their_own(
+    namespace: str,
+) -> None:
+    rendered = _helm(
+        "template", "demo", str(CHART), "--namespace", namespace, "--set", "operator.replicas=2"
+    )
+    documents = [d for d in yaml.safe_load_all(rendered) if d]
+    by_kind = {(d["kind"], d["metadata"]["name"]): d for d in documents}
+
+    applied = _kubectl_input(
+        rendered, "apply", "--server-side", "--dry-run=server", "--namespace", namespace, "-f", "-"
+    )
+
+    deployment = by_kind[("Deployment", "demo-websocket-pool-operator")]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WSPOOL_LEADER_ELECTION"]["value"] == "true"
+    assert env["WSPOOL_LEASE_NAME"]["value"] == "demo-websocket-pool-operator"
+    lease_namespace = env["WSPOOL_LEASE_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert lease_namespace == "metadata.namespace"
+    budget = by_kind[("PodDisruptionBudget", "demo-websocket-pool-operator")]
+    assert budget["spec"]["minAvailable"] == 1
+    assert ("Service", "demo-websocket-pool-operator-metrics") in by_kind
+    assert applied.count("(server dry run)") == len(documents)
 
 
 @pytest.fixture
@@ -96,6 +125,8 @@ def installed_chart(namespace: str) -> Iterator[str]:
         namespace,
         "--set",
         f"operator.watchNamespaces={{{namespace}}}",
+        "--set",
+        "operator.replicas=2",
     )
     _kubectl_input(rendered, "apply", "--namespace", namespace, "-f", "-")
     try:
@@ -168,6 +199,11 @@ def test_the_chart_grants_the_operator_its_pools_namespace_and_nothing_more(
             "list secrets",
             "delete deployments.apps",
             "create pods",
+            "create poddisruptionbudgets.policy",
+            "create events",
+            f"update leases.coordination.k8s.io/{installed_chart}-websocket-pool-operator",
+            "update leases.coordination.k8s.io/another-lease",
+            "delete leases.coordination.k8s.io",
         )
     }
 
@@ -180,6 +216,11 @@ def test_the_chart_grants_the_operator_its_pools_namespace_and_nothing_more(
         "list secrets": False,
         "delete deployments.apps": False,
         "create pods": False,
+        "create poddisruptionbudgets.policy": True,
+        "create events": True,
+        f"update leases.coordination.k8s.io/{installed_chart}-websocket-pool-operator": True,
+        "update leases.coordination.k8s.io/another-lease": False,
+        "delete leases.coordination.k8s.io": False,
     }
     assert not _can(account, "default", "patch", "deployments.apps")
 
@@ -197,7 +238,15 @@ def test_the_operator_runs_a_pool_with_nothing_but_the_charts_service_account(
     previous = os.environ["KUBECONFIG"]
     os.environ["KUBECONFIG"] = str(kubeconfig)  # the operator process inherits it
     try:
-        with running_operator(namespace) as operator:
+        # As the chart runs two replicas: elected through the chart's Lease.
+        election = (
+            "--leader-election",
+            "--lease-namespace",
+            namespace,
+            "--lease-name",
+            f"{installed_chart}-websocket-pool-operator",
+        )
+        with running_operator(namespace, *election) as operator:
             os.environ["KUBECONFIG"] = previous
             create_pool(kube_api, namespace, pool_manifest("chat", redis_url))
             reconciled = poll_until(
@@ -218,4 +267,5 @@ def test_the_operator_runs_a_pool_with_nothing_but_the_charts_service_account(
     names = {cast(Any, d.metadata).name for d in deployments}
     assert reconciled
     assert {"chat-server", "chat-gateway"} <= names
+    assert "took lease" in log
     assert "Forbidden" not in log, log

@@ -33,6 +33,9 @@ class OperatorProcess:
             "0.3",
             "--log-format",
             "text",
+            # Several operators may run at once; a test that reads /metrics gives a port.
+            "--metrics-port",
+            "0",
             *extra,
         ]
         self._log = Path(tempfile.mkstemp(prefix="wspool-operator-", suffix=".log")[1])
@@ -60,6 +63,13 @@ class OperatorProcess:
                 process.wait()
                 raise AssertionError(f"operator ignored SIGTERM:\n{self.log()}") from None
         return process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as when its node dies: no clean-up of any kind."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait()
 
     def log(self) -> str:
         return self._log.read_text(errors="replace")

@@ -17,9 +17,9 @@ def test_namespaces_come_from_the_flag_or_the_environment() -> None:
 
     assert flagged.namespaces == ("team-a", "team-b")
     assert from_env.namespaces == ("prod",)
-    assert from_env.liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert from_env.health_port == 8080
     assert OperatorSettings().namespaces == ()  # every namespace
-    assert OperatorSettings().liveness_endpoint is None
+    assert OperatorSettings().health_port == 0  # none
 
 
 @pytest.mark.parametrize(

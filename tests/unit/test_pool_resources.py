@@ -82,13 +82,14 @@ def _by_kind(spec: dict[str, Any], replicas: int = 3) -> dict[str, dict[str, Any
     return {f"{o['kind']}/{o['metadata']['name']}": o for o in objects}
 
 
-def test_a_pool_renders_six_objects_all_owned_by_it_as_their_controller() -> None:
+def test_a_pool_renders_seven_objects_all_owned_by_it_as_their_controller() -> None:
     objects = _by_kind(MINIMAL)
 
     assert sorted(objects) == [
         "ConfigMap/chat-config",
         "Deployment/chat-gateway",
         "Deployment/chat-server",
+        "PodDisruptionBudget/chat-gateway",
         "PodDisruptionBudget/chat-server",
         "Service/chat-gateway",
         "Service/chat-server",

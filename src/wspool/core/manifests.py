@@ -13,7 +13,11 @@ can apply it with server-side apply on every reconcile and the result is the sam
 - Deployment ``<pool>-gateway``: ``wspool gateway`` replicas, which find the nodes in Redis.
 - Service ``<pool>-server`` (headless: clients that connect to nodes directly resolve each
   pod) and Service ``<pool>-gateway`` (the pool's entry point).
-- PodDisruptionBudget ``<pool>-server``: voluntary evictions take one node at a time.
+- PodDisruptionBudgets ``<pool>-server`` and ``<pool>-gateway``: voluntary evictions (a node
+  drain, a cluster upgrade) take one node and one gateway at a time.
+
+Variables the pods read are named by the option tables of :mod:`wspool.core.config`, so a
+renamed option cannot leave a manifest setting a variable nobody reads.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from wspool.core.config import GATEWAY_OPTIONS, SERVER_OPTIONS
+from wspool.core.options import Option
 from wspool.core.poolspec import PoolSpec
 
 __all__ = [
@@ -41,6 +47,7 @@ __all__ = [
     "pool_labels",
     "render_configmap",
     "render_gateway_deployment",
+    "render_gateway_pdb",
     "render_gateway_service",
     "render_pool",
     "render_server_deployment",
@@ -168,6 +175,33 @@ def _secret_env(spec: PoolSpec, *keys: tuple[str, str, bool]) -> list[dict[str, 
     return env
 
 
+def _variable(options: Sequence[Option], field: str) -> str:
+    """The environment variable of the option that fills ``field``."""
+    return next(option.env for option in options if option.field == field)
+
+
+def _number(value: float) -> str:
+    # "%g" would write a million as 1e+06, which the node's integer options refuse.
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _server_settings_env(spec: PoolSpec) -> list[dict[str, Any]]:
+    """The node's limits the spec sets (the others keep the node's defaults)."""
+    limits = spec.limits
+    values = (
+        ("security.max_connections_per_ip", limits.connections_per_address),
+        ("security.connection_attempts_per_ip", limits.connection_attempts_per_address),
+        ("security.messages_per_second", limits.messages_per_second),
+        ("security.message_burst", limits.message_burst),
+        ("security.max_channels_per_connection", limits.channels_per_connection),
+    )
+    return [
+        {"name": _variable(SERVER_OPTIONS, field), "value": _number(value)}
+        for field, value in values
+        if value is not None
+    ]
+
+
 def _field(variable: str, path: str) -> dict[str, Any]:
     return {"name": variable, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
@@ -251,7 +285,11 @@ def render_server_deployment(
         {"name": "WSPOOL_PORT", "value": str(SERVER_PORT)},
         {"name": "WSPOOL_ADVERTISE_URL", "value": f"ws://$(POD_IP):{SERVER_PORT}/ws"},
         # Clients are counted by the address the gateways forward, not the gateways' own.
-        {"name": "WSPOOL_TRUSTED_PROXIES", "value": ",".join(spec.auth.trusted_proxies)},
+        {
+            "name": _variable(SERVER_OPTIONS, "security.trusted_proxies"),
+            "value": ",".join(spec.node_trusted_proxies),
+        },
+        *_server_settings_env(spec),
         *_secret_env(
             spec,
             ("WSPOOL_JWT_SECRET", "jwtSecret", spec.auth.insecure),
@@ -278,6 +316,13 @@ def render_gateway_deployment(spec: PoolSpec, ref: PoolRef, checksum: str) -> di
             ("WSPOOL_TICKET_SECRET", "ticketSecret", True),
         ),
     ]
+    if spec.gateway.trusted_proxies:
+        container["env"].append(
+            {
+                "name": _variable(GATEWAY_OPTIONS, "security.trusted_proxies"),
+                "value": ",".join(spec.gateway.trusted_proxies),
+            }
+        )
     container["readinessProbe"] = _probe(GATEWAY_PORT, 1)
     container["livenessProbe"] = _probe(GATEWAY_PORT, 3)
     return _deployment(ref, "gateway", spec.gateway.replicas, container, checksum, 30)
@@ -309,16 +354,26 @@ def render_gateway_service(spec: PoolSpec, ref: PoolRef) -> dict[str, Any]:
     }
 
 
-def render_server_pdb(spec: PoolSpec, ref: PoolRef) -> dict[str, Any]:
+def _pdb(ref: PoolRef, component: str) -> dict[str, Any]:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(ref, f"{ref.name}-server", "server"),
+        "metadata": _metadata(ref, f"{ref.name}-{component}", component),
         "spec": {
             "maxUnavailable": 1,
-            "selector": {"matchLabels": _selector(ref.name, "server")},
+            "selector": {"matchLabels": _selector(ref.name, component)},
         },
     }
+
+
+def render_server_pdb(spec: PoolSpec, ref: PoolRef) -> dict[str, Any]:
+    return _pdb(ref, "server")
+
+
+def render_gateway_pdb(spec: PoolSpec, ref: PoolRef) -> dict[str, Any]:
+    """One gateway at a time: with several replicas the others keep serving; a single one
+    may still be evicted, so it never blocks draining a Kubernetes node."""
+    return _pdb(ref, "gateway")
 
 
 def render_pool(spec: PoolSpec, ref: PoolRef, replicas: int) -> list[dict[str, Any]]:
@@ -332,4 +387,5 @@ def render_pool(spec: PoolSpec, ref: PoolRef, replicas: int) -> list[dict[str, A
         render_server_deployment(spec, ref, replicas, checksum),
         render_gateway_deployment(spec, ref, checksum),
         render_server_pdb(spec, ref),
+        render_gateway_pdb(spec, ref),
     ]

@@ -3,6 +3,7 @@
 The operator itself logs in like ``kubectl`` does: in a pod with its service account, else
 from ``$KUBECONFIG`` or ``~/.kube/config``. What it reconciles is bounded by ``--namespace``
 (several, comma-separated; none: every namespace, which needs the chart's ClusterRole).
+With ``--leader-election`` several replicas run and only the holder of a Lease acts.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 
 from wspool.core.options import (
     LOG_OPTIONS,
+    ConfigError,
     Option,
+    parse_boolean,
     parse_list,
     parse_port,
     parse_redis_url,
@@ -30,10 +33,23 @@ def _namespace(text: str) -> str:
     return text
 
 
+def _lease_name(text: str) -> str:
+    if not _NAMESPACE.fullmatch(text):
+        raise ValueError(f"must be a lower-case DNS label like wspool-operator (not {text!r})")
+    return text
+
+
 def _interval(text: str) -> float:
     value = float(text)
     if not 0.1 <= value <= 3600:
         raise ValueError("must be between 0.1 and 3600 seconds")
+    return value
+
+
+def _lease_duration(text: str) -> float:
+    value = float(text)
+    if not 2 <= value <= 300:
+        raise ValueError("must be between 2 and 300 seconds")
     return value
 
 
@@ -44,13 +60,21 @@ class OperatorSettings:
     image: str = ""
     sync_interval: float = 10.0
     health_port: int = 0
+    metrics_port: int = 8000
+    leader_election: bool = False
+    lease_name: str = "wspool-operator"
+    lease_namespace: str = ""
+    lease_duration: float = 15.0
     log_format: str = "json"
     log_level: str = "info"
 
-    @property
-    def liveness_endpoint(self) -> str | None:
-        """Kopf's liveness URL (``/healthz``) when a port is given."""
-        return f"http://0.0.0.0:{self.health_port}/healthz" if self.health_port else None
+    def __post_init__(self) -> None:
+        if self.leader_election and not self.lease_namespace:
+            raise ConfigError(
+                "--lease-namespace",
+                "give the namespace of the Lease (the operator's own) with --leader-election",
+                missing=True,
+            )
 
 
 OPERATOR_OPTIONS: tuple[Option, ...] = (
@@ -88,6 +112,42 @@ OPERATOR_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_HEALTH_PORT",
         parse_port,
         "port of the liveness endpoint /healthz; 0: none",
+    ),
+    Option(
+        "metrics_port",
+        "--metrics-port",
+        "WSPOOL_METRICS_PORT",
+        parse_port,
+        "port of the Prometheus endpoint /metrics (reconciles, scaling, nodes per pool); 0: none",
+    ),
+    Option(
+        "leader_election",
+        "--leader-election",
+        "WSPOOL_LEADER_ELECTION",
+        parse_boolean,
+        "act only while holding a Lease, so several replicas can run and one acts",
+        switch=True,
+    ),
+    Option(
+        "lease_name",
+        "--lease-name",
+        "WSPOOL_LEASE_NAME",
+        _lease_name,
+        "name of the Lease that replicas of one operator share",
+    ),
+    Option(
+        "lease_namespace",
+        "--lease-namespace",
+        "WSPOOL_LEASE_NAMESPACE",
+        _namespace,
+        "namespace of the Lease (the chart sets the operator's own)",
+    ),
+    Option(
+        "lease_duration",
+        "--lease-duration",
+        "WSPOOL_LEASE_DURATION",
+        _lease_duration,
+        "seconds without renewal after which a standby replica takes the Lease over",
     ),
     *LOG_OPTIONS,
 )

@@ -17,11 +17,13 @@ from wspool.core.addresses import parse_networks
 from wspool.core.strategies import StrategyName
 
 __all__ = [
+    "MAX_LIMIT",
     "MAX_NODES",
     "AuthSpec",
     "AutoscalingSpec",
     "GatewaySpec",
     "HealthCheckSpec",
+    "LimitsSpec",
     "PoolSpec",
     "PoolSpecError",
     "RedisSpec",
@@ -86,11 +88,34 @@ class AutoscalingSpec:
     scale_up_step: int = 4
 
 
+MAX_LIMIT = 1_000_000
+"""The highest value a per-address or per-connection limit takes (0 turns a limit off)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSpec:
+    """The nodes' limits per client address and per connection; None keeps the node's default.
+
+    Behind a load balancer that rewrites source addresses, every client shares the balancer's
+    address: raise ``connections_per_address`` (or set 0, no limit), or list the balancer in
+    ``gateway.trustedProxies`` when it sends ``X-Forwarded-For``.
+    """
+
+    connections_per_address: int | None = None
+    connection_attempts_per_address: int | None = None
+    messages_per_second: float | None = None
+    message_burst: int | None = None
+    channels_per_connection: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class GatewaySpec:
     replicas: int = 2
     service_type: str = "ClusterIP"
     resources: Mapping[str, Any] = field(default_factory=dict)
+    trusted_proxies: tuple[str, ...] = ()
+    """Proxies in front of the gateways (a load balancer, an ingress) whose
+    ``X-Forwarded-For`` is believed, on top of ``auth.trustedProxies``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +135,13 @@ class PoolSpec:
     resources: Mapping[str, Any] = field(default_factory=dict)
     autoscaling: AutoscalingSpec = field(default_factory=AutoscalingSpec)
     gateway: GatewaySpec = field(default_factory=GatewaySpec)
+    limits: LimitsSpec = field(default_factory=LimitsSpec)
+
+    @property
+    def node_trusted_proxies(self) -> tuple[str, ...]:
+        """Whom the nodes believe: the gateways, and whatever the gateways stand behind (a node
+        reads the whole ``X-Forwarded-For`` chain, to which each gateway adds its own peer)."""
+        return tuple(dict.fromkeys((*self.auth.trusted_proxies, *self.gateway.trusted_proxies)))
 
     def clamp(self, replicas: int) -> int:
         """``replicas`` within [minReplicas, maxReplicas]."""
@@ -167,6 +199,18 @@ def _seconds(low: float, high: float, *, positive: bool) -> Callable[[str, Any],
         if value < low or value > high or (positive and value <= low):
             lowest = f"above {low:g}" if positive else f"at least {low:g}"
             raise PoolSpecError(path, f"must be {lowest} and at most {high:g}")
+        return float(value)
+
+    return check
+
+
+def _number(low: float, high: float) -> Callable[[str, Any], float]:
+    def check(path: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise PoolSpecError(path, "must be a number")
+        # NaN fails both comparisons, so it is refused with infinities.
+        if not low <= value <= high:
+            raise PoolSpecError(path, f"must be between {low:g} and {high:g}")
         return float(value)
 
     return check
@@ -245,6 +289,19 @@ def _networks(path: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _limits(spec: _Reader) -> LimitsSpec:
+    limits = spec.section("limits")
+    count = _integer(0, MAX_LIMIT)
+    return LimitsSpec(
+        connections_per_address=limits.get("connectionsPerAddress", count, None),
+        connection_attempts_per_address=limits.get("connectionAttemptsPerAddress", count, None),
+        messages_per_second=limits.get("messagesPerSecond", _number(0, MAX_LIMIT), None),
+        # The nodes need room for one message at least whenever a rate applies.
+        message_burst=limits.get("messageBurst", _integer(1, MAX_LIMIT), None),
+        channels_per_connection=limits.get("channelsPerConnection", count, None),
+    )
+
+
 def parse_pool_spec(document: Mapping[str, Any]) -> PoolSpec:
     """The frozen ``PoolSpec`` of a resource's ``spec``, or :class:`PoolSpecError`."""
     spec = _Reader(document, "spec")
@@ -287,7 +344,9 @@ def parse_pool_spec(document: Mapping[str, Any]) -> PoolSpec:
                 "serviceType", _choice("ClusterIP", "NodePort", "LoadBalancer"), "ClusterIP"
             ),
             resources=gateway.get("resources", _mapping, {}),
+            trusted_proxies=gateway.get("trustedProxies", _networks, ()),
         ),
+        limits=_limits(spec),
     )
     if parsed.min_replicas > parsed.max_replicas:
         raise PoolSpecError("spec.minReplicas", "must not exceed spec.maxReplicas")

@@ -21,6 +21,7 @@ __all__ = ["PLURALS", "ApiException", "Kube", "connect"]
 PLURALS = {
     "ConfigMap": "configmaps",
     "Deployment": "deployments",
+    "Lease": "leases",
     "Pod": "pods",
     "PodDisruptionBudget": "poddisruptionbudgets",
     "Secret": "secrets",
@@ -101,6 +102,21 @@ class Kube:
             content_type=_APPLY,
             query=(("fieldManager", FIELD_MANAGER), ("force", "true")),
         )
+
+    async def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an object; 409 (``ApiException``) when one of that name exists."""
+        metadata = manifest["metadata"]
+        path = _path(manifest["apiVersion"], manifest["kind"], metadata["namespace"])
+        return await self._call("POST", path, body=dict(manifest))
+
+    async def replace(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace an object whole; 409 when its ``resourceVersion`` is no longer the latest,
+        which is what makes a compare-and-swap (the lease of leader election) safe."""
+        metadata = manifest["metadata"]
+        path = _path(
+            manifest["apiVersion"], manifest["kind"], metadata["namespace"], metadata["name"]
+        )
+        return await self._call("PUT", path, body=dict(manifest))
 
     async def get(
         self, api_version: str, kind: str, namespace: str, name: str
