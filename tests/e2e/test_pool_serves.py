@@ -37,6 +37,8 @@ def test_the_operator_runs_in_the_cluster_on_the_charts_service_account(
         ready = [c for c in pod["status"].get("conditions", []) if c["type"] == "Ready"]
         assert ready, pod["status"]
         assert ready[0]["status"] == "True", pod["status"]
+        restarts = [c["restartCount"] for c in pod["status"]["containerStatuses"]]
+        assert restarts == [0], f"the operator restarted: {pod['status']}"
     binding = kubectl.get("clusterrolebinding", f"{release.name}-operator")
     assert {"kind": "ServiceAccount", "name": release.name, "namespace": release.namespace} in [
         {key: subject[key] for key in ("kind", "name", "namespace")}

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -24,14 +25,16 @@ from wspool.core.records import NodeHealth
 from wspool.gateway.pool import NodeState, PoolManager
 from wspool.state.engine import EngineUnavailableError
 
-__all__ = ["HealthMonitor", "http_url"]
+__all__ = ["HealthMonitor", "health_url"]
 
 log = logging.getLogger(__name__)
 
 
-def http_url(ws_url: str) -> str:
-    """The HTTP base URL of a node's ``ws://`` or ``wss://`` URL."""
-    return "http" + ws_url.removeprefix("ws")
+def health_url(ws_url: str) -> str:
+    """A node's ``/health``, at the origin of the ``ws://`` or ``wss://`` URL it advertises:
+    the WebSocket path (``/ws`` in Kubernetes) is not a prefix of the node's HTTP routes."""
+    scheme, netloc, *_ = urlsplit(ws_url)
+    return urlunsplit(("https" if scheme == "wss" else "http", netloc, "/health", "", ""))
 
 
 class HealthMonitor:
@@ -111,7 +114,7 @@ class HealthMonitor:
         try:
             async with (
                 asyncio.timeout(timeout),
-                self.session.get(http_url(node.info.url) + "/health") as response,
+                self.session.get(health_url(node.info.url)) as response,
             ):
                 body = await response.json(content_type=None)
         except aiohttp.ClientConnectorError as error:

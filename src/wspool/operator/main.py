@@ -89,6 +89,11 @@ async def run_operator(settings: OperatorSettings) -> None:
         await endpoints.stop()
 
 
+def _identity() -> str:
+    """This replica's name: the pod's host name, and a suffix for restarts."""
+    return f"{platform.node() or 'operator'}-{uuid.uuid4().hex[:6]}"
+
+
 async def _run_kopf(
     settings: OperatorSettings, metrics: OperatorMetrics, stop: asyncio.Event
 ) -> None:
@@ -103,6 +108,9 @@ async def _run_kopf(
         await kopf.operator(
             registry=registry,
             standalone=True,
+            # Kopf would name itself after the user (getpass), and the image runs as a
+            # numeric uid that /etc/passwd need not know (any uid, on some platforms).
+            identity=_identity(),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             stop_flag=stop,
@@ -117,7 +125,7 @@ async def _run_elected(settings: OperatorSettings, metrics: OperatorMetrics) -> 
     # Until Kopf starts (and installs its own handlers), a standby stops on these.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    identity = f"{platform.node() or 'operator'}-{uuid.uuid4().hex[:6]}"
+    identity = _identity()
     kube = await connect()
     lease = LeaseLock(
         kube, settings.lease_namespace, settings.lease_name, identity, settings.lease_duration
