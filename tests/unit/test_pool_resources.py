@@ -166,7 +166,9 @@ def test_secrets_reach_the_pods_by_reference_never_by_value() -> None:
 
 def _templates(spec: dict[str, Any]) -> list[dict[str, Any]]:
     objects = _by_kind(spec)
-    return [objects[f"Deployment/chat-{part}"]["spec"]["template"] for part in ("server", "gateway")]
+    return [
+        objects[f"Deployment/chat-{part}"]["spec"]["template"] for part in ("server", "gateway")
+    ]
 
 
 @pytest.mark.parametrize(
