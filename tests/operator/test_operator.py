@@ -86,6 +86,13 @@ def _reconciled(
     return _wait(seen, f"pool {name} reconciled at generation {generation}")
 
 
+def _attempts(api: client.ApiClient, namespace: str) -> int:
+    """How often Kopf has run the pool's reconcile handler for its current change."""
+    notes = read_pool(api, namespace, "chat")["metadata"].get("annotations") or {}
+    progress = json.loads(notes.get("realtime.acc.io/reconcile", "{}"))
+    return int(progress.get("retries", 0))
+
+
 def _describe(namespace: str, pool: str = "chat") -> str:
     return kubectl("describe", "pool", pool, "--namespace", namespace)
 
@@ -285,6 +292,39 @@ def test_a_pool_the_operator_cannot_run_says_why_in_its_conditions_and_events(
     assert "spec.image" in degraded["message"]
     assert "invalid spec.image: is required (the operator has no --image)" in described
     assert _all_made(kube_api, namespace, "chat") is None
+
+
+def test_an_api_server_refusal_is_one_line_in_the_status_and_one_event_across_retries(
+    kube_api: client.ApiClient, namespace: str, redis_url: str
+) -> None:
+    # A Service of that name already has a cluster IP, which cannot become None (headless).
+    client.CoreV1Api(kube_api).create_namespaced_service(
+        namespace,
+        client.V1Service.model_validate(
+            {
+                "metadata": {"name": "chat-server"},
+                "spec": {"ports": [{"port": 8081}], "selector": {"app": "other"}},
+            }
+        ),
+    )
+
+    with running_operator(namespace):
+        create_pool(kube_api, namespace, pool_manifest("chat", redis_url))
+
+        def failed() -> dict[str, Any] | None:
+            found = condition(read_pool(kube_api, namespace, "chat"), "Degraded")
+            return found if found and found["reason"] == "ReconcileFailed" else None
+
+        degraded = _wait(failed, "Degraded ReconcileFailed")
+        # Kopf retries every 5 s and counts the attempts in its progress annotation.
+        _wait(lambda: _attempts(kube_api, namespace) >= 3, "two retries", within=20)
+        told = [e for e in pool_events(kube_api, namespace, "chat") if e[1] == "ReconcileFailed"]
+
+    message = degraded["message"]
+    assert message.startswith('the API server answered 422: Service "chat-server" is invalid:')
+    assert "\n" not in message
+    assert "HTTP response" not in message
+    assert told == [("Warning", "ReconcileFailed", message)]
 
 
 def test_a_pool_whose_redis_is_away_is_not_ready_and_degraded_but_its_objects_exist(

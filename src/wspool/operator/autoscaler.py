@@ -27,6 +27,7 @@ from wspool.operator import events
 from wspool.operator.reconcile import (
     OperatorContext,
     Pool,
+    last_failure,
     observe,
     read_pool_stats,
     write_status,
@@ -103,5 +104,7 @@ async def sync_pool(context: OperatorContext, pool: Pool) -> None:
     # The spec may have changed since the last reconcile, which has yet to apply it: the
     # status keeps describing the generation that was applied.
     applied = int(pool.status.get("observedGeneration", pool.generation))
-    observation = await observe(context, pool, stats, stats_error, generation=applied)
+    observation = await observe(
+        context, pool, stats, stats_error, generation=applied, error=last_failure(pool.status)
+    )
     await write_status(context, pool, observation, extra)

@@ -39,6 +39,7 @@ __all__ = [
     "OperatorContext",
     "Pool",
     "apply_pool",
+    "last_failure",
     "observe",
     "push_pool_config",
     "reconcile",
@@ -124,6 +125,7 @@ async def observe(
     stats_error: str,
     *,
     generation: int | None = None,
+    error: str = "",
 ) -> PoolObservation:
     """What the cluster and Redis say about the pool, as of the spec ``generation`` applied
     last (the pool's own generation right after a reconcile)."""
@@ -138,6 +140,7 @@ async def observe(
         registered_nodes=len(stats.nodes) if stats else None,
         connections=stats.connections if stats else None,
         stats_error=stats_error,
+        error=error,
         spec_replicas=pool.spec.replicas,
         autoscaling=(
             (pool.spec.min_replicas, pool.spec.max_replicas)
@@ -158,6 +161,13 @@ async def write_status(
 
 def _by_type(status: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {str(c.get("type")): c for c in status.get("conditions") or []}
+
+
+def last_failure(status: Mapping[str, Any]) -> str:
+    """Why the last reconcile failed, as the status says; empty when it did not. A sync
+    between Kopf's retries keeps saying it, so the conditions do not flap."""
+    degraded = _by_type(status).get("Degraded") or {}
+    return str(degraded.get("message", "")) if degraded.get("reason") == "ReconcileFailed" else ""
 
 
 def _announce(ref: PoolRef, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
