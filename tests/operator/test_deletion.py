@@ -44,11 +44,13 @@ def _reconciled(api: client.ApiClient, namespace: str) -> None:
     )
 
 
-def _delete_and_wait(api: client.ApiClient, namespace: str, within: float) -> float:
+def _delete_and_wait(
+    api: client.ApiClient, namespace: str, within: float, propagation: str = "Background"
+) -> float:
     """Delete the pool as ``kubectl delete`` does; seconds until it was gone."""
     started = time.monotonic()
     client.CustomObjectsApi(api).delete_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, "chat"
+        GROUP, VERSION, namespace, PLURAL, "chat", propagation_policy=propagation
     )
     poll_until(
         lambda: gone(lambda: read_pool(api, namespace, "chat")),
@@ -100,6 +102,31 @@ async def test_deleting_a_pool_deletes_its_redis_keys_and_no_other_pools(
     )
     assert left == sorted([f"{other}servers", f"{other}server:node-0:info"])
     assert deleted == ("Normal", "RedisKeysDeleted", f"deleted 6 keys under {prefix}")
+
+
+async def test_a_pool_deleted_with_cascade_orphan_keeps_its_keys_for_the_pods_left_running(
+    kube_api: client.ApiClient, namespace: str, redis_url: str
+) -> None:
+    prefix = f"{namespace}.chat:"
+    await register_nodes(redis_url, prefix, [3])
+    store = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        with running_operator(namespace):
+            create_pool(kube_api, namespace, pool_manifest("chat", redis_url))
+            _reconciled(kube_api, namespace)
+            _delete_and_wait(kube_api, namespace, within=30, propagation="Orphan")
+            kept = _event(kube_api, namespace, "RedisKeysKept")
+        left = sorted(await store.keys("*"))
+    finally:
+        await store.aclose()
+    servers = client.AppsV1Api(kube_api).read_namespaced_deployment("chat-server", namespace)
+
+    assert left == sorted(
+        f"{prefix}{key}" for key in ("servers", "server:node-0:info", "pool:config")
+    )
+    assert kept == ("Normal", "RedisKeysKept", f"objects orphaned: keys under {prefix} kept")
+    assert servers.spec is not None
+    assert servers.spec.replicas == 3  # left running as it was
 
 
 @pytest.fixture

@@ -22,14 +22,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from wspool.core.manifests import grace_period
+from wspool.core.manifests import grace_period, selector_string
 from wspool.core.poolspec import PoolSpec
 from wspool.operator import events
 from wspool.operator.kube import ApiException
 from wspool.operator.reconcile import OperatorContext, Pool, redis_url
-from wspool.state.engine import EngineUnavailableError
 
 __all__ = ["POD_WAIT_LIMIT", "REDIS_TIMEOUT", "delete_keys", "forget_pool"]
 
@@ -66,10 +64,11 @@ async def delete_keys(url: str, prefix: str) -> int:
 
 
 async def _running_pods(context: OperatorContext, pool: Pool) -> int:
-    pods = await context.kube.list(
-        "v1", "Pod", pool.ref.namespace, f"app.kubernetes.io/instance={pool.ref.name}"
-    )
-    return len(pods)
+    count = 0
+    for component in ("server", "gateway"):
+        selector = selector_string(pool.ref.name, component)
+        count += len(await context.kube.list("v1", "Pod", pool.ref.namespace, selector))
+    return count
 
 
 async def _stop_pods(context: OperatorContext, pool: Pool, limit: float) -> int:
@@ -93,15 +92,31 @@ async def _stop_pods(context: OperatorContext, pool: Pool, limit: float) -> int:
     return await _running_pods(context, pool)
 
 
+async def _orphaned(context: OperatorContext, pool: Pool, metadata: Mapping[str, Any]) -> bool:
+    """Deleted with ``--cascade=orphan``: the API server's orphan finalizer is still there, or
+    the garbage collector already took the pool's ownerReference off its node Deployment."""
+    if "orphan" in (metadata.get("finalizers") or []):
+        return True
+    try:
+        servers = await context.kube.get(
+            "apps/v1", "Deployment", pool.ref.namespace, f"{pool.ref.name}-server"
+        )
+    except (ApiException, OSError, TimeoutError):
+        return False
+    owners = ((servers or {}).get("metadata") or {}).get("ownerReferences") or []
+    return servers is not None and all(o.get("uid") != pool.ref.uid for o in owners)
+
+
 def _pod_wait(spec: PoolSpec) -> float:
     # The gateways' grace period is 30 s; the nodes' covers their drain.
     return min(POD_WAIT_LIMIT, max(30, grace_period(spec)) + 5.0)
 
 
 async def forget_pool(context: OperatorContext, pool: Pool, metadata: Mapping[str, Any]) -> None:
-    """Stop the pool's pods and delete its Redis keys; never raises for a passing reason."""
+    """Stop the pool's pods and delete its Redis keys; tells each outcome as an event and
+    raises nothing but a cancellation, so the finalizer always lets the pool go."""
     prefix = pool.key_prefix
-    if "orphan" in (metadata.get("finalizers") or []):
+    if await _orphaned(context, pool, metadata):
         events.normal(pool.ref, "RedisKeysKept", f"objects orphaned: keys under {prefix} kept")
         return
     try:
@@ -114,7 +129,7 @@ async def forget_pool(context: OperatorContext, pool: Pool, metadata: Mapping[st
     try:
         url = await redis_url(context, pool)
         deleted = await delete_keys(url, prefix)
-    except (EngineUnavailableError, RedisError, OSError, TimeoutError, ValueError) as error:
+    except Exception as error:  # whatever it was, the pool must not stay stuck in deletion
         problem = events.describe(error) if str(error) else "no answer in time"
         events.warning(
             pool.ref,
