@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
 from tests.support.e2e_pools import (
     Pool,
     Release,

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+
 from tests.support.e2e_pools import (
     Pool,
     Release,

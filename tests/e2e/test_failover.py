@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+
 from tests.support.e2e_pools import Pool, Release, gateway_url, published_numbers
 from tests.support.e2e_traffic import Publisher, Subscriber, losses, out_of_order, settle
 from tests.support.kubectl import Kubectl

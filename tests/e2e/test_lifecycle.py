@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from tests.support.e2e_pools import (
     Pool,
     Release,

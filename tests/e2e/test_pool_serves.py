@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from tests.support.e2e_pools import (
     Pool,
     Release,
@@ -20,7 +21,6 @@ from tests.support.e2e_pools import (
 )
 from tests.support.kubectl import Kubectl
 from tests.support.waiting import poll_until
-
 from wspool.client import Client
 from wspool.client.messages import Data
 

@@ -13,7 +13,17 @@ import pytest
 from kubernetes import client
 
 from tests.support.operator import register_nodes, running_operator
-from tests.support.pools import GROUP, PLURAL, VERSION, create_pool, pool_manifest, read_pool
+from tests.support.pools import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    condition,
+    create_pool,
+    kubectl,
+    pool_events,
+    pool_manifest,
+    read_pool,
+)
 from tests.support.waiting import poll_until
 
 pytestmark = [
@@ -35,6 +45,10 @@ def _node_replicas(api: client.ApiClient, namespace: str) -> int | None:
         raise
     assert deployment.spec is not None
     return deployment.spec.replicas
+
+
+def _scalings(api: client.ApiClient, namespace: str) -> list[tuple[str, str, str]]:
+    return [e for e in pool_events(api, namespace, "chat") if e[1].startswith("Scaled")]
 
 
 def _autoscaling(api: client.ApiClient, namespace: str) -> dict[str, Any]:
@@ -71,7 +85,16 @@ async def test_live_connections_add_nodes_by_the_step_and_never_beyond_ten(
             message="status.autoscaling at ten",
         )
         status = _autoscaling(kube_api, namespace)
+        scalings = poll_until(
+            lambda: found if len(found := _scalings(kube_api, namespace)) >= 2 else None,
+            within=10,
+            message="two ScaledUp events",
+        )
 
+    assert scalings == [
+        ("Normal", "ScaledUp", "from 3 to 7 nodes: 2500 connections want 10 nodes: scaling up"),
+        ("Normal", "ScaledUp", "from 7 to 10 nodes: 2500 connections want 10 nodes: scaling up"),
+    ]
     assert seen <= {3, 7, 10}, seen  # 3, then at most 4 more per decision, then the cap
     assert status["desiredReplicas"] == 10
     assert "2500 connections want 10 nodes" in status["reason"]
@@ -133,6 +156,7 @@ async def test_an_idle_pool_sheds_its_least_loaded_node_then_waits_for_its_drain
         )
         status = _autoscaling(kube_api, namespace)
         replicas_while_draining = _node_replicas(kube_api, namespace)
+        scalings = poll_until(lambda: _scalings(kube_api, namespace), message="a ScaledDown event")
 
     assert idle not in remaining
     assert {name: costs.get(name) for name in remaining} == {
@@ -140,3 +164,50 @@ async def test_an_idle_pool_sheds_its_least_loaded_node_then_waits_for_its_drain
     }
     assert replicas_while_draining == 2  # one node at a time: the next waits for the drain
     assert status["lastScaleDownTime"]
+    assert scalings == [
+        (
+            "Normal",
+            "ScaledDown",
+            "from 3 to 2 nodes: 14 connections want 1 node: removing one (it drains first)",
+        )
+    ]
+
+
+async def test_kubectl_scale_under_autoscaling_is_overridden_and_the_status_says_so(
+    kube_api: client.ApiClient, namespace: str, redis_url: str
+) -> None:
+    # 150 connections at 100 per node want 2 nodes; the stabilization window keeps 3.
+    await register_nodes(redis_url, f"{namespace}.chat:", [50, 50, 50])
+    manifest = pool_manifest(
+        "chat",
+        redis_url,
+        replicas=3,
+        minReplicas=2,
+        autoscaling={"targetConnectionsPerNode": 100},
+    )
+
+    def overridden() -> dict[str, Any] | None:
+        found = condition(read_pool(kube_api, namespace, "chat"), "AutoscalerOverride")
+        return found if found and found["status"] == "True" else None
+
+    with running_operator(namespace):
+        create_pool(kube_api, namespace, manifest)
+        poll_until(lambda: _autoscaling(kube_api, namespace), message="a first decision")
+        applied = condition(read_pool(kube_api, namespace, "chat"), "AutoscalerOverride")
+        kubectl("scale", "pool/chat", "--replicas=5", "--namespace", namespace)
+        override = poll_until(overridden, message="AutoscalerOverride True")
+        told = poll_until(
+            lambda: [
+                e for e in pool_events(kube_api, namespace, "chat") if e[1] == "AutoscalerOverride"
+            ],
+            message="an AutoscalerOverride event",
+        )
+        replicas = _node_replicas(kube_api, namespace)
+
+    assert applied is not None
+    assert (applied["status"], applied["reason"]) == ("False", "SpecReplicasApplied")
+    assert override is not None
+    assert override["reason"] == "SpecReplicasIgnored"
+    assert override["message"] == "spec.replicas 5 ignored: autoscaling between 2 and 10 keeps 3"
+    assert told == [("Normal", "AutoscalerOverride", override["message"])]
+    assert replicas == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from tests.support.pools import (
     VERSION,
     create_pool,
     kubectl,
+    kubectl_refused,
     pool_manifest,
     read_pool,
 )
@@ -40,6 +42,38 @@ pytestmark = [
         ({"redis": {"url": "http://redis"}}, "spec.redis.url", "should match"),
         ({"auth": {}}, "spec.auth", "give secretRef"),
         ({"autoscaling": {"targetConnectionsPerNode": 0}}, "targetConnectionsPerNode", ">= 1"),
+        ({"replicas": 6, "maxReplicas": 5}, "spec.replicas", "must not exceed maxReplicas"),
+        (
+            {"resources": {"requests": {"cpu": "lots"}}},
+            "spec.resources.requests[cpu]",
+            "must be a non-negative quantity",
+        ),
+        (
+            {"resources": {"limits": {"memory": "-1Gi"}}},
+            "spec.resources.limits[memory]",
+            "must be a non-negative quantity",
+        ),
+        (
+            {"gateway": {"resources": {"limits": {"memory": "1GB"}}}},
+            "spec.gateway.resources.limits[memory]",
+            "must be a non-negative quantity",
+        ),
+        (
+            {"resources": {"requests": {"cpus": 1}}},
+            "spec.resources.requests",
+            "resource names are cpu, memory",
+        ),
+        (
+            {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "500m"}}},
+            "spec.resources.requests",
+            "a request must not exceed the limit",
+        ),
+        ({"image": "acc/websocket-pool: 1.0"}, "spec.image", "should match"),
+        (
+            {"redis": {"secretRef": {"name": "Redis_Conn"}}},
+            "spec.redis.secretRef.name",
+            "should match",
+        ),
     ],
 )
 def test_a_bad_pool_is_rejected_at_admission_with_the_field_and_the_reason(
@@ -81,6 +115,55 @@ def test_a_minimal_pool_gets_the_documented_defaults(
     }
     assert spec["gateway"] == {"replicas": 2, "serviceType": "ClusterIP"}
     assert spec["drainWindow"] == 10
+
+
+def test_kubectl_apply_refuses_a_bad_cpu_request_and_names_the_field(namespace: str) -> None:
+    manifest = pool_manifest("chat", resources={"requests": {"cpu": "two cores"}})
+
+    refused = kubectl_refused(
+        "apply", "--namespace", namespace, "-f", "-", stdin=json.dumps(manifest)
+    )
+
+    assert "spec.resources.requests[cpu]" in refused, refused
+    assert "must be a non-negative quantity such as 500m, 2, 512Mi or 1Gi" in refused, refused
+    assert "\n" not in refused.strip(), refused
+
+
+def test_good_quantities_are_accepted_as_strings_or_integers(
+    kube_api: client.ApiClient, namespace: str
+) -> None:
+    resources = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": 2}}
+    gateway = {"resources": {"requests": {"example.com/gpu": 1, "hugepages-2Mi": "64Mi"}}}
+
+    create_pool(kube_api, namespace, pool_manifest("chat", resources=resources, gateway=gateway))
+
+    spec = read_pool(kube_api, namespace, "chat")["spec"]
+    assert spec["resources"] == resources
+    assert spec["gateway"]["resources"] == gateway["resources"]
+
+
+def test_kubectl_get_pool_and_describe_pool_take_the_singular_short_name(
+    kube_api: client.ApiClient, namespace: str
+) -> None:
+    create_pool(kube_api, namespace, pool_manifest("chat", strategy="round-robin"))
+
+    got = kubectl("get", "pool", "chat", "--namespace", namespace)
+    described = kubectl("describe", "pool", "chat", "--namespace", namespace)
+
+    assert got.splitlines()[1].split()[:2] == ["chat", "round-robin"]
+    assert "Name:         chat" in described
+    assert "Kind:         WebSocketPool" in described
+
+
+def test_kubectl_scale_beyond_max_replicas_is_refused_with_the_reason(
+    kube_api: client.ApiClient, namespace: str
+) -> None:
+    create_pool(kube_api, namespace, pool_manifest("chat", replicas=2, maxReplicas=4))
+
+    refused = kubectl_refused("scale", "pool/chat", "--replicas=5", "--namespace", namespace)
+
+    assert "replicas must not exceed maxReplicas" in refused, refused
+    assert read_pool(kube_api, namespace, "chat")["spec"]["replicas"] == 2
 
 
 def test_kubectl_get_pools_and_wsp_show_strategy_servers_health_connections_and_age(

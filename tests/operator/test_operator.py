@@ -23,6 +23,8 @@ from tests.support.pools import (
     condition,
     create_pool,
     gone,
+    kubectl,
+    pool_events,
     pool_manifest,
     read_pool,
 )
@@ -82,6 +84,17 @@ def _reconciled(
         return pool if status.get("observedGeneration", 0) >= generation else None
 
     return _wait(seen, f"pool {name} reconciled at generation {generation}")
+
+
+def _attempts(api: client.ApiClient, namespace: str) -> int:
+    """How often Kopf has run the pool's reconcile handler for its current change."""
+    notes = read_pool(api, namespace, "chat")["metadata"].get("annotations") or {}
+    progress = json.loads(notes.get("realtime.acc.io/reconcile", "{}"))
+    return int(progress.get("retries", 0))
+
+
+def _describe(namespace: str, pool: str = "chat") -> str:
+    return kubectl("describe", "pool", pool, "--namespace", namespace)
 
 
 def _env(deployment: Any) -> dict[str, Any]:
@@ -152,44 +165,75 @@ async def test_status_reports_nodes_connections_conditions_and_generation(
     assert ready is not None
     assert progressing is not None
     assert degraded is not None
-    assert (ready["status"], ready["reason"]) == ("False", "NoReadyServers")
+    # both nodes are healthy in the registry, but no gateway runs here to reach them
+    assert (ready["status"], ready["reason"]) == ("False", "NoReadyGateway")
+    assert ready["message"] == "0 of 2 gateways ready; 2 of 2 registered server nodes healthy"
     assert progressing["status"] == "True"
     assert (degraded["status"], degraded["reason"]) == ("False", "AsExpected")
     assert all(c["observedGeneration"] == 1 and c["lastTransitionTime"] for c in (ready,))
 
 
-async def test_a_spec_change_reaches_the_objects_and_the_gateways_shared_config(
+def _generations(api: client.ApiClient, namespace: str, pool: str) -> dict[str, int]:
+    """Each Deployment's generation: it moves when its spec (the pod template) changes."""
+    objects = _objects(api, namespace, pool)
+    return {part: objects[part].metadata.generation for part in ("server", "gateway")}
+
+
+async def test_a_strategy_change_reaches_the_gateways_through_redis_without_rolling_a_pod(
     kube_api: client.ApiClient, namespace: str, redis_url: str
 ) -> None:
     custom = client.CustomObjectsApi(kube_api)
     store = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    change = {"strategy": "round-robin", "healthCheck": {"interval": 2, "timeout": 1}}
     with running_operator(namespace):
         create_pool(kube_api, namespace, pool_manifest("chat", redis_url))
         _reconciled(kube_api, namespace, "chat")
-        before = _objects(kube_api, namespace, "chat")["server"]
+        before = _generations(kube_api, namespace, "chat")
         custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            "chat",
-            {"spec": {"strategy": "round-robin", "healthCheck": {"interval": 2, "timeout": 1}}},
+            GROUP, VERSION, namespace, PLURAL, "chat", {"spec": change}
         )
         _reconciled(kube_api, namespace, "chat", generation=2)
+        after = _generations(kube_api, namespace, "chat")
+        pushed = _wait(
+            lambda: [
+                e for e in pool_events(kube_api, namespace, "chat") if e[1] == "PoolConfigPushed"
+            ][1:],
+            "a second PoolConfigPushed event",
+        )
 
     try:
         shared = json.loads(await store.get(f"{namespace}.chat:pool:config") or "{}")
     finally:
         await store.aclose()
-    after = _objects(kube_api, namespace, "chat")
-    assert after["config"].data["WSPOOL_STRATEGY"] == "round-robin"
     assert shared["strategy"] == "round-robin"
     assert shared["healthCheck"]["interval"] == 2
-    checksum = "realtime.acc.io/config-checksum"
-    assert (
-        after["server"].spec.template.metadata.annotations[checksum]
-        != before.spec.template.metadata.annotations[checksum]
-    )
+    assert after == before  # no pod template changed: nothing rolls
+    assert _objects(kube_api, namespace, "chat")["config"].data["WSPOOL_STRATEGY"] == "round-robin"
+    assert pushed == [
+        (
+            "Normal",
+            "PoolConfigPushed",
+            "strategy least-connections -> round-robin; healthCheck.interval 5 -> 2;"
+            " healthCheck.timeout 3 -> 1",
+        )
+    ]
+
+
+def test_an_image_change_rolls_both_deployments(
+    kube_api: client.ApiClient, namespace: str, redis_url: str
+) -> None:
+    custom = client.CustomObjectsApi(kube_api)
+    with running_operator(namespace):
+        create_pool(kube_api, namespace, pool_manifest("chat", redis_url))
+        _reconciled(kube_api, namespace, "chat")
+        before = _generations(kube_api, namespace, "chat")
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "chat", {"spec": {"image": "acc/websocket-pool:2"}}
+        )
+        _reconciled(kube_api, namespace, "chat", generation=2)
+        after = _generations(kube_api, namespace, "chat")
+
+    assert after == {part: generation + 1 for part, generation in before.items()}
 
 
 def _versions(api: client.ApiClient, namespace: str, pool: str) -> dict[str, str]:
@@ -225,7 +269,7 @@ def test_a_restarted_operator_takes_up_changes_made_meanwhile_and_rewrites_nothi
     assert changed == {"gateway"}
 
 
-def test_a_pool_the_operator_cannot_run_says_why_in_its_conditions(
+def test_a_pool_the_operator_cannot_run_says_why_in_its_conditions_and_events(
     kube_api: client.ApiClient, namespace: str
 ) -> None:
     manifest = pool_manifest("chat", "redis://127.0.0.1:9")  # nothing listens on port 9
@@ -239,22 +283,63 @@ def test_a_pool_the_operator_cannot_run_says_why_in_its_conditions(
             return found if found and found["status"] == "True" else None
 
         degraded = _wait(reported, "Degraded condition")
+        described = _wait(
+            lambda: text if "InvalidSpec" in (text := _describe(namespace)) else None,
+            "an InvalidSpec event in kubectl describe",
+        )
 
     assert degraded["reason"] == "ReconcileFailed"
     assert "spec.image" in degraded["message"]
+    assert "invalid spec.image: is required (the operator has no --image)" in described
     assert _all_made(kube_api, namespace, "chat") is None
 
 
-def test_a_pool_whose_redis_is_away_is_degraded_but_its_objects_exist(
+def test_an_api_server_refusal_is_one_line_in_the_status_and_one_event_across_retries(
+    kube_api: client.ApiClient, namespace: str, redis_url: str
+) -> None:
+    # A Service of that name already has a cluster IP, which cannot become None (headless).
+    client.CoreV1Api(kube_api).create_namespaced_service(
+        namespace,
+        client.V1Service.model_validate(
+            {
+                "metadata": {"name": "chat-server"},
+                "spec": {"ports": [{"port": 8081}], "selector": {"app": "other"}},
+            }
+        ),
+    )
+
+    with running_operator(namespace):
+        create_pool(kube_api, namespace, pool_manifest("chat", redis_url))
+
+        def failed() -> dict[str, Any] | None:
+            found = condition(read_pool(kube_api, namespace, "chat"), "Degraded")
+            return found if found and found["reason"] == "ReconcileFailed" else None
+
+        degraded = _wait(failed, "Degraded ReconcileFailed")
+        # Kopf retries every 5 s and counts the attempts in its progress annotation.
+        _wait(lambda: _attempts(kube_api, namespace) >= 3, "two retries", within=20)
+        told = [e for e in pool_events(kube_api, namespace, "chat") if e[1] == "ReconcileFailed"]
+
+    message = degraded["message"]
+    assert message.startswith('the API server answered 422: Service "chat-server" is invalid:')
+    assert "\n" not in message
+    assert "HTTP response" not in message
+    assert told == [("Warning", "ReconcileFailed", message)]
+
+
+def test_a_pool_whose_redis_is_away_is_not_ready_and_degraded_but_its_objects_exist(
     kube_api: client.ApiClient, namespace: str
 ) -> None:
     with running_operator(namespace):
         create_pool(kube_api, namespace, pool_manifest("chat", "redis://127.0.0.1:9"))
         pool = _reconciled(kube_api, namespace, "chat")
 
-    degraded = condition(pool, "Degraded")
+    ready, degraded = condition(pool, "Ready"), condition(pool, "Degraded")
+    assert ready is not None
     assert degraded is not None
+    assert (ready["status"], ready["reason"]) == ("False", "StatsUnavailable")
     assert (degraded["status"], degraded["reason"]) == ("True", "StatsUnavailable")
+    assert "\n" not in ready["message"]
     assert _all_made(kube_api, namespace, "chat") is not None
 
 

@@ -28,6 +28,8 @@ __all__ = [
     "gone",
     "install_crd",
     "kubectl",
+    "kubectl_refused",
+    "pool_events",
     "pool_manifest",
     "read_pool",
     "run_tool",
@@ -41,14 +43,12 @@ VERSION = "v1alpha1"
 PLURAL = "websocketpools"
 
 
-def run_tool(name: str, *args: str, stdin: str | None = None) -> str:
-    """Run a control plane tool (from the testenv folder, else PATH) against the session's
-    cluster; its stdout, or a failed assertion with its stderr."""
+def _run(name: str, args: tuple[str, ...], stdin: str | None) -> subprocess.CompletedProcess[str]:
     try:
         binary = str(find_binary(name))
     except MissingBinaryError:
         binary = shutil.which(name) or name
-    result = subprocess.run(
+    return subprocess.run(
         [binary, *args],
         input=stdin,
         capture_output=True,
@@ -57,12 +57,25 @@ def run_tool(name: str, *args: str, stdin: str | None = None) -> str:
         check=False,
         env=os.environ.copy(),
     )
+
+
+def run_tool(name: str, *args: str, stdin: str | None = None) -> str:
+    """Run a control plane tool (from the testenv folder, else PATH) against the session's
+    cluster; its stdout, or a failed assertion with its stderr."""
+    result = _run(name, args, stdin)
     assert result.returncode == 0, f"{name} {' '.join(args)}: {result.stderr}"
     return result.stdout
 
 
 def kubectl(*args: str) -> str:
     return run_tool("kubectl", *args)
+
+
+def kubectl_refused(*args: str, stdin: str | None = None) -> str:
+    """A kubectl command that must fail; what it printed on stderr."""
+    result = _run("kubectl", args, stdin)
+    assert result.returncode != 0, f"kubectl {' '.join(args)} succeeded: {result.stdout}"
+    return result.stderr
 
 
 def load_crd() -> dict[str, Any]:
@@ -128,3 +141,15 @@ def gone(read: Callable[[], object]) -> bool:
             return True
         raise
     return False
+
+
+def pool_events(api: client.ApiClient, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    """The Events about a pool, oldest first, as ``(type, reason, message)``."""
+    listed = client.CoreV1Api(api).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.kind=WebSocketPool,involvedObject.name={name}"
+    )
+    found = [
+        (str(e.event_time or e.metadata.creation_timestamp), e.type, e.reason, e.message)
+        for e in listed.items
+    ]
+    return [(str(kind), str(reason), str(message)) for _, kind, reason, message in sorted(found)]

@@ -13,6 +13,7 @@ from wspool.core.poolspec import PoolSpecError, parse_pool_spec
 from wspool.core.poolstatus import (
     PoolObservation,
     deployment_counts,
+    one_line,
     render_conditions,
     render_status,
 )
@@ -164,14 +165,55 @@ def test_secrets_reach_the_pods_by_reference_never_by_value() -> None:
     assert "WSPOOL_INSECURE" not in objects["ConfigMap/chat-config"]["data"]
 
 
-def test_a_config_change_changes_the_pod_templates_checksum() -> None:
-    before = _by_kind(MINIMAL)["Deployment/chat-server"]["spec"]["template"]
-    after = _by_kind(_spec(strategy="round-robin"))["Deployment/chat-server"]["spec"]["template"]
-    same = _by_kind(_spec(replicas=5))["Deployment/chat-server"]["spec"]["template"]
+def _templates(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    objects = _by_kind(spec)
+    return [
+        objects[f"Deployment/chat-{part}"]["spec"]["template"] for part in ("server", "gateway")
+    ]
 
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"strategy": "round-robin"},
+        {"maxConnections": 5000},
+        {"healthThreshold": 5},
+        {"healthCheck": {"interval": 2, "timeout": 1}},
+    ],
+)
+def test_a_change_the_gateways_follow_live_leaves_the_pod_templates_alone(
+    change: dict[str, Any],
+) -> None:
+    changed = _by_kind(_spec(**change))
+
+    assert _templates(_spec(**change)) == _templates(MINIMAL)
+    # the ConfigMap still says it, for a gateway that starts with an empty Redis
+    assert changed["ConfigMap/chat-config"] != _by_kind(MINIMAL)["ConfigMap/chat-config"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"image": "acc/websocket-pool:2.0"},
+        {"redis": {"url": "redis://other:6379"}},
+        {"redis": {"url": "redis://redis:6379", "keyPrefix": "other:"}},
+        {"drainWindow": 30},
+        {"auth": {"secretRef": {"name": "pool-keys"}}},
+    ],
+)
+def test_a_change_the_pods_read_only_at_start_rolls_them(change: dict[str, Any]) -> None:
+    before, after = _templates(MINIMAL), _templates(_spec(**change))
+
+    assert before[0] != after[0]
+    assert before[1] != after[1]
+
+
+def test_the_checksum_moves_when_the_environment_needs_a_restart() -> None:
     key = "realtime.acc.io/config-checksum"
-    assert before["metadata"]["annotations"][key] != after["metadata"]["annotations"][key]
-    assert before == same
+    before = _templates(MINIMAL)[0]["metadata"]["annotations"][key]
+    after = _templates(_spec(redis={"url": "redis://other:6379"}))[0]["metadata"]["annotations"]
+
+    assert after[key] != before
 
 
 def test_the_scale_selector_names_the_server_pods_only() -> None:
@@ -192,7 +234,10 @@ def _seen(**fields: Any) -> PoolObservation:
         "gateways_desired": 2,
         "gateways_ready": 2,
         "healthy_nodes": 3,
+        "registered_nodes": 3,
         "connections": 42,
+        "spec_replicas": 3,
+        "autoscaling": (1, 10),
     }
     values.update(fields)
     return PoolObservation(**values)
@@ -202,11 +247,12 @@ def _reasons(seen: PoolObservation) -> list[tuple[str, str, str]]:
     return [(c["type"], c["status"], c["reason"]) for c in render_conditions(seen, [], 0.0)]
 
 
-def test_a_pool_with_every_node_and_gateway_ready_is_ready_stable_and_not_degraded() -> None:
+def test_a_pool_with_a_ready_gateway_and_healthy_nodes_is_ready_stable_and_not_degraded() -> None:
     assert _reasons(_seen()) == [
         ("Ready", "True", "Serving"),
         ("Progressing", "False", "Stable"),
         ("Degraded", "False", "AsExpected"),
+        ("AutoscalerOverride", "False", "SpecReplicasApplied"),
     ]
 
 
@@ -215,7 +261,7 @@ def test_a_pool_with_every_node_and_gateway_ready_is_ready_stable_and_not_degrad
     [
         (
             {"ready": 0},
-            [("Ready", "False", "NoReadyServers"), ("Progressing", "True", "WaitingForServers")],
+            [("Ready", "True", "Serving"), ("Progressing", "True", "WaitingForServers")],
         ),
         (
             {"gateways_ready": 0},
@@ -223,8 +269,14 @@ def test_a_pool_with_every_node_and_gateway_ready_is_ready_stable_and_not_degrad
         ),
         ({"rolled_out": False}, [("Progressing", "True", "RollingOut")]),
         ({"replicas": 4}, [("Progressing", "True", "ScalingDown")]),
-        ({"stats_error": "refused"}, [("Degraded", "True", "StatsUnavailable")]),
-        ({"healthy_nodes": 0}, [("Degraded", "True", "NoHealthyNodes")]),
+        (
+            {"stats_error": "refused", "healthy_nodes": None},
+            [("Ready", "False", "StatsUnavailable"), ("Degraded", "True", "StatsUnavailable")],
+        ),
+        (
+            {"healthy_nodes": 0},
+            [("Ready", "False", "NoHealthyNodes"), ("Degraded", "True", "NoHealthyNodes")],
+        ),
         (
             {"error": "forbidden"},
             [("Ready", "False", "ReconcileFailed"), ("Degraded", "True", "ReconcileFailed")],
@@ -240,9 +292,70 @@ def test_conditions_say_what_is_wrong(
         assert entry in reasons
 
 
+def _condition(seen: PoolObservation, kind: str) -> dict[str, Any]:
+    return next(c for c in render_conditions(seen, [], 0.0) if c["type"] == kind)
+
+
+def test_ready_pods_with_no_healthy_node_in_the_registry_are_not_ready() -> None:
+    ready = _condition(_seen(healthy_nodes=0, registered_nodes=2), "Ready")
+
+    assert (ready["status"], ready["reason"]) == ("False", "NoHealthyNodes")
+    assert ready["message"] == "0 of 2 registered server nodes healthy; 3 of 3 pods ready"
+
+
+def test_a_pool_whose_registry_cannot_be_read_is_not_ready() -> None:
+    unread = _condition(_seen(healthy_nodes=None, registered_nodes=None), "Ready")
+    refused = _condition(_seen(healthy_nodes=None, stats_error="Connection refused"), "Ready")
+
+    assert (unread["status"], unread["reason"]) == ("False", "StatsUnavailable")
+    assert refused["message"] == "cannot read the pool's Redis: Connection refused"
+
+
+def test_ready_says_how_many_nodes_are_healthy_and_how_many_gateways_ready() -> None:
+    ready = _condition(_seen(healthy_nodes=2, gateways_ready=1), "Ready")
+
+    assert ready["message"] == "2 of 3 registered server nodes healthy; 1 of 2 gateways ready"
+
+
+def test_the_status_says_when_the_autoscaler_overrides_spec_replicas() -> None:
+    scaled = _condition(_seen(spec_replicas=5, autoscaling=(2, 10)), "AutoscalerOverride")
+    manual = _condition(_seen(spec_replicas=5, desired=5, autoscaling=None), "AutoscalerOverride")
+
+    assert (scaled["status"], scaled["reason"]) == ("True", "SpecReplicasIgnored")
+    assert scaled["message"] == "spec.replicas 5 ignored: autoscaling between 2 and 10 keeps 3"
+    assert (manual["status"], manual["reason"]) == ("False", "AutoscalingDisabled")
+
+
+def test_a_failure_without_a_spec_keeps_the_last_override_condition() -> None:
+    before = render_conditions(_seen(spec_replicas=5), [], 1_000.0)
+    failed = render_conditions(_seen(spec_replicas=None, error="spec.image: required"), before, 0)
+
+    kept = [c for c in failed if c["type"] == "AutoscalerOverride"]
+    assert kept == [c for c in before if c["type"] == "AutoscalerOverride"]
+
+
+def test_a_long_multi_line_error_becomes_one_short_line_in_every_condition() -> None:
+    dump = "(422)\nReason: Unprocessable Entity\nHTTP response body: " + "x" * 2000
+
+    conditions = render_conditions(_seen(error=dump), [], 0.0)
+
+    for entry in conditions:
+        assert "\n" not in entry["message"]
+        assert len(entry["message"]) <= 280
+    assert conditions[0]["message"].startswith("(422) Reason: Unprocessable Entity")
+    assert conditions[0]["message"].endswith("…")
+
+
+def test_one_line_hides_the_password_of_a_url() -> None:
+    text = "Error connecting to redis://app:s3cret@redis.data:6379/0\n"
+
+    assert one_line(text) == "Error connecting to redis://***@redis.data:6379/0"
+    assert one_line("short") == "short"
+
+
 def test_a_conditions_transition_time_moves_only_when_its_status_flips() -> None:
-    first = render_conditions(_seen(ready=0), [], 1_000.0)
-    same = render_conditions(_seen(ready=0, desired=4), first, 2_000.0)
+    first = render_conditions(_seen(gateways_ready=0), [], 1_000.0)
+    same = render_conditions(_seen(gateways_ready=0, desired=4), first, 2_000.0)
     flipped = render_conditions(_seen(), same, 3_000.0)
 
     times = [{c["type"]: c["lastTransitionTime"] for c in s} for s in (first, same, flipped)]

@@ -113,6 +113,10 @@ def _window(
     return tuple(kept)
 
 
+def _nodes(count: int) -> str:
+    return f"{count} node" if count == 1 else f"{count} nodes"
+
+
 def decide_scale(
     *,
     connections: int,
@@ -138,23 +142,23 @@ def decide_scale(
     if wanted > current:
         target = min(wanted, current + max(1, policy.scale_up_step))
         return ScaleDecision(
-            target, f"{connections} connections want {wanted} nodes: scaling up", window
+            target, f"{connections} connections want {_nodes(wanted)}: scaling up", window
         )
     stabilized = max(entry.replicas for entry in window)
     if stabilized >= current:
         if wanted < current:
             return ScaleDecision(
                 current,
-                f"{connections} connections want {wanted} nodes; holding {current} for the"
+                f"{connections} connections want {_nodes(wanted)}; holding {current} for the"
                 f" {policy.stabilization:g} s stabilization window",
                 window,
             )
-        return ScaleDecision(current, f"{connections} connections: {current} nodes fit", window)
+        return ScaleDecision(current, f"{connections} connections: {_nodes(current)} fit", window)
     if last_scale_down is not None and now - last_scale_down < policy.cooldown:
         return ScaleDecision(current, "waiting for the last removed node to drain", window)
     return ScaleDecision(
         current - 1,
-        f"{connections} connections want {stabilized} nodes: removing one (it drains first)",
+        f"{connections} connections want {_nodes(stabilized)}: removing one (it drains first)",
         window,
     )
 

@@ -6,7 +6,9 @@ can apply it with server-side apply on every reconcile and the result is the sam
 
 - ConfigMap ``<pool>-config``: the non-secret settings as environment variables (both
   Deployments load it with ``envFrom``) and the declared pool config as ``poolConfig.json``;
-  its checksum is a pod template annotation, so a change rolls the pods.
+  a checksum of what the pods read only at start is a pod template annotation, so changing
+  that rolls the pods. The pool config (strategy, maxConnections, health checks) is not in
+  it: the operator pushes it into Redis and the gateways follow it live.
 - Deployment ``<pool>-server``: ``wspool server`` nodes. A node drains on SIGTERM over
   ``drainWindow``; ``terminationGracePeriodSeconds`` covers the preStop pause, that window and
   a margin, and the liveness probe tolerates the 503 that ``/health`` answers while draining.
@@ -157,8 +159,14 @@ def render_configmap(spec: PoolSpec, ref: PoolRef) -> dict[str, Any]:
     }
 
 
+LIVE_KEYS = frozenset({"poolConfig.json", "WSPOOL_STRATEGY", "WSPOOL_MAX_CONNECTIONS"})
+"""ConfigMap keys that need no restart: the gateways take them from the pool config in Redis
+(the environment only seeds a gateway that finds none there)."""
+
+
 def _checksum(configmap: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(configmap["data"], sort_keys=True).encode()).hexdigest()
+    data = {k: v for k, v in configmap["data"].items() if k not in LIVE_KEYS}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def _secret_env(spec: PoolSpec, *keys: tuple[str, str, bool]) -> list[dict[str, Any]]:

@@ -4,16 +4,25 @@ Conditions follow the Kubernetes API conventions (``type``, ``status`` ``"True"|
 a CamelCase ``reason``, a human ``message``, ``lastTransitionTime`` that moves only when
 ``status`` flips, and the ``observedGeneration`` they describe):
 
-- ``Ready``: the pool serves: at least one server node and one gateway are ready.
+- ``Ready``: clients can be served: at least one gateway is ready and at least one server
+  node is healthy in the registry as the gateways see it (read from the pool's Redis). Pods
+  that Kubernetes calls ready are not enough: a node that never registered, or that every
+  gateway has marked down, serves no one.
 - ``Progressing``: the Deployments are still moving towards the spec (rollout, scaling,
   pods not yet ready).
 - ``Degraded``: something needs a human: the last reconcile failed, the pool's stats cannot
   be read from Redis, or ready nodes are not healthy in the registry.
+- ``AutoscalerOverride``: under autoscaling, ``spec.replicas`` (what ``kubectl scale``
+  sets) differs from the node count the autoscaler keeps, so it is not what runs.
+
+Every message goes through :func:`one_line`: whatever an error said, the status (and the
+events, which use it too) carries one short line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +32,7 @@ __all__ = [
     "PoolObservation",
     "deployment_counts",
     "format_time",
+    "one_line",
     "parse_time",
     "render_conditions",
     "render_status",
@@ -39,6 +49,23 @@ def parse_time(text: str) -> float | None:
         return datetime.fromisoformat(text).timestamp()
     except (TypeError, ValueError):
         return None
+
+
+MESSAGE_LIMIT = 280
+"""Characters of a condition message or an event; longer text is cut with an ellipsis."""
+
+_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
+
+
+def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` as one line of at most ``limit`` characters, without URL credentials.
+
+    Errors from clients can span lines (an API server's response dump) and name URLs; a
+    status message is read in ``kubectl get``/``describe``, so it is cut, not wrapped, and a
+    password in a ``redis://user:password@host`` never reaches it.
+    """
+    flat = " ".join(_CREDENTIALS.sub(r"\1***@", text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +106,15 @@ class PoolObservation:
     gateways_ready: int = 0
     healthy_nodes: int | None = None
     """Nodes registered, not draining and not marked down; None when unknown."""
+    registered_nodes: int | None = None
     connections: int | None = None
     stats_error: str = ""
     error: str = ""
     """Why the last reconcile failed; empty when it succeeded."""
+    spec_replicas: int | None = None
+    """The resource's ``spec.replicas``; None when the spec could not be read."""
+    autoscaling: tuple[int, int] | None = None
+    """``(minReplicas, maxReplicas)`` when the autoscaler owns the node count."""
 
     @classmethod
     def of(
@@ -108,12 +140,16 @@ class PoolObservation:
 def _ready(seen: PoolObservation) -> tuple[bool, str, str]:
     if seen.error:
         return False, "ReconcileFailed", seen.error
-    nodes = f"{seen.ready} of {seen.desired} server nodes ready"
-    if seen.ready == 0:
-        return False, "NoReadyServers", nodes
     gateways = f"{seen.gateways_ready} of {seen.gateways_desired} gateways ready"
+    if seen.stats_error or seen.healthy_nodes is None:
+        problem = seen.stats_error or "not read yet"
+        return False, "StatsUnavailable", f"cannot read the pool's Redis: {problem}"
+    registered = seen.healthy_nodes if seen.registered_nodes is None else seen.registered_nodes
+    nodes = f"{seen.healthy_nodes} of {registered} registered server nodes healthy"
+    if seen.healthy_nodes == 0:
+        return False, "NoHealthyNodes", f"{nodes}; {seen.ready} of {seen.desired} pods ready"
     if seen.gateways_ready == 0:
-        return False, "NoReadyGateway", f"{nodes}; {gateways}"
+        return False, "NoReadyGateway", f"{gateways}; {nodes}"
     return True, "Serving", f"{nodes}; {gateways}"
 
 
@@ -142,23 +178,56 @@ def _degraded(seen: PoolObservation) -> tuple[bool, str, str]:
     return False, "AsExpected", "no problem seen"
 
 
+def _override(seen: PoolObservation) -> tuple[bool, str, str] | None:
+    if seen.spec_replicas is None:
+        return None  # the spec was not read: keep what the condition said
+    if seen.autoscaling is None:
+        return False, "AutoscalingDisabled", f"spec.replicas {seen.spec_replicas} sets the nodes"
+    low, high = seen.autoscaling
+    if seen.desired == 0 or seen.desired == seen.spec_replicas:
+        return False, "SpecReplicasApplied", f"autoscaling between {low} and {high} nodes"
+    return (
+        True,
+        "SpecReplicasIgnored",
+        f"spec.replicas {seen.spec_replicas} ignored: autoscaling between {low} and {high}"
+        f" keeps {seen.desired}",
+    )
+
+
+_Judge = Callable[[PoolObservation], tuple[bool, str, str] | None]
+_JUDGES: tuple[tuple[str, _Judge], ...] = (
+    ("Ready", _ready),
+    ("Progressing", _progressing),
+    ("Degraded", _degraded),
+    ("AutoscalerOverride", _override),
+)
+
+
 def render_conditions(
     seen: PoolObservation, previous: Sequence[Mapping[str, Any]], now: float
 ) -> list[dict[str, Any]]:
-    """The three conditions, keeping each one's ``lastTransitionTime`` unless it flipped."""
+    """The conditions, keeping each one's ``lastTransitionTime`` unless it flipped.
+
+    A condition that cannot be judged from ``seen`` (no spec was read) keeps its last entry.
+    """
     before = {str(c.get("type")): c for c in previous}
     conditions = []
-    for kind, judge in (("Ready", _ready), ("Progressing", _progressing), ("Degraded", _degraded)):
-        true, reason, message = judge(seen)
-        status = "True" if true else "False"
+    for kind, judge in _JUDGES:
         old = before.get(kind)
+        verdict = judge(seen)
+        if verdict is None:
+            if old is not None:
+                conditions.append(dict(old))
+            continue
+        true, reason, message = verdict
+        status = "True" if true else "False"
         kept = old is not None and old.get("status") == status and old.get("lastTransitionTime")
         conditions.append(
             {
                 "type": kind,
                 "status": status,
                 "reason": reason,
-                "message": message,
+                "message": one_line(message),
                 "lastTransitionTime": kept or format_time(now),
                 "observedGeneration": seen.generation,
             }

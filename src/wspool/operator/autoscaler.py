@@ -5,12 +5,13 @@ inputs (the registry in the pool's Redis, the node Deployment, the history kept 
 ``status.autoscaling``) and carries out the result by patching the node Deployment's
 ``spec.replicas``. Before removing a node it sets ``controller.kubernetes.io/pod-deletion-cost``
 on each node pod to the pod's live connection count, so the ReplicaSet stops the node with the
-fewest clients; that node drains on SIGTERM within its termination grace period.
+fewest clients; that node drains on SIGTERM within its termination grace period. Each change
+of the node count is a ``ScaledUp`` or ``ScaledDown`` event on the pool, with the load that
+caused it.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -22,9 +23,11 @@ from wspool.core.autoscale import (
 )
 from wspool.core.manifests import grace_period, selector_string
 from wspool.core.poolstatus import deployment_counts
+from wspool.operator import events
 from wspool.operator.reconcile import (
     OperatorContext,
     Pool,
+    last_failure,
     observe,
     read_pool_stats,
     write_status,
@@ -32,8 +35,6 @@ from wspool.operator.reconcile import (
 from wspool.operator.stats import PoolStats
 
 __all__ = ["DELETION_COST", "sync_pool"]
-
-log = logging.getLogger(__name__)
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
@@ -81,14 +82,10 @@ async def _autoscale(
         await context.kube.merge_patch(
             "apps/v1", "Deployment", namespace, name, {"spec": {"replicas": decision.replicas}}
         )
-        log.info(
-            "scaled %s/%s from %d to %d nodes: %s",
-            pool.ref.namespace,
-            pool.ref.name,
-            current,
-            decision.replicas,
-            decision.reason,
-            extra={"pool": f"{pool.ref.namespace}/{pool.ref.name}"},
+        events.normal(
+            pool.ref,
+            "ScaledUp" if decision.replicas > current else "ScaledDown",
+            f"from {current} to {decision.replicas} nodes: {decision.reason}",
         )
     return autoscaling_status(decision, current, last_scale_down, now)
 
@@ -107,5 +104,7 @@ async def sync_pool(context: OperatorContext, pool: Pool) -> None:
     # The spec may have changed since the last reconcile, which has yet to apply it: the
     # status keeps describing the generation that was applied.
     applied = int(pool.status.get("observedGeneration", pool.generation))
-    observation = await observe(context, pool, stats, stats_error, generation=applied)
+    observation = await observe(
+        context, pool, stats, stats_error, generation=applied, error=last_failure(pool.status)
+    )
     await write_status(context, pool, observation, extra)

@@ -1,10 +1,12 @@
 """The Kopf handlers: thin adapters from Kopf's events to :mod:`wspool.operator.reconcile`.
 
 Each handler parses the resource once into a :class:`Pool` and calls one plain function.
-A spec the operator cannot use is a permanent error (the status says which field); anything
-else (the API server or Redis away) is retried by Kopf with a delay, and the status says why
-meanwhile. No handler returns a value: Kopf would store it in ``status``, which the CRD's
-structural schema prunes. Kopf keeps its own bookkeeping in ``realtime.acc.io/`` annotations
+A spec the operator cannot use is a permanent error (the status and an ``InvalidSpec`` event
+say which field); anything else (the API server or Redis away) is retried by Kopf with a
+delay, and the status and a ``ReconcileFailed`` event say why meanwhile, in one line.
+Deleting a pool runs :func:`wspool.operator.cleanup.forget_pool` from Kopf's finalizer.
+No handler returns a value: Kopf would store it in ``status``, which the CRD's structural
+schema prunes. Kopf keeps its own bookkeeping in ``realtime.acc.io/`` annotations
 for the same reason.
 
 The registry is built per process from the settings (the sync interval is a handler option),
@@ -24,6 +26,8 @@ from wspool.core.manifests import API_GROUP, API_VERSION, KIND, PLURAL
 from wspool.core.operatorconfig import OperatorSettings
 from wspool.core.poolspec import PoolSpecError
 from wspool.operator.autoscaler import sync_pool
+from wspool.operator.cleanup import forget_pool
+from wspool.operator.events import describe
 from wspool.operator.kube import Kube, connect
 from wspool.operator.reconcile import OperatorContext, Pool, reconcile, report_failure
 
@@ -103,12 +107,12 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         try:
             pool = Pool.from_body(body, settings.image)
         except PoolSpecError as error:
-            await report_failure(context, body, f"invalid {error}")
+            await report_failure(context, body, f"invalid {error}", reason="InvalidSpec")
             raise kopf.PermanentError(str(error)) from error
         try:
             await reconcile(context, pool)
         except Exception as error:
-            problem = str(error) or type(error).__name__
+            problem = describe(error)
             try:
                 await report_failure(context, body, problem)
             except Exception:  # the API server may be the thing that is away
@@ -130,10 +134,22 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             )
             if fresh is None or "observedGeneration" not in (fresh.get("status") or {}):
                 return  # gone, or its first reconcile has not finished
+            if fresh["metadata"].get("deletionTimestamp"):
+                return  # going: the finalizer stops its pods, nothing to scale
             try:
                 pool = Pool.from_body(fresh, settings.image)
             except PoolSpecError:
                 return  # the reconcile handler already reported it
             await sync_pool(context, pool)
+
+    @kopf.on.delete(*pools, id="forget", registry=registry)
+    async def forget(body: kopf.Body, **_: Any) -> None:
+        async with runtime.lock(body):
+            try:
+                pool = Pool.from_body(body, settings.image, require_image=False)
+            except PoolSpecError as error:
+                log.warning("cannot clean up after %s: %s", body["metadata"]["name"], error)
+                return  # a spec it never could use: no keys were ever written
+            await forget_pool(runtime.context, pool, body["metadata"])
 
     return registry

@@ -16,6 +16,7 @@ import signal
 import uuid
 
 import kopf
+from kopf._core.engines import peering
 
 from wspool.core.operatorconfig import OperatorSettings
 from wspool.operator.election import LeaseLock
@@ -110,7 +111,7 @@ async def _run_kopf(
             standalone=True,
             # Kopf would name itself after the user (getpass), and the image runs as a
             # numeric uid that /etc/passwd need not know (any uid, on some platforms).
-            identity=_identity(),
+            identity=peering.Identity(_identity()),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             stop_flag=stop,

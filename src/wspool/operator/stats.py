@@ -8,8 +8,9 @@ gateway's health monitor has marked it down (``server:{id}:health``).
 
 The pool config that the resource declares (strategy, maxConnections, healthThreshold,
 healthCheck) is merged into the shared ``PoolConfig`` document, which every gateway replica
-follows; fields the resource does not declare (weights, circuit breaker, slow start) keep
-what the REST API set.
+follows live (no pod restarts); fields the resource does not declare (weights, circuit
+breaker, slow start) keep what the REST API set. The write reports what it changed, for the
+pool's events.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from wspool.core.poolconfig import PoolConfig
 from wspool.core.records import NodeHealth, NodeInfo
 from wspool.state.redis_engine import RedisEngine
 
-__all__ = ["PoolStats", "count_healthy", "read_stats", "write_pool_config"]
+__all__ = ["PoolStats", "config_changes", "count_healthy", "read_stats", "write_pool_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +56,47 @@ async def read_stats(redis_url: str, key_prefix: str) -> PoolStats:
     return PoolStats(tuple(nodes), count_healthy(nodes, health))
 
 
-async def write_pool_config(redis_url: str, key_prefix: str, declared: dict[str, Any]) -> bool:
-    """Merge the declared fields into the shared pool config; True when it changed."""
+def _flat(document: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{path}{key}."))
+        else:
+            flat[f"{path}{key}"] = value
+    return flat
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def config_changes(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any], declared: Mapping[str, Any]
+) -> list[str]:
+    """The declared fields that differ, as ``healthCheck.interval 5 -> 2``; every declared
+    field as ``strategy round-robin`` when there was no config before."""
+    old, new = _flat(before or {}), _flat(after)
+    fields = [path for path in _flat(declared) if path in new]
+    if before is None:
+        return [f"{path} {_show(new[path])}" for path in fields]
+    return [
+        f"{path} {_show(old.get(path))} -> {_show(new[path])}"
+        for path in fields
+        if old.get(path) != new[path]
+    ]
+
+
+async def write_pool_config(redis_url: str, key_prefix: str, declared: dict[str, Any]) -> list[str]:
+    """Merge the declared fields into the shared pool config; what changed (see
+    :func:`config_changes`), empty when the stored config already said so."""
     engine = RedisEngine(redis_url, Keys(key_prefix))
     try:
         stored = await engine.get_pool_config()
         current = PoolConfig.from_json(stored or {})
         merged = current.merged(declared).to_json()
         if stored is not None and merged == current.to_json():
-            return False
+            return []
         await engine.set_pool_config(merged)
-        return True
+        return config_changes(current.to_json() if stored is not None else None, merged, declared)
     finally:
         await engine.close()
