@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from wspool.core.health import CheckOutcome, HealthTracker
-from wspool.gateway.monitor import health_url
 
 
 def test_a_node_goes_down_after_the_threshold_of_failed_checks_and_up_after_successes() -> None:
@@ -34,16 +31,3 @@ def test_checks_come_quickly_after_a_failure_and_at_the_interval_otherwise() -> 
     tracker.record(CheckOutcome.OK)
     assert tracker.next_delay() == 5.0
 
-
-@pytest.mark.parametrize(
-    ("advertised", "checked"),
-    [
-        ("ws://10.99.1.5:8081/ws", "http://10.99.1.5:8081/health"),
-        ("ws://127.0.0.1:9001", "http://127.0.0.1:9001/health"),
-        ("wss://node-1.example:443/socket/ws?x=1", "https://node-1.example:443/health"),
-    ],
-)
-def test_the_gateway_checks_health_at_the_origin_of_the_url_a_node_advertises(
-    advertised: str, checked: str
-) -> None:
-    assert health_url(advertised) == checked

@@ -15,26 +15,19 @@ import contextlib
 import logging
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
 from wspool.core.health import CheckOutcome
+from wspool.core.nodeurls import health_url
 from wspool.core.poolstats import NodeSample
 from wspool.core.records import NodeHealth
 from wspool.gateway.pool import NodeState, PoolManager
 from wspool.state.engine import EngineUnavailableError
 
-__all__ = ["HealthMonitor", "health_url"]
+__all__ = ["HealthMonitor"]
 
 log = logging.getLogger(__name__)
-
-
-def health_url(ws_url: str) -> str:
-    """A node's ``/health``, at the origin of the ``ws://`` or ``wss://`` URL it advertises:
-    the WebSocket path (``/ws`` in Kubernetes) is not a prefix of the node's HTTP routes."""
-    scheme, netloc, *_ = urlsplit(ws_url)
-    return urlunsplit(("https" if scheme == "wss" else "http", netloc, "/health", "", ""))
 
 
 class HealthMonitor:

@@ -22,6 +22,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
+from wspool.core.nodeurls import socket_url
 from wspool.core.protocol import CloseCode
 from wspool.core.tickets import Ticket, issue_ticket
 from wspool.gateway.monitor import HealthMonitor
@@ -116,7 +117,7 @@ async def connect_upstream(
         ticket = issue_ticket(
             secret, Ticket(connection_id, client_id, node.server_id or node.id), time.time()
         )
-    url = f"{node.info.url}/ws?{upstream_query(request, ticket)}"
+    url = socket_url(node.info.url, upstream_query(request, ticket))
     try:
         async with asyncio.timeout(handshake_seconds):
             upstream = await session.ws_connect(

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from prometheus_client import generate_latest
@@ -28,6 +29,7 @@ from wspool.core.auth import (
     token_from_handshake,
 )
 from wspool.core.keys import node_control_channel
+from wspool.core.nodeurls import socket_url
 from wspool.core.poolconfig import PoolConfigError
 from wspool.core.poolstats import node_rates, pool_metrics
 from wspool.core.records import ConnectionRecord, iso_time
@@ -240,7 +242,7 @@ async def create_connection(request: web.Request) -> web.Response:
         created_at=now,
         last_activity=now,
     )
-    answer: dict[str, Any] = {**record.to_json(), "url": f"{node.info.url}/ws"}
+    answer: dict[str, Any] = {**record.to_json(), "url": socket_url(node.info.url, "")}
     if gateway.settings.ticket_secret:
         ticket = issue_ticket(
             gateway.settings.ticket_secret,
@@ -248,7 +250,7 @@ async def create_connection(request: web.Request) -> web.Response:
             now,
         )
         answer["ticket"] = ticket
-        answer["url"] = f"{node.info.url}/ws?ticket={ticket}"
+        answer["url"] = socket_url(node.info.url, urlencode({"ticket": ticket}))
         answer["expiresAt"] = iso_time(now + TICKET_TTL)
     pool.opened(node)  # a reservation until the node's next report counts it, or not
     return web.json_response(answer, status=HTTPStatus.CREATED)
