@@ -39,11 +39,16 @@ def test_the_operator_runs_in_the_cluster_on_the_charts_service_account(
         assert ready[0]["status"] == "True", pod["status"]
         restarts = [c["restartCount"] for c in pod["status"]["containerStatuses"]]
         assert restarts == [0], f"the operator restarted: {pod['status']}"
-    binding = kubectl.get("clusterrolebinding", f"{release.name}-operator")
-    assert {"kind": "ServiceAccount", "name": release.name, "namespace": release.namespace} in [
-        {key: subject[key] for key in ("kind", "name", "namespace")}
-        for subject in binding["subjects"]
+    bindings = kubectl.get(
+        "clusterrolebindings", selector=f"app.kubernetes.io/instance={release.name}"
+    )["items"]
+    subjects = [
+        {key: subject.get(key) for key in ("kind", "name", "namespace")}
+        for binding in bindings
+        for subject in binding.get("subjects", [])
     ]
+    account = {"kind": "ServiceAccount", "name": release.name, "namespace": release.namespace}
+    assert account in subjects, subjects
 
 
 def test_kubectl_shows_the_pool_ready_with_its_nodes_and_gateways(

@@ -169,15 +169,16 @@ def run(
         )
     except FileNotFoundError as error:
         raise ImageError(f"{what}: {command[0]} not found") from error
-    output = process.stderr if result_on_stdout else process.stdout
-    assert output is not None
-    assert process.stdout is not None
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    for line in output:
-        tail.append(line.rstrip())
-        progress(line.rstrip())
-    result = process.stdout.read() if result_on_stdout else ""
-    status = process.wait()
+    with process:  # closes the pipes
+        output = process.stderr if result_on_stdout else process.stdout
+        assert output is not None
+        assert process.stdout is not None
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        for line in output:
+            tail.append(line.rstrip())
+            progress(line.rstrip())
+        result = process.stdout.read() if result_on_stdout else ""
+        status = process.wait()
     if status != 0:
         raise ImageError(failure(what, status, tail))
     return result

@@ -30,4 +30,3 @@ def test_checks_come_quickly_after_a_failure_and_at_the_interval_otherwise() -> 
     assert tracker.next_delay() == 1.0
     tracker.record(CheckOutcome.OK)
     assert tracker.next_delay() == 5.0
-
