@@ -129,14 +129,17 @@ def test_helm_uninstall_leaves_nothing_of_the_release(kubectl: Kubectl, release:
     release.installed = False
     selector = f"app.kubernetes.io/instance={release.name}"
     namespaced = "all,configmaps,secrets,serviceaccounts,roles,rolebindings,leases"
-    poll_until(
-        lambda: (
-            not kubectl(
-                "get", namespaced, "-n", release.namespace, "-l", selector, "-o", "name"
-            ).strip()
-        ),
-        within=120,
-        message="nothing of the release left in its namespace",
-    )
+
+    def left() -> str:
+        return kubectl(
+            "get", namespaced, "-n", release.namespace, "-l", selector, "-o", "name"
+        ).strip()
+
+    try:
+        poll_until(lambda: not left(), within=120, message="nothing of the release left")
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {left()}") from None
     cluster_wide = kubectl("get", "clusterroles,clusterrolebindings", "-l", selector, "-o", "name")
     assert not cluster_wide.strip(), cluster_wide
+    leases = kubectl("get", "leases", "-n", release.namespace, "-o", "name")
+    assert f"{release.name}-operator" not in leases, leases
