@@ -12,10 +12,12 @@ touched: the chains of other CNI users (podman's networks) are told apart by the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,13 +178,30 @@ def _remove_netns() -> None:
             entry.unlink()
 
 
-def _remove_empty_runtime_folders() -> None:
-    """The runc shims keep their sockets and state under /run/containerd whatever containerd's
-    own state folder is; once the shims are gone the folders are empty (rmdir leaves a folder
-    that anything else still uses)."""
+def _remove_runtime_leftovers(folder: Path) -> None:
+    """The runc shims keep their sockets and runc's state under /run/containerd whatever
+    containerd's own state folder is. Shims that were killed leave both behind: runc's record of
+    each container whose bundle was under ``folder``, and sockets nobody listens on. What is
+    left of them is removed, then the folders, if empty (rmdir leaves what anything still uses).
+    """
     top = Path("/run/containerd")
     if not top.is_dir():
         return
+    runc = shutil.which("runc")
+    state = top / "runc" / "k8s.io"
+    if runc and state.is_dir():
+        listed = run(runc, "--root", str(state), "list", "--format", "json", check=False).stdout
+        for container in json.loads(listed or "null") or []:
+            if str(container.get("bundle", "")).startswith(str(folder) + "/"):
+                run(runc, "--root", str(state), "delete", "--force", container["id"], check=False)
+    for entry in (top / "s").glob("*") if (top / "s").is_dir() else []:
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(entry))
+            except ConnectionRefusedError:
+                entry.unlink(missing_ok=True)
+            except OSError:
+                pass
     for folder in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
         with contextlib.suppress(OSError):
             folder.rmdir()
@@ -201,6 +220,6 @@ def clean_host(layout: HostLayout, extra_folders: tuple[Path, ...] = ()) -> None
     _clean_iptables(layout.network)
     run("ip", "addr", "delete", f"{layout.address}/32", "dev", "lo", check=False)
     _remove_cgroups()
-    _remove_empty_runtime_folders()
+    _remove_runtime_leftovers(layout.folder)
     for folder in (layout.folder, *extra_folders):
         shutil.rmtree(folder, ignore_errors=True)
