@@ -17,9 +17,14 @@ __all__ = ["SECRET", "KeyPair", "ec_pair", "hs256", "rsa_pair", "token_claims"]
 SECRET = "test-secret-of-at-least-thirty-two-bytes!"
 
 
+TOKEN_TTL = 3 * 3600
+"""Seconds a test token lives unless a test says otherwise: modules mint tokens at import, and
+a whole session (every tier) must not outlast them."""
+
+
 def token_claims(
     sub: str = "alice",
-    ttl: float = 300,
+    ttl: float = TOKEN_TTL,
     subscribe: list[str] | None = None,
     publish: list[str] | None = None,
     **extra: Any,
