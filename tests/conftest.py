@@ -7,11 +7,12 @@ and every test that asks for Redis gets an empty database.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
 
+from tests.support.cluster_logs import cluster_for
 from tests.support.redis_server import RedisServer
 from tests.support.store import Store
 
@@ -56,3 +57,26 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
     reader = Store(redis_url)
     yield reader
     await reader.close()
+
+
+_LOG_MARKS = pytest.StashKey[dict[str, int]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    cluster = cluster_for(item)
+    if cluster is not None:
+        item.stash[_LOG_MARKS] = cluster.log_marks()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On failure, append what each component of the test's cluster logged during it."""
+    report = yield
+    cluster = cluster_for(item)
+    if report.failed and cluster is not None:
+        for title, text in cluster.log_sections(item.stash.get(_LOG_MARKS, {})):
+            report.sections.append((title, text))
+    return report

@@ -16,21 +16,21 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
+from tests.support.cluster_logs import register_cluster, unregister_cluster
 from tests.support.e2e_pools import (
     Pool,
     Release,
+    applied_pool,
     default_spec,
     install_release,
-    pool_manifest,
     uninstall_release,
-    wait_until_ready,
 )
 from tests.support.kubectl import Kubectl
 from tests.support.kubernetes_testenv import (
@@ -41,8 +41,7 @@ from tests.support.kubernetes_testenv import (
 )
 from tests.support.real_cluster import RealCluster, cluster_prerequisites
 
-CLUSTER = pytest.StashKey[Cluster]()
-LOG_MARKS = pytest.StashKey[dict[str, int]]()
+HERE = Path(__file__).parent
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -62,7 +61,7 @@ def e2e_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     given = os.environ.get("WSPOOL_TEST_KUBECONFIG")
     if given:
         cluster: Cluster = ExistingCluster(Path(given).expanduser())
-        request.config.stash[CLUSTER] = cluster
+        register_cluster(request.config, HERE, cluster)
         yield cluster
         return
     reason = cluster_prerequisites()
@@ -70,11 +69,11 @@ def e2e_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         _unavailable(reason)
     real = RealCluster()
     real.start()
-    request.config.stash[CLUSTER] = real
+    register_cluster(request.config, HERE, real)
     try:
         yield real
     finally:
-        del request.config.stash[CLUSTER]
+        unregister_cluster(request.config, HERE)
         real.stop()
 
 
@@ -124,34 +123,8 @@ def chat(kubectl: Kubectl, release: Release) -> Iterator[Pool]:
     """A pool of two server nodes and two gateways, shared by the tests that only use it (or
     hurt it and wait for it to heal)."""
     pool = Pool("chat", "e2e-chat", default_spec(release))
-    kubectl("create", "namespace", pool.namespace)
-    kubectl.apply(pool_manifest(pool))
-    seconds = wait_until_ready(kubectl, pool)
-    print(f"\n[e2e] kubectl apply -> Ready: {seconds:.1f} s")
-    try:
+    with applied_pool(kubectl, pool):
         yield pool
-    finally:
-        kubectl("delete", "namespace", pool.namespace, "--wait=false")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    cluster = item.config.stash.get(CLUSTER, None)
-    if cluster is not None:
-        item.stash[LOG_MARKS] = cluster.log_marks()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """On failure, what each cluster component logged during the test."""
-    report = yield
-    cluster = item.config.stash.get(CLUSTER, None)
-    if report.failed and cluster is not None:
-        for title, text in cluster.log_sections(item.stash.get(LOG_MARKS, {})):
-            report.sections.append((title, text))
-    return report
 
 
 E2E_TIMEOUT = 1800

@@ -18,11 +18,10 @@ import pytest
 from tests.support.e2e_pools import (
     Pool,
     Release,
+    applied_pool,
     default_spec,
     gateway_url,
-    pool_manifest,
     published_numbers,
-    wait_until_ready,
 )
 from tests.support.e2e_traffic import Publisher, Subscriber, losses, out_of_order, settle
 from tests.support.kubectl import Kubectl
@@ -47,13 +46,8 @@ def scaling(kubectl: Kubectl, release: Release) -> Iterator[Pool]:
         gateway={"replicas": 1, "serviceType": "NodePort"},
     )
     pool = Pool("scaling", "e2e-scaling", spec)
-    kubectl("create", "namespace", pool.namespace)
-    kubectl.apply(pool_manifest(pool))
-    wait_until_ready(kubectl, pool)
-    try:
+    with applied_pool(kubectl, pool):
         yield pool
-    finally:
-        kubectl("delete", "namespace", pool.namespace, "--wait=false")
 
 
 @dataclass

@@ -14,8 +14,8 @@ import pytest
 from tests.support.e2e_pools import (
     Pool,
     Release,
+    applied_pool,
     default_spec,
-    pool_manifest,
     redis_keys,
     wait_until_ready,
 )
@@ -53,15 +53,8 @@ def test_a_strategy_change_reaches_every_gateway_live_without_restarting_a_pod(
     wait_until_ready(kubectl, chat)
     before = _pods(kubectl, chat)
     assert all(c["strategy"] == "least-connections" for c in _gateway_configs(kubectl, chat))
-    kubectl(
-        "patch",
-        "websocketpool",
-        chat.name,
-        "-n",
-        chat.namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"strategy": "round-robin", "maxConnections": 777}}),
+    kubectl.patch_pool(
+        chat.name, chat.namespace, {"strategy": "round-robin", "maxConnections": 777}
     )
     poll_until(
         lambda: all(
@@ -72,15 +65,8 @@ def test_a_strategy_change_reaches_every_gateway_live_without_restarting_a_pod(
         message="every gateway on round-robin",
     )
     assert _pods(kubectl, chat) == before, "no pod restarted or replaced"
-    kubectl(
-        "patch",
-        "websocketpool",
-        chat.name,
-        "-n",
-        chat.namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"strategy": "least-connections", "maxConnections": 100000}}),
+    kubectl.patch_pool(
+        chat.name, chat.namespace, {"strategy": "least-connections", "maxConnections": 100000}
     )
 
 
@@ -89,10 +75,7 @@ def test_deleting_a_pool_removes_its_objects_and_its_redis_keys(
 ) -> None:
     pool = Pool("doomed", "e2e-doomed", default_spec(release, replicas=1, minReplicas=1))
     pool.spec["gateway"] = {"replicas": 1, "serviceType": "NodePort"}
-    kubectl("create", "namespace", pool.namespace)
-    try:
-        kubectl.apply(pool_manifest(pool))
-        wait_until_ready(kubectl, pool)
+    with applied_pool(kubectl, pool):
         assert redis_keys(kubectl, release, f"{pool.key_prefix}*"), "the pool wrote to Redis"
         kubectl("delete", "websocketpool", pool.name, "-n", pool.namespace, "--timeout=120s")
         kinds = "deployments,services,configmaps,poddisruptionbudgets,pods"
@@ -117,8 +100,6 @@ def test_deleting_a_pool_removes_its_objects_and_its_redis_keys(
             within=60,
             message="the pool's Redis keys gone",
         )
-    finally:
-        kubectl("delete", "namespace", pool.namespace, "--wait=false")
 
 
 @pytest.mark.uninstalls

@@ -10,7 +10,6 @@ than the default 100 connections from one address.
 from __future__ import annotations
 
 import contextlib
-import json
 
 import pytest
 
@@ -18,11 +17,11 @@ from tests.support.e2e_pools import (
     CHART,
     Pool,
     Release,
+    applied_pool,
     condition,
     default_spec,
     gateway_url,
     pool_manifest,
-    wait_until_ready,
 )
 from tests.support.kubectl import CommandError, Kubectl
 from tests.support.waiting import poll_until
@@ -42,16 +41,7 @@ def _events(kubectl: Kubectl, pool: Pool) -> list[dict[str, str]]:
 
 
 def test_the_pool_has_events_for_its_decisions(kubectl: Kubectl, chat: Pool) -> None:
-    kubectl(
-        "patch",
-        "websocketpool",
-        chat.name,
-        "-n",
-        chat.namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"healthThreshold": 4}}),
-    )
+    kubectl.patch_pool(chat.name, chat.namespace, {"healthThreshold": 4})
     poll_until(
         lambda: any("healthThreshold" in e["message"] for e in _events(kubectl, chat)),
         within=30,
@@ -176,13 +166,8 @@ async def test_per_pool_limits_let_one_address_open_more_than_the_default_100(
             gateway={"replicas": 1, "serviceType": "NodePort"},
         ),
     )
-    kubectl("create", "namespace", pool.namespace)
-    try:
-        kubectl.apply(pool_manifest(pool))
-        wait_until_ready(kubectl, pool)
+    with applied_pool(kubectl, pool):
         url = gateway_url(kubectl, pool)
         async with contextlib.AsyncExitStack() as stack:
             clients = [await stack.enter_async_context(TestClient(url)) for _ in range(150)]
             assert len({c.connection_id for c in clients}) == 150
-    finally:
-        kubectl("delete", "namespace", pool.namespace, "--wait=false")

@@ -8,16 +8,17 @@ Service, subscribe, and receive what a client on another server node publishes.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from tests.support.e2e_pools import (
     Pool,
     Release,
+    applied_pool,
     condition,
     default_spec,
     gateway_url,
-    pool_manifest,
 )
 from tests.support.kubectl import Kubectl
 from tests.support.waiting import poll_until
@@ -76,21 +77,22 @@ def test_ready_is_true_only_while_the_gateways_see_healthy_nodes(
     broken = Pool("no-redis", "e2e-no-redis", default_spec(release, replicas=1, minReplicas=1))
     broken.spec["redis"] = {"url": "redis://nowhere.invalid:6379"}
     broken.spec["gateway"] = {"replicas": 1, "serviceType": "NodePort"}
-    kubectl("create", "namespace", broken.namespace)
-    try:
-        kubectl.apply(pool_manifest(broken))
-        seen = poll_until(
-            lambda: condition(kubectl, broken).get("reason") not in (None, ""),
+    with applied_pool(kubectl, broken, ready=False):
+        poll_until(
+            lambda: len(kubectl.items("pods", broken.namespace, broken.servers_selector())) == 1,
             within=120,
-            message="a Ready condition on the broken pool",
+            message="the broken pool's server pod",
         )
-        assert seen
-        ready = condition(kubectl, broken)
+        seen = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            seen.append(condition(kubectl, broken))
+            time.sleep(1)
+        assert all(c.get("status") != "True" for c in seen), seen
+        ready = seen[-1]
         assert ready["status"] == "False", ready
         assert ready["message"], ready
         assert "\n" not in ready["message"], ready
-    finally:
-        kubectl("delete", "namespace", broken.namespace, "--wait=false")
 
 
 async def test_a_subscriber_receives_what_a_client_on_another_node_publishes(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,6 +20,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from tests.support.cluster_logs import register_cluster, unregister_cluster
 from tests.support.kubernetes_testenv import (
     Cluster,
     ControlPlane,
@@ -28,8 +29,7 @@ from tests.support.kubernetes_testenv import (
 )
 from tests.support.pools import install_crd
 
-CLUSTER = pytest.StashKey[Cluster]()
-LOG_MARKS = pytest.StashKey[dict[str, int]]()
+HERE = Path(__file__).parent
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -55,11 +55,11 @@ def kubernetes_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         cluster = plane
     previous = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
-    request.config.stash[CLUSTER] = cluster
+    register_cluster(request.config, HERE, cluster)
     try:
         yield cluster
     finally:
-        del request.config.stash[CLUSTER]
+        unregister_cluster(request.config, HERE)
         if previous is None:
             os.environ.pop("KUBECONFIG", None)
         else:
@@ -103,26 +103,6 @@ def namespace(kube_api: client.ApiClient) -> Iterator[str]:
         except ApiException as error:
             if error.status != 404:
                 raise
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    cluster = item.config.stash.get(CLUSTER, None)
-    if cluster is not None:
-        item.stash[LOG_MARKS] = cluster.log_marks()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """On failure, append what each control plane component logged during the test."""
-    report = yield
-    cluster = item.config.stash.get(CLUSTER, None)
-    if report.failed and cluster is not None:
-        for title, text in cluster.log_sections(item.stash.get(LOG_MARKS, {})):
-            report.sections.append((title, text))
-    return report
 
 
 @pytest.fixture(scope="session")

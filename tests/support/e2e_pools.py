@@ -8,8 +8,10 @@ runs the tests can reach both on the tests' own cluster and on kind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,14 @@ from tests.support.waiting import poll_until
 __all__ = [
     "Pool",
     "Release",
+    "applied_pool",
+    "condition",
+    "default_spec",
     "gateway_url",
     "install_release",
     "pool_manifest",
     "published_numbers",
+    "redis_cli",
     "redis_keys",
     "uninstall_release",
     "wait_until_ready",
@@ -170,21 +176,25 @@ def gateway_url(kubectl: Kubectl, pool: Pool) -> str:
     return f"ws://{address}:{port}/ws"
 
 
+def redis_cli(kubectl: Kubectl, release: Release, *args: str) -> str:
+    """``redis-cli ARGS`` in the release's Redis pod, as an operator would run it."""
+    try:
+        return kubectl(
+            "exec",
+            "-n",
+            release.namespace,
+            f"deploy/{release.name}-redis",
+            "--",
+            "redis-cli",
+            *args,
+        )
+    except CommandError as error:
+        raise AssertionError(f"cannot read the release's Redis: {error}") from error
+
+
 def published_numbers(kubectl: Kubectl, release: Release, pool: Pool, channel: str) -> list[int]:
     """The ``n`` of each message in the channel's history, in order: what the pool accepted."""
-    key = f"{pool.key_prefix}hist:{{{channel}}}"
-    output = kubectl(
-        "exec",
-        "-n",
-        release.namespace,
-        f"deploy/{release.name}-redis",
-        "--",
-        "redis-cli",
-        "XRANGE",
-        key,
-        "-",
-        "+",
-    )
+    output = redis_cli(kubectl, release, "XRANGE", f"{pool.key_prefix}hist:{{{channel}}}", "-", "+")
     numbers = []
     for line in output.splitlines():
         try:
@@ -197,19 +207,21 @@ def published_numbers(kubectl: Kubectl, release: Release, pool: Pool, channel: s
 
 
 def redis_keys(kubectl: Kubectl, release: Release, pattern: str) -> list[str]:
-    """Keys of the release's Redis that match ``pattern``, read with redis-cli in its pod."""
-    try:
-        output = kubectl(
-            "exec",
-            "-n",
-            release.namespace,
-            f"deploy/{release.name}-redis",
-            "--",
-            "redis-cli",
-            "--scan",
-            "--pattern",
-            pattern,
-        )
-    except CommandError as error:
-        raise AssertionError(f"cannot read the release's Redis: {error}") from error
+    """Keys of the release's Redis that match ``pattern``."""
+    output = redis_cli(kubectl, release, "--scan", "--pattern", pattern)
     return [line for line in output.splitlines() if line]
+
+
+@contextlib.contextmanager
+def applied_pool(kubectl: Kubectl, pool: Pool, *, ready: bool = True) -> Iterator[Pool]:
+    """``pool`` applied in a namespace of its own (Ready first, unless told not to wait), and
+    the namespace deleted afterwards."""
+    kubectl("create", "namespace", pool.namespace)
+    try:
+        kubectl.apply(pool_manifest(pool))
+        if ready:
+            seconds = wait_until_ready(kubectl, pool)
+            print(f"\n[e2e] {pool.name}: kubectl apply -> Ready: {seconds:.1f} s")
+        yield pool
+    finally:
+        kubectl("delete", "namespace", pool.namespace, "--wait=false")

@@ -61,6 +61,11 @@ class Kubectl:
         scope = ["-n", namespace] if namespace else []
         return self("apply", *scope, "-f", "-", stdin=text)
 
+    def patch_pool(self, name: str, namespace: str, spec: dict[str, Any]) -> str:
+        """``kubectl patch websocketpool NAME --type=merge`` of these spec fields."""
+        body = json.dumps({"spec": spec})
+        return self("patch", "websocketpool", name, "-n", namespace, "--type=merge", "-p", body)
+
     def get(
         self,
         kind: str,
