@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from websockets.exceptions import ConnectionClosed
+
 from tests.support.nodes import running_node, ws_url
 from tests.support.processes import http_get
 from tests.support.redis_server import RedisServer
@@ -27,7 +30,8 @@ async def test_nodes_survive_a_redis_restart_and_fan_out_again(own_redis: RedisS
     ):
         await subscriber.subscribe("feed")
         await publisher.publish("feed", "before")
-        assert (await subscriber.recv())["payload"] == "before"
+        seen = await subscriber.recv()
+        assert seen["payload"] == "before"
 
         own_redis.stop()
 
@@ -47,16 +51,28 @@ async def test_nodes_survive_a_redis_restart_and_fan_out_again(own_redis: RedisS
             return await _health(node_a) == "ok" and await _health(node_b) == "ok"
 
         await eventually(recovered, within=10, message="nodes report ok")
-        await publisher.publish("feed", "after")
-        assert (await subscriber.recv())["payload"] == "after"
+        # The restarted Redis lost the channel's history, so the node cannot know what its
+        # subscriber missed: it says so with 1012, and a resume with ``since`` confirms it.
+        with pytest.raises(ConnectionClosed) as closed:
+            await subscriber.recv()
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+            1012,
+            "subscription interrupted",
+        )
+        async with TestClient(ws_url(node_a)) as back:
+            reply = await back.request(type="subscribe", channel="feed", since=seen["offset"])
+            assert (reply["type"], reply["recovered"]) == ("subscribed", False)
+            await publisher.publish("feed", "after")
+            assert (await back.recv())["payload"] == "after"
 
         # The restarted Redis lost everything; the nodes write their live state again.
         store = Store(own_redis.url)
         try:
 
             async def resynced() -> bool:
-                return await store.smembers("server:node-a:connections") == {
-                    subscriber.connection_id
+                return await store.smembers("server:node-b:connections") == {
+                    publisher.connection_id
                 }
 
             await eventually(resynced, message="connection state rewritten")

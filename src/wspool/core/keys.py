@@ -79,6 +79,11 @@ class Keys:
         """Hash of a channel's history epoch (``e``) and last assigned offset (``o``)."""
         return f"{self.prefix}hist:{{{name}}}:meta"
 
+    def history_batch(self, name: str, batch_id: str) -> str:
+        """Marker of one published batch (its last offset), so that sending the batch again
+        after an unanswered publish does not write it twice."""
+        return f"{self.prefix}hist:{{{name}}}:b:{batch_id}"
+
     def address_connections(self, address: str) -> str:
         """Sorted set of the open connection ids of one client address, scored by the time
         each lapses unless its node's heartbeat renews it (so a crashed node's entries go)."""

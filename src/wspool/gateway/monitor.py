@@ -4,8 +4,9 @@ One task per node checks it every ``healthCheck.interval`` (5 s), each check bou
 ``healthCheck.timeout`` (3 s); after a failure it re-checks every ``fastInterval`` (1 s)
 until the node is settled. The relay asks for an immediate check when a connect fails or
 an upstream connection drops without a closing handshake, so a killed node is marked
-down in milliseconds instead of at the next interval. Each verdict is written to
-``server:{id}:health`` for the other replicas and the operator.
+down in milliseconds instead of at the next interval. A node marked down has its relayed
+clients closed with 1012 (:meth:`PoolManager.lose`): a hung node never closes them itself.
+Each verdict is written to ``server:{id}:health`` for the other replicas and the operator.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ class HealthMonitor:
                 log.warning(
                     "node %s is down (%s)", node.id, outcome.value, extra={"serverId": node.id}
                 )
+                # A hung node keeps its sockets open and says nothing: its clients would sit
+                # on a silent link (the relay answers their pings). Send them elsewhere.
+                self.pool.lose(node)
         elif not was_checked and not node.healthy:
             log.warning("node %s is not answering", node.id, extra={"serverId": node.id})
         await self._publish(node, now)

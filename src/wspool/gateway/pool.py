@@ -10,6 +10,7 @@ replica applies everywhere within a second.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -56,6 +57,8 @@ class NodeState:
     """Handshakes this replica has in flight to the node (not yet in any report)."""
     samples: deque[NodeSample] = field(default_factory=lambda: deque(maxlen=2))
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10))
+    lost: asyncio.Future[None] | None = None
+    """Resolved when the health checks mark the node down: its relays close their clients."""
 
     @property
     def id(self) -> str:
@@ -244,6 +247,17 @@ class PoolManager:
             node.count(-1)
 
     # what the health monitor and the relay learn ----------------------------------------
+
+    def lost_signal(self, node: NodeState) -> asyncio.Future[None]:
+        """What a relay to ``node`` waits on besides its frames (one future for them all)."""
+        if node.lost is None or node.lost.done():
+            node.lost = asyncio.get_running_loop().create_future()
+        return node.lost
+
+    def lose(self, node: NodeState) -> None:
+        """The node stopped answering: every relay to it closes its client."""
+        if node.lost is not None and not node.lost.done():
+            node.lost.set_result(None)
 
     def recovered(self, node: NodeState) -> None:
         node.ramp_from = time.time()

@@ -5,7 +5,8 @@ that refuses or stalls is retried on another one within ``connect_attempts`` and
 client never sees the failure. Then frames are relayed both ways untouched (text stays
 undecoded bytes) until either side closes, and the close code travels to the other side.
 An upstream that vanishes without a closing handshake gets its clients a 1012 (service
-restart: reconnect) and its node an immediate health check.
+restart: reconnect) and its node an immediate health check; so do the clients of a node
+that the health checks mark down while its connections stay open (hung, frozen).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ __all__ = ["RelayStats", "UpstreamError", "connect_upstream", "relay_websocket"]
 log = logging.getLogger(__name__)
 
 _FORWARDED_HEADERS = ("Authorization", "Origin", "User-Agent", "Cookie")
+ABORT_GRACE = 0.1
+"""Seconds a hung node's connection gets to answer our close before it is dropped."""
+
 _CLOSE_TYPES = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
@@ -192,7 +196,7 @@ async def relay_websocket(
         stats.connections_opened += 1
         stats.connections_open += 1
         try:
-            await _pump_both_ways(client, upstream, node, monitor, stats)
+            await _pump_both_ways(client, upstream, node, pool.lost_signal(node), monitor, stats)
         finally:
             stats.connections_open -= 1
     finally:
@@ -296,13 +300,14 @@ async def _pump_both_ways(
     client: web.WebSocketResponse,
     upstream: aiohttp.ClientWebSocketResponse[bool],
     node: NodeState,
+    lost: asyncio.Future[None],
     monitor: HealthMonitor,
     stats: RelayStats,
 ) -> None:
     up = asyncio.create_task(_pump(client, upstream, stats, to_server=True))
     down = asyncio.create_task(_pump(upstream, client, stats, to_server=False))
     try:
-        done, _ = await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait((up, down, lost), return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (up, down):
             task.cancel()
@@ -311,6 +316,13 @@ async def _pump_both_ways(
         # The client left: tell the node with the client's own code.
         with contextlib.suppress(ConnectionError, RuntimeError):
             await upstream.close(code=client.close_code or CloseCode.NORMAL)
+        return
+    if lost in done and up not in done and down not in done:
+        # The node is down but its socket is open: do not wait for its closing handshake.
+        stats.upstream_lost += 1
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await client.close(code=CloseCode.SERVICE_RESTART, message=b"server node lost")
+        await _abort(upstream)
         return
     code: int | None = upstream.close_code
     reason = b""
@@ -326,3 +338,11 @@ async def _pump_both_ways(
         monitor.check_now(node)
     with contextlib.suppress(ConnectionError, RuntimeError):
         await client.close(code=code, message=reason)
+
+
+async def _abort(upstream: aiohttp.ClientWebSocketResponse[bool]) -> None:
+    """Close the connection to a hung node without waiting for an answer that never comes
+    (a cancelled close drops the connection)."""
+    with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+        async with asyncio.timeout(ABORT_GRACE):
+            await upstream.close(code=CloseCode.GOING_AWAY)

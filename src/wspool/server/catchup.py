@@ -4,12 +4,12 @@ The history read and the node's pub/sub feed are two views of the same channel t
 in step: the read may already hold frames the feed has yet to deliver, and the feed delivers
 frames published after the read. A :class:`CatchUp` keeps every fed batch, with its position,
 until the feed has passed the read's ``top``: from then on the feed alone is complete, so the
-subscriber is written the kept frames after ``top`` and becomes a plain live subscriber.
+subscriber is written the kept frames after ``top`` and becomes a plain live subscriber. If
+the kept frames do not follow ``top`` without a gap, the subscriber is closed instead and
+resumes with ``since`` (:mod:`wspool.server.sequencer` fills the gaps it can).
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 from wspool.core.history import StreamPosition
 from wspool.server.session import Session
@@ -50,13 +50,20 @@ class CatchUp:
         if not self.batches:
             return False
         start, frames = self.batches[-1]
-        # A batch of another epoch follows a history reset: everything in it is new.
+        # A batch of another epoch follows a history reset: waiting longer brings nothing.
         return start.epoch != top.epoch or start.offset + len(frames) - 1 >= top.offset
 
-    def frames_after_top(self) -> Iterator[str]:
-        """The kept frames the history did not hold, in order."""
+    def frames_after_top(self) -> list[str] | None:
+        """The kept frames the history did not hold, in order; None when the feed skipped
+        some of them (its link was lost before the channel had passed anything on, or the
+        channel's history started a new epoch), so the subscriber cannot go on seamlessly."""
         top = self.top
         assert top is not None
+        after: list[str] = []
+        expected = top.offset + 1
         for start, frames in self.batches:
-            skip = top.offset - start.offset + 1 if start.epoch == top.epoch else 0
-            yield from frames[max(0, skip) :]
+            if start.epoch != top.epoch or start.offset > expected:
+                return None
+            after.extend(frames[expected - start.offset :])
+            expected = max(expected, start.offset + len(frames))
+        return after

@@ -78,7 +78,11 @@ class ServerNode:
         self.sessions: dict[str, Session] = {}
         self.draining = False
         self.router = ChannelRouter(
-            engine, self.stats, settings.send_buffer_limit, self._close_slow_consumer
+            engine,
+            self.stats,
+            settings.send_buffer_limit,
+            self._close_slow_consumer,
+            self._close_interrupted,
         )
         self.guard = Guard(settings, engine, self._close)
         self._publisher = PublishBatcher(engine, self.stats)
@@ -191,6 +195,7 @@ class ServerNode:
                 await self._heartbeat
             self._heartbeat = None
         await self.guard.stop()
+        await self.router.stop()
         await self._publisher.stop()
         await self._writer.stop()
         for task in list(self._background):
@@ -247,6 +252,7 @@ class ServerNode:
                 )
             self._degraded_since = 0.0
             self._writer.resync()
+            self.router.link_restored()
         else:
             log.warning("store unreachable; node degraded", extra={"serverId": self.id})
             self._degraded_since = time.time()
@@ -461,15 +467,26 @@ class ServerNode:
         self._spawn(close_promptly(session.websocket, code, reason))
 
     def _close_slow_consumer(self, session: Session) -> None:
-        websocket = session.websocket
-        if websocket.protocol.state is not State.OPEN or session.closing:
-            return
-        session.closing = True
-        self.stats.slow_consumers += 1
+        if self._close_once(session, CloseCode.POLICY_VIOLATION, "slow consumer"):
+            self.stats.slow_consumers += 1
+
+    def _close_interrupted(self, session: Session) -> None:
+        """A channel of ``session`` lost messages the node cannot replay: closed with 1012,
+        the client resumes with ``since`` and learns ``recovered: false``."""
+        if self._close_once(session, CloseCode.SERVICE_RESTART, "subscription interrupted"):
+            self.stats.interrupted += 1
+
+    def _close_once(self, session: Session, code: CloseCode, reason: str) -> bool:
+        """Close a subscriber the router gives up on; False if it is closing already."""
+        if session.websocket.protocol.state is not State.OPEN or session.closing:
+            return False
         log.warning(
-            "closing slow consumer", extra={"connectionId": session.id, "serverId": self.id}
+            "closing subscriber: %s",
+            reason,
+            extra={"connectionId": session.id, "serverId": self.id},
         )
-        self._spawn(close_promptly(websocket, CloseCode.POLICY_VIOLATION, "slow consumer"))
+        self._close(session, code, reason)
+        return True
 
 
 async def close_promptly(

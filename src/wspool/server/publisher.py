@@ -5,6 +5,13 @@ messages queue while a publish is in flight and the next publish takes them all,
 by channel (order kept within each channel). An idle node publishes at once, so batching
 adds no latency; a busy one makes fewer, larger round trips. The queue is bounded: when it
 is full, publishers wait, which stops reading from their sockets (TCP backpressure).
+
+A publish is written once, or refused and not written. A batch that Redis refuses, or that
+never left the node, is refused (``INTERNAL``) to each publisher. A batch sent without an
+answer (Redis frozen, the link cut mid-request) may have been written: it is sent again,
+with the same batch id, until Redis answers; the store never writes a batch id twice, so
+the batch ends up written exactly once and nobody is told otherwise. Meanwhile messages
+still queued behind it are refused while the store is known to be down.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import defaultdict
 
 import websockets
@@ -19,11 +27,19 @@ from websockets.asyncio.server import ServerConnection
 
 from wspool.core.protocol import ErrorCode, encode_error
 from wspool.server.stats import NodeStats
-from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.state.engine import EngineUnavailableError, OutcomeUnknownError, StateEngine
 
 __all__ = ["PublishBatcher"]
 
 log = logging.getLogger(__name__)
+
+RESEND_DELAYS = (0.1, 0.2, 0.5, 1.0)
+"""Seconds before each new attempt at an unanswered batch (the last one repeats)."""
+
+STOP_GRACE = 5.0
+"""Seconds a stopping node spends publishing what is still queued."""
+
+_Pending = tuple[str, str, ServerConnection, str]
 
 
 class PublishBatcher:
@@ -33,7 +49,7 @@ class PublishBatcher:
         self._engine = engine
         self._stats = stats
         self._max_pending = max_pending
-        self._pending: list[tuple[str, str, ServerConnection, str]] = []
+        self._pending: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -51,7 +67,10 @@ class PublishBatcher:
             await self._task
         self._task = None
         if self._pending:
-            await self._flush()
+            # Bounded: a store that does not answer must not hold the node's shutdown.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_GRACE):
+                    await self._flush()
 
     async def publish(
         self, channel: str, frame: str, publisher: ServerConnection, message_id: str
@@ -77,15 +96,36 @@ class PublishBatcher:
         batches: defaultdict[str, list[str]] = defaultdict(list)
         for channel, frame, _, _ in pending:
             batches[channel].append(frame)
-        try:
-            await self._engine.publish(batches)
-        except EngineUnavailableError as error:
-            log.warning("publish failed, %d messages refused: %s", len(pending), error)
-            self._refuse(pending)
-            return
+        batch_id = uuid.uuid4().hex
+        attempt = 0
+        while True:
+            try:
+                await self._engine.publish(batches, batch_id)
+            except OutcomeUnknownError as error:
+                if attempt == 0:
+                    log.warning("publish unanswered, sending %d again: %s", len(pending), error)
+                await asyncio.sleep(RESEND_DELAYS[min(attempt, len(RESEND_DELAYS) - 1)])
+                attempt += 1
+                if not self._engine.available:
+                    self._refuse_queued()
+                continue
+            except EngineUnavailableError as error:
+                log.warning("publish failed, %d messages refused: %s", len(pending), error)
+                self._refuse(pending)
+                return
+            break
+        if attempt:
+            log.info("publish of %d messages settled after %d resends", len(pending), attempt)
         self._stats.messages_published += len(pending)
 
-    def _refuse(self, pending: list[tuple[str, str, ServerConnection, str]]) -> None:
+    def _refuse_queued(self) -> None:
+        """Refuse what waits behind an unanswered batch: it was never sent."""
+        queued, self._pending = self._pending, []
+        self._room.set()
+        if queued:
+            self._refuse(queued)
+
+    def _refuse(self, pending: list[_Pending]) -> None:
         # Every publisher hears that its message did not go out; nothing is dropped silently.
         self._stats.errors[ErrorCode.INTERNAL] += len(pending)
         for _, _, publisher, message_id in pending:

@@ -11,6 +11,11 @@ it has been sent the channel's history (:mod:`wspool.server.recovery`), :meth:`g
 where that history ended; as soon as the feed has passed that point, the kept frames after it
 are written and the session becomes a plain subscriber (:mod:`wspool.server.catchup`). Live
 subscribers cost nothing extra.
+
+The engine's batches reach the subscribers through a :class:`FeedSequencer`, which fills
+from history what the node's pub/sub link missed; when that cannot be done, the channel's
+subscribers on this node are handed to ``on_interrupted`` (the node closes them, and they
+resume with ``since``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from websockets.protocol import State
 
 from wspool.core.history import StreamPosition
 from wspool.server.catchup import CatchUp
+from wspool.server.sequencer import FeedSequencer
 from wspool.server.session import Session
 from wspool.server.stats import NodeStats
 from wspool.state.engine import StateEngine
@@ -32,7 +38,7 @@ __all__ = ["ChannelRouter"]
 
 log = logging.getLogger(__name__)
 
-SlowConsumerHandler = Callable[[Session], None]
+SessionHandler = Callable[[Session], None]
 
 
 class ChannelRouter:
@@ -43,12 +49,15 @@ class ChannelRouter:
         engine: StateEngine,
         stats: NodeStats,
         send_buffer_limit: int,
-        on_slow_consumer: SlowConsumerHandler,
+        on_slow_consumer: SessionHandler,
+        on_interrupted: SessionHandler,
     ) -> None:
         self._engine = engine
         self._stats = stats
         self._limit = send_buffer_limit
         self._on_slow_consumer = on_slow_consumer
+        self._on_interrupted = on_interrupted
+        self._sequencer = FeedSequencer(engine, self._fan_out, self._interrupt)
         self._local: dict[str, dict[ServerConnection, Session]] = {}
         self._catching_up: dict[str, dict[ServerConnection, CatchUp]] = {}
         self._joined: set[str] = set()
@@ -70,6 +79,7 @@ class ChannelRouter:
             return
         pending = self._subscribing.get(channel)
         if pending is None:
+            self._sequencer.forget(channel)  # a feed left over from an earlier subscription
             pending = asyncio.create_task(self._engine.subscribe(channel))
             self._subscribing[channel] = pending
         try:
@@ -107,9 +117,13 @@ class ChannelRouter:
             return
         if websocket.protocol.state is not State.OPEN:
             return
+        after_top = catch_up.frames_after_top()
+        if after_top is None:
+            self._on_interrupted(session)
+            return
         written = 0
         try:
-            for frame in catch_up.frames_after_top():
+            for frame in after_top:
                 websocket.protocol.send_text(frame.encode())
                 written += 1
             websocket.send_data()
@@ -137,9 +151,28 @@ class ChannelRouter:
         if channel in self._local or channel in self._catching_up:
             return False
         self._joined.discard(channel)
+        self._sequencer.forget(channel)
         return True
 
     def deliver(self, channel: str, start: StreamPosition, frames: list[str]) -> None:
+        """A batch from the engine: on to the subscribers once it follows the last one."""
+        if channel in self._local or channel in self._catching_up:
+            self._sequencer.feed(channel, start, frames)
+
+    def link_restored(self) -> None:
+        """The engine's link is back: fill what each channel missed meanwhile."""
+        self._sequencer.link_restored()
+
+    async def stop(self) -> None:
+        await self._sequencer.stop()
+
+    def _interrupt(self, channel: str) -> None:
+        sessions = list(self._local.get(channel, {}).values())
+        sessions += [c.session for c in self._catching_up.get(channel, {}).values()]
+        for session in sessions:
+            self._on_interrupted(session)
+
+    def _fan_out(self, channel: str, start: StreamPosition, frames: list[str]) -> None:
         """Write ``frames`` to every local subscriber of ``channel``, in order.
 
         Like ``websockets.broadcast`` (one encoding per frame, no awaiting), but a subscriber

@@ -26,6 +26,8 @@ class NodeStats:
     messages_published: int = 0
     deliveries: int = 0
     slow_consumers: int = 0
+    interrupted: int = 0
+    """Subscribers closed because their channel lost messages that history could not fill."""
     errors: Counter[str] = field(default_factory=Counter)
     recoveries: Counter[bool] = field(default_factory=Counter)
     """Subscriptions with ``since``, by whether the history still held every message."""
@@ -46,6 +48,11 @@ class _NodeCollector(Collector):
             ("wspool_messages_published", "data messages published", s.messages_published),
             ("wspool_deliveries", "data frames delivered to local subscribers", s.deliveries),
             ("wspool_slow_consumers", "clients closed for not keeping up", s.slow_consumers),
+            (
+                "wspool_interrupted_subscribers",
+                "clients closed because their channel lost messages history could not fill",
+                s.interrupted,
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         errors = CounterMetricFamily("wspool_errors", "error replies by code", labels=["code"])

@@ -16,7 +16,13 @@ from typing import Any, Protocol
 from wspool.core.history import HistoryRead, StreamPosition
 from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
 
-__all__ = ["EngineUnavailableError", "MessageHandler", "StateEngine", "StatusHandler"]
+__all__ = [
+    "EngineUnavailableError",
+    "MessageHandler",
+    "OutcomeUnknownError",
+    "StateEngine",
+    "StatusHandler",
+]
 
 MessageHandler = Callable[[str, StreamPosition, list[str]], None]
 """Called with a WebSocket channel name, the position of the first frame, and the frames
@@ -28,6 +34,11 @@ StatusHandler = Callable[[bool], None]
 
 class EngineUnavailableError(Exception):
     """The store cannot be reached right now; the caller decides whether to retry."""
+
+
+class OutcomeUnknownError(EngineUnavailableError):
+    """A write was sent and no answer came: it may have taken effect or not. Only sending
+    it again with the same batch id (which the store never writes twice) settles it."""
 
 
 class StateEngine(Protocol):
@@ -46,9 +57,15 @@ class StateEngine(Protocol):
 
     # pub/sub ---------------------------------------------------------------------------
 
-    async def publish(self, batches: Mapping[str, Sequence[str]]) -> None:
+    async def publish(self, batches: Mapping[str, Sequence[str]], batch_id: str = "") -> None:
         """Publish encoded JSON-object frames per channel, in this order within a channel;
-        each gets the channel's next offset and a place in its history."""
+        each gets the channel's next offset and a place in its history.
+
+        With a ``batch_id``, publishing the same batches again with the same id writes
+        nothing that was written before (for ten minutes). ``OutcomeUnknownError`` when
+        the request went out and no answer came; ``EngineUnavailableError`` when nothing
+        was written.
+        """
         ...
 
     async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:

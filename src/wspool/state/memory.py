@@ -95,7 +95,8 @@ class MemoryEngine:
             engines.discard(self)
         self._on_message = None
 
-    async def publish(self, batches: Mapping[str, Sequence[str]]) -> None:
+    async def publish(self, batches: Mapping[str, Sequence[str]], batch_id: str = "") -> None:
+        # In one process a publish always has an outcome: there is nothing to send twice.
         broker = self._broker
         now = broker.clock()
         for channel, frames in batches.items():

@@ -3,7 +3,8 @@
 Commands go through one client (pipelined, one round trip per batch). Pub/sub uses one
 dedicated connection per process, read by a single task with a blocking ``get_message``;
 when Redis goes away the task reports it, reconnects with backoff and resubscribes every
-channel the node still needs, so cross-node delivery resumes by itself.
+channel the node still needs; it reports the link up only once Redis has confirmed them all,
+so the node can then read from each channel's history what the link missed.
 
 Frames published together on one channel go through one call of the history script
 (:mod:`wspool.state.redis_history`), which numbers, stores and publishes them as one Redis
@@ -37,7 +38,12 @@ from redis.typing import EncodableT, FieldT
 from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
 from wspool.core.keys import Keys
 from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
-from wspool.state.engine import EngineUnavailableError, MessageHandler, StatusHandler
+from wspool.state.engine import (
+    EngineUnavailableError,
+    MessageHandler,
+    OutcomeUnknownError,
+    StatusHandler,
+)
 from wspool.state.redis_history import (
     PUBLISH_SCRIPT,
     READ_SCRIPT,
@@ -159,7 +165,7 @@ class RedisEngine:
 
     # pub/sub ---------------------------------------------------------------------------
 
-    async def publish(self, batches: Mapping[str, Sequence[str]]) -> None:
+    async def publish(self, batches: Mapping[str, Sequence[str]], batch_id: str = "") -> None:
         pending = dict(batches)
         for _ in range(2):  # a second pass only after Redis forgot the script (restart)
             if not self._publish_sha:
@@ -167,14 +173,23 @@ class RedisEngine:
             channels = list(pending)
             async with self._redis.pipeline(transaction=False) as pipe:
                 for channel in channels:
-                    keys = (self._keys.history(channel), self._keys.history_meta(channel))
+                    keys = (
+                        self._keys.history(channel),
+                        self._keys.history_meta(channel),
+                        self._keys.history_batch(channel, batch_id or "-"),
+                    )
                     args = publish_args(
                         self._keys.channel(channel),
                         self._history.for_channel(channel),
                         list(pending[channel]),
+                        marked=bool(batch_id),
                     )
-                    pipe.evalsha(self._publish_sha, 2, *keys, *args)
-                results = await self._run(pipe.execute(raise_on_error=False))
+                    pipe.evalsha(self._publish_sha, 3, *keys, *args)
+                try:
+                    results = await self._run(pipe.execute(raise_on_error=False))
+                except EngineUnavailableError as error:
+                    # Sent, perhaps run, never answered (Redis frozen, link cut mid-request).
+                    raise OutcomeUnknownError(str(error)) from error.__cause__
             # NOSCRIPT means the script did not run, so publishing that channel again is safe.
             pending = {
                 c: pending[c]
@@ -244,10 +259,13 @@ class RedisEngine:
         while True:
             pubsub = self._pubsub_redis.pubsub()
             try:
-                # A placeholder channel first: its confirmation tells the reader the link is up.
+                # Every channel the node needs, then a placeholder: Redis confirms in order,
+                # so the placeholder's confirmation says the link is up *and* every channel
+                # is subscribed again (the node then reads what it missed from history).
                 # The link's socket has no read timeout, so bound its setup here.
+                wanted = [self._keys.channel(c) for c in sorted(self._channels)]
                 async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
-                    await pubsub.subscribe(self._keys.channel(_LINK_CHANNEL))
+                    await pubsub.subscribe(*wanted, self._keys.channel(_LINK_CHANNEL))
                 self._pubsub = pubsub
                 failures = 0
                 await self._read(pubsub)
@@ -291,21 +309,12 @@ class RedisEngine:
             elif kind == "subscribe":
                 channel = keys.channel_name(message["channel"])
                 if channel == _LINK_CHANNEL:
-                    # The placeholder subscription taken with every (re)connect: the link is up,
-                    # and every channel the node needs is subscribed again.
                     self._set_available(True)
-                    await self._resubscribe_missing(pubsub)
                 waiters = self._waiters.get(channel)
                 if waiters:
                     waiter = waiters.popleft()
                     if not waiter.done():
                         waiter.set_result(None)
-
-    async def _resubscribe_missing(self, pubsub: PubSub) -> None:
-        wanted = {self._keys.channel(c) for c in self._channels}
-        missing = wanted - {k.decode() if isinstance(k, bytes) else k for k in pubsub.channels}
-        if missing:
-            await pubsub.subscribe(*missing)
 
     def _set_available(self, available: bool) -> None:
         if available != self._available:

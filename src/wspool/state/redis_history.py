@@ -12,6 +12,12 @@ The pub/sub message is ``"<epoch>:<first offset>"`` followed by the frames, one 
 any JSON. ``READ_SCRIPT`` reads a channel's position and the frames after a given one, again
 atomically, and starts the epoch of a channel that has none.
 
+A publish that gets no answer (Redis frozen, the link cut after the request left) may or
+may not have run. The node sends the same batch again, with the same batch id, until Redis
+answers: the script records each batch id with its last offset (a marker key that lives
+``BATCH_MARKER_TTL``), and a batch whose marker exists is not written again; the script
+returns the recorded offset instead. So a publish is written once, or not at all.
+
 A channel whose meta hash is gone (expired after ``HistoryPolicy.position_ttl`` of silence,
 flushed, lost in a restart) gets a new random epoch with its next publish or read, and its
 stale stream is dropped; positions of the old epoch then fail to recover, as they should.
@@ -25,6 +31,7 @@ from typing import Any
 from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
 
 __all__ = [
+    "BATCH_MARKER_TTL",
     "PUBLISH_SCRIPT",
     "READ_SCRIPT",
     "new_epoch",
@@ -34,22 +41,34 @@ __all__ = [
     "split_message",
 ]
 
-# KEYS: stream, meta. ARGV: pub/sub channel, size, ttl ms, position ttl ms, new epoch, frames…
+BATCH_MARKER_TTL = 600.0
+"""Seconds a batch id is remembered: a node that resends a batch later than this after it
+took effect (cut off from Redis for ten minutes just after its write) may write it twice."""
+
+# KEYS: stream, meta, batch marker. ARGV: pub/sub channel, size, ttl ms, position ttl ms,
+# new epoch, marker ttl ms ('0': no marker), frames…
 PUBLISH_SCRIPT = """
+local marked = ARGV[6] ~= '0'
+if marked then
+  local done = redis.call('GET', KEYS[3])
+  if done then
+    return tonumber(done)
+  end
+end
 local epoch = redis.call('HGET', KEYS[2], 'e')
 if not epoch then
   epoch = ARGV[5]
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0)
 end
-local count = #ARGV - 5
+local count = #ARGV - 6
 local last = redis.call('HINCRBY', KEYS[2], 'o', count)
 local first = last - count + 1
 local size = tonumber(ARGV[2])
 local splice = ',"offset":"' .. epoch .. ':'
 local out = {epoch .. ':' .. first}
 for i = 1, count do
-  local frame = string.sub(ARGV[5 + i], 1, -2) .. splice .. (first + i - 1) .. '"}'
+  local frame = string.sub(ARGV[6 + i], 1, -2) .. splice .. (first + i - 1) .. '"}'
   out[i + 1] = frame
   if size > 0 then
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', size, '*', 'f', frame)
@@ -65,6 +84,9 @@ if size > 0 then
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[1], table.concat(out, '\\n'))
+if marked then
+  redis.call('SET', KEYS[3], last, 'PX', ARGV[6])
+end
 return last
 """
 
@@ -111,13 +133,16 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
-def publish_args(pubsub_channel: str, policy: HistoryPolicy, frames: list[str]) -> list[str]:
+def publish_args(
+    pubsub_channel: str, policy: HistoryPolicy, frames: list[str], marked: bool
+) -> list[str]:
     return [
         pubsub_channel,
         str(policy.size),
         str(int(policy.ttl * 1000)),
         str(int(policy.position_ttl * 1000)),
         new_epoch(),
+        str(int(BATCH_MARKER_TTL * 1000)) if marked else "0",
         *frames,
     ]
 
