@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from wspool.bench.settings import BENCH_OPTIONS, BenchSettings
 from wspool.core.config import (
     DEV_OPTIONS,
+    GATEWAY_OPTIONS,
     SERVER_OPTIONS,
     ConfigError,
     DevSettings,
+    GatewaySettings,
     SecuritySettings,
     ServerSettings,
     load_settings,
 )
-from wspool.core.options import Secret
+from wspool.core.operatorconfig import OPERATOR_OPTIONS, OperatorSettings
+from wspool.core.options import Option, Secret
+
+COMMAND_TABLES: dict[type[Any], tuple[Option, ...]] = {
+    DevSettings: DEV_OPTIONS,
+    ServerSettings: SERVER_OPTIONS,
+    GatewaySettings: GATEWAY_OPTIONS,
+    OperatorSettings: OPERATOR_OPTIONS,
+    BenchSettings: BENCH_OPTIONS,
+}
 
 
 def test_defaults_apply_when_nothing_is_given() -> None:
@@ -167,3 +181,39 @@ def test_redis_may_be_reached_over_a_unix_socket_and_other_schemes_are_refused()
     assert settings.redis_url == socket_url
     with pytest.raises(ConfigError, match="--redis-url"):
         load_settings(ServerSettings, SERVER_OPTIONS, {"redis_url": "http://redis:6379"}, {})
+
+
+def _numeric_options() -> list[tuple[type[Any], Option]]:
+    """Every option of every command that takes a number (it parses "1" or "2.5")."""
+    found = []
+    for settings, table in COMMAND_TABLES.items():
+        for option in table:
+            if option.switch:
+                continue
+            for sample in ("1", "2.5"):
+                try:
+                    option.parse(sample)
+                except ValueError:
+                    continue
+                # Text options take "1" too; a number option refuses a word.
+                try:
+                    option.parse("many")
+                except ValueError:
+                    found.append((settings, option))
+                break
+    return found
+
+
+@pytest.mark.parametrize(
+    ("settings", "option"),
+    _numeric_options(),
+    ids=lambda value: getattr(value, "flag", getattr(value, "__name__", "")),
+)
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e999", "-1"])
+def test_every_number_option_refuses_nan_infinity_and_negatives_in_one_line_naming_it(
+    settings: type[Any], option: Option, text: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(settings, COMMAND_TABLES[settings], {}, environ={option.env: text})
+    assert str(refused.value).startswith(f"invalid {option.flag} (from ${option.env}):")
+    assert "\n" not in str(refused.value)

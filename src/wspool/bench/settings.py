@@ -96,8 +96,8 @@ def _count(text: str) -> int:
 def _positive(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     def checked(text: str) -> Any:
         value = parse(text)
-        if not value > 0:
-            raise ValueError("must be greater than 0")
+        if not 0 < value < float("inf"):  # NaN fails it too
+            raise ValueError("must be a finite number greater than 0")
         return value
 
     return checked
