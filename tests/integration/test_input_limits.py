@@ -7,9 +7,6 @@ a frame gets an ``error`` and the connection lives; a REST call gets 400 or 413.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import urllib.error
 import urllib.request
@@ -19,7 +16,7 @@ import pytest
 import redis
 
 from tests.support.processes import Farm, running_farm
-from tests.support.tokens import SECRET, hs256, token_claims
+from tests.support.tokens import SECRET, hs256, hs256_over, token_claims
 from tests.support.wsclient import TestClient
 from wspool.core.keys import Keys
 
@@ -156,18 +153,9 @@ def test_a_rest_body_above_64_kib_gets_413_in_json(farm: Farm) -> None:
     )
 
 
-def _signed(claims_text: str) -> str:
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    signing = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(claims_text.encode())
-    signature = hmac.new(SECRET.encode(), signing.encode(), hashlib.sha256).digest()
-    return f"{signing}.{b64(signature)}"
-
-
 def test_a_token_with_deeply_nested_claims_gets_a_401_in_json(farm: Farm) -> None:
     claims = json.dumps(token_claims(roles=["admin"]))[:-1] + f',"x":{nested(2000)}}}'
-    bearer = {"Authorization": f"Bearer {_signed(claims)}"}
+    bearer = {"Authorization": f"Bearer {hs256_over(claims)}"}
     status, code, message = json_error(call(farm, "GET", "/pool/config", None, bearer))
     assert (status, code) == (401, "UNAUTHORIZED")
     assert message == "invalid token: token claims is nested deeper than 64 levels"

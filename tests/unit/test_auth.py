@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import time
 
 import jwt
 import pytest
 
-from tests.support.tokens import SECRET, ec_pair, hs256, rsa_pair, token_claims
+from tests.support.tokens import SECRET, ec_pair, hs256, hs256_over, rsa_pair, token_claims
 from wspool.core.auth import (
     ApiAccess,
     ApiPolicy,
@@ -71,27 +69,16 @@ def test_a_bad_token_is_refused_with_a_reason(token: str, reason: str) -> None:
         Verifier(secret=SECRET).verify(token)
 
 
-def _signed(header: dict[str, object], claims_text: str) -> str:
-    """An HS256 token over exactly ``claims_text`` (PyJWT would re-encode a dict)."""
-    signing = _b64(json.dumps(header).encode()) + "." + _b64(claims_text.encode())
-    signature = hmac.new(SECRET.encode(), signing.encode(), hashlib.sha256).digest()
-    return f"{signing}.{_b64(signature)}"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 @pytest.mark.parametrize("levels", [65, 300, 1_500])
 def test_a_token_whose_claims_nest_deeper_than_the_json_limit_is_refused(levels: int) -> None:
     claims = json.dumps(token_claims())[:-1] + ',"x":' + "[" * levels + "]" * levels + "}"
     with pytest.raises(AuthError, match="token claims is nested deeper than 64 levels"):
-        Verifier(secret=SECRET).verify(_signed({"alg": "HS256", "typ": "JWT"}, claims))
+        Verifier(secret=SECRET).verify(hs256_over(claims))
 
 
 def test_a_token_nesting_as_deep_as_the_json_limit_is_accepted() -> None:
     claims = json.dumps(token_claims())[:-1] + ',"x":' + "[" * 63 + "]" * 63 + "}"
-    assert Verifier(secret=SECRET).verify(_signed({"alg": "HS256", "typ": "JWT"}, claims))
+    assert Verifier(secret=SECRET).verify(hs256_over(claims))
 
 
 def test_a_token_above_the_size_limit_is_refused_before_it_is_decoded() -> None:
