@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from wspool.core.config import (
     GatewaySettings,
     SecuritySettings,
     ServerSettings,
+    deprecated_variables,
     load_settings,
 )
 from wspool.core.operatorconfig import OPERATOR_OPTIONS, OperatorSettings
@@ -217,3 +219,34 @@ def test_every_number_option_refuses_nan_infinity_and_negatives_in_one_line_nami
         load_settings(settings, COMMAND_TABLES[settings], {}, environ={option.env: text})
     assert str(refused.value).startswith(f"invalid {option.flag} (from ${option.env}):")
     assert "\n" not in str(refused.value)
+
+
+def test_dev_and_gateway_read_their_nodes_from_variables_of_their_own() -> None:
+    environ = {"WSPOOL_DEV_SERVERS": "4", "WSPOOL_SERVER_URLS": "ws://a:8081,ws://b:8081"}
+    assert load_settings(DevSettings, DEV_OPTIONS, {}, environ=environ).servers == 4
+    gateway = load_settings(GatewaySettings, GATEWAY_OPTIONS, {}, environ=environ)
+    assert gateway.servers == ("ws://a:8081", "ws://b:8081")
+
+
+def test_the_old_shared_variable_still_works_for_one_release_and_is_reported() -> None:
+    count, urls = {"WSPOOL_SERVERS": "3"}, {"WSPOOL_SERVERS": "ws://a:8081"}
+    assert load_settings(DevSettings, DEV_OPTIONS, {}, environ=count).servers == 3
+    assert load_settings(GatewaySettings, GATEWAY_OPTIONS, {}, environ=urls).servers == (
+        "ws://a:8081",
+    )
+    # Set for the gateway, it no longer stops `wspool dev` from starting.
+    assert load_settings(DevSettings, DEV_OPTIONS, {}, environ=urls) == DevSettings()
+    assert deprecated_variables(DEV_OPTIONS, urls) == [
+        "$WSPOOL_SERVERS is deprecated and will be ignored in the next release: "
+        "use $WSPOOL_DEV_SERVERS"
+    ]
+    assert deprecated_variables(GATEWAY_OPTIONS, {"WSPOOL_SERVER_URLS": "ws://a:1"}) == []
+
+
+@pytest.mark.parametrize(
+    "option",
+    [option for table in COMMAND_TABLES.values() for option in table if not option.switch],
+    ids=lambda option: option.flag,
+)
+def test_every_option_with_a_value_names_what_the_value_is(option: Option) -> None:
+    assert re.fullmatch("[A-Z]+", option.metavar), option.metavar
