@@ -8,17 +8,24 @@ a frame gets an ``error`` and the connection lives; a REST call gets 400 or 413.
 from __future__ import annotations
 
 import json
+import logging
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from tests.support.processes import Farm, running_farm
 from tests.support.tokens import SECRET, hs256, hs256_over, token_claims
 from tests.support.wsclient import TestClient
+from wspool.core.config import GatewaySettings
+from wspool.core.history import HistoryPolicy
 from wspool.core.keys import Keys
+from wspool.gateway.pool import PoolManager
+from wspool.state.redis_engine import RedisEngine
 
 ADMIN_TOKEN = "static-admin-token-for-the-input-limit-tests-0123456789"
 NODE_SECURITY = (
@@ -185,3 +192,27 @@ def test_a_pool_config_with_a_time_that_is_not_finite_and_in_range_gets_400_and_
     assert (store.get(stored), call(farm, "GET", "/pool/config", None, ADMIN)) == before
     assert json.loads(before[1][2])["healthCheck"]["interval"] == 5.0
     store.close()
+
+
+async def test_a_nan_config_an_older_version_stored_is_reported_once_and_not_applied(
+    redis_session_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = Keys(f"older-{uuid.uuid4().hex[:8]}:")
+    store = aioredis.Redis.from_url(redis_session_url)
+    await store.set(keys.pool_config, '{"healthCheck": {"interval": NaN}}')  # json.dumps(nan)
+    engine = RedisEngine(redis_session_url, keys, HistoryPolicy(10, 60), 60)
+    pool = PoolManager(GatewaySettings(id="gw-older", redis_url=redis_session_url), engine)
+    try:
+        with caplog.at_level(logging.ERROR, logger="wspool.gateway.pool"):
+            for _ in range(3):
+                await pool.refresh()
+        reports = [r.getMessage() for r in caplog.records if "stored pool config" in r.message]
+        assert reports == [
+            "ignoring the stored pool config: healthCheck.interval: "
+            "must be a finite number of seconds"
+        ]
+        assert pool.config.health_check.interval == 5.0
+    finally:
+        await store.delete(keys.pool_config, *await store.keys(f"{keys.prefix}*"))
+        await store.aclose()
+        await engine.close()
