@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from wspool.core.config import (
     GatewaySettings,
     Option,
     ServerSettings,
+    deprecated_variables,
     load_settings,
 )
 from wspool.core.logs import configure_logging
@@ -51,7 +53,7 @@ def _add_options(
         parser.add_argument(
             option.flag,
             dest=option.field,
-            metavar=option.field.upper().replace("_", "-").split("-")[-1],
+            metavar=option.metavar,
             help=help_text,
         )
 
@@ -157,9 +159,20 @@ _COMMANDS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]] = {
 }
 
 
+_TABLES: dict[str, Sequence[Option]] = {
+    "dev": DEV_OPTIONS,
+    "server": SERVER_OPTIONS,
+    "gateway": GATEWAY_OPTIONS,
+    "operator": OPERATOR_OPTIONS,
+    "bench": BENCH_OPTIONS,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     flags = {k: v for k, v in vars(args).items() if k != "command"}
+    for notice in deprecated_variables(_TABLES[args.command], os.environ):
+        print(f"wspool {args.command}: {notice}", file=sys.stderr)
     try:
         coroutine = _COMMANDS[args.command](flags)
     except ConfigError as error:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import secrets
+import sys
 
 from aiohttp import web
 
@@ -86,9 +88,16 @@ def _banner(settings: DevSettings, nodes: list[ServerNode]) -> str:
         f"  gateway   ws://{gateway}/ws   REST http://{gateway}/api/v1/pool/health",
     ]
     lines += [f"  {node.id:9} {node.url}/ws (through the gateway only)" for node in nodes]
-    lines.append(f"  try       python -m websockets ws://{gateway}/ws")
+    lines.append(f"  try       {_python()} -m websockets ws://{gateway}/ws")
     lines.append("Ctrl-C drains the nodes and stops.")
     return "\n".join(lines)
+
+
+def _python() -> str:
+    """The interpreter running wspool, which has websockets installed (a bare ``python``
+    may not), written relative to the current directory when it lies below it."""
+    relative = os.path.relpath(sys.executable)
+    return sys.executable if relative.startswith("..") else relative
 
 
 def _limit(value: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -55,13 +56,42 @@ async def test_wspool_dev_serves_the_gateway_with_its_nodes_behind_it(dev: int) 
         assert (await subscriber.recv())["payload"] == "world"
 
 
-def _wspool(*args: str) -> subprocess.CompletedProcess[str]:
+def _wspool(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "wspool", *args],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
+        env=None if env is None else {**os.environ, **env},
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("server", "--max-connections-per-ip N"),
+        ("server", "--connection-attempts-per-ip RATE"),
+        ("server", "--messages-per-second RATE"),
+        ("server", "--max-channels-per-connection N"),
+        ("server", "--ping-interval SECONDS"),
+        ("gateway", "--servers URLS"),
+        ("dev", "--servers N"),
+        ("bench", "--duration SECONDS"),
+    ],
+)
+def test_help_says_what_each_value_is(command: str, shown: str) -> None:
+    result = _wspool(command, "--help")
+    assert result.returncode == 0
+    assert shown in " ".join(result.stdout.split())
+
+
+def test_the_old_shared_servers_variable_is_reported_deprecated_in_one_line() -> None:
+    result = _wspool("gateway", "--port", "0", env={"WSPOOL_SERVERS": "ws://127.0.0.1:1"})
+    assert result.returncode == 2  # no key: it stops there, after the notice
+    assert result.stderr.splitlines()[0] == (
+        "wspool gateway: $WSPOOL_SERVERS is deprecated and will be ignored in the next "
+        "release: use $WSPOOL_SERVER_URLS"
     )
 
 

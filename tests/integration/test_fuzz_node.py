@@ -1,8 +1,9 @@
 """Property-based abuse of a real node: arbitrary frames, handshakes and tokens.
 
-Whatever arrives, the node stays up, answers with an error (HTTP status or ``error``
-frame), keeps well-behaved connections working, and once the clients are gone leaves no
-state behind: no connection records, no address counted.
+Whatever arrives (NaN and infinities, payloads nested up to 3,000 levels, frames up to 200 KB
+among them), the node stays up, answers with an error (HTTP status or ``error`` frame), keeps
+well-behaved connections working, and once the clients are gone leaves no state behind: no
+connection records, no address counted.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from hypothesis import strategies as st
 from websockets.exceptions import InvalidHandshake
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support.hostile_json import deep, deep_frames, json_values, large_frames
 from tests.support.processes import NodeProcess, http_get, raw_handshake
-from tests.support.tokens import SECRET, hs256, token_claims
+from tests.support.tokens import SECRET, hs256, hs256_over, token_claims
 from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.redis
@@ -34,11 +36,6 @@ FUZZ = settings(
 )
 TOKEN = hs256(sub="fuzzer", subscribe=["*"], publish=["*"])
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=10,
-)
 message_like = st.fixed_dictionaries(
     {},
     optional={
@@ -55,7 +52,10 @@ frames = (
     | st.text(max_size=2000)
     | st.binary(max_size=2000)
     | json_values.map(json.dumps)
+    | deep_frames
+    | large_frames
 )
+DEEP_DATA = '{"type":"data","channel":"c","messageId":"d","payload":' + "[" * 300 + "]" * 300 + "}"
 
 
 @pytest.fixture
@@ -112,6 +112,8 @@ def _still_answers(ws: ClientConnection) -> None:
 
 @FUZZ
 @given(batch=st.lists(frames, min_size=1, max_size=5))
+@example(batch=[DEEP_DATA])
+@example(batch=['{"type":"data","channel":"c","messageId":"n","payload":NaN}'])
 def test_arbitrary_frames_get_errors_and_the_connection_lives(
     node: tuple[NodeProcess, str], batch: list[str | bytes]
 ) -> None:
@@ -156,15 +158,22 @@ claim_values = st.none() | st.integers(-(2**40), 2**40) | st.text(max_size=30) |
     ),
     signed=st.booleans(),
     raw=st.text(max_size=300),
+    deep_claim=st.none() | deep,
 )
 def test_arbitrary_tokens_are_refused_or_name_their_client(
-    node: tuple[NodeProcess, str], claims: dict[str, Any], signed: bool, raw: str
+    node: tuple[NodeProcess, str],
+    claims: dict[str, Any],
+    signed: bool,
+    raw: str,
+    deep_claim: str | None,
 ) -> None:
     process, _ = node
     try:
         token = jwt.encode({**token_claims(), **claims}, SECRET, "HS256") if signed else raw
     except (TypeError, ValueError):
         return  # PyJWT cannot encode these claims (e.g. a non-numeric exp it checks)
+    if deep_claim is not None:
+        token = hs256_over(json.dumps(token_claims())[:-1] + f', "x": {deep_claim}}}')
     try:
         with _open(process.url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
             _still_answers(ws)

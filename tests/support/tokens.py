@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import hmac
 import json
 import time
 from typing import Any
@@ -12,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-__all__ = ["SECRET", "KeyPair", "ec_pair", "hs256", "rsa_pair", "token_claims"]
+__all__ = ["SECRET", "KeyPair", "ec_pair", "hs256", "hs256_over", "rsa_pair", "token_claims"]
 
 SECRET = "test-secret-of-at-least-thirty-two-bytes!"
 
@@ -37,6 +40,18 @@ def token_claims(
 
 def hs256(claims: dict[str, Any] | None = None, secret: str = SECRET, **kwargs: Any) -> str:
     return jwt.encode(claims if claims is not None else token_claims(**kwargs), secret, "HS256")
+
+
+def hs256_over(claims_text: str, secret: str = SECRET) -> str:
+    """An HS256 token over exactly ``claims_text``, which PyJWT would re-encode (or refuse:
+    JSON nested too deep for ``json.dumps``)."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(claims_text.encode())
+    signature = hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest()
+    return f"{signing}.{b64(signature)}"
 
 
 class KeyPair:

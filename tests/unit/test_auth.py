@@ -10,7 +10,7 @@ from collections.abc import Callable
 import jwt
 import pytest
 
-from tests.support.tokens import SECRET, ec_pair, hs256, rsa_pair, token_claims
+from tests.support.tokens import SECRET, ec_pair, hs256, hs256_over, rsa_pair, token_claims
 from wspool.core.auth import (
     ApiAccess,
     ApiPolicy,
@@ -70,6 +70,24 @@ def test_a_bad_token_is_refused_with_a_reason(make_token: Callable[[], str], rea
     # valid but for one claim would have expired by the time a long session reaches them.
     with pytest.raises(AuthError, match=reason):
         Verifier(secret=SECRET).verify(make_token())
+
+
+@pytest.mark.parametrize("levels", [65, 300, 1_500])
+def test_a_token_whose_claims_nest_deeper_than_the_json_limit_is_refused(levels: int) -> None:
+    claims = json.dumps(token_claims())[:-1] + ',"x":' + "[" * levels + "]" * levels + "}"
+    with pytest.raises(AuthError, match="token claims is nested deeper than 64 levels"):
+        Verifier(secret=SECRET).verify(hs256_over(claims))
+
+
+def test_a_token_nesting_as_deep_as_the_json_limit_is_accepted() -> None:
+    claims = json.dumps(token_claims())[:-1] + ',"x":' + "[" * 63 + "]" * 63 + "}"
+    assert Verifier(secret=SECRET).verify(hs256_over(claims))
+
+
+def test_a_token_above_the_size_limit_is_refused_before_it_is_decoded() -> None:
+    big = hs256(token_claims(note="x" * 9_000))
+    with pytest.raises(AuthError, match="exceeds 8192 bytes"):
+        Verifier(secret=SECRET).verify(big)
 
 
 def test_leeway_accepts_a_token_that_expired_a_moment_ago() -> None:

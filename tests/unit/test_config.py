@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
 
+from wspool.bench.settings import BENCH_OPTIONS, BenchSettings
 from wspool.core.config import (
     DEV_OPTIONS,
+    GATEWAY_OPTIONS,
     SERVER_OPTIONS,
     ConfigError,
     DevSettings,
+    GatewaySettings,
     SecuritySettings,
     ServerSettings,
+    deprecated_variables,
     load_settings,
 )
-from wspool.core.options import Secret
+from wspool.core.operatorconfig import OPERATOR_OPTIONS, OperatorSettings
+from wspool.core.options import Option, Secret
+
+COMMAND_TABLES: dict[type[Any], tuple[Option, ...]] = {
+    DevSettings: DEV_OPTIONS,
+    ServerSettings: SERVER_OPTIONS,
+    GatewaySettings: GATEWAY_OPTIONS,
+    OperatorSettings: OPERATOR_OPTIONS,
+    BenchSettings: BENCH_OPTIONS,
+}
 
 
 def test_defaults_apply_when_nothing_is_given() -> None:
@@ -167,3 +183,70 @@ def test_redis_may_be_reached_over_a_unix_socket_and_other_schemes_are_refused()
     assert settings.redis_url == socket_url
     with pytest.raises(ConfigError, match="--redis-url"):
         load_settings(ServerSettings, SERVER_OPTIONS, {"redis_url": "http://redis:6379"}, {})
+
+
+def _numeric_options() -> list[tuple[type[Any], Option]]:
+    """Every option of every command that takes a number (it parses "1" or "2.5")."""
+    found = []
+    for settings, table in COMMAND_TABLES.items():
+        for option in table:
+            if option.switch:
+                continue
+            for sample in ("1", "2.5"):
+                try:
+                    option.parse(sample)
+                except ValueError:
+                    continue
+                # Text options take "1" too; a number option refuses a word.
+                try:
+                    option.parse("many")
+                except ValueError:
+                    found.append((settings, option))
+                break
+    return found
+
+
+@pytest.mark.parametrize(
+    ("settings", "option"),
+    _numeric_options(),
+    ids=lambda value: getattr(value, "flag", getattr(value, "__name__", "")),
+)
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e999", "-1"])
+def test_every_number_option_refuses_nan_infinity_and_negatives_in_one_line_naming_it(
+    settings: type[Any], option: Option, text: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(settings, COMMAND_TABLES[settings], {}, environ={option.env: text})
+    assert str(refused.value).startswith(f"invalid {option.flag} (from ${option.env}):")
+    assert "\n" not in str(refused.value)
+
+
+def test_dev_and_gateway_read_their_nodes_from_variables_of_their_own() -> None:
+    environ = {"WSPOOL_DEV_SERVERS": "4", "WSPOOL_SERVER_URLS": "ws://a:8081,ws://b:8081"}
+    assert load_settings(DevSettings, DEV_OPTIONS, {}, environ=environ).servers == 4
+    gateway = load_settings(GatewaySettings, GATEWAY_OPTIONS, {}, environ=environ)
+    assert gateway.servers == ("ws://a:8081", "ws://b:8081")
+
+
+def test_the_old_shared_variable_still_works_for_one_release_and_is_reported() -> None:
+    count, urls = {"WSPOOL_SERVERS": "3"}, {"WSPOOL_SERVERS": "ws://a:8081"}
+    assert load_settings(DevSettings, DEV_OPTIONS, {}, environ=count).servers == 3
+    assert load_settings(GatewaySettings, GATEWAY_OPTIONS, {}, environ=urls).servers == (
+        "ws://a:8081",
+    )
+    # Set for the gateway, it no longer stops `wspool dev` from starting.
+    assert load_settings(DevSettings, DEV_OPTIONS, {}, environ=urls) == DevSettings()
+    assert deprecated_variables(DEV_OPTIONS, urls) == [
+        "$WSPOOL_SERVERS is deprecated and will be ignored in the next release: "
+        "use $WSPOOL_DEV_SERVERS"
+    ]
+    assert deprecated_variables(GATEWAY_OPTIONS, {"WSPOOL_SERVER_URLS": "ws://a:1"}) == []
+
+
+@pytest.mark.parametrize(
+    "option",
+    [option for table in COMMAND_TABLES.values() for option in table if not option.switch],
+    ids=lambda option: option.flag,
+)
+def test_every_option_with_a_value_names_what_the_value_is(option: Option) -> None:
+    assert re.fullmatch("[A-Z]+", option.metavar), option.metavar

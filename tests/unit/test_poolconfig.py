@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -45,3 +46,27 @@ def test_a_bad_value_is_refused_with_its_path(
         PoolConfig().merged(patch)
     assert caught.value.field == field
     assert problem in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"healthCheck": {"interval": number}}, "healthCheck.interval")
+        for number in (math.nan, math.inf, -math.inf)
+    ]
+    + [
+        ({"healthCheck": {"timeout": math.nan}}, "healthCheck.timeout"),
+        ({"healthCheck": {"fastInterval": math.nan}}, "healthCheck.fastInterval"),
+        ({"circuitBreaker": {"openSeconds": math.nan}}, "circuitBreaker.openSeconds"),
+        ({"slowStart": math.nan}, "slowStart"),
+        ({"slowStart": math.inf}, "slowStart"),
+        ({"slowStart": -1}, "slowStart"),
+    ],
+)
+def test_a_time_that_is_not_a_finite_number_in_range_is_refused_with_its_path(
+    patch: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(PoolConfigError) as caught:
+        PoolConfig().merged(patch)
+    assert caught.value.field == field
+    assert "\n" not in str(caught.value)

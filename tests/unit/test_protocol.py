@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from wspool.core.jsoninput import MAX_DEPTH
 from wspool.core.protocol import (
     ErrorCode,
     MessageType,
@@ -132,8 +133,9 @@ def test_a_malformed_since_is_a_bad_request_that_says_the_expected_form() -> Non
 @pytest.mark.parametrize(
     ("frame", "problem"),
     [
-        ('{"type":"ping","messageId":"1","payload":NaN}', "frame is not valid JSON"),
-        ('{"type":"ping","messageId":"1","payload":Infinity}', "frame is not valid JSON"),
+        ('{"type":"ping","messageId":"1","payload":NaN}', "frame is not valid JSON: NaN"),
+        ('{"type":"ping","messageId":"1","payload":Infinity}', "frame is not valid JSON: NaN"),
+        ('{"type":"ping","messageId":"1","payload":1e400}', "frame is not valid JSON"),
     ],
 )
 def test_what_is_not_portable_json_is_refused_rather_than_passed_on(
@@ -141,7 +143,30 @@ def test_what_is_not_portable_json_is_refused_rather_than_passed_on(
 ) -> None:
     with pytest.raises(ProtocolError) as refused:
         parse_client_frame(frame, LIMIT)
-    assert (refused.value.code, refused.value.message) == (ErrorCode.BAD_REQUEST, problem)
+    assert refused.value.code is ErrorCode.BAD_REQUEST
+    assert refused.value.message.startswith(problem)
+
+
+def _data_frame(payload_levels: int) -> str:
+    payload = "[" * payload_levels + "]" * payload_levels
+    return f'{{"type":"data","channel":"c","messageId":"d","payload":{payload}}}'
+
+
+@pytest.mark.parametrize("payload_levels", [MAX_DEPTH, 300, 1_000, 2_000])
+def test_a_frame_nested_deeper_than_the_limit_is_a_bad_request_naming_it(
+    payload_levels: int,
+) -> None:
+    with pytest.raises(ProtocolError) as refused:
+        parse_client_frame(_data_frame(payload_levels), 100_000)
+    assert refused.value.code is ErrorCode.BAD_REQUEST
+    assert refused.value.message == f"frame is nested deeper than {MAX_DEPTH} levels"
+
+
+def test_the_deepest_frame_accepted_can_be_sent_on_to_subscribers() -> None:
+    message = parse_client_frame(_data_frame(MAX_DEPTH - 1), 100_000)
+    assert message.channel is not None
+    sent = encode_data(message.channel, message.payload, message.message_id)
+    assert json.loads(sent)["payload"] == message.payload
 
 
 def test_numbers_beyond_64_bit_integers_travel_as_doubles_as_browsers_read_them() -> None:

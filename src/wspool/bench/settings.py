@@ -96,8 +96,8 @@ def _count(text: str) -> int:
 def _positive(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     def checked(text: str) -> Any:
         value = parse(text)
-        if not value > 0:
-            raise ValueError("must be greater than 0")
+        if not 0 < value < float("inf"):  # NaN fails it too
+            raise ValueError("must be a finite number greater than 0")
         return value
 
     return checked
@@ -217,6 +217,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_BENCH_URL",
         _validated(parse_targets),
         "WebSocket URL(s) to load, comma separated; 127.0.0.0/8 only",
+        metavar="URLS",
     ),
     Option(
         "metrics_url",
@@ -224,6 +225,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_BENCH_METRICS_URL",
         _validated(_metrics_urls),
         "node /metrics URL(s) to read CPU and memory from (default: those of --url)",
+        metavar="URLS",
     ),
     Option(
         "spawn_servers",
@@ -231,6 +233,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_BENCH_SPAWN_SERVERS",
         _count,
         "start this many `wspool server` nodes and load them instead of --url",
+        metavar="N",
     ),
     Option(
         "spawn_gateway",
@@ -247,6 +250,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         _validated(_routes),
         "with --spawn-gateway: gateway, direct, or gateway,direct (each scenario once per "
         "route, on the same nodes; default gateway)",
+        metavar="ROUTES",
     ),
     Option(
         "at_most_once",
@@ -265,6 +269,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "with --spawn-servers: start that many peer servers instead of nodes, for a side by "
         "side (socketio: python-socketio with its Redis manager, needs the `bench` extra; "
         "socketio-node: Socket.IO on Node.js with its Redis adapter, needs node and npm)",
+        metavar="PEER",
     ),
     Option(
         "redis_url",
@@ -272,14 +277,23 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_BENCH_REDIS_URL",
         str,
         "Redis for the spawned nodes (default: start a redis-server on a free port)",
+        metavar="URL",
     ),
-    Option("workers", "--workers", "WSPOOL_BENCH_WORKERS", _positive(int), "client processes"),
+    Option(
+        "workers",
+        "--workers",
+        "WSPOOL_BENCH_WORKERS",
+        _positive(int),
+        "client processes",
+        metavar="N",
+    ),
     Option(
         "connections",
         "--connections",
         "WSPOOL_BENCH_CONNECTIONS",
         _positive(int),
         "connect: connections to open and hold (default 1000)",
+        metavar="N",
     ),
     Option(
         "publishers",
@@ -287,6 +301,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_BENCH_PUBLISHERS",
         _positive(int),
         "publishing connections (scenario default)",
+        metavar="N",
     ),
     Option(
         "subscribers",
@@ -294,6 +309,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_BENCH_SUBSCRIBERS",
         _count,
         "subscribing connections, spread over the channels (scenario default)",
+        metavar="N",
     ),
     Option(
         "channels",
@@ -301,6 +317,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_BENCH_CHANNELS",
         _positive(int),
         "channels published to (scenario default)",
+        metavar="N",
     ),
     Option(
         "rate",
@@ -309,6 +326,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         _validated(_rates),
         "total publish rate in msg/s, 0 = as fast as the node takes them; "
         "several (comma separated) run the scenario once per rate",
+        metavar="RATES",
     ),
     Option(
         "window",
@@ -316,6 +334,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_BENCH_WINDOW",
         _positive(int),
         "at full rate: messages a publisher may have in flight (sent, not yet echoed)",
+        metavar="N",
     ),
     Option(
         "duration",
@@ -323,6 +342,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_BENCH_DURATION",
         _positive(float),
         "seconds of load (connect: seconds the connections are held)",
+        metavar="SECONDS",
     ),
     Option(
         "concurrency",
@@ -330,13 +350,22 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_BENCH_CONCURRENCY",
         _positive(int),
         "opening handshakes in flight at once, over all workers",
+        metavar="N",
     ),
-    Option("json", "--json", "WSPOOL_BENCH_JSON", str, "write the results to this JSON file"),
+    Option(
+        "json",
+        "--json",
+        "WSPOOL_BENCH_JSON",
+        str,
+        "write the results to this JSON file",
+        metavar="PATH",
+    ),
     Option(
         "chart",
         "--chart",
         "WSPOOL_BENCH_CHART",
         str,
         "latency: draw latency against rate into this PNG (needs the `bench` extra)",
+        metavar="PATH",
     ),
 )

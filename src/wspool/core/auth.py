@@ -13,10 +13,16 @@ honoured, ``iss``/``aud`` are checked when configured, and
 
 grant channel patterns (shell-style globs: ``*``, ``?``) and roles. A token without
 ``channels`` may neither subscribe nor publish.
+
+A token is JSON input like any other: at most :data:`~wspool.core.jsoninput.MAX_TOKEN_BYTES`,
+its header and claims nested at most :data:`~wspool.core.jsoninput.MAX_DEPTH` levels, checked
+before PyJWT parses anything.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
 import hmac
 import json
@@ -30,6 +36,8 @@ from urllib.parse import parse_qs
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from wspool.core import jsoninput
 
 __all__ = [
     "ADMIN_ROLE",
@@ -213,6 +221,7 @@ class Verifier:
 
     def verify(self, token: str) -> Claims:
         """The token's claims, or :class:`AuthError` saying why it is refused."""
+        _check_json(token)
         try:
             key, algorithms = self._key_for(token)
             payload = jwt.decode(
@@ -231,6 +240,21 @@ class Verifier:
         except (ValueError, TypeError, KeyError):  # malformed input PyJWT does not wrap
             raise AuthError("invalid token: malformed") from None
         return _claims(payload)
+
+
+def _check_json(token: str) -> None:
+    """Hold the token's header and claims to the rule of every JSON input."""
+    if len(token) > jsoninput.MAX_TOKEN_BYTES:
+        raise AuthError(f"invalid token: exceeds {jsoninput.MAX_TOKEN_BYTES} bytes")
+    for part, what in zip(token.split(".")[:2], ("header", "claims"), strict=False):
+        try:
+            text = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except (binascii.Error, ValueError):
+            return  # not base64: PyJWT says so
+        try:
+            jsoninput.check(text, max_bytes=jsoninput.MAX_TOKEN_BYTES, what=f"token {what}")
+        except jsoninput.JsonInputError as error:
+            raise AuthError(f"invalid token: {error}") from None
 
 
 def token_from_handshake(

@@ -51,6 +51,7 @@ __all__ = [
     "Option",
     "SecuritySettings",
     "ServerSettings",
+    "deprecated_variables",
     "load_settings",
 ]
 
@@ -109,6 +110,7 @@ _COMMON_OPTIONS: tuple[Option, ...] = (
         "REDIS_URL",
         parse_redis_url,
         "Redis URL; without it, the in-memory engine (one process only)",
+        metavar="URL",
     ),
     Option(
         "key_prefix",
@@ -116,6 +118,7 @@ _COMMON_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_KEY_PREFIX",
         str,
         "prefix of every Redis key and channel, to share one Redis between pools",
+        metavar="PREFIX",
     ),
     *LOG_OPTIONS,
 )
@@ -135,6 +138,7 @@ _TICKET_SECRET = Option(
     _secret,
     "secret shared by the gateway and the nodes; when set, a node accepts only"
     " connections with a gateway ticket for itself",
+    metavar="SECRET",
 )
 
 _NODE_OPTIONS: tuple[Option, ...] = (
@@ -144,6 +148,7 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_MAX_MESSAGE_BYTES",
         parse_positive_int,
         "frames above this get a TOO_LARGE error; the connection lives",
+        metavar="BYTES",
     ),
     Option(
         "max_frame_bytes",
@@ -151,6 +156,7 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_MAX_FRAME_BYTES",
         parse_positive_int,
         "frames above this close the connection with 1009",
+        metavar="BYTES",
     ),
     Option(
         "send_buffer_limit",
@@ -158,6 +164,7 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_SEND_BUFFER_LIMIT",
         parse_positive_int,
         "bytes queued to a client before it is closed as a slow consumer (1008)",
+        metavar="BYTES",
     ),
     Option(
         "ping_interval",
@@ -165,6 +172,7 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_PING_INTERVAL",
         parse_positive_float,
         "seconds between keepalive pings",
+        metavar="SECONDS",
     ),
     Option(
         "ping_timeout",
@@ -172,6 +180,7 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_PING_TIMEOUT",
         parse_positive_float,
         "seconds to wait for a pong before dropping the peer",
+        metavar="SECONDS",
     ),
     Option(
         "drain_window",
@@ -179,6 +188,7 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_DRAIN_WINDOW",
         parse_non_negative_float,
         "seconds over which a draining node spreads its 1012 closes",
+        metavar="SECONDS",
     ),
     Option(
         "heartbeat_interval",
@@ -186,6 +196,7 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_HEARTBEAT_INTERVAL",
         parse_positive_float,
         "seconds between registry heartbeats",
+        metavar="SECONDS",
     ),
     Option(
         "node_ttl",
@@ -193,6 +204,7 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_NODE_TTL",
         parse_positive_float,
         "seconds after the last heartbeat when a node counts as dead and is swept",
+        metavar="SECONDS",
     ),
     Option(
         "activity_flush_interval",
@@ -200,6 +212,7 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_ACTIVITY_FLUSH_INTERVAL",
         parse_positive_float,
         "seconds between writes of lastActivity (coalesced)",
+        metavar="SECONDS",
     ),
     Option(
         "history_size",
@@ -207,6 +220,7 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_HISTORY_SIZE",
         parse_non_negative_int,
         "messages of history kept per channel for recovery (0: none); same on every node",
+        metavar="N",
     ),
     Option(
         "history_ttl",
@@ -214,6 +228,7 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_HISTORY_TTL",
         parse_positive_float,
         "seconds a message stays in its channel's history; same on every node",
+        metavar="SECONDS",
     ),
     Option(
         "session_ttl",
@@ -221,14 +236,20 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_SESSION_TTL",
         parse_positive_float,
         "seconds after which a session record nobody refreshes expires from Redis",
+        metavar="SECONDS",
     ),
 )
 
 SERVER_OPTIONS: tuple[Option, ...] = (
-    Option("host", "--host", "WSPOOL_HOST", parse_text, "address to listen on"),
-    Option("port", "--port", "WSPOOL_PORT", parse_port, "port to listen on"),
+    Option("host", "--host", "WSPOOL_HOST", parse_text, "address to listen on", metavar="ADDRESS"),
+    Option("port", "--port", "WSPOOL_PORT", parse_port, "port to listen on", metavar="PORT"),
     Option(
-        "id", "--id", "WSPOOL_SERVER_ID", parse_text, "node id (default: hostname and a suffix)"
+        "id",
+        "--id",
+        "WSPOOL_SERVER_ID",
+        parse_text,
+        "node id (default: hostname and a suffix)",
+        metavar="ID",
     ),
     Option(
         "advertise_url",
@@ -236,6 +257,7 @@ SERVER_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_ADVERTISE_URL",
         parse_url("ws", "wss"),
         "URL at which clients and the gateway reach this node",
+        metavar="URL",
     ),
     Option(
         "weight",
@@ -243,6 +265,7 @@ SERVER_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_WEIGHT",
         parse_positive_int,
         "the node's weight for the weighted strategies",
+        metavar="N",
     ),
     _TICKET_SECRET,
     *_NODE_OPTIONS,
@@ -298,15 +321,24 @@ class DevSettings:
 
 
 DEV_OPTIONS: tuple[Option, ...] = (
-    Option("host", "--host", "WSPOOL_HOST", parse_text, "address to listen on"),
+    Option("host", "--host", "WSPOOL_HOST", parse_text, "address to listen on", metavar="ADDRESS"),
     Option(
         "port",
         "--port",
         "WSPOOL_PORT",
         parse_port,
         "the gateway's port; server nodes take the ports after it",
+        metavar="PORT",
     ),
-    Option("servers", "--servers", "WSPOOL_SERVERS", parse_positive_int, "number of server nodes"),
+    Option(
+        "servers",
+        "--servers",
+        "WSPOOL_DEV_SERVERS",
+        parse_positive_int,
+        "number of server nodes",
+        metavar="N",
+        old_env="WSPOOL_SERVERS",
+    ),
     *_NODE_OPTIONS,
     *LIMIT_OPTIONS,
     *_COMMON_OPTIONS,
@@ -355,17 +387,24 @@ class GatewaySettings:
 
 
 GATEWAY_OPTIONS: tuple[Option, ...] = (
-    Option("host", "--host", "WSPOOL_HOST", parse_text, "address to listen on"),
-    Option("port", "--port", "WSPOOL_PORT", parse_port, "port to listen on"),
+    Option("host", "--host", "WSPOOL_HOST", parse_text, "address to listen on", metavar="ADDRESS"),
+    Option("port", "--port", "WSPOOL_PORT", parse_port, "port to listen on", metavar="PORT"),
     Option(
-        "id", "--id", "WSPOOL_GATEWAY_ID", parse_text, "replica id (default: hostname and a suffix)"
+        "id",
+        "--id",
+        "WSPOOL_GATEWAY_ID",
+        parse_text,
+        "replica id (default: hostname and a suffix)",
+        metavar="ID",
     ),
     Option(
         "servers",
         "--servers",
-        "WSPOOL_SERVERS",
+        "WSPOOL_SERVER_URLS",
         _url_list,
         "a static list of node URLs (ws://a:8081,ws://b:8081) instead of the Redis registry",
+        metavar="URLS",
+        old_env="WSPOOL_SERVERS",
     ),
     Option(
         "strategy",
@@ -373,6 +412,7 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_STRATEGY",
         parse_choice("round-robin", "least-connections", "weighted"),
         "initial strategy, used until the pool config in Redis says otherwise",
+        metavar="STRATEGY",
     ),
     Option(
         "max_connections",
@@ -380,6 +420,7 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_MAX_CONNECTIONS",
         parse_positive_int,
         "initial pool-wide connection limit, until the pool config says otherwise",
+        metavar="N",
     ),
     Option(
         "connect_timeout",
@@ -387,6 +428,7 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_CONNECT_TIMEOUT",
         parse_positive_float,
         "seconds an upstream connect and handshake may take before trying another node",
+        metavar="SECONDS",
     ),
     Option(
         "connect_attempts",
@@ -394,6 +436,7 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_CONNECT_ATTEMPTS",
         parse_positive_int,
         "nodes tried for one client handshake before giving up with 1013",
+        metavar="N",
     ),
     Option(
         "refresh_interval",
@@ -401,6 +444,7 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_REFRESH_INTERVAL",
         parse_positive_float,
         "seconds between reads of the node registry and the shared pool config",
+        metavar="SECONDS",
     ),
     _TICKET_SECRET,
     *AUTH_OPTIONS,
@@ -409,6 +453,16 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
 )
 
 SettingsT = TypeVar("SettingsT")
+
+
+def deprecated_variables(options: Sequence[Option], environ: Mapping[str, str]) -> list[str]:
+    """A line for each old variable name still set, to print before starting."""
+    return [
+        f"${option.old_env} is deprecated and will be ignored in the next release: "
+        f"use ${option.env}"
+        for option in options
+        if option.old_env and option.old_env in environ
+    ]
 
 
 def load_settings(
@@ -424,14 +478,19 @@ def load_settings(
     for option in options:
         text = flags.get(option.field)
         source = option.flag
-        if text is None:
-            text = environ.get(option.env)
-            source = f"{option.flag} (from ${option.env})"
+        for env in (option.env, option.old_env):
+            if text is None and env:
+                text = environ.get(env)
+                source = f"{option.flag} (from ${env})"
         if text is None:
             continue
         try:
             value = option.parse(text)
         except ValueError as error:
+            if option.old_env and source.endswith(f"${option.old_env})"):
+                # The old name meant a node count to `dev` and URLs to `gateway`: a value
+                # for the other command is left alone (deprecated_variables says why).
+                continue
             problem = str(error) if "must" in str(error) else f"{text!r} is not valid"
             raise ConfigError(source, problem) from None
         group, _, name = option.field.rpartition(".")

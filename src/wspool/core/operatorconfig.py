@@ -84,6 +84,7 @@ OPERATOR_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_NAMESPACE",
         parse_list(_namespace),
         "comma-separated namespaces to reconcile; empty: every namespace",
+        metavar="NAMESPACES",
     ),
     Option(
         "redis_url",
@@ -91,6 +92,7 @@ OPERATOR_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_OPERATOR_REDIS_URL",
         parse_redis_url,
         "read stats and write pool config here for every pool, instead of each pool's own Redis",
+        metavar="URL",
     ),
     Option(
         "image",
@@ -98,6 +100,7 @@ OPERATOR_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_IMAGE",
         str,
         "container image of pools whose spec names none (the chart sets its own)",
+        metavar="IMAGE",
     ),
     Option(
         "sync_interval",
@@ -105,6 +108,7 @@ OPERATOR_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_SYNC_INTERVAL",
         _interval,
         "seconds between status refreshes and autoscaling decisions of each pool",
+        metavar="SECONDS",
     ),
     Option(
         "health_port",
@@ -112,6 +116,7 @@ OPERATOR_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_HEALTH_PORT",
         parse_port,
         "port of the liveness endpoint /healthz; 0: none",
+        metavar="PORT",
     ),
     Option(
         "metrics_port",
@@ -119,6 +124,7 @@ OPERATOR_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_METRICS_PORT",
         parse_port,
         "port of the Prometheus endpoint /metrics (reconciles, scaling, nodes per pool); 0: none",
+        metavar="PORT",
     ),
     Option(
         "leader_election",
@@ -134,6 +140,7 @@ OPERATOR_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_LEASE_NAME",
         _lease_name,
         "name of the Lease that replicas of one operator share",
+        metavar="NAME",
     ),
     Option(
         "lease_namespace",
@@ -141,6 +148,7 @@ OPERATOR_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_LEASE_NAMESPACE",
         _namespace,
         "namespace of the Lease (the chart sets the operator's own)",
+        metavar="NAMESPACE",
     ),
     Option(
         "lease_duration",
@@ -148,6 +156,7 @@ OPERATOR_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_LEASE_DURATION",
         _lease_duration,
         "seconds without renewal after which a standby replica takes the Lease over",
+        metavar="SECONDS",
     ),
     *LOG_OPTIONS,
 )

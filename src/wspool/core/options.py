@@ -44,7 +44,10 @@ class Option:
     """One setting: the settings field it fills, its flag, its environment variable.
 
     ``field`` may be dotted (``security.jwt_secret``): the value then fills a field of the
-    nested settings object. A ``switch`` is a flag without a value (``--insecure``).
+    nested settings object. A ``switch`` is a flag without a value (``--insecure``); every
+    other option names what its value is in ``metavar`` (``--ping-interval SECONDS``), and
+    ``--help`` shows that name. ``old_env`` is a former name of the variable, still read
+    (after ``env``) for one release.
     """
 
     field: str
@@ -53,6 +56,8 @@ class Option:
     parse: Callable[[str], Any]
     help: str
     switch: bool = False
+    metavar: str = ""
+    old_env: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +172,7 @@ LOG_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_LOG_FORMAT",
         parse_choice("json", "text"),
         "json (one object per line) or text",
+        metavar="FORMAT",
     ),
     Option(
         "log_level",
@@ -174,6 +180,7 @@ LOG_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_LOG_LEVEL",
         parse_choice("debug", "info", "warning", "error"),
         "log level",
+        metavar="LEVEL",
     ),
 )
 """How a long-running command logs; every command's table includes them."""

@@ -9,6 +9,7 @@ so a rejected change leaves the running config exactly as it was.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,8 @@ def _seconds(*, positive: bool) -> Callable[[str, Any], float]:
     def check(path: str, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise PoolConfigError(path, "must be a number of seconds")
+        if not math.isfinite(value):  # NaN passes every comparison below
+            raise PoolConfigError(path, "must be a finite number of seconds")
         if value < 0 or (positive and value == 0):
             raise PoolConfigError(path, "must be greater than 0" if positive else "must be ≥ 0")
         if value > 3600:

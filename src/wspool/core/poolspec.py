@@ -196,7 +196,8 @@ def _seconds(low: float, high: float, *, positive: bool) -> Callable[[str, Any],
     def check(path: str, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise PoolSpecError(path, "must be a number of seconds")
-        if value < low or value > high or (positive and value <= low):
+        # NaN fails every comparison: only "not within" refuses it.
+        if not (low < value <= high if positive else low <= value <= high):
             lowest = f"above {low:g}" if positive else f"at least {low:g}"
             raise PoolSpecError(path, f"must be {lowest} and at most {high:g}")
         return float(value)

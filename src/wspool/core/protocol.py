@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from wspool.core import jsoninput
 from wspool.core.history import StreamPosition
 
 __all__ = [
@@ -107,21 +108,22 @@ def parse_client_frame(frame: str | bytes, max_bytes: int) -> ClientMessage:
     """Validate one client frame, or raise :class:`ProtocolError` saying what is wrong.
 
     ``max_bytes`` is the soft size limit: larger frames get ``TOO_LARGE`` and the connection
-    lives (the hard limit that closes with 1009 is enforced by the WebSocket layer).
+    lives (the hard limit that closes with 1009 is enforced by the WebSocket layer). Frames
+    nested deeper than :data:`~wspool.core.jsoninput.MAX_DEPTH` get ``BAD_REQUEST``.
     """
     if isinstance(frame, bytes):
         raise ProtocolError(
             ErrorCode.BAD_REQUEST, "binary frames are not supported; send JSON text"
         )
-    # A character is 1-4 UTF-8 bytes: encode only frames that might be over the limit.
-    if len(frame) > max_bytes or (len(frame) * 4 > max_bytes and len(frame.encode()) > max_bytes):
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"frame exceeds {max_bytes} bytes")
     try:
-        raw = orjson.loads(frame)
-    except orjson.JSONDecodeError:
-        # Strict RFC 8259: NaN and Infinity are refused. Integers beyond 64 bits are read as
-        # doubles, which is how browsers read every JSON number.
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame is not valid JSON") from None
+        raw = jsoninput.loads(frame, max_bytes=max_bytes, what="frame")
+    except jsoninput.JsonTooLargeError as error:
+        raise ProtocolError(ErrorCode.TOO_LARGE, str(error)) from None
+    except jsoninput.JsonInputError as error:
+        # Strict RFC 8259 (NaN and Infinity are refused) and at most MAX_DEPTH levels, so
+        # that whatever is accepted can be encoded again. Integers beyond 64 bits are read
+        # as doubles, which is how browsers read every JSON number.
+        raise ProtocolError(ErrorCode.BAD_REQUEST, str(error)) from None
     if not isinstance(raw, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a JSON object")
     message_id = raw.get("messageId")

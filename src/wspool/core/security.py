@@ -191,6 +191,7 @@ AUTH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_JWT_SECRET",
         parse_secret,
         "HS256 shared secret, >= 32 bytes (prefer the variable or the file: flags show in ps)",
+        metavar="SECRET",
     ),
     Option(
         "security.jwt_secret_file",
@@ -198,6 +199,7 @@ AUTH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_JWT_SECRET_FILE",
         _path,
         "file holding the HS256 shared secret",
+        metavar="PATH",
     ),
     Option(
         "security.jwt_public_key_file",
@@ -205,6 +207,7 @@ AUTH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_JWT_PUBLIC_KEY_FILE",
         _path,
         "PEM public key: RSA (RS256) or P-256 (ES256)",
+        metavar="PATH",
     ),
     Option(
         "security.jwks_file",
@@ -212,15 +215,31 @@ AUTH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_JWKS_FILE",
         _path,
         "JWKS document with RS256/ES256 keys, chosen by the token's kid",
+        metavar="PATH",
     ),
-    Option("security.jwt_issuer", "--jwt-issuer", "WSPOOL_JWT_ISSUER", _path, "required iss"),
-    Option("security.jwt_audience", "--jwt-audience", "WSPOOL_JWT_AUDIENCE", _path, "required aud"),
+    Option(
+        "security.jwt_issuer",
+        "--jwt-issuer",
+        "WSPOOL_JWT_ISSUER",
+        _path,
+        "required iss",
+        metavar="ISSUER",
+    ),
+    Option(
+        "security.jwt_audience",
+        "--jwt-audience",
+        "WSPOOL_JWT_AUDIENCE",
+        _path,
+        "required aud",
+        metavar="AUDIENCE",
+    ),
     Option(
         "security.jwt_leeway",
         "--jwt-leeway",
         "WSPOOL_JWT_LEEWAY",
         parse_non_negative_float,
         "seconds of clock skew allowed on exp and nbf",
+        metavar="SECONDS",
     ),
     Option(
         "security.allowed_origins",
@@ -228,6 +247,7 @@ AUTH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_ALLOWED_ORIGINS",
         parse_list(_origin),
         "comma-separated browser origins allowed to connect (others get 403); empty: any",
+        metavar="ORIGINS",
     ),
     Option(
         "security.trusted_proxies",
@@ -235,6 +255,7 @@ AUTH_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_TRUSTED_PROXIES",
         parse_list(_network),
         "comma-separated addresses/CIDRs whose X-Forwarded-For is believed",
+        metavar="CIDRS",
     ),
 )
 
@@ -245,6 +266,7 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_MAX_CONNECTIONS_PER_IP",
         parse_non_negative_int,
         "open connections per client address across the pool; 0: no limit",
+        metavar="N",
     ),
     Option(
         "security.connection_attempts_per_ip",
@@ -252,6 +274,7 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_CONNECTION_ATTEMPTS_PER_IP",
         parse_non_negative_int,
         "connection attempts per client address per second across the pool; 0: no limit",
+        metavar="RATE",
     ),
     Option(
         "security.messages_per_second",
@@ -259,6 +282,7 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_MESSAGES_PER_SECOND",
         parse_non_negative_float,
         "client messages per second per connection; 0: no limit",
+        metavar="RATE",
     ),
     Option(
         "security.message_burst",
@@ -266,6 +290,7 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_MESSAGE_BURST",
         parse_non_negative_int,
         "messages a connection may send at once above its rate",
+        metavar="N",
     ),
     Option(
         "security.max_channels_per_connection",
@@ -273,6 +298,7 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_MAX_CHANNELS_PER_CONNECTION",
         parse_non_negative_int,
         "channels one connection may subscribe to; 0: no limit",
+        metavar="N",
     ),
 )
 
@@ -285,6 +311,7 @@ ADMIN_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_ADMIN_TOKEN",
         parse_secret,
         "static admin credential for the REST API (a token with role admin also works)",
+        metavar="TOKEN",
     ),
     Option(
         "security.admin_token_file",
@@ -292,6 +319,7 @@ ADMIN_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_ADMIN_TOKEN_FILE",
         _path,
         "file holding the static admin credential",
+        metavar="PATH",
     ),
     Option(
         "security.api_open_reads",

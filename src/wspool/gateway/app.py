@@ -12,6 +12,7 @@ from http import HTTPStatus
 from aiohttp import web
 
 from wspool.core.config import GatewaySettings
+from wspool.core.jsoninput import MAX_BODY_BYTES
 from wspool.gateway.gateway import GATEWAY, Gateway
 from wspool.gateway.relay import relay_websocket
 from wspool.gateway.rest import ApiError, error_middleware, routes
@@ -34,7 +35,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
 
 
 def create_app(settings: GatewaySettings, engine: StateEngine) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     gateway = Gateway(settings.resolved(), engine)
     app[GATEWAY] = gateway
 

@@ -1,7 +1,9 @@
 """The pool manager's REST API (``/api/v1``), the gateway's ``/health`` and ``/metrics``.
 
 Every error is JSON ``{"error": {"code", "message"}}``; the one place that turns failures
-into statuses is :func:`error_middleware`.
+into statuses is :func:`error_middleware`. Bodies are read by :func:`_json_body` under the
+rule of every JSON input (``core.jsoninput``): at most 64 KiB (413 ``TOO_LARGE``), nested at
+most 64 levels, strict JSON (400 ``BAD_REQUEST``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from wspool.core import jsoninput
 from wspool.core.auth import (
     ApiAccess,
     AuthError,
@@ -28,6 +31,7 @@ from wspool.core.auth import (
     authorize_api,
     token_from_handshake,
 )
+from wspool.core.jsoninput import MAX_BODY_BYTES
 from wspool.core.keys import node_control_channel
 from wspool.core.nodeurls import socket_url
 from wspool.core.poolconfig import PoolConfigError
@@ -98,6 +102,9 @@ async def error_middleware(
             raise
         status = HTTPStatus(error.status)
         return _error(status, status.name, error.reason)
+    except Exception:  # a bug: the caller still gets JSON, the log gets the traceback
+        log.exception("unexpected failure of %s %s", request.method, request.path)
+        return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
 
 
 def _gateway(request: web.Request) -> Gateway:
@@ -105,12 +112,18 @@ def _gateway(request: web.Request) -> Gateway:
 
 
 async def _json_body(request: web.Request) -> Any:
+    """The request's JSON body under the rule of every JSON input (core.jsoninput)."""
     if not request.can_read_body:
         return {}
     try:
-        return await request.json(loads=json.loads)
-    except ValueError:
-        raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "body is not valid JSON") from None
+        body = await request.read()  # at most client_max_size (MAX_BODY_BYTES), else 413
+        return jsoninput.loads(body, max_bytes=MAX_BODY_BYTES, what="body")
+    except (web.HTTPRequestEntityTooLarge, jsoninput.JsonTooLargeError):
+        raise ApiError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "TOO_LARGE", f"body exceeds {MAX_BODY_BYTES} bytes"
+        ) from None
+    except jsoninput.JsonInputError as error:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", str(error)) from None
 
 
 def _server_node(gateway: Gateway, node: NodeState) -> dict[str, Any]:
@@ -213,6 +226,7 @@ async def pool_health(request: web.Request) -> web.Response:
 async def create_connection(request: web.Request) -> web.Response:
     """Direct mode: choose a node now and hand out a ticket to connect to it."""
     gateway = _gateway(request)
+    claims = _client_claims(gateway, request)  # before the body: strangers get nothing parsed
     body = await _json_body(request)
     if not isinstance(body, dict):
         raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "body must be a JSON object")
@@ -224,7 +238,6 @@ async def create_connection(request: web.Request) -> web.Response:
         raise ApiError(
             HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "clientId: must be a string of 1-128 chars"
         )
-    claims = _client_claims(gateway, request)
     if claims is not None:
         client_id = claims.client_id  # who the token says, whatever the body asks
     pool = gateway.pool
