@@ -137,6 +137,22 @@ _TICKET_SECRET = Option(
     " connections with a gateway ticket for itself",
 )
 
+# Limits a node enforces that the gateway in front of it enforces too, with the same value.
+_MAX_FRAME_BYTES = Option(
+    "max_frame_bytes",
+    "--max-frame-bytes",
+    "WSPOOL_MAX_FRAME_BYTES",
+    parse_positive_int,
+    "frames above this close the connection with 1009 (gateways: their nodes' value)",
+)
+_SEND_BUFFER_LIMIT = Option(
+    "send_buffer_limit",
+    "--send-buffer-limit",
+    "WSPOOL_SEND_BUFFER_LIMIT",
+    parse_positive_int,
+    "bytes queued to a client before it is closed as a slow consumer (1008)",
+)
+
 _NODE_OPTIONS: tuple[Option, ...] = (
     Option(
         "max_message_bytes",
@@ -145,20 +161,8 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         parse_positive_int,
         "frames above this get a TOO_LARGE error; the connection lives",
     ),
-    Option(
-        "max_frame_bytes",
-        "--max-frame-bytes",
-        "WSPOOL_MAX_FRAME_BYTES",
-        parse_positive_int,
-        "frames above this close the connection with 1009",
-    ),
-    Option(
-        "send_buffer_limit",
-        "--send-buffer-limit",
-        "WSPOOL_SEND_BUFFER_LIMIT",
-        parse_positive_int,
-        "bytes queued to a client before it is closed as a slow consumer (1008)",
-    ),
+    _MAX_FRAME_BYTES,
+    _SEND_BUFFER_LIMIT,
     Option(
         "ping_interval",
         "--ping-interval",
@@ -337,6 +341,10 @@ class GatewaySettings:
     connect_timeout: float = 2.0
     connect_attempts: int = 3
     refresh_interval: float = 0.5
+    max_frame_bytes: int = 1024 * 1024
+    send_buffer_limit: int = 1024 * 1024
+    handshake_timeout: float = 10.0
+    file_reserve: int = 256
     log_format: str = "json"
     log_level: str = "info"
     ticket_secret: str = field(default="", repr=False)
@@ -401,6 +409,24 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         "WSPOOL_REFRESH_INTERVAL",
         parse_positive_float,
         "seconds between reads of the node registry and the shared pool config",
+    ),
+    _MAX_FRAME_BYTES,
+    _SEND_BUFFER_LIMIT,
+    Option(
+        "handshake_timeout",
+        "--handshake-timeout",
+        "WSPOOL_HANDSHAKE_TIMEOUT",
+        parse_positive_float,
+        "seconds a client has to send its whole request; also how long an idle HTTP"
+        " connection stays open",
+    ),
+    Option(
+        "file_reserve",
+        "--file-reserve",
+        "WSPOOL_FILE_RESERVE",
+        parse_positive_int,
+        "open files kept free for Redis, health checks and probes: beyond the limit minus"
+        " this, new connections are refused",
     ),
     _TICKET_SECRET,
     *AUTH_OPTIONS,
