@@ -3,9 +3,11 @@
 Every client connection is a descriptor, and every relayed one a second (its upstream). A
 process at its ``RLIMIT_NOFILE`` is down for everyone: ``accept()`` fails (and asyncio logs
 it, again and again), the Redis link cannot reconnect, health checks cannot open a socket.
-So the gateway counts what it holds against a budget, the limit less ``--file-reserve``
-(for Redis, health checks and the rest of the process) and less one accept burst (the
-event loop accepts up to ``BACKLOG`` sockets before it hands any of them to the gateway):
+So the gateway counts what it holds against a budget: the limit less ``--file-reserve``
+(for Redis, health checks and the rest of the process) and less three accept bursts. The
+event loop accepts up to ``backlog`` sockets each time the listening socket is ready, and a
+socket reaches the gateway, and one it closes is released, only turns of the loop later:
+three bursts are in flight before the first closes take effect.
 
 - A connection accepted beyond the budget closes the oldest connection that is still
   sending its first request: a flood of half-sent handshakes loses its own oldest sockets,
@@ -29,10 +31,11 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-__all__ = ["BACKLOG", "Admission", "AdmittingSite", "connection_closed", "file_limit"]
+__all__ = ["MAX_BACKLOG", "Admission", "AdmittingSite", "connection_closed", "file_limit"]
 
-BACKLOG = 1024
-"""The listen queue, and so the most sockets the event loop accepts in one go."""
+MAX_BACKLOG = 1024
+"""The listen queue (and the most sockets the event loop accepts in one go) when the file
+limit allows: a reconnect storm waits in the kernel's queue instead of being refused."""
 
 
 def file_limit() -> int:
@@ -45,17 +48,21 @@ class Admission:
 
     def __init__(self, limit: int, reserve: int) -> None:
         self.limit = limit
-        self.budget = max(limit - reserve - BACKLOG, limit // 2)
+        self.backlog = min(MAX_BACKLOG, max(64, limit // 16))
+        self.budget = max(limit - reserve - 3 * self.backlog, limit // 2)
         self.sockets = 0
         self.upstreams = 0
         self.evicted = 0
         self.refused = 0
         # Accepted connections whose first request has not arrived yet, oldest first.
         self._pending: OrderedDict[RequestHandler, None] = OrderedDict()
+        # Evicted, and released a few turns of the loop later: counted as free already, or
+        # every connection accepted meanwhile would evict one more.
+        self._releasing: set[RequestHandler] = set()
 
     @property
     def in_use(self) -> int:
-        return self.sockets + self.upstreams
+        return self.sockets + self.upstreams - len(self._releasing)
 
     @property
     def pending(self) -> int:
@@ -74,6 +81,7 @@ class Admission:
     def closed(self, handler: RequestHandler) -> None:
         self.sockets -= 1
         self._pending.pop(handler, None)
+        self._releasing.discard(handler)
 
     def admit_request(self, handler: RequestHandler) -> bool:
         """A request arrived on ``handler``'s connection; whether it may be served.
@@ -103,7 +111,7 @@ class Admission:
             if handler is not newcomer:
                 del self._pending[handler]
                 self.evicted += 1
-                # Its descriptor goes on the loop's next turn, before anything new is opened.
+                self._releasing.add(handler)
                 handler.force_close()
                 return True
         return False
@@ -148,7 +156,7 @@ class AdmittingSite(web.BaseSite):
         options: dict[str, Any],
     ) -> None:
         """``options`` are aiohttp's connection-handler settings (timeouts, header limits)."""
-        super().__init__(runner, backlog=BACKLOG)
+        super().__init__(runner, backlog=admission.backlog)
         self._host = host
         self._port = port
         self._admission = admission
@@ -167,6 +175,6 @@ class AdmittingSite(web.BaseSite):
             lambda: _CountedHandler(self._admission, server, loop=loop, **self._options),
             self._host,
             self._port,
-            backlog=BACKLOG,
+            backlog=self._admission.backlog,
             reuse_address=True,
         )
