@@ -70,6 +70,9 @@ def _gateway_settings(settings: DevSettings, secret: str) -> GatewaySettings:
         log_level=settings.log_level,
         ticket_secret=secret,
         security=settings.security,
+        # the nodes' limits hold at the gateway too
+        max_frame_bytes=settings.max_frame_bytes,
+        send_buffer_limit=settings.send_buffer_limit,
     )
 
 

@@ -12,7 +12,7 @@ from tests.support.nodes import running_node, ws_url
 from tests.support.processes import http_get
 from tests.support.store import Store
 from tests.support.waiting import eventually
-from tests.support.wsclient import TestClient
+from tests.support.wsclient import TestClient, flood
 
 
 async def test_connection_state_is_created_updated_and_removed(
@@ -108,15 +108,7 @@ async def test_a_slow_consumer_is_closed_with_1008_and_others_keep_up(redis_url:
         await fast.subscribe("firehose")
         assert slow.ws is not None
         slow.ws.transport.pause_reading()  # a client that stops reading
-        payload = "x" * 16_000
-        # The fast subscriber reads everything as it comes; the slow one reads nothing. Far
-        # more than the kernel's socket buffers can hold is published (about 24 MB).
-        for batch in range(75):
-            for index in range(20):
-                await publisher.publish("firehose", [batch * 20 + index, payload])
-            for index in range(20):
-                frame = await fast.recv()
-                assert frame["payload"][0] == batch * 20 + index
+        await flood(publisher, fast, "firehose")  # the fast one reads it, the slow one not
 
         async def dropped() -> bool:
             return node.stats.slow_consumers == 1

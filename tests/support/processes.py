@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import resource
 import signal
 import subprocess
 import sys
@@ -109,6 +110,8 @@ class _ServiceProcess:
         self.log = Path(tempfile.mkstemp(prefix=f"wspool-{name}-", suffix=".log")[1])
         self.args = [sys.executable, "-m", "wspool", *args, "--port", str(self.port)]
         self.process: subprocess.Popen[bytes] | None = None
+        self.file_limit: int | None = None
+        """When set, the process's limit on open files (soft and hard), as ``ulimit -n``."""
 
     @property
     def http(self) -> str:
@@ -139,8 +142,16 @@ class _ServiceProcess:
             raise RuntimeError(f"{self.id} did not become ready:\n{self.output()}") from None
 
     def _spawn(self) -> None:
+        limit = self.file_limit
+
+        def limit_files() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit_files
+            )
 
     def _is_ready(self) -> bool:
         assert self.process is not None

@@ -12,7 +12,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-__all__ = ["TestClient", "open_clients"]
+__all__ = ["TestClient", "flood", "open_clients"]
 
 
 class TestClient:
@@ -89,3 +89,15 @@ async def open_clients(url: str, count: int) -> AsyncIterator[list[TestClient]]:
     """``count`` connected clients, opened one after another, all closed on exit."""
     async with contextlib.AsyncExitStack() as stack:
         yield [await stack.enter_async_context(TestClient(url)) for _ in range(count)]
+
+
+async def flood(publisher: TestClient, reader: TestClient, channel: str) -> None:
+    """Publish about 24 MB on ``channel``, far more than any send buffer and the kernel's
+    socket buffers hold; ``reader``, subscribed, reads every frame as it comes, in order."""
+    payload = "x" * 16_000
+    for batch in range(75):
+        for index in range(20):
+            await publisher.publish(channel, [batch * 20 + index, payload])
+        for index in range(20):
+            frame = await reader.recv()
+            assert frame["payload"][0] == batch * 20 + index

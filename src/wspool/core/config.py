@@ -141,6 +141,24 @@ _TICKET_SECRET = Option(
     metavar="SECRET",
 )
 
+# Limits a node enforces that the gateway in front of it enforces too, with the same value.
+_MAX_FRAME_BYTES = Option(
+    "max_frame_bytes",
+    "--max-frame-bytes",
+    "WSPOOL_MAX_FRAME_BYTES",
+    parse_positive_int,
+    "frames above this close the connection with 1009 (gateways: their nodes' value)",
+    metavar="BYTES",
+)
+_SEND_BUFFER_LIMIT = Option(
+    "send_buffer_limit",
+    "--send-buffer-limit",
+    "WSPOOL_SEND_BUFFER_LIMIT",
+    parse_positive_int,
+    "bytes queued to a client before it is closed as a slow consumer (1008)",
+    metavar="BYTES",
+)
+
 _NODE_OPTIONS: tuple[Option, ...] = (
     Option(
         "max_message_bytes",
@@ -150,22 +168,8 @@ _NODE_OPTIONS: tuple[Option, ...] = (
         "frames above this get a TOO_LARGE error; the connection lives",
         metavar="BYTES",
     ),
-    Option(
-        "max_frame_bytes",
-        "--max-frame-bytes",
-        "WSPOOL_MAX_FRAME_BYTES",
-        parse_positive_int,
-        "frames above this close the connection with 1009",
-        metavar="BYTES",
-    ),
-    Option(
-        "send_buffer_limit",
-        "--send-buffer-limit",
-        "WSPOOL_SEND_BUFFER_LIMIT",
-        parse_positive_int,
-        "bytes queued to a client before it is closed as a slow consumer (1008)",
-        metavar="BYTES",
-    ),
+    _MAX_FRAME_BYTES,
+    _SEND_BUFFER_LIMIT,
     Option(
         "ping_interval",
         "--ping-interval",
@@ -369,6 +373,10 @@ class GatewaySettings:
     connect_timeout: float = 2.0
     connect_attempts: int = 3
     refresh_interval: float = 0.5
+    max_frame_bytes: int = 1024 * 1024
+    send_buffer_limit: int = 1024 * 1024
+    handshake_timeout: float = 10.0
+    file_reserve: int = 256
     log_format: str = "json"
     log_level: str = "info"
     ticket_secret: str = field(default="", repr=False)
@@ -445,6 +453,26 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         parse_positive_float,
         "seconds between reads of the node registry and the shared pool config",
         metavar="SECONDS",
+    ),
+    _MAX_FRAME_BYTES,
+    _SEND_BUFFER_LIMIT,
+    Option(
+        "handshake_timeout",
+        "--handshake-timeout",
+        "WSPOOL_HANDSHAKE_TIMEOUT",
+        parse_positive_float,
+        "seconds a client has to send its whole request; also how long an idle HTTP"
+        " connection stays open",
+        metavar="SECONDS",
+    ),
+    Option(
+        "file_reserve",
+        "--file-reserve",
+        "WSPOOL_FILE_RESERVE",
+        parse_positive_int,
+        "open files kept free for Redis, health checks and probes: beyond the limit minus"
+        " this, new connections are refused",
+        metavar="FILES",
     ),
     _TICKET_SECRET,
     *AUTH_OPTIONS,

@@ -1,7 +1,9 @@
 """Structured logs: one JSON object per line in production, readable lines in ``wspool dev``.
 
 Context (connection, node, pool ids) travels in ``extra={...}``; both formats show it, so an
-operator can grep for ``connectionId=…`` or filter JSON on ``serverId``.
+operator can grep for ``connectionId=…`` or filter JSON on ``serverId``. Every finished line
+has its credentials redacted, and a flood of one warning is shown once per window with the
+number of repeats (:mod:`wspool.core.logguard`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+
+from wspool.core.logguard import FloodFilter, redact
 
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging"]
 
@@ -38,7 +42,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return redact(json.dumps(entry, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -52,13 +56,14 @@ class TextFormatter(logging.Formatter):
             line = f"{line}  {fields}"
         if record.exc_info:
             line = f"{line}\n{self.formatException(record.exc_info)}"
-        return line
+        return redact(line)
 
 
 def configure_logging(log_format: str, level: str) -> None:
     """Install the chosen formatter on the root logger (stderr)."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(FloodFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -30,7 +30,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     assert gateway.monitor is not None
     assert gateway.session is not None
     return await relay_websocket(
-        request, gateway.pool, gateway.monitor, gateway.session, gateway.stats
+        request, gateway.pool, gateway.monitor, gateway.session, gateway.stats, gateway.admission
     )
 
 

@@ -21,9 +21,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from wspool.core.config import GatewaySettings
+from wspool.gateway.admission import Admission, file_limit
 from wspool.gateway.monitor import HealthMonitor
 from wspool.gateway.pool import PoolManager, refresh_safely
 from wspool.gateway.relay import RelayStats
+from wspool.gateway.upstream import refusal_trace
 from wspool.state.engine import EngineUnavailableError, StateEngine
 
 __all__ = ["GATEWAY", "Gateway"]
@@ -38,6 +40,7 @@ class Gateway:
         self.api_policy = settings.security.api_policy()
         self.pool = PoolManager(settings, engine)
         self.stats = RelayStats()
+        self.admission = Admission(file_limit(), settings.file_reserve)
         self.metrics = CollectorRegistry(auto_describe=True)
         self.metrics.register(_GatewayCollector(self))
         # process_* (CPU seconds, resident memory): `wspool bench` divides them by the relay
@@ -53,6 +56,7 @@ class Gateway:
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, force_close=False),
             timeout=aiohttp.ClientTimeout(total=None),
+            trace_configs=[refusal_trace()],
         )
         self.monitor = HealthMonitor(self.pool, self.session)
         if not await refresh_safely(self.pool):
@@ -104,6 +108,7 @@ class _GatewayCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         stats = self.gateway.stats
         pool = self.gateway.pool
+        admission = self.gateway.admission
         for name, doc, value in (
             (
                 "wspool_gateway_connections_opened",
@@ -136,6 +141,21 @@ class _GatewayCollector(Collector):
                 stats.refused_by_node,
             ),
             (
+                "wspool_gateway_refused_at_capacity",
+                "clients refused: the replica's open-file budget was spent (503 or 1013)",
+                stats.refused_at_capacity + admission.refused,
+            ),
+            (
+                "wspool_gateway_handshakes_evicted",
+                "connections still sending their request, closed to make room for new ones",
+                admission.evicted,
+            ),
+            (
+                "wspool_gateway_slow_consumers",
+                "clients closed with 1008 for letting more than the send-buffer limit pile up",
+                stats.slow_consumers,
+            ),
+            (
                 "wspool_gateway_messages_to_server",
                 "frames relayed client to node",
                 stats.messages_to_server,
@@ -151,6 +171,21 @@ class _GatewayCollector(Collector):
             "wspool_gateway_connections",
             "client connections this replica relays now",
             value=stats.connections_open,
+        )
+        yield GaugeMetricFamily(
+            "wspool_gateway_open_files",
+            "descriptors this replica holds for clients and their upstreams",
+            value=admission.in_use,
+        )
+        yield GaugeMetricFamily(
+            "wspool_gateway_open_files_budget",
+            "the most it may hold: the open-file limit less --file-reserve and one accept burst",
+            value=admission.budget,
+        )
+        yield GaugeMetricFamily(
+            "wspool_gateway_pending_handshakes",
+            "connections whose first request has not arrived yet",
+            value=admission.pending,
         )
         yield GaugeMetricFamily(
             "wspool_gateway_pool_connections",

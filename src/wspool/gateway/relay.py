@@ -7,6 +7,12 @@ undecoded bytes) until either side closes, and the close code travels to the oth
 An upstream that vanishes without a closing handshake gets its clients a 1012 (service
 restart: reconnect) and its node an immediate health check; so do the clients of a node
 that the health checks mark down while its connections stay open (hung, frozen).
+
+The node's limits hold here too, so that one client cannot spend the gateway's memory: a
+client frame over ``--max-frame-bytes`` closes the client with 1009 as soon as its header
+announces it, and a client that lets more than ``--send-buffer-limit`` bytes pile up is
+closed with 1008 ``slow consumer`` (behind what was queued, as a node does), which blames
+no node.
 """
 
 from __future__ import annotations
@@ -15,52 +21,30 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
-from multidict import CIMultiDict
 
-from wspool.core.nodeurls import socket_url
 from wspool.core.protocol import CloseCode
-from wspool.core.tickets import Ticket, issue_ticket
+from wspool.gateway.admission import Admission, connection_closed
 from wspool.gateway.monitor import HealthMonitor
 from wspool.gateway.pool import NodeState, PoolManager
+from wspool.gateway.upstream import ClientRefusedError, UpstreamError, connect_upstream
 
-__all__ = ["RelayStats", "UpstreamError", "connect_upstream", "relay_websocket"]
+__all__ = ["RelayStats", "relay_websocket"]
 
 log = logging.getLogger(__name__)
 
-_FORWARDED_HEADERS = ("Authorization", "Origin", "User-Agent", "Cookie")
 ABORT_GRACE = 0.1
 """Seconds a hung node's connection gets to answer our close before it is dropped."""
 
 _CLOSE_TYPES = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
-
-
-class ClientRefusedError(Exception):
-    """The node refused this client (bad token, origin, limits): the client gets the answer."""
-
-    def __init__(self, status: int, message: str, retry_after: str | None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class UpstreamError(Exception):
-    """Connecting to a node failed.
-
-    ``conclusive`` when the failure alone shows the node cannot serve: the connection was
-    refused (nothing listens), or the handshake got no answer within the budget (a node that
-    answers in milliseconds when alive is hung or cut off). Other failures count towards
-    the circuit's threshold.
-    """
-
-    def __init__(self, message: str, *, conclusive: bool = False) -> None:
-        super().__init__(message)
-        self.conclusive = conclusive
+_NEVER_DRAIN = 2**62
+"""aiohttp's writer waits for the socket to drain every this many bytes: never, here. The
+send-buffer limit, checked after each frame, bounds what a client's socket holds instead,
+and a relay blocked on a client that stopped reading could not see its node's close."""
 
 
 @dataclass
@@ -71,92 +55,57 @@ class RelayStats:
     refused_no_server: int = 0
     refused_pool_full: int = 0
     refused_by_node: int = 0
+    refused_at_capacity: int = 0
     upstream_lost: int = 0
+    slow_consumers: int = 0
     messages_to_server: int = 0
     messages_to_client: int = 0
 
 
-def upstream_query(request: web.Request, ticket: str | None) -> str:
-    """The client's query string as the node should see it (any ``ticket`` is ours to set)."""
-    query = [(k, v) for k, v in request.query.items() if k != "ticket"]
-    if ticket is not None:
-        query.append(("ticket", ticket))
-    return urlencode(query)
+class SlowConsumerError(Exception):
+    """The client let more than the send-buffer limit pile up: closed with 1008."""
 
 
-def offered_subprotocols(request: web.Request) -> list[str]:
-    """The subprotocols the client offered (RFC 6455 §11.3.4: comma-separated, repeatable)."""
-    return [
-        name.strip()
-        for header in request.headers.getall("Sec-WebSocket-Protocol", ())
-        for name in header.split(",")
-        if name.strip()
-    ]
+class _ClientSocket(web.WebSocketResponse):
+    """aiohttp's server WebSocket, ending its TCP connection as a node does.
+
+    aiohttp closes the socket right after the closing handshake, even when it refused a
+    frame whose rest is still arriving; the kernel then answers with a reset, which can
+    destroy the close frame (1009) before the client has read it. Here the gateway stops
+    sending (FIN), lets what still arrives be discarded, and waits for the client to close,
+    at most ``LINGER`` seconds (:func:`_linger` keeps the handler alive that long).
+    """
+
+    def _close_transport(self) -> None:  # aiohttp's one place that ends the connection
+        transport = self._req.transport if self._req is not None else None
+        if transport is None or transport.is_closing() or not transport.can_write_eof():
+            super()._close_transport()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        asyncio.get_running_loop().call_later(LINGER, transport.abort)
 
 
-def upstream_headers(request: web.Request) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name in _FORWARDED_HEADERS:
-        if name in request.headers:
-            headers[name] = request.headers[name]
-    peer = request.remote or ""
-    prior = request.headers.get("X-Forwarded-For")
-    headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-    return headers
+LINGER = 5.0
+"""Seconds a client has to close its side after the gateway closed its own."""
 
 
-async def connect_upstream(
-    session: aiohttp.ClientSession,
-    node: NodeState,
-    request: web.Request,
-    *,
-    secret: str,
-    handshake_seconds: float,
-) -> aiohttp.ClientWebSocketResponse[bool]:
-    """Open the WebSocket to ``node`` on behalf of ``request``'s client."""
-    connection_id = uuid.uuid4().hex
-    ticket = None
-    if secret:
-        client_id = request.query.get("clientId") or connection_id
-        ticket = issue_ticket(
-            secret, Ticket(connection_id, client_id, node.server_id or node.id), time.time()
-        )
-    url = socket_url(node.info.url, upstream_query(request, ticket))
-    try:
-        async with asyncio.timeout(handshake_seconds):
-            upstream = await session.ws_connect(
-                url,
-                headers=upstream_headers(request),
-                protocols=offered_subprotocols(request),
-                autoping=True,
-                compress=0,
-                max_msg_size=0,  # the node enforces the frame limits; the relay does not parse
-                decode_text=False,
-                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
-            )
-    except aiohttp.WSServerHandshakeError as error:
-        if 400 <= error.status < 500 and error.status != 404:
-            # About the client, not the node: pass the answer on, and count no failure.
-            retry_after = error.headers.get("Retry-After") if error.headers else None
-            raise ClientRefusedError(error.status, error.message, retry_after) from None
-        raise UpstreamError(f"handshake with {node.id} failed: {error}") from None
-    except aiohttp.ClientConnectorError as error:
-        refused = isinstance(error.os_error, ConnectionRefusedError)
-        raise UpstreamError(f"connect to {node.id} failed: {error}", conclusive=refused) from None
-    except TimeoutError:
-        raise UpstreamError(
-            f"{node.id} did not answer within {handshake_seconds}s", conclusive=True
-        ) from None
-    except (aiohttp.ClientError, OSError) as error:
-        raise UpstreamError(f"handshake with {node.id} failed: {error}") from None
-    return upstream
+async def _linger(request: web.Request, client: web.WebSocketResponse) -> None:
+    """Return only once the client is gone: aiohttp ends the connection when we return."""
+    if client.closed:
+        await connection_closed(request, LINGER)
+
+
+def _client_socket(**options: Any) -> _ClientSocket:
+    return _ClientSocket(compress=False, writer_limit=_NEVER_DRAIN, **options)
 
 
 async def _refuse(request: web.Request, code: CloseCode, reason: str) -> web.WebSocketResponse:
     """Complete the handshake and close at once: browsers see close codes, not statuses."""
-    client = web.WebSocketResponse()
+    client = _client_socket()
     await client.prepare(request)
     await client.close(code=code, message=reason.encode())
+    await _linger(request, client)
     return client
 
 
@@ -166,10 +115,30 @@ async def relay_websocket(
     monitor: HealthMonitor,
     session: aiohttp.ClientSession,
     stats: RelayStats,
+    admission: Admission,
 ) -> web.StreamResponse:
     if pool.full:
         stats.refused_pool_full += 1
         return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "pool full")
+    if not admission.reserve_upstream():
+        stats.refused_at_capacity += 1
+        return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "gateway at capacity")
+    try:
+        response = await _relay(request, pool, monitor, session, stats)
+    finally:
+        admission.release_upstream()
+    if isinstance(response, web.WebSocketResponse):
+        await _linger(request, response)
+    return response
+
+
+async def _relay(
+    request: web.Request,
+    pool: PoolManager,
+    monitor: HealthMonitor,
+    session: aiohttp.ClientSession,
+    stats: RelayStats,
+) -> web.StreamResponse:
     try:
         chosen = await _open_upstream(request, pool, monitor, session, stats)
     except ClientRefusedError as refusal:
@@ -179,13 +148,14 @@ async def relay_websocket(
         stats.refused_no_server += 1
         return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
     node, upstream = chosen
+    settings = pool.settings
     try:
-        client = web.WebSocketResponse(
+        client = _client_socket(
             protocols=(upstream.protocol,) if upstream.protocol else (),
             autoping=True,
             heartbeat=20.0,
-            compress=False,
-            max_msg_size=0,
+            # aiohttp refuses a frame of exactly max_msg_size; a node takes one of its limit.
+            max_msg_size=settings.max_frame_bytes + 1,
             decode_text=False,
         )
         try:
@@ -196,7 +166,16 @@ async def relay_websocket(
         stats.connections_opened += 1
         stats.connections_open += 1
         try:
-            await _pump_both_ways(client, upstream, node, pool.lost_signal(node), monitor, stats)
+            await _pump_both_ways(
+                request,
+                client,
+                upstream,
+                node,
+                pool.lost_signal(node),
+                monitor,
+                stats,
+                settings.send_buffer_limit,
+            )
         finally:
             stats.connections_open -= 1
     finally:
@@ -204,17 +183,9 @@ async def relay_websocket(
     return client
 
 
-_REFUSAL_CODES = {401: "UNAUTHORIZED", 403: "FORBIDDEN", 429: "RATE_LIMITED"}
-
-
 def _client_refusal(refusal: ClientRefusedError) -> web.Response:
-    code = _REFUSAL_CODES.get(refusal.status, "BAD_REQUEST")
-    response = web.json_response(
-        {"error": {"code": code, "message": str(refusal)}}, status=refusal.status
-    )
-    if refusal.retry_after:
-        response.headers["Retry-After"] = refusal.retry_after
-    return response
+    """The node's refusal, as the node wrote it: status, body and the headers that explain it."""
+    return web.Response(status=refusal.status, body=refusal.body, headers=refusal.headers)
 
 
 async def _open_upstream(
@@ -275,9 +246,17 @@ async def _pump(
     source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
     sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
     stats: RelayStats,
-    to_server: bool,
+    client: asyncio.Transport | None = None,
+    limit: int = 0,
 ) -> tuple[WSMsgType, str]:
-    """Copy frames from ``source`` to ``sink``; returns how the stream ended, and why."""
+    """Copy frames from ``source`` to ``sink``; returns how the stream ended, and why.
+
+    Towards the node (``client`` None), sending waits whenever the node's socket is full: a
+    client cannot queue more than aiohttp's writer limit at the gateway, only slow itself
+    down. Towards the ``client``, :class:`SlowConsumerError` is raised when its socket holds
+    more than ``limit`` unsent bytes after a frame: the node's rule for its own clients,
+    applied to the gateway's (the node sees the gateway read promptly, so it cannot).
+    """
     receive = source.receive
     send = sink.send_frame
     # Counted as they pass (not when the stream ends): /metrics shows the relay's live
@@ -288,24 +267,32 @@ async def _pump(
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
             data = message.data
             await send(data if isinstance(data, bytes) else data.encode(), kind)
-            if to_server:
+            if client is None:
                 stats.messages_to_server += 1
-            else:
-                stats.messages_to_client += 1
+                continue
+            stats.messages_to_client += 1
+            if client.get_write_buffer_size() > limit:
+                raise SlowConsumerError()
         elif kind in _CLOSE_TYPES:
             return kind, message.extra if isinstance(message.extra, str) else ""
 
 
 async def _pump_both_ways(
+    request: web.Request,
     client: web.WebSocketResponse,
     upstream: aiohttp.ClientWebSocketResponse[bool],
     node: NodeState,
     lost: asyncio.Future[None],
     monitor: HealthMonitor,
     stats: RelayStats,
+    limit: int,
 ) -> None:
-    up = asyncio.create_task(_pump(client, upstream, stats, to_server=True))
-    down = asyncio.create_task(_pump(upstream, client, stats, to_server=False))
+    transport = request.transport
+    if transport is None:  # the client left during the handshake
+        await upstream.close()
+        return
+    up = asyncio.create_task(_pump(client, upstream, stats))
+    down = asyncio.create_task(_pump(upstream, client, stats, transport, limit))
     try:
         done, _ = await asyncio.wait((up, down, lost), return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -313,9 +300,19 @@ async def _pump_both_ways(
             task.cancel()
         await asyncio.gather(up, down, return_exceptions=True)
     if up in done and not up.cancelled() and up.exception() is None:
-        # The client left: tell the node with the client's own code.
+        # The client left, or broke a limit: tell the node with the client's code, or ours.
+        error = client.exception()
+        ours = error.code if isinstance(error, aiohttp.WebSocketError) else client.close_code
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await upstream.close(code=client.close_code or CloseCode.NORMAL)
+            await upstream.close(code=ours or CloseCode.NORMAL)
+        return
+    if down in done and isinstance(down.exception(), SlowConsumerError):
+        stats.slow_consumers += 1
+        log.warning("closing slow consumer", extra={"serverId": node.id})
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await upstream.close(code=CloseCode.POLICY_VIOLATION, message=b"slow consumer")
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await client.close(code=CloseCode.POLICY_VIOLATION, message=b"slow consumer")
         return
     if lost in done and up not in done and down not in done:
         # The node is down but its socket is open: do not wait for its closing handshake.

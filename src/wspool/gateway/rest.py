@@ -79,8 +79,13 @@ def _access(request: web.Request) -> ApiAccess | None:
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Checks the caller's credential, and turns every failure into a JSON error."""
+    """Admits the request, checks the caller's credential, and turns every failure into a
+    JSON error."""
     try:
+        if not _gateway(request).admission.admit_request(request.protocol):
+            raise ApiError(
+                HTTPStatus.SERVICE_UNAVAILABLE, "AT_CAPACITY", "gateway at capacity, try later"
+            )
         access = _access(request)
         if access is not None:
             authorize_api(

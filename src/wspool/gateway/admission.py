@@ -1,0 +1,180 @@
+"""Admission: the gateway's open files, counted, so that it never runs out of them.
+
+Every client connection is a descriptor, and every relayed one a second (its upstream). A
+process at its ``RLIMIT_NOFILE`` is down for everyone: ``accept()`` fails (and asyncio logs
+it, again and again), the Redis link cannot reconnect, health checks cannot open a socket.
+So the gateway counts what it holds against a budget: the limit less ``--file-reserve``
+(for Redis, health checks and the rest of the process) and less three accept bursts. The
+event loop accepts up to ``backlog`` sockets each time the listening socket is ready, and a
+socket reaches the gateway, and one it closes is released, only turns of the loop later:
+three bursts are in flight before the first closes take effect.
+
+- A connection accepted beyond the budget closes the oldest connection that is still
+  sending its first request: a flood of half-sent handshakes loses its own oldest sockets,
+  and a real client, whose request follows its connect at once, gets in.
+- A WebSocket whose upstream would pass the budget closes one such connection too; when
+  there is none, it is closed with 1013 ``gateway at capacity``, and a request arriving
+  while the gateway is beyond its budget is answered 503 ``AT_CAPACITY``.
+- A request whose headers are not complete within ``--handshake-timeout`` is closed
+  (aiohttp's keep-alive timer, which also runs from a connection's start to its first
+  request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+from collections import OrderedDict
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+__all__ = ["MAX_BACKLOG", "Admission", "AdmittingSite", "connection_closed", "file_limit"]
+
+MAX_BACKLOG = 1024
+"""The listen queue (and the most sockets the event loop accepts in one go) when the file
+limit allows: a reconnect storm waits in the kernel's queue instead of being refused."""
+
+
+def file_limit() -> int:
+    """This process's limit on open descriptors (the soft one, which is what applies)."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Admission:
+    """The descriptors this replica holds for clients and their upstreams, and its budget."""
+
+    def __init__(self, limit: int, reserve: int) -> None:
+        self.limit = limit
+        self.backlog = min(MAX_BACKLOG, max(64, limit // 16))
+        self.budget = max(limit - reserve - 3 * self.backlog, limit // 2)
+        self.sockets = 0
+        self.upstreams = 0
+        self.evicted = 0
+        self.refused = 0
+        # Accepted connections whose first request has not arrived yet, oldest first.
+        self._pending: OrderedDict[RequestHandler, None] = OrderedDict()
+        # Evicted, and released a few turns of the loop later: counted as free already, or
+        # every connection accepted meanwhile would evict one more.
+        self._releasing: set[RequestHandler] = set()
+
+    @property
+    def in_use(self) -> int:
+        return self.sockets + self.upstreams - len(self._releasing)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def full(self) -> bool:
+        return self.in_use > self.budget
+
+    def opened(self, handler: RequestHandler) -> None:
+        self.sockets += 1
+        self._pending[handler] = None
+        if self.full:
+            self._evict(handler)
+
+    def closed(self, handler: RequestHandler) -> None:
+        self.sockets -= 1
+        self._pending.pop(handler, None)
+        self._releasing.discard(handler)
+
+    def admit_request(self, handler: RequestHandler) -> bool:
+        """A request arrived on ``handler``'s connection; whether it may be served.
+
+        The connection is no longer a candidate for eviction either way.
+        """
+        self._pending.pop(handler, None)
+        if self.full:
+            self.refused += 1
+            return False
+        return True
+
+    def reserve_upstream(self) -> bool:
+        """Count one upstream socket, if the budget has room for it (made, if need be, by
+        closing the oldest connection still sending its request)."""
+        if self.in_use + 1 > self.budget and not self._evict(None):
+            return False
+        self.upstreams += 1
+        return True
+
+    def release_upstream(self) -> None:
+        self.upstreams -= 1
+
+    def _evict(self, newcomer: RequestHandler | None) -> bool:
+        """Close the oldest connection still sending its request (not ``newcomer``)."""
+        for handler in self._pending:
+            if handler is not newcomer:
+                del self._pending[handler]
+                self.evicted += 1
+                self._releasing.add(handler)
+                handler.force_close()
+                return True
+        return False
+
+
+class _CountedHandler(RequestHandler):
+    """aiohttp's connection handler, reporting its life to :class:`Admission`."""
+
+    def __init__(self, admission: Admission, manager: web.Server, **options: Any) -> None:
+        super().__init__(manager, **options)
+        self._admission = admission
+        self.lost: asyncio.Future[None] = options["loop"].create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._admission.opened(self)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._admission.closed(self)
+        if not self.lost.done():
+            self.lost.set_result(None)
+        super().connection_lost(exc)
+
+
+async def connection_closed(request: web.Request, within: float) -> None:
+    """Wait until the client's TCP connection is gone, at most ``within`` seconds."""
+    protocol = request.protocol
+    if isinstance(protocol, _CountedHandler):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(protocol.lost), within)
+
+
+class AdmittingSite(web.BaseSite):
+    """A TCP site whose connections :class:`Admission` counts (aiohttp's TCPSite does not)."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        admission: Admission,
+        options: dict[str, Any],
+    ) -> None:
+        """``options`` are aiohttp's connection-handler settings (timeouts, header limits)."""
+        super().__init__(runner, backlog=admission.backlog)
+        self._host = host
+        self._port = port
+        self._admission = admission
+        self._options = options
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _CountedHandler(self._admission, server, loop=loop, **self._options),
+            self._host,
+            self._port,
+            backlog=self._admission.backlog,
+            reuse_address=True,
+        )
