@@ -5,15 +5,29 @@ ticket; the node accepts the WebSocket only with a valid, unexpired ticket namin
 so clients cannot bypass the strategy, the pool limit or a draining node. The relay path
 mints one per upstream connection the same way. A ticket is a compact JWT (RFC 7519,
 HS256) whose audience is the node, with the reserved connection id as ``jti``.
+
+A ticket opens one connection, for the client it names, within its lifetime: the node
+that accepts it marks its ``jti`` used until it expires (:func:`ticket_refusal` is the rule
+on who may use it). A direct-mode ticket names its client (``sub``); a relay ticket names
+none, because the gateway relays the client's own credentials and ``clientId`` and the node
+judges them as it judges a direct client's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 
-__all__ = ["TICKET_TTL", "Ticket", "TicketError", "issue_ticket", "verify_ticket"]
+__all__ = [
+    "TICKET_TTL",
+    "Ticket",
+    "TicketError",
+    "issue_ticket",
+    "ticket_refusal",
+    "used_for",
+    "verify_ticket",
+]
 
 TICKET_TTL = 30.0
 """Seconds a ticket stays valid: long enough to connect, too short to be worth stealing."""
@@ -23,14 +37,16 @@ _LEEWAY = 2.0
 
 
 class TicketError(Exception):
-    """The ticket is missing, forged, expired, or meant for another node."""
+    """The ticket is missing, forged, expired, used, or meant for another node or client."""
 
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
     connection_id: str
-    client_id: str
+    client_id: str | None
+    """The client the ticket is for; None when the node decides (a relay ticket)."""
     server_id: str
+    expires_at: float = field(default=0.0, compare=False)
 
 
 def _audience(server_id: str) -> str:
@@ -38,13 +54,14 @@ def _audience(server_id: str) -> str:
 
 
 def issue_ticket(secret: str, ticket: Ticket, now: float, ttl: float = TICKET_TTL) -> str:
-    claims = {
+    claims: dict[str, str | int] = {
         "aud": _audience(ticket.server_id),
-        "sub": ticket.client_id,
         "jti": ticket.connection_id,
         "iat": int(now),
         "exp": int(now + ttl) + 1,
     }
+    if ticket.client_id is not None:
+        claims["sub"] = ticket.client_id
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -56,7 +73,7 @@ def verify_ticket(secret: str, token: str, server_id: str) -> Ticket:
             algorithms=["HS256"],
             audience=_audience(server_id),
             leeway=_LEEWAY,
-            options={"require": ["aud", "exp", "jti", "sub"]},
+            options={"require": ["aud", "exp", "jti"]},
         )
     except jwt.ExpiredSignatureError:
         raise TicketError("ticket expired") from None
@@ -64,4 +81,20 @@ def verify_ticket(secret: str, token: str, server_id: str) -> Ticket:
         raise TicketError("ticket is for another server") from None
     except jwt.PyJWTError as error:
         raise TicketError(f"invalid ticket: {error}") from None
-    return Ticket(connection_id=claims["jti"], client_id=claims["sub"], server_id=server_id)
+    client_id, connection_id = claims.get("sub"), claims["jti"]
+    if not isinstance(connection_id, str) or not (client_id is None or isinstance(client_id, str)):
+        raise TicketError("invalid ticket: malformed claims")
+    return Ticket(connection_id, client_id, server_id, float(claims["exp"]))
+
+
+def used_for(ticket: Ticket, now: float) -> float:
+    """Seconds to keep a ticket marked used: until no node would take it any more."""
+    return max(1.0, ticket.expires_at + _LEEWAY - now)
+
+
+def ticket_refusal(ticket: Ticket, client_id: str | None) -> str | None:
+    """Why a connection of ``client_id`` (from its token, or the ``clientId`` it asks for;
+    None when it names none) may not use ``ticket``; None when it may."""
+    if ticket.client_id is None or client_id is None or client_id == ticket.client_id:
+        return None
+    return "ticket is for another client"

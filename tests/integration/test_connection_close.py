@@ -1,0 +1,68 @@
+"""``DELETE /api/v1/connections/{id}`` against a frozen node: say what happened, and stick.
+
+The node process is stopped with SIGSTOP while the pool manager closes one of its
+connections: the answer is 202 (accepted, pending), not ``closed: true``; when the node
+wakes it closes the connection at once, and neither the connection nor its record returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.support.processes import Farm, http_request, running_farm
+from tests.support.waiting import eventually
+from tests.support.wsclient import TestClient
+
+
+@pytest.fixture
+def farm(redis_session_url: str) -> Iterator[Farm]:
+    with running_farm(redis_session_url, nodes=1, gateway_id="gw-close") as farm:
+        yield farm
+
+
+async def api(farm: Farm, method: str, path: str) -> tuple[int, dict[str, object]]:
+    return await asyncio.to_thread(http_request, method, f"{farm.gateway.http}/api/v1{path}", None)
+
+
+async def _read_until_closed(client: TestClient) -> None:
+    while True:
+        await client.recv()
+
+
+async def test_closing_a_connection_of_a_frozen_node_is_pending_and_sticks_when_it_wakes(
+    farm: Farm,
+) -> None:
+    status, ticket = await api(farm, "POST", "/connections")
+    assert status == 201
+    node = farm.nodes[0]
+    async with TestClient(str(ticket["url"])) as client:
+        path = f"/connections/{client.connection_id}"
+
+        async def stored() -> bool:
+            return (await api(farm, "GET", path))[0] == 200
+
+        await eventually(stored, message="connection stored")
+        node.signal(signal.SIGSTOP)
+        try:
+            status, answer = await api(farm, "DELETE", path)
+        finally:
+            node.signal(signal.SIGCONT)
+        assert (status, answer["closed"], answer["pending"]) == (202, False, True)
+        assert answer["id"] == client.connection_id
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(_read_until_closed(client), timeout=10)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+            1000,
+            "closed by the pool manager",
+        )
+
+        async def gone() -> bool:
+            return (await api(farm, "GET", path))[0] == 404
+
+        await eventually(gone, within=5.0, message="record removed")
