@@ -54,10 +54,15 @@ from wspool.client.messages import (
     Resubscribed,
 )
 from wspool.core.backoff import Backoff
+from wspool.core.logguard import RedactFilter
 
 __all__ = ["Client"]
 
 log = logging.getLogger(__name__)
+
+_wire_log = logging.getLogger("wspool.client.wire")
+"""websockets' own log of the connection, handshake headers included at DEBUG: redacted."""
+_wire_log.addFilter(RedactFilter())
 
 STABLE_AFTER = 2.0
 """Seconds a connection must last before the backoff starts again from its base."""
@@ -279,6 +284,7 @@ class Client:
                 async with connect(
                     self._with_client_id(url),
                     additional_headers=headers,
+                    logger=_wire_log,
                     compression=None,
                     open_timeout=self._open_timeout,
                     ping_interval=self._ping_interval,
