@@ -1,8 +1,9 @@
 """``DELETE /api/v1/connections/{id}`` against a frozen node: say what happened, and stick.
 
-The node process is stopped with SIGSTOP while the pool manager closes one of its
+The node process is stopped with SIGSTOP for 10 s while the pool manager closes one of its
 connections: the answer is 202 (accepted, pending), not ``closed: true``; when the node
-wakes it closes the connection at once, and neither the connection nor its record returns.
+wakes it closes the connection at once, and neither the connection nor its record returns
+(before the tombstone, both did: the close command sent over pub/sub never reached it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.processes import Farm, http_request, running_farm
 from tests.support.waiting import eventually
 from tests.support.wsclient import TestClient
+
+FREEZE = 10.0
+"""Seconds the node stays stopped: long past its registration (1 s in tests), and long
+enough that the command sent over pub/sub meanwhile does not reach it when it wakes."""
 
 
 @pytest.fixture
@@ -48,8 +53,11 @@ async def test_closing_a_connection_of_a_frozen_node_is_pending_and_sticks_when_
 
         await eventually(stored, message="connection stored")
         node.signal(signal.SIGSTOP)
+        frozen = asyncio.get_running_loop().time()
         try:
             status, answer = await api(farm, "DELETE", path)
+            # The fault's duration, not a wait for a condition: the node stays stopped.
+            await asyncio.sleep(max(0.0, frozen + FREEZE - asyncio.get_running_loop().time()))
         finally:
             node.signal(signal.SIGCONT)
         assert (status, answer["closed"], answer["pending"]) == (202, False, True)
