@@ -40,10 +40,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from wspool.client.credentials import (
     TokenProvider,
     fetch_token,
+    keep_renewed,
     loggable_url,
     refusal_reason,
-    renewal_delay,
-    token_expiry,
 )
 from wspool.client.messages import (
     AuthenticationError,
@@ -337,7 +336,7 @@ class Client:
         for channel, state in list(self._channels.items()):
             await self._send_subscribe(ws, channel, state)
         self._online.set()
-        renewal = asyncio.create_task(self._renew(ws), name="wspool-token-renewal")
+        renewal = asyncio.create_task(self._renew(), name="wspool-token-renewal")
         try:
             async for raw in ws:
                 await self._handle(json.loads(raw))
@@ -346,32 +345,15 @@ class Client:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewal
 
-    async def _renew(self, ws: ClientConnection) -> None:
-        """Show the node a fresh token before the current one expires, while one comes.
+    async def _renew(self) -> None:
+        if self._token_provider is None:
+            return
 
-        When none comes (the provider returns the same token, or the node refuses the new
-        one), the node closes the connection at ``exp`` and the reconnect asks again.
-        """
-        provider = self._token_provider
-        expires = token_expiry(self._token) if provider is not None else None
-        while provider is not None and expires is not None:
-            await asyncio.sleep(renewal_delay(expires, time.time()))
-            try:
-                token = await fetch_token(provider)
-            except AuthenticationError as error:
-                log.warning("no token to renew with: %s", error)
-                return
-            renewed = token_expiry(token)
-            if renewed is None or renewed <= expires:
-                return
-            try:
-                await self._request({"type": "auth", "payload": {"token": token}})
-            except RequestError as error:
-                log.warning("the node refused a renewed token: %s", error.code)
-                return
-            except (ConnectionError, TimeoutError):
-                return
-            self._token, expires = token, renewed
+        async def show(token: str) -> None:
+            await self._request({"type": "auth", "payload": {"token": token}})
+            self._token = token
+
+        await keep_renewed(self._token_provider, self._token, show)
 
     async def _fail(self, error: AuthenticationError) -> None:
         """Stop for good: the credential was refused, so every call says so."""

@@ -9,23 +9,29 @@ it never appears in a log line of the client's.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import inspect
 import json
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from wspool.client.messages import AuthenticationError
+from wspool.client.messages import AuthenticationError, RequestError
 
 __all__ = [
     "TokenProvider",
     "fetch_token",
+    "keep_renewed",
     "loggable_url",
     "refusal_reason",
     "renewal_delay",
     "token_expiry",
 ]
+
+log = logging.getLogger(__name__)
 
 TokenProvider = Callable[[], str | Awaitable[str]]
 """Returns the token to show the pool now; called again whenever one is needed."""
@@ -84,3 +90,33 @@ def refusal_reason(body: bytes | bytearray | None) -> str:
     except (ValueError, KeyError, TypeError):
         return "credential refused"
     return str(message)[:200]
+
+
+async def keep_renewed(
+    provider: TokenProvider, token: str, show: Callable[[str], Awaitable[None]]
+) -> None:
+    """Show the node (``show``: the ``auth`` request) a fresh token ahead of each ``exp``,
+    for as long as the provider gives one that lasts longer.
+
+    When none comes (the provider returns the same token, fails, or the node refuses the new
+    one), the node closes the connection at ``exp`` and the reconnect asks again.
+    """
+    expires = token_expiry(token)
+    while expires is not None:
+        await asyncio.sleep(renewal_delay(expires, time.time()))
+        try:
+            token = await fetch_token(provider)
+        except AuthenticationError as error:
+            log.warning("no token to renew with: %s", error)
+            return
+        renewed = token_expiry(token)
+        if renewed is None or renewed <= expires:
+            return
+        try:
+            await show(token)
+        except RequestError as error:
+            log.warning("the node refused a renewed token: %s", error.code)
+            return
+        except (ConnectionError, TimeoutError):
+            return
+        expires = renewed
