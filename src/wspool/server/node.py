@@ -113,6 +113,9 @@ class ServerNode:
         self._started_at = 0.0
         self._degraded_since = 0.0
         self._control = node_control_channel(self.id)
+        self._missed_commands = False
+        """Whether close commands may have been missed (frozen, cut off) since tombstones
+        were last read; the heartbeat reads them then."""
         self._tickets = (
             TicketGate(settings.ticket_secret, self.id, engine) if settings.ticket_secret else None
         )
@@ -229,14 +232,12 @@ class ServerNode:
         last = loop.time()
         while True:
             # A beat far behind its time means the node was frozen (SIGSTOP, a stalled VM):
-            # commands sent meanwhile may be lost, so tombstones are read instead.
-            late = loop.time() - last > 2 * self.settings.heartbeat_interval + 1.0
+            # close commands sent meanwhile may be lost, so the tombstones are read instead.
+            if loop.time() - last > 2 * self.settings.heartbeat_interval + 1.0:
+                self._missed_commands = True
             last = loop.time()
             try:
-                lapsed = await self.engine.register_node(self.node_info(), self.settings.node_ttl)
-                if late or lapsed or failing:
-                    await self._close_tombstoned()
-                if lapsed:
+                if await self.engine.register_node(self.node_info(), self.settings.node_ttl):
                     # Survivors took this node for dead (it was frozen, or cut off for longer
                     # than its TTL) and swept its records: write them again.
                     log.warning(
@@ -245,6 +246,10 @@ class ServerNode:
                         extra={"serverId": self.id},
                     )
                     self._writer.resync()
+                    self._missed_commands = True
+                if self._missed_commands:
+                    await self._close_tombstoned()
+                    self._missed_commands = False
                 for dead in await self.engine.sweep_dead_nodes():
                     log.info("swept the state of dead node %s", dead, extra={"serverId": self.id})
                 failing = False
@@ -252,6 +257,7 @@ class ServerNode:
                 if not failing:
                     log.warning("heartbeat failed: %s", error, extra={"serverId": self.id})
                 failing = True
+                self._missed_commands = True
             await asyncio.sleep(self.settings.heartbeat_interval)
 
     def _on_engine_status(self, available: bool) -> None:
@@ -263,6 +269,7 @@ class ServerNode:
                     extra={"serverId": self.id},
                 )
             self._degraded_since = 0.0
+            self._missed_commands = True  # the pub/sub link was down: read the tombstones
             self._writer.resync()
             self.router.link_restored()
         else:
