@@ -70,6 +70,7 @@ class MemoryBroker:
     gateways: dict[str, float] = field(default_factory=dict)
     marks: dict[str, float] = field(default_factory=dict)
     """Used tickets (``ticket:<id>``) and tombstones (``closed:<id>``), with when they lapse."""
+    marks_swept_at: int = 1024
 
     def engine(self) -> MemoryEngine:
         return MemoryEngine(self)
@@ -182,7 +183,12 @@ class MemoryEngine:
         key = f"ticket:{ticket_id}"
         if self._marked(key):
             return False
-        self._broker.marks[key] = self._broker.clock() + ttl
+        marks, now = self._broker.marks, self._broker.clock()
+        if len(marks) >= self._broker.marks_swept_at * 2:  # amortised: marks lapse, not leak
+            for lapsed in [k for k, lapses in marks.items() if lapses <= now]:
+                del marks[lapsed]
+            self._broker.marks_swept_at = max(1024, len(marks))
+        marks[key] = now + ttl
         return True
 
     async def mark_closed(self, connection_id: str, ttl: float) -> None:
