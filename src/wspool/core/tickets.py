@@ -9,8 +9,10 @@ HS256) whose audience is the node, with the reserved connection id as ``jti``.
 A ticket opens one connection, for the client it names, within its lifetime: the node
 that accepts it marks its ``jti`` used until it expires (:func:`ticket_refusal` is the rule
 on who may use it). A direct-mode ticket names its client (``sub``); a relay ticket names
-none, because the gateway relays the client's own credentials and ``clientId`` and the node
-judges them as it judges a direct client's.
+none (its ``sub`` is its ``jti``), because the gateway relays the client's own credentials
+and ``clientId`` and the node judges them as it judges a direct client's. So does a
+direct-mode ticket asked for without a ``clientId`` in open mode: anyone may ask for any
+id there.
 """
 
 from __future__ import annotations
@@ -54,14 +56,15 @@ def _audience(server_id: str) -> str:
 
 
 def issue_ticket(secret: str, ticket: Ticket, now: float, ttl: float = TICKET_TTL) -> str:
-    claims: dict[str, str | int] = {
+    claims = {
         "aud": _audience(ticket.server_id),
+        # A ticket naming no client names its connection instead, as tickets always did for
+        # anonymous clients: nodes and gateways of either side of an upgrade read it alike.
+        "sub": ticket.connection_id if ticket.client_id is None else ticket.client_id,
         "jti": ticket.connection_id,
         "iat": int(now),
         "exp": int(now + ttl) + 1,
     }
-    if ticket.client_id is not None:
-        claims["sub"] = ticket.client_id
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -73,7 +76,7 @@ def verify_ticket(secret: str, token: str, server_id: str) -> Ticket:
             algorithms=["HS256"],
             audience=_audience(server_id),
             leeway=_LEEWAY,
-            options={"require": ["aud", "exp", "jti"]},
+            options={"require": ["aud", "exp", "jti", "sub"]},
         )
     except jwt.ExpiredSignatureError:
         raise TicketError("ticket expired") from None
@@ -81,10 +84,11 @@ def verify_ticket(secret: str, token: str, server_id: str) -> Ticket:
         raise TicketError("ticket is for another server") from None
     except jwt.PyJWTError as error:
         raise TicketError(f"invalid ticket: {error}") from None
-    client_id, connection_id = claims.get("sub"), claims["jti"]
-    if not isinstance(connection_id, str) or not (client_id is None or isinstance(client_id, str)):
+    client_id, connection_id = claims["sub"], claims["jti"]
+    if not isinstance(connection_id, str) or not isinstance(client_id, str):
         raise TicketError("invalid ticket: malformed claims")
-    return Ticket(connection_id, client_id, server_id, float(claims["exp"]))
+    named = None if client_id == connection_id else client_id
+    return Ticket(connection_id, named, server_id, float(claims["exp"]))
 
 
 def used_for(ticket: Ticket, now: float) -> float:
