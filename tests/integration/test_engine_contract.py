@@ -355,3 +355,30 @@ async def test_attempts_are_allowed_up_to_the_limit_per_window(make_engine: Make
         return await first.record_attempt("198.51.100.1", limit=4, window=0.5)
 
     await eventually(allowed_again, within=3, message="window slid past")
+
+
+async def test_a_ticket_is_used_once_across_engines_until_its_mark_lapses(
+    make_engine: MakeEngine,
+) -> None:
+    first, _ = await make_engine()
+    second, _ = await make_engine()
+    assert await first.use_ticket("t1", ttl=0.3)
+    assert not await second.use_ticket("t1", ttl=0.3)
+    assert await second.use_ticket("t2", ttl=30)
+
+    async def usable_again() -> bool:
+        return await first.use_ticket("t1", ttl=30)
+
+    await eventually(usable_again, within=3, message="used mark lapsed")
+    assert not await second.use_ticket("t1", ttl=30)
+
+
+async def test_tombstones_name_the_closed_connections_among_those_asked_about(
+    make_engine: MakeEngine,
+) -> None:
+    gateway, _ = await make_engine()
+    node, _ = await make_engine()
+    assert await node.closed_connections([]) == set()
+    await gateway.mark_closed("c1", ttl=30)
+    await gateway.mark_closed("c3", ttl=30)
+    assert await node.closed_connections(["c1", "c2", "c3"]) == {"c1", "c3"}

@@ -7,7 +7,14 @@ import time
 import pytest
 
 from wspool.core.poolstats import NodeSample, node_rates, pool_metrics
-from wspool.core.tickets import Ticket, TicketError, issue_ticket, verify_ticket
+from wspool.core.tickets import (
+    Ticket,
+    TicketError,
+    issue_ticket,
+    ticket_refusal,
+    used_for,
+    verify_ticket,
+)
 
 SECRET = "unit-test-secret-0123456789abcdef"
 
@@ -26,6 +33,27 @@ def test_an_expired_or_forged_ticket_is_refused() -> None:
     forged = issue_ticket("another-secret-0123456789abcdef-xyz", Ticket("c", "a", "node-1"), 0)
     with pytest.raises(TicketError, match="invalid"):
         verify_ticket(SECRET, forged, "node-1")
+
+
+def test_a_ticket_is_only_for_the_client_it_names() -> None:
+    ticket = verify_ticket(SECRET, issue_ticket(SECRET, Ticket("c1", "alice", "n"), 0.0, 1e10), "n")
+    assert ticket_refusal(ticket, "alice") is None
+    assert ticket_refusal(ticket, None) is None  # names no client: it gets the ticket's
+    assert ticket_refusal(ticket, "mallory") == "ticket is for another client"
+
+
+def test_a_relay_ticket_names_no_client_and_leaves_the_node_to_judge_it() -> None:
+    token = issue_ticket(SECRET, Ticket("c1", None, "node-1"), time.time())
+    ticket = verify_ticket(SECRET, token, "node-1")
+    assert ticket.client_id is None
+    assert ticket_refusal(ticket, "whoever") is None
+
+
+def test_a_used_ticket_is_remembered_until_no_node_would_take_it() -> None:
+    now = time.time()
+    ticket = verify_ticket(SECRET, issue_ticket(SECRET, Ticket("c", "a", "n"), now, 30.0), "n")
+    assert 30.0 <= used_for(ticket, now) <= 34.0
+    assert used_for(ticket, now + 3600) == 1.0
 
 
 def test_rates_come_from_counter_differences_and_survive_a_restart() -> None:

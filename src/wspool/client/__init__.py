@@ -7,6 +7,23 @@ async with Client(["ws://127.0.0.1:8081/ws", "ws://127.0.0.1:8082/ws"]) as clien
 """
 
 from wspool.client.client import Client
-from wspool.client.messages import Data, Error, Message, RequestError, Resubscribed
+from wspool.client.credentials import TokenProvider
+from wspool.client.messages import (
+    AuthenticationError,
+    Data,
+    Error,
+    Message,
+    RequestError,
+    Resubscribed,
+)
 
-__all__ = ["Client", "Data", "Error", "Message", "RequestError", "Resubscribed"]
+__all__ = [
+    "AuthenticationError",
+    "Client",
+    "Data",
+    "Error",
+    "Message",
+    "RequestError",
+    "Resubscribed",
+    "TokenProvider",
+]

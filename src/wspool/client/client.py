@@ -8,6 +8,12 @@ node replays what was missed and the application sees each message once, in orde
 history no longer holds them, the application gets :class:`Resubscribed` with
 ``recovered=False`` instead of a silent gap.
 
+With a ``token`` (a string, or a provider called again for every connection and before
+the token expires; see :mod:`wspool.client.credentials`) the client shows it as
+``Authorization: Bearer`` and renews it on the open connection. A pool that refuses the
+credential stops the client: :class:`AuthenticationError` from every call, instead of
+trying forever.
+
 Messages reach the application through ``async for message in client.messages()``. The
 queue between the socket and the application is bounded: an application that stops reading
 stops the client reading its socket, the node eventually closes it as a slow consumer, and
@@ -29,14 +35,33 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from wspool.client.messages import Data, Error, Message, RequestError, Resubscribed
+from wspool.client.credentials import (
+    TokenProvider,
+    fetch_token,
+    keep_renewed,
+    loggable_url,
+    refusal_reason,
+)
+from wspool.client.messages import (
+    AuthenticationError,
+    Data,
+    Error,
+    Message,
+    RequestError,
+    Resubscribed,
+)
 from wspool.core.backoff import Backoff
+from wspool.core.logguard import RedactFilter
 
 __all__ = ["Client"]
 
 log = logging.getLogger(__name__)
+
+_wire_log = logging.getLogger("wspool.client.wire")
+"""websockets' own log of the connection, handshake headers included at DEBUG: redacted."""
+_wire_log.addFilter(RedactFilter())
 
 STABLE_AFTER = 2.0
 """Seconds a connection must last before the backoff starts again from its base."""
@@ -63,6 +88,7 @@ class Client:
         urls: str | Sequence[str],
         *,
         client_id: str | None = None,
+        token: str | TokenProvider | None = None,
         backoff: Backoff | None = None,
         ping_interval: float = 10.0,
         ping_timeout: float = 10.0,
@@ -75,6 +101,11 @@ class Client:
         if not self._urls:
             raise ValueError("Client needs at least one URL")
         self.client_id = client_id
+        self._token_provider: TokenProvider | None = (
+            (lambda: token) if isinstance(token, str) else token
+        )
+        self._token = ""
+        self._failure: AuthenticationError | None = None
         self._backoff = backoff or Backoff(base=0.1, cap=5.0)
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
@@ -116,6 +147,11 @@ class Client:
             self._task = asyncio.create_task(self._run(), name="wspool-client")
         async with asyncio.timeout(self._connect_timeout):
             await self._online.wait()
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
 
     async def close(self) -> None:
         """Close the connection for good; ``messages()`` ends."""
@@ -146,6 +182,7 @@ class Client:
 
         ``since`` resumes from an offset the application stored itself.
         """
+        self._raise_failure()
         state = self._channels.get(channel)
         if state is None:
             state = self._channels[channel] = _Channel(position=since)
@@ -173,6 +210,7 @@ class Client:
         )
         while True:
             await self._online.wait()
+            self._raise_failure()
             ws = self._ws
             if ws is None:
                 continue
@@ -201,6 +239,7 @@ class Client:
         return f"c{next(self._ids)}"
 
     async def _request(self, frame: dict[str, Any]) -> dict[str, Any]:
+        self._raise_failure()
         ws = self._ws
         if ws is None:
             raise ConnectionError("not connected")
@@ -237,8 +276,14 @@ class Client:
             url = self._urls[index % len(self._urls)]
             opened = time.monotonic()
             try:
+                headers = {}
+                if self._token_provider is not None:
+                    self._token = await fetch_token(self._token_provider)
+                    headers["Authorization"] = f"Bearer {self._token}"
                 async with connect(
                     self._with_client_id(url),
+                    additional_headers=headers,
+                    logger=_wire_log,
                     compression=None,
                     open_timeout=self._open_timeout,
                     ping_interval=self._ping_interval,
@@ -246,8 +291,21 @@ class Client:
                     close_timeout=2.0,
                 ) as ws:
                     await self._serve(ws)
+            except AuthenticationError as error:
+                await self._fail(error)
+                return
+            except InvalidStatus as error:
+                status = error.response.status_code
+                if status in (401, 403):
+                    await self._fail(
+                        AuthenticationError(f"{status}: {refusal_reason(error.response.body)}")
+                    )
+                    return
+                log.info("connection to %s refused: %d", loggable_url(url), status)
             except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as error:
-                log.info("connection to %s ended: %s", url, error or type(error).__name__)
+                log.info(
+                    "connection to %s ended: %s", loggable_url(url), error or type(error).__name__
+                )
             finally:
                 self._disconnected()
             if self._closing:
@@ -278,12 +336,41 @@ class Client:
         for channel, state in list(self._channels.items()):
             await self._send_subscribe(ws, channel, state)
         self._online.set()
-        async for raw in ws:
-            await self._handle(json.loads(raw))
+        renewal = asyncio.create_task(self._renew(), name="wspool-token-renewal")
+        try:
+            async for raw in ws:
+                await self._handle(json.loads(raw))
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+
+    async def _renew(self) -> None:
+        if self._token_provider is None:
+            return
+
+        async def show(token: str) -> None:
+            await self._request({"type": "auth", "payload": {"token": token}})
+            self._token = token
+
+        await keep_renewed(self._token_provider, self._token, show)
+
+    async def _fail(self, error: AuthenticationError) -> None:
+        """Stop for good: the credential was refused, so every call says so."""
+        log.warning("authentication refused; the client stops: %s", error)
+        self._failure = error
+        self._closing = True
+        for state in self._channels.values():
+            if not state.ready.done():
+                state.ready.set_exception(error)
+        self._online.set()  # waiters wake up and find the failure
+        await self._queue.put(Error("UNAUTHORIZED", str(error), None))
+        await self._queue.put(None)
 
     def _disconnected(self) -> None:
         self._ws = None
-        self._online.clear()
+        if self._failure is None:
+            self._online.clear()
         self._subscribe_ids.clear()
         for reply in self._requests.values():
             if not reply.done():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Data", "Error", "Message", "RequestError", "Resubscribed"]
+__all__ = ["AuthenticationError", "Data", "Error", "Message", "RequestError", "Resubscribed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +52,12 @@ class RequestError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class AuthenticationError(Exception):
+    """The pool refused the client's credential (401/403 at the handshake), or the token
+    provider gave none: the client stops, since trying again would only be refused again.
+
+    ``connect()``, ``publish()``, ``subscribe()`` and ``ping()`` raise it from then on, and
+    ``messages()`` ends after an :class:`Error` with code ``UNAUTHORIZED``.
+    """

@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import parse_qs
 
 import jwt
@@ -42,6 +42,7 @@ from wspool.core import jsoninput
 __all__ = [
     "ADMIN_ROLE",
     "CLIENT_ID_PATTERN",
+    "CLIENT_ID_RULE",
     "MIN_SECRET_BYTES",
     "SUBPROTOCOL",
     "ApiAccess",
@@ -52,6 +53,7 @@ __all__ = [
     "PermissionDeniedError",
     "Verifier",
     "authorize_api",
+    "is_client_id",
     "open_claims",
     "parse_jwks",
     "token_from_handshake",
@@ -65,6 +67,13 @@ MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key must be at least as long a
 ADMIN_ROLE = "admin"
 MAX_PATTERNS = 256
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+CLIENT_ID_RULE = "1-128 characters of letters, digits and . _ : @ -"
+"""What a client id must be, wherever it comes from: a token's ``sub``, a node's or a
+gateway's ``?clientId=``, the body of ``POST /api/v1/connections``."""
+
+
+def is_client_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and CLIENT_ID_PATTERN.fullmatch(value) is not None
 
 
 class AuthError(Exception):
@@ -136,8 +145,8 @@ def _patterns(raw: Any, name: str) -> ChannelPatterns:
 
 def _claims(payload: Mapping[str, Any]) -> Claims:
     sub = payload.get("sub")
-    if not isinstance(sub, str) or not CLIENT_ID_PATTERN.fullmatch(sub):
-        raise AuthError("claim sub must be 1-128 characters of letters, digits and . _ : @ -")
+    if not is_client_id(sub):
+        raise AuthError(f"claim sub must be {CLIENT_ID_RULE}")
     channels = payload.get("channels", {})
     if not isinstance(channels, dict):
         raise AuthError("claim channels must be an object with subscribe and publish lists")

@@ -84,6 +84,15 @@ class Keys:
         after an unanswered publish does not write it twice."""
         return f"{self.prefix}hist:{{{name}}}:b:{batch_id}"
 
+    def used_ticket(self, ticket_id: str) -> str:
+        """Present while a used connection ticket has not expired: a ticket opens one connection."""
+        return f"{self.prefix}ticket:{ticket_id}:used"
+
+    def closed_connection(self, connection_id: str) -> str:
+        """Tombstone of a connection the pool manager closed, for a node that missed the
+        command (frozen, cut off) to find when it wakes."""
+        return f"{self.prefix}conn:{connection_id}:closed"
+
     def address_connections(self, address: str) -> str:
         """Sorted set of the open connection ids of one client address, scored by the time
         each lapses unless its node's heartbeat renews it (so a crashed node's entries go)."""

@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable
 
-__all__ = ["REDACTED", "FloodFilter", "redact"]
+__all__ = ["REDACTED", "FloodFilter", "RedactFilter", "redact"]
 
 REDACTED = "[redacted]"
 
@@ -38,6 +38,15 @@ def redact(text: str) -> str:
     text = _SECRET_PARAMS.sub(rf"\1={REDACTED}", text)
     text = _BEARER.sub(rf"\1\2{REDACTED}", text)
     return _JWT.sub(REDACTED, text)
+
+
+class RedactFilter(logging.Filter):
+    """Redacts every record of the logger it is attached to, for a library that logs
+    through a logger it is given (a client has no say over the application's handlers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        return True
 
 
 class FloodFilter(logging.Filter):

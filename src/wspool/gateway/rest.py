@@ -24,11 +24,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from wspool.core import jsoninput
 from wspool.core.auth import (
+    CLIENT_ID_RULE,
     ApiAccess,
     AuthError,
     Claims,
     PermissionDeniedError,
     authorize_api,
+    is_client_id,
     token_from_handshake,
 )
 from wspool.core.jsoninput import MAX_BODY_BYTES
@@ -48,6 +50,10 @@ log = logging.getLogger(__name__)
 
 CLOSE_WAIT = 2.0
 """Seconds ``DELETE /connections/{id}`` waits for the node to close the connection."""
+
+TOMBSTONE_TTL = 86400.0
+"""Seconds a closed connection's tombstone is kept for a node that was not listening: a
+node frozen for longer has lost its clients to their own timeouts anyway."""
 
 routes = web.RouteTableDef()
 
@@ -239,10 +245,8 @@ async def create_connection(request: web.Request) -> web.Response:
     if unknown:
         raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", f"{min(unknown)}: unknown field")
     client_id = body.get("clientId")
-    if client_id is not None and not (isinstance(client_id, str) and 0 < len(client_id) <= 128):
-        raise ApiError(
-            HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "clientId: must be a string of 1-128 chars"
-        )
+    if client_id is not None and not is_client_id(client_id):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", f"clientId must be {CLIENT_ID_RULE}")
     if claims is not None:
         client_id = claims.client_id  # who the token says, whatever the body asks
     pool = gateway.pool
@@ -300,18 +304,28 @@ async def get_connection(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/connections/{id}")
 async def delete_connection(request: web.Request) -> web.Response:
-    """Close the connection on whichever node holds it; clear its state if that node is gone."""
+    """Close the connection on whichever node holds it, and say only what happened.
+
+    200 ``closed: true`` once its node closed it; 202 ``closed: false, pending: true`` when
+    the node did not within :data:`CLOSE_WAIT` (frozen, cut off, or gone). Either way the
+    close stands: a tombstone tells a node that comes back to close the connection at once.
+    """
     gateway = _gateway(request)
+    engine = gateway.engine
     record = await _connection(gateway, request.match_info["id"])
+    await engine.mark_closed(record.id, TOMBSTONE_TTL)
     command = json.dumps({"command": "close", "connectionId": record.id})
-    await gateway.engine.publish({node_control_channel(record.server_id): [command]})
+    await engine.publish({node_control_channel(record.server_id): [command]})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CLOSE_WAIT
-    while await gateway.engine.get_connection(record.id) is not None:
+    while await engine.get_connection(record.id) is not None:
         if loop.time() >= deadline:
-            # Nobody closed it: its node is gone, and the record is all that is left.
-            await gateway.engine.remove_connections([record])
-            break
+            if record.server_id not in {node.id for node in await engine.list_nodes()}:
+                # Its node's registration lapsed and the record outlived the sweep: nobody
+                # else removes it (a node that wakes writes it again, then closes it).
+                await engine.remove_connections([record])
+            answer = {**record.to_json(), "closed": False, "pending": True}
+            return web.json_response(answer, status=HTTPStatus.ACCEPTED)
         await asyncio.sleep(0.05)
     return web.json_response({**record.to_json(), "closed": True})
 

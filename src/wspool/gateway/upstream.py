@@ -153,9 +153,9 @@ async def connect_upstream(
     connection_id = uuid.uuid4().hex
     ticket = None
     if secret:
-        client_id = request.query.get("clientId") or connection_id
+        # No client named: the node judges the client's own token and clientId, forwarded.
         ticket = issue_ticket(
-            secret, Ticket(connection_id, client_id, node.server_id or node.id), time.time()
+            secret, Ticket(connection_id, None, node.server_id or node.id), time.time()
         )
     url = socket_url(node.info.url, upstream_query(request, ticket))
     refusal = _Refusal()

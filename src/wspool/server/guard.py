@@ -46,7 +46,7 @@ from wspool.core.protocol import (
     encode_error,
 )
 from wspool.core.ratelimit import MessageLimiter, Verdict
-from wspool.server.http import json_response
+from wspool.server.http import refusal
 from wspool.server.session import Session
 from wspool.state.engine import EngineUnavailableError, StateEngine
 
@@ -131,7 +131,7 @@ class Guard:
         try:
             return await self._check_handshake(connection, request)
         except MultipleValuesError as error:  # e.g. two Authorization headers
-            return _refuse(
+            return refusal(
                 connection,
                 HTTPStatus.BAD_REQUEST,
                 ErrorCode.BAD_REQUEST,
@@ -144,7 +144,7 @@ class Guard:
         headers = request.headers
         security = self.security
         if not security.origin_allowed(headers.get("Origin")):
-            return _refuse(
+            return refusal(
                 connection, HTTPStatus.FORBIDDEN, ErrorCode.FORBIDDEN, "origin not allowed"
             )
         address = client_address(
@@ -154,7 +154,7 @@ class Guard:
         if limit and not await self._allowed(
             self._engine.record_attempt(address, limit, ATTEMPT_WINDOW)
         ):
-            response = _refuse(
+            response = refusal(
                 connection,
                 HTTPStatus.TOO_MANY_REQUESTS,
                 ErrorCode.RATE_LIMITED,
@@ -177,13 +177,17 @@ class Guard:
                     )
                 claims = self.verifier.verify(token)
             except AuthError as error:
-                response = _refuse(
+                return refusal(
                     connection, HTTPStatus.UNAUTHORIZED, ErrorCode.UNAUTHORIZED, str(error)
                 )
-                response.headers["WWW-Authenticate"] = 'Bearer realm="wspool"'
-                return response
         self._admitted[connection] = _Admission(address, claims)
         return None
+
+    def token_client(self, connection: ServerConnection) -> str | None:
+        """The client id a handshake's token proved, once :meth:`check_handshake` let it
+        through; None without authentication."""
+        admission = self._admitted.get(connection)
+        return admission.claims.client_id if admission and admission.claims else None
 
     async def _allowed(self, check: Awaitable[bool]) -> bool:
         try:
@@ -350,9 +354,3 @@ class Guard:
 
 def _offered_subprotocols(values: Sequence[str]) -> list[str]:
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
-
-
-def _refuse(
-    connection: ServerConnection, status: HTTPStatus, code: ErrorCode, message: str
-) -> Response:
-    return json_response(connection, status, {"error": {"code": code.value, "message": message}})

@@ -15,7 +15,9 @@ from prometheus_client.registry import CollectorRegistry
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Response
 
-__all__ = ["WEBSOCKET_PATHS", "json_response", "metrics_response", "text_response"]
+from wspool.core.protocol import ErrorCode
+
+__all__ = ["WEBSOCKET_PATHS", "json_response", "metrics_response", "refusal", "text_response"]
 
 WEBSOCKET_PATHS = frozenset({"/", "/ws"})
 
@@ -35,6 +37,19 @@ def _respond(
 
 def json_response(connection: ServerConnection, status: HTTPStatus, body: Any) -> Response:
     return _respond(connection, status, json.dumps(body).encode(), "application/json")
+
+
+def refusal(
+    connection: ServerConnection, status: HTTPStatus, code: ErrorCode, message: str
+) -> Response:
+    """A handshake refused, as every check of a node writes it: a JSON error, and for a 401
+    the challenge that tells a client its credential is the problem."""
+    response = json_response(
+        connection, status, {"error": {"code": code.value, "message": message}}
+    )
+    if status is HTTPStatus.UNAUTHORIZED:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="wspool"'
+    return response
 
 
 def text_response(connection: ServerConnection, status: HTTPStatus, text: str) -> Response:

@@ -13,10 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 import uuid
-import weakref
 from collections.abc import Coroutine
 from http import HTTPStatus
 from typing import Any
@@ -27,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from wspool.core.auth import CLIENT_ID_RULE, is_client_id
 from wspool.core.config import ServerSettings
 from wspool.core.drain import drain_schedule
 from wspool.core.history import StreamPosition
@@ -46,15 +45,21 @@ from wspool.core.protocol import (
     parse_client_frame,
 )
 from wspool.core.records import NodeInfo
-from wspool.core.tickets import Ticket, TicketError, verify_ticket
 from wspool.server.guard import Guard, select_subprotocol
-from wspool.server.http import WEBSOCKET_PATHS, json_response, metrics_response, text_response
+from wspool.server.http import (
+    WEBSOCKET_PATHS,
+    json_response,
+    metrics_response,
+    refusal,
+    text_response,
+)
 from wspool.server.publisher import PublishBatcher
 from wspool.server.recovery import subscribe_with_history
 from wspool.server.router import ChannelRouter
 from wspool.server.session import Session
 from wspool.server.statewriter import StateWriter
 from wspool.server.stats import NodeStats, metrics_registry
+from wspool.server.ticketgate import TicketGate
 from wspool.state.engine import EngineUnavailableError, StateEngine
 
 __all__ = ["ServerNode", "close_promptly"]
@@ -63,8 +68,6 @@ log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 5.0
 """Seconds a closing handshake may take before the connection is cut."""
-
-_CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 
 
 class ServerNode:
@@ -110,8 +113,11 @@ class ServerNode:
         self._started_at = 0.0
         self._degraded_since = 0.0
         self._control = node_control_channel(self.id)
-        self._tickets: weakref.WeakKeyDictionary[ServerConnection, Ticket] = (
-            weakref.WeakKeyDictionary()
+        self._missed_commands = False
+        """Whether close commands may have been missed (frozen, cut off) since tombstones
+        were last read; the heartbeat reads them then."""
+        self._tickets = (
+            TicketGate(settings.ticket_secret, self.id, engine) if settings.ticket_secret else None
         )
         self.url = settings.advertise_url
 
@@ -222,7 +228,14 @@ class ServerNode:
 
     async def _beat(self) -> None:
         failing = False
+        loop = asyncio.get_running_loop()
+        last = loop.time()
         while True:
+            # A beat far behind its time means the node was frozen (SIGSTOP, a stalled VM):
+            # close commands sent meanwhile may be lost, so the tombstones are read instead.
+            if loop.time() - last > 2 * self.settings.heartbeat_interval + 1.0:
+                self._missed_commands = True
+            last = loop.time()
             try:
                 if await self.engine.register_node(self.node_info(), self.settings.node_ttl):
                     # Survivors took this node for dead (it was frozen, or cut off for longer
@@ -233,6 +246,10 @@ class ServerNode:
                         extra={"serverId": self.id},
                     )
                     self._writer.resync()
+                    self._missed_commands = True
+                if self._missed_commands:
+                    await self._close_tombstoned()
+                    self._missed_commands = False
                 for dead in await self.engine.sweep_dead_nodes():
                     log.info("swept the state of dead node %s", dead, extra={"serverId": self.id})
                 failing = False
@@ -240,6 +257,7 @@ class ServerNode:
                 if not failing:
                     log.warning("heartbeat failed: %s", error, extra={"serverId": self.id})
                 failing = True
+                self._missed_commands = True
             await asyncio.sleep(self.settings.heartbeat_interval)
 
     def _on_engine_status(self, available: bool) -> None:
@@ -251,6 +269,7 @@ class ServerNode:
                     extra={"serverId": self.id},
                 )
             self._degraded_since = 0.0
+            self._missed_commands = True  # the pub/sub link was down: read the tombstones
             self._writer.resync()
             self.router.link_restored()
         else:
@@ -302,22 +321,23 @@ class ServerNode:
             return text_response(connection, HTTPStatus.NOT_FOUND, "not found")
         if self.draining:
             return text_response(connection, HTTPStatus.SERVICE_UNAVAILABLE, "server draining")
-        if self.settings.ticket_secret:
-            refusal = self._check_ticket(connection, request)
-            if refusal is not None:
-                return refusal
-        return await self.guard.check_handshake(connection, request)
-
-    def _check_ticket(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Admit only a valid gateway ticket for this node; remember it for the handler."""
-        token = parse_qs(urlsplit(request.path).query).get("ticket", [""])[0]
-        if not token:
-            return text_response(connection, HTTPStatus.UNAUTHORIZED, "ticket required")
-        try:
-            self._tickets[connection] = verify_ticket(self.settings.ticket_secret, token, self.id)
-        except TicketError as error:
-            return text_response(connection, HTTPStatus.UNAUTHORIZED, str(error))
-        return None
+        if self._tickets is not None:
+            refused = self._tickets.check(connection, request)
+            if refused is not None:
+                return refused
+        asked = _asked_client_id(request.path)
+        if asked is not None and not is_client_id(asked):
+            return refusal(
+                connection,
+                HTTPStatus.BAD_REQUEST,
+                ErrorCode.BAD_REQUEST,
+                f"clientId must be {CLIENT_ID_RULE}",
+            )
+        refused = await self.guard.check_handshake(connection, request)
+        if refused is not None or self._tickets is None:
+            return refused
+        # Last, once the client is known: a ticket is used up only by a connection it opens.
+        return await self._tickets.use(connection, self.guard.token_client(connection) or asked)
 
     # commands from the pool manager ------------------------------------------------------
 
@@ -336,29 +356,41 @@ class ServerNode:
             log.warning("ignoring malformed command %r", frame[:200], extra={"serverId": self.id})
             return
         session = self.sessions.get(connection_id)
-        if action == "close" and session is not None and not session.closing:
-            session.closing = True
-            log.info(
-                "closing connection on request of the pool manager",
-                extra={"connectionId": connection_id, "serverId": self.id},
-            )
-            self._spawn(
-                close_promptly(session.websocket, CloseCode.NORMAL, "closed by the pool manager")
-            )
+        if action == "close" and session is not None:
+            self._close_by_manager(session)
+
+    async def _close_tombstoned(self) -> None:
+        """Close the connections the pool manager closed while this node did not listen."""
+        for connection_id in await self.engine.closed_connections(list(self.sessions)):
+            session = self.sessions.get(connection_id)
+            if session is not None:
+                self._close_by_manager(session)
+
+    def _close_by_manager(self, session: Session) -> None:
+        if session.closing:
+            return
+        session.closing = True
+        log.info(
+            "closing connection on request of the pool manager",
+            extra={"connectionId": session.id, "serverId": self.id},
+        )
+        self._spawn(
+            close_promptly(session.websocket, CloseCode.NORMAL, "closed by the pool manager")
+        )
 
     # WebSocket ---------------------------------------------------------------------------
 
     async def _handle(self, websocket: ServerConnection) -> None:
         now = time.time()
-        ticket = self._tickets.pop(websocket, None)
+        ticket = self._tickets.take(websocket) if self._tickets is not None else None
         connection_id = ticket.connection_id if ticket else uuid.uuid4().hex
-        if connection_id in self.sessions:  # a ticket is good for one connection
-            await close_promptly(websocket, CloseCode.POLICY_VIOLATION, "ticket already used")
-            return
+        assert websocket.request is not None
         claims = await self.guard.admit(
             websocket,
             connection_id,
-            (ticket.client_id if ticket else _client_id(websocket)) or connection_id,
+            (ticket and ticket.client_id)
+            or _asked_client_id(websocket.request.path)
+            or connection_id,
         )
         if claims is None:
             return
@@ -510,10 +542,7 @@ async def close_promptly(
         websocket.transport.abort()
 
 
-def _client_id(websocket: ServerConnection) -> str | None:
-    """``?clientId=`` from the handshake, when it is a well-formed id."""
-    assert websocket.request is not None
-    values = parse_qs(urlsplit(websocket.request.path).query).get("clientId")
-    if values and _CLIENT_ID.fullmatch(values[0]):
-        return values[0]
-    return None
+def _asked_client_id(path: str) -> str | None:
+    """The ``?clientId=`` of a handshake (checked against the rule before it is used)."""
+    values = parse_qs(urlsplit(path).query).get("clientId")
+    return values[0] if values else None

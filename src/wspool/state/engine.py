@@ -96,6 +96,19 @@ class StateEngine(Protocol):
 
     async def client_sessions(self, client_id: str) -> set[str]: ...
 
+    async def use_ticket(self, ticket_id: str, ttl: float) -> bool:
+        """Mark a connection ticket used for ``ttl`` seconds, atomically: True the first
+        time, False when it was used already."""
+        ...
+
+    async def mark_closed(self, connection_id: str, ttl: float) -> None:
+        """Leave a tombstone for ``ttl`` seconds: the pool manager closed this connection."""
+        ...
+
+    async def closed_connections(self, connection_ids: Collection[str]) -> set[str]:
+        """Those of ``connection_ids`` that have a tombstone."""
+        ...
+
     # node registry ---------------------------------------------------------------------
 
     async def register_node(self, node: NodeInfo, ttl: float) -> bool:

@@ -68,6 +68,9 @@ class MemoryBroker:
     health: dict[str, tuple[NodeHealth, float]] = field(default_factory=dict)
     pool_config: dict[str, Any] | None = None
     gateways: dict[str, float] = field(default_factory=dict)
+    marks: dict[str, float] = field(default_factory=dict)
+    """Used tickets (``ticket:<id>``) and tombstones (``closed:<id>``), with when they lapse."""
+    marks_swept_at: int = 1024
 
     def engine(self) -> MemoryEngine:
         return MemoryEngine(self)
@@ -168,6 +171,31 @@ class MemoryEngine:
 
     async def client_sessions(self, client_id: str) -> set[str]:
         return set(self._broker.client_sets.get(client_id, ()))
+
+    def _marked(self, key: str) -> bool:
+        lapses = self._broker.marks.get(key)
+        if lapses is not None and lapses <= self._broker.clock():
+            del self._broker.marks[key]
+            return False
+        return lapses is not None
+
+    async def use_ticket(self, ticket_id: str, ttl: float) -> bool:
+        key = f"ticket:{ticket_id}"
+        if self._marked(key):
+            return False
+        marks, now = self._broker.marks, self._broker.clock()
+        if len(marks) >= self._broker.marks_swept_at * 2:  # amortised: marks lapse, not leak
+            for lapsed in [k for k, lapses in marks.items() if lapses <= now]:
+                del marks[lapsed]
+            self._broker.marks_swept_at = max(1024, len(marks))
+        marks[key] = now + ttl
+        return True
+
+    async def mark_closed(self, connection_id: str, ttl: float) -> None:
+        self._broker.marks[f"closed:{connection_id}"] = self._broker.clock() + ttl
+
+    async def closed_connections(self, connection_ids: Collection[str]) -> set[str]:
+        return {c for c in connection_ids if self._marked(f"closed:{c}")}
 
     async def register_node(self, node: NodeInfo, ttl: float) -> bool:
         now = self._broker.clock()

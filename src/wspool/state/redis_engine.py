@@ -364,6 +364,25 @@ class RedisEngine:
         )
         return members
 
+    async def use_ticket(self, ticket_id: str, ttl: float) -> bool:
+        key = self._keys.used_ticket(ticket_id)
+        return bool(await self._run(self._redis.set(key, "1", nx=True, px=_ms(ttl))))
+
+    async def mark_closed(self, connection_id: str, ttl: float) -> None:
+        key = self._keys.closed_connection(connection_id)
+        await self._run(self._redis.set(key, "1", px=_ms(ttl)))
+
+    async def closed_connections(self, connection_ids: Collection[str]) -> set[str]:
+        ids = list(connection_ids)
+        if not ids:
+            return set()
+        keys = [self._keys.closed_connection(c) for c in ids]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:  # one EXISTS per key: a cluster cannot take them in one call
+                pipe.exists(key)
+            found = await self._run(pipe.execute())
+        return {c for c, exists in zip(ids, found, strict=True) if exists}
+
     # node registry ---------------------------------------------------------------------
 
     async def register_node(self, node: NodeInfo, ttl: float) -> bool:
