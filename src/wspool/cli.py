@@ -31,7 +31,7 @@ from wspool.core.config import (
     load_settings,
 )
 from wspool.core.logs import configure_logging
-from wspool.core.operatorconfig import OPERATOR_OPTIONS, OperatorSettings
+from wspool.operator.model.settings import OPERATOR_OPTIONS, OperatorSettings
 
 __all__ = ["main"]
 

@@ -20,8 +20,8 @@ from wspool.core.config import (
     deprecated_variables,
     load_settings,
 )
-from wspool.core.operatorconfig import OPERATOR_OPTIONS, OperatorSettings
 from wspool.core.options import Option, Secret
+from wspool.operator.model.settings import OPERATOR_OPTIONS, OperatorSettings
 
 COMMAND_TABLES: dict[type[Any], tuple[Option, ...]] = {
     DevSettings: DEV_OPTIONS,

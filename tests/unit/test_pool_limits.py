@@ -18,8 +18,8 @@ from wspool.core.config import (
     ServerSettings,
     load_settings,
 )
-from wspool.core.manifests import PoolRef, render_pool
-from wspool.core.poolspec import PoolSpecError, parse_pool_spec
+from wspool.operator.model.manifests import PoolRef, render_pool
+from wspool.operator.model.poolspec import PoolSpecError, parse_pool_spec
 
 MINIMAL: dict[str, Any] = {"redis": {"url": "redis://redis:6379"}, "auth": {"insecure": True}}
 REF = PoolRef("chat", "prod", "uid-1", default_image="acc/websocket-pool:1.0")

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from wspool.core.poolconfig import PoolConfig, PoolConfigError
-from wspool.core.strategies import StrategyName
+from wspool.core.poolconfig import PoolConfig, PoolConfigError, StrategyName
 
 
 def test_a_partial_change_keeps_every_other_field() -> None:

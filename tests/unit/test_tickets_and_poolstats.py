@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from wspool.core.poolstats import NodeSample, node_rates, pool_metrics
 from wspool.core.tickets import (
     Ticket,
     TicketError,
@@ -15,6 +14,7 @@ from wspool.core.tickets import (
     used_for,
     verify_ticket,
 )
+from wspool.gateway.model.poolstats import NodeSample, node_rates, pool_metrics
 
 SECRET = "unit-test-secret-0123456789abcdef"
 

@@ -12,11 +12,18 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from wspool.core.strategies import StrategyName
+__all__ = ["CircuitConfig", "HealthCheckConfig", "PoolConfig", "PoolConfigError", "StrategyName"]
 
-__all__ = ["CircuitConfig", "HealthCheckConfig", "PoolConfig", "PoolConfigError"]
+
+class StrategyName(StrEnum):
+    """How the gateway picks the node for a new connection (``gateway/model/strategies.py``)."""
+
+    ROUND_ROBIN = "round-robin"
+    LEAST_CONNECTIONS = "least-connections"
+    WEIGHTED = "weighted"
 
 
 class PoolConfigError(ValueError):

@@ -19,10 +19,10 @@ from typing import Any
 
 import aiohttp
 
-from wspool.core.health import CheckOutcome
-from wspool.core.nodeurls import health_url
-from wspool.core.poolstats import NodeSample
 from wspool.core.records import NodeHealth
+from wspool.gateway.model.health import CheckOutcome
+from wspool.gateway.model.nodeurls import health_url
+from wspool.gateway.model.poolstats import NodeSample
 from wspool.gateway.pool import NodeState, PoolManager
 from wspool.state.engine import EngineUnavailableError
 

@@ -18,14 +18,14 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from wspool.core.circuit import CircuitBreaker, CircuitState
 from wspool.core.config import GatewaySettings
-from wspool.core.health import HealthTracker
 from wspool.core.poolconfig import PoolConfig, PoolConfigError
-from wspool.core.poolstats import NodeSample
 from wspool.core.records import NodeInfo
-from wspool.core.strategies import Candidate, Strategy, create_strategy
-from wspool.core.strategies import slow_start_ramp as ramp_of
+from wspool.gateway.model.circuit import CircuitBreaker, CircuitState
+from wspool.gateway.model.health import HealthTracker
+from wspool.gateway.model.poolstats import NodeSample
+from wspool.gateway.model.strategies import Candidate, Strategy, create_strategy
+from wspool.gateway.model.strategies import slow_start_ramp as ramp_of
 from wspool.state.engine import EngineUnavailableError, StateEngine
 
 __all__ = ["NodeState", "PoolManager"]

@@ -35,12 +35,12 @@ from wspool.core.auth import (
 )
 from wspool.core.jsoninput import MAX_BODY_BYTES
 from wspool.core.keys import node_control_channel
-from wspool.core.nodeurls import socket_url
 from wspool.core.poolconfig import PoolConfigError
-from wspool.core.poolstats import node_rates, pool_metrics
 from wspool.core.records import ConnectionRecord, iso_time
 from wspool.core.tickets import TICKET_TTL, Ticket, issue_ticket
 from wspool.gateway.gateway import GATEWAY, Gateway
+from wspool.gateway.model.nodeurls import socket_url
+from wspool.gateway.model.poolstats import node_rates, pool_metrics
 from wspool.gateway.pool import NodeState
 from wspool.state.engine import EngineUnavailableError
 

@@ -26,8 +26,8 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from wspool.core.nodeurls import socket_url
 from wspool.core.tickets import Ticket, issue_ticket
+from wspool.gateway.model.nodeurls import socket_url
 from wspool.gateway.pool import NodeState
 
 __all__ = [

@@ -18,12 +18,12 @@ import uuid
 import kopf
 from kopf._core.engines import peering
 
-from wspool.core.operatorconfig import OperatorSettings
 from wspool.operator.election import LeaseLock
 from wspool.operator.endpoints import Endpoints
 from wspool.operator.handlers import build_registry
 from wspool.operator.kube import connect
 from wspool.operator.metrics import WATCH_HANDLER, HandlerOutcomes, OperatorMetrics, watch_pools
+from wspool.operator.model.settings import OperatorSettings
 
 __all__ = ["KopfLogContext", "run_operator"]
 

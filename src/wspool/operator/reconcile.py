@@ -17,8 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wspool.core.autoscale import node_replicas
-from wspool.core.manifests import (
+from wspool.operator import events
+from wspool.operator.kube import Kube
+from wspool.operator.model.autoscale import node_replicas
+from wspool.operator.model.manifests import (
     API_GROUP,
     API_VERSION,
     KIND,
@@ -27,11 +29,14 @@ from wspool.core.manifests import (
     render_pool,
     selector_string,
 )
-from wspool.core.operatorconfig import OperatorSettings
-from wspool.core.poolspec import PoolSpec, PoolSpecError, parse_pool_spec
-from wspool.core.poolstatus import PoolObservation, deployment_counts, one_line, render_status
-from wspool.operator import events
-from wspool.operator.kube import Kube
+from wspool.operator.model.poolspec import PoolSpec, PoolSpecError, parse_pool_spec
+from wspool.operator.model.poolstatus import (
+    PoolObservation,
+    deployment_counts,
+    one_line,
+    render_status,
+)
+from wspool.operator.model.settings import OperatorSettings
 from wspool.operator.stats import PoolStats, read_stats, write_pool_config
 from wspool.state.engine import EngineUnavailableError
 

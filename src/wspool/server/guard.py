@@ -1,6 +1,6 @@
 """The node's guard: who may connect, what each connection may do, and how much of it.
 
-The rules come from :mod:`wspool.core.auth`, :mod:`wspool.core.ratelimit` and the security
+The rules come from :mod:`wspool.core.auth`, :mod:`wspool.server.model.ratelimit` and the security
 settings; this module applies them at the three points a node offers:
 
 - the handshake (:meth:`Guard.check_handshake`): Origin allow-list (403), connection
@@ -45,8 +45,8 @@ from wspool.core.protocol import (
     encode_authenticated,
     encode_error,
 )
-from wspool.core.ratelimit import MessageLimiter, Verdict
 from wspool.server.http import refusal
+from wspool.server.model.ratelimit import MessageLimiter, Verdict
 from wspool.server.session import Session
 from wspool.state.engine import EngineUnavailableError, StateEngine
 

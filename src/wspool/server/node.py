@@ -27,7 +27,6 @@ from websockets.protocol import State
 
 from wspool.core.auth import CLIENT_ID_RULE, is_client_id
 from wspool.core.config import ServerSettings
-from wspool.core.drain import drain_schedule
 from wspool.core.history import StreamPosition
 from wspool.core.keys import node_control_channel
 from wspool.core.protocol import (
@@ -53,6 +52,7 @@ from wspool.server.http import (
     refusal,
     text_response,
 )
+from wspool.server.model.drain import drain_schedule
 from wspool.server.publisher import PublishBatcher
 from wspool.server.recovery import subscribe_with_history
 from wspool.server.router import ChannelRouter

@@ -33,7 +33,7 @@ from typing import Any
 
 from wspool.core.config import GATEWAY_OPTIONS, SERVER_OPTIONS
 from wspool.core.options import Option
-from wspool.core.poolspec import PoolSpec
+from wspool.operator.model.poolspec import PoolSpec
 
 __all__ = [
     "API_GROUP",

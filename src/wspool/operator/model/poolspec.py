@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wspool.core.addresses import parse_networks
-from wspool.core.strategies import StrategyName
+from wspool.core.poolconfig import StrategyName
 
 __all__ = [
     "MAX_LIMIT",
