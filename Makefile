@@ -75,9 +75,9 @@ bench: $(STAMP) redis-server peers  ## the standard benchmark set (docs/benchmar
 
 lock:  ## re-pin every dependency (with hashes) after editing pyproject.toml
 	$(PYTHON) -m pip install --quiet uv
-	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 \
+	$(PYTHON) -m uv pip compile pyproject.toml --all-extras --python-version 3.11 \
 		--generate-hashes --quiet -o requirements.lock
-	$(PYTHON) -m uv pip compile pyproject.toml --python-version 3.11 \
+	$(PYTHON) -m uv pip compile pyproject.toml --extra all --python-version 3.11 \
 		--generate-hashes --quiet -o requirements-runtime.lock  # what the image installs
 
 clean:
