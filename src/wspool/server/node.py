@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -25,10 +24,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from wspool.core import control
 from wspool.core.auth import CLIENT_ID_RULE, is_client_id
 from wspool.core.config import ServerSettings
 from wspool.core.history import StreamPosition
-from wspool.core.keys import node_control_channel
 from wspool.core.protocol import (
     ClientMessage,
     CloseCode,
@@ -112,7 +111,7 @@ class ServerNode:
         self._background: set[asyncio.Task[Any]] = set()
         self._started_at = 0.0
         self._degraded_since = 0.0
-        self._control = node_control_channel(self.id)
+        self._control = control.channel(self.id)
         self._missed_commands = False
         """Whether close commands may have been missed (frozen, cut off) since tombstones
         were last read; the heartbeat reads them then."""
@@ -350,13 +349,14 @@ class ServerNode:
 
     def _on_command(self, frame: str) -> None:
         try:
-            command = json.loads(frame)
-            action, connection_id = command["command"], command["connectionId"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring malformed command %r", frame[:200], extra={"serverId": self.id})
+            command = control.decode(frame)
+        except control.ControlError as error:
+            log.warning(
+                "ignoring malformed command %r: %s", frame[:200], error, extra={"serverId": self.id}
+            )
             return
-        session = self.sessions.get(connection_id)
-        if action == "close" and session is not None:
+        session = self.sessions.get(command.connection_id)
+        if session is not None:
             self._close_by_manager(session)
 
     async def _close_tombstoned(self) -> None:
