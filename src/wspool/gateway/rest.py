@@ -341,7 +341,7 @@ async def health(request: web.Request) -> web.Response:
             "status": "ok" if serving else "no healthy server",
             "gatewayId": gateway.settings.id,
             "servers": serving,
-            "store": "up" if gateway.engine.available else "down",
+            "store": "up" if gateway.pool.store_reachable else "down",
             "replicas": gateway.pool.replicas,
         }
     )

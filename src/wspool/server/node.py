@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Coroutine
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -59,9 +59,15 @@ from wspool.server.session import Session
 from wspool.server.statewriter import StateWriter
 from wspool.server.stats import NodeStats, metrics_registry
 from wspool.server.ticketgate import TicketGate
-from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.state.engine import (
+    AddressLimits,
+    ConnectionStore,
+    EngineUnavailableError,
+    MessageBus,
+    NodeRegistry,
+)
 
-__all__ = ["ServerNode", "close_promptly"]
+__all__ = ["NodeEngine", "ServerNode", "close_promptly"]
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +75,15 @@ CLOSE_TIMEOUT = 5.0
 """Seconds a closing handshake may take before the connection is cut."""
 
 
+class NodeEngine(MessageBus, ConnectionStore, NodeRegistry, AddressLimits, Protocol):
+    """What a node needs of the state engine: the bus for its channels and control channel,
+    its connection records, the registry it beats in, and the limits per client address."""
+
+
 class ServerNode:
     """One member of the farm, bound to a state engine."""
 
-    def __init__(self, settings: ServerSettings, engine: StateEngine) -> None:
+    def __init__(self, settings: ServerSettings, engine: NodeEngine) -> None:
         self.settings = settings
         self.id = settings.id
         self.engine = engine
