@@ -88,7 +88,7 @@ async def test_a_gateway_reports_its_store_down_while_cut_off_and_up_once_back(
     redis_link: FaultProxy,
 ) -> None:
     gateway = GatewayProcess("gw-cut", redis_link.url, nodes=0)
-    await asyncio.to_thread(gateway.start)  # the proxy runs on this loop
+    await gateway.start_async()
 
     async def store_is(state: str) -> bool:
         return bool(http_get(f"{gateway.http}/health")[1]["store"] == state)
