@@ -20,8 +20,7 @@ from wspool.core.config import DevSettings, GatewaySettings
 from wspool.core.history import HistoryPolicy
 from wspool.gateway.main import start_gateway
 from wspool.runtime import create_engine, raise_open_file_limit, wait_for_shutdown_signal
-from wspool.server.node import ServerNode
-from wspool.state.engine import StateEngine
+from wspool.server.node import NodeEngine, ServerNode
 from wspool.state.memory import MemoryBroker
 
 __all__ = ["run_dev"]
@@ -32,7 +31,7 @@ async def run_dev(settings: DevSettings) -> None:
     history = HistoryPolicy(settings.history_size, settings.history_ttl)
     broker = MemoryBroker(history_policy=history)
     secret = secrets.token_urlsafe(32)
-    engines: list[StateEngine] = []
+    engines: list[NodeEngine] = []
     nodes: list[ServerNode] = []
     gateway: web.AppRunner | None = None
     try:
@@ -54,9 +53,9 @@ async def run_dev(settings: DevSettings) -> None:
             await gateway.cleanup()
         for node in nodes:
             await node.stop()
-        for engine in engines:
+        for opened in engines:
             with contextlib.suppress(Exception):
-                await engine.close()
+                await opened.close()
 
 
 def _gateway_settings(settings: DevSettings, secret: str) -> GatewaySettings:

@@ -156,4 +156,4 @@ class HealthMonitor:
             checked_by=self.pool.settings.id,
         )
         with contextlib.suppress(EngineUnavailableError):
-            await self.pool.engine.save_node_health(health, ttl=max(15.0, 3 * interval))
+            await self.pool.shared.save_node_health(health, ttl=max(15.0, 3 * interval))

@@ -22,7 +22,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from wspool.core import jsoninput
+from wspool.core import control, jsoninput
 from wspool.core.auth import (
     CLIENT_ID_RULE,
     ApiAccess,
@@ -34,7 +34,6 @@ from wspool.core.auth import (
     token_from_handshake,
 )
 from wspool.core.jsoninput import MAX_BODY_BYTES
-from wspool.core.keys import node_control_channel
 from wspool.core.poolconfig import PoolConfigError
 from wspool.core.records import ConnectionRecord, iso_time
 from wspool.core.tickets import TICKET_TTL, Ticket, issue_ticket
@@ -314,8 +313,8 @@ async def delete_connection(request: web.Request) -> web.Response:
     engine = gateway.engine
     record = await _connection(gateway, request.match_info["id"])
     await engine.mark_closed(record.id, TOMBSTONE_TTL)
-    command = json.dumps({"command": "close", "connectionId": record.id})
-    await engine.publish({node_control_channel(record.server_id): [command]})
+    command = control.encode(control.CloseConnection(record.id))
+    await engine.publish({control.channel(record.server_id): [command]})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CLOSE_WAIT
     while await engine.get_connection(record.id) is not None:
@@ -342,7 +341,7 @@ async def health(request: web.Request) -> web.Response:
             "status": "ok" if serving else "no healthy server",
             "gatewayId": gateway.settings.id,
             "servers": serving,
-            "store": "up" if gateway.engine.available else "down",
+            "store": "up" if gateway.pool.store_reachable else "down",
             "replicas": gateway.pool.replicas,
         }
     )

@@ -48,7 +48,7 @@ from wspool.core.protocol import (
 from wspool.server.http import refusal
 from wspool.server.model.ratelimit import MessageLimiter, Verdict
 from wspool.server.session import Session
-from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.state.engine import AddressLimits, EngineUnavailableError
 
 __all__ = ["Answer", "CloseHandler", "Guard", "select_subprotocol"]
 
@@ -96,11 +96,13 @@ class _Watch:
 class Guard:
     """Applies the security settings of one node."""
 
-    def __init__(self, settings: ServerSettings, engine: StateEngine, close: CloseHandler) -> None:
+    def __init__(
+        self, settings: ServerSettings, limits: AddressLimits, close: CloseHandler
+    ) -> None:
         self.security = settings.security
         self.verifier = self.security.verifier()  # ConfigError: no key and not --insecure
         self._trusted = self.security.trusted_networks
-        self._engine = engine
+        self._limits = limits
         self._close = close
         self._slot_ttl = settings.node_ttl
         self._refresh_interval = settings.heartbeat_interval
@@ -152,7 +154,7 @@ class Guard:
         )
         limit = security.connection_attempts_per_ip
         if limit and not await self._allowed(
-            self._engine.record_attempt(address, limit, ATTEMPT_WINDOW)
+            self._limits.record_attempt(address, limit, ATTEMPT_WINDOW)
         ):
             response = refusal(
                 connection,
@@ -210,7 +212,7 @@ class Guard:
         counted = False
         if limit:
             try:
-                counted = await self._engine.acquire_address_slot(
+                counted = await self._limits.acquire_address_slot(
                     admission.address, connection_id, limit, self._slot_ttl
                 )
             except EngineUnavailableError:
@@ -249,7 +251,7 @@ class Guard:
                 if not ids:
                     del self._addresses[watch.address]
             with contextlib.suppress(EngineUnavailableError):
-                await self._engine.release_address_slot(watch.address, session.id)
+                await self._limits.release_address_slot(watch.address, session.id)
 
     def _schedule_expiry(self, session: Session, watch: _Watch) -> None:
         if watch.expiry is not None:
@@ -271,7 +273,7 @@ class Guard:
             await asyncio.sleep(self._refresh_interval)
             if self._addresses:
                 with contextlib.suppress(EngineUnavailableError):
-                    await self._engine.refresh_address_slots(self._addresses, self._slot_ttl)
+                    await self._limits.refresh_address_slots(self._addresses, self._slot_ttl)
 
     # frames ------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from websockets.asyncio.server import ServerConnection
 
 from wspool.core.protocol import ErrorCode, encode_error
 from wspool.server.stats import NodeStats
-from wspool.state.engine import EngineUnavailableError, OutcomeUnknownError, StateEngine
+from wspool.state.engine import EngineUnavailableError, MessageBus, OutcomeUnknownError
 
 __all__ = ["PublishBatcher"]
 
@@ -45,8 +45,8 @@ _Pending = tuple[str, str, ServerConnection, str]
 class PublishBatcher:
     """Queues encoded ``data`` frames and publishes them in per-channel batches."""
 
-    def __init__(self, engine: StateEngine, stats: NodeStats, max_pending: int = 10_000) -> None:
-        self._engine = engine
+    def __init__(self, bus: MessageBus, stats: NodeStats, max_pending: int = 10_000) -> None:
+        self._bus = bus
         self._stats = stats
         self._max_pending = max_pending
         self._pending: list[_Pending] = []
@@ -100,13 +100,13 @@ class PublishBatcher:
         attempt = 0
         while True:
             try:
-                await self._engine.publish(batches, batch_id)
+                await self._bus.publish(batches, batch_id)
             except OutcomeUnknownError as error:
                 if attempt == 0:
                     log.warning("publish unanswered, sending %d again: %s", len(pending), error)
                 await asyncio.sleep(RESEND_DELAYS[min(attempt, len(RESEND_DELAYS) - 1)])
                 attempt += 1
-                if not self._engine.available:
+                if not self._bus.available:
                     self._refuse_queued()
                 continue
             except EngineUnavailableError as error:

@@ -24,14 +24,14 @@ from wspool.core.protocol import encode_subscribed
 from wspool.server.router import ChannelRouter
 from wspool.server.session import Session
 from wspool.server.stats import NodeStats
-from wspool.state.engine import StateEngine
+from wspool.state.engine import MessageBus
 
 __all__ = ["subscribe_with_history"]
 
 
 async def subscribe_with_history(
     router: ChannelRouter,
-    engine: StateEngine,
+    bus: MessageBus,
     stats: NodeStats,
     session: Session,
     channel: str,
@@ -44,7 +44,7 @@ async def subscribe_with_history(
     """
     await router.add(channel, session)
     try:
-        read = await engine.read_history(channel, since)
+        read = await bus.read_history(channel, since)
     except BaseException:
         router.remove(channel, session)
         raise

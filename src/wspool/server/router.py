@@ -32,7 +32,7 @@ from wspool.server.catchup import CatchUp
 from wspool.server.sequencer import FeedSequencer
 from wspool.server.session import Session
 from wspool.server.stats import NodeStats
-from wspool.state.engine import StateEngine
+from wspool.state.engine import MessageBus
 
 __all__ = ["ChannelRouter"]
 
@@ -46,18 +46,18 @@ class ChannelRouter:
 
     def __init__(
         self,
-        engine: StateEngine,
+        bus: MessageBus,
         stats: NodeStats,
         send_buffer_limit: int,
         on_slow_consumer: SessionHandler,
         on_interrupted: SessionHandler,
     ) -> None:
-        self._engine = engine
+        self._bus = bus
         self._stats = stats
         self._limit = send_buffer_limit
         self._on_slow_consumer = on_slow_consumer
         self._on_interrupted = on_interrupted
-        self._sequencer = FeedSequencer(engine, self._fan_out, self._interrupt)
+        self._sequencer = FeedSequencer(bus, self._fan_out, self._interrupt)
         self._local: dict[str, dict[ServerConnection, Session]] = {}
         self._catching_up: dict[str, dict[ServerConnection, CatchUp]] = {}
         self._joined: set[str] = set()
@@ -80,7 +80,7 @@ class ChannelRouter:
         pending = self._subscribing.get(channel)
         if pending is None:
             self._sequencer.forget(channel)  # a feed left over from an earlier subscription
-            pending = asyncio.create_task(self._engine.subscribe(channel))
+            pending = asyncio.create_task(self._bus.subscribe(channel))
             self._subscribing[channel] = pending
         try:
             await asyncio.shield(pending)
@@ -138,7 +138,7 @@ class ChannelRouter:
     def remove(self, channel: str, session: Session) -> None:
         """Unsubscribe a session; the node leaves the channel with its last local subscriber."""
         if self._discard(channel, session):
-            task = asyncio.create_task(self._engine.unsubscribe(channel))
+            task = asyncio.create_task(self._bus.unsubscribe(channel))
             task.add_done_callback(_log_failure)
 
     def _discard(self, channel: str, session: Session) -> bool:

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 
 from wspool.core.history import HistoryRead, StreamPosition
-from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.state.engine import EngineUnavailableError, MessageBus
 
 __all__ = ["HOLD_LIMIT", "FeedSequencer"]
 
@@ -56,10 +56,8 @@ class _Channel:
 class FeedSequencer:
     """Passes each channel's batches on in order, filling gaps from history."""
 
-    def __init__(
-        self, engine: StateEngine, deliver: Deliver, interrupt: Callable[[str], None]
-    ) -> None:
-        self._engine = engine
+    def __init__(self, bus: MessageBus, deliver: Deliver, interrupt: Callable[[str], None]) -> None:
+        self._bus = bus
         self._deliver = deliver
         self._interrupt = interrupt
         self._channels: dict[str, _Channel] = {}
@@ -127,7 +125,7 @@ class FeedSequencer:
         while True:
             state.refill = False
             try:
-                read = await self._engine.read_history(channel, since)
+                read = await self._bus.read_history(channel, since)
             except EngineUnavailableError:
                 # Nothing arrives while the store is away; try again until it answers.
                 await asyncio.sleep(RETRY_DELAY)

@@ -21,7 +21,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from wspool.core.records import ConnectionRecord
 from wspool.server.session import Session
-from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.state.engine import ConnectionStore, EngineUnavailableError
 
 __all__ = ["StateWriter"]
 
@@ -33,13 +33,13 @@ class StateWriter:
 
     def __init__(
         self,
-        engine: StateEngine,
+        store: ConnectionStore,
         sessions: Mapping[str, Session],
         activity_interval: float,
         refresh_interval: float = 1200.0,
         batch_delay: float = 0.005,
     ) -> None:
-        self._engine = engine
+        self._store = store
         self._sessions = sessions
         self._activity_interval = activity_interval
         self._batch_delay = batch_delay
@@ -112,9 +112,9 @@ class StateWriter:
         records = [self._sessions[sid].record() for sid in dirty if sid in self._sessions]
         try:
             if records:
-                await self._engine.save_connections(records)
+                await self._store.save_connections(records)
             if removed:
-                await self._engine.remove_connections(list(removed.values()))
+                await self._store.remove_connections(list(removed.values()))
         except EngineUnavailableError:
             self._dirty |= dirty
             self._removed = removed | self._removed
