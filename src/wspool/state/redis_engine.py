@@ -31,10 +31,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 from redis.typing import EncodableT, FieldT
 
+from wspool.core.backoff import Backoff
 from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
 from wspool.core.keys import Keys
 from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
@@ -72,7 +73,8 @@ SUBSCRIBE_TIMEOUT = 5.0
 
 def _client(url: str, socket_timeout: float | None) -> aioredis.Redis:
     # No retries inside redis-py: a failure surfaces at once as EngineUnavailableError and
-    # the caller's own loop (state writer, publisher, pub/sub reader) decides when to retry.
+    # the caller's own loop (state writer, publisher, pub/sub reader) decides when to retry,
+    # waiting as wspool.core.backoff says.
     client: aioredis.Redis = aioredis.Redis.from_url(
         url,
         decode_responses=True,
@@ -254,8 +256,7 @@ class RedisEngine:
                 await pubsub.unsubscribe(self._keys.channel(channel))
 
     async def _read_forever(self) -> None:
-        backoff = ExponentialWithJitterBackoff(base=0.05, cap=2.0)
-        failures = 0
+        backoff = Backoff(base=0.1, cap=2.0)
         while True:
             pubsub = self._pubsub_redis.pubsub()
             try:
@@ -267,19 +268,18 @@ class RedisEngine:
                 async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
                     await pubsub.subscribe(*wanted, self._keys.channel(_LINK_CHANNEL))
                 self._pubsub = pubsub
-                failures = 0
+                backoff.reset()
                 await self._read(pubsub)
             except (RedisError, OSError) as error:
                 self._pubsub = None
                 self._set_available(False)
-                failures += 1
-                if failures == 1:
+                if not backoff.failures:
                     log.warning("redis pub/sub link lost: %s", error, extra={"redis": self._url})
                 for waiters in self._waiters.values():
                     for waiter in waiters:
                         if not waiter.done():
                             waiter.set_exception(EngineUnavailableError(str(error)))
-                await asyncio.sleep(backoff.compute(failures))
+                await asyncio.sleep(backoff.next_delay())
             finally:
                 self._pubsub = None
                 with contextlib.suppress(RedisError, OSError):
