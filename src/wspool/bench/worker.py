@@ -42,6 +42,7 @@ from wspool.bench.plan import ConnectionSpec, Role
 from wspool.bench.settings import Target
 from wspool.bench.wire import HandshakeError, WireConnection, open_connection
 from wspool.core.backoff import Backoff
+from wspool.tasks import cancel_and_wait
 
 __all__ = [
     "Progress",
@@ -210,9 +211,7 @@ class _Worker:
             reporter.cancel()
             loop.remove_reader(self.pipe.fileno())
         self.finishing = True
-        for task in self.rejoining:
-            task.cancel()
-        await asyncio.gather(*self.rejoining, return_exceptions=True)
+        await cancel_and_wait(*self.rejoining)
         await asyncio.gather(*(c.close() for c in self.connections))
         for client in self.clients:
             if client.publisher is not None:

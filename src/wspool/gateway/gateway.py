@@ -27,6 +27,7 @@ from wspool.gateway.pool import PoolManager, refresh_safely
 from wspool.gateway.relay import RelayStats
 from wspool.gateway.upstream import refusal_trace
 from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["GATEWAY", "Gateway"]
 
@@ -72,10 +73,7 @@ class Gateway:
         )
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        await cancel_and_wait(self._refresher)
         if self.monitor is not None:
             await self.monitor.stop()
         with contextlib.suppress(EngineUnavailableError):

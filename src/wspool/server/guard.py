@@ -49,6 +49,7 @@ from wspool.server.http import refusal
 from wspool.server.model.ratelimit import MessageLimiter, Verdict
 from wspool.server.session import Session
 from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["Answer", "CloseHandler", "Guard", "select_subprotocol"]
 
@@ -116,11 +117,8 @@ class Guard:
             self._refresher = asyncio.create_task(self._refresh_slots(), name="address-slots")
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        await cancel_and_wait(self._refresher)
+        self._refresher = None
 
     # handshake ---------------------------------------------------------------------------
 

@@ -61,6 +61,7 @@ from wspool.server.statewriter import StateWriter
 from wspool.server.stats import NodeStats, metrics_registry
 from wspool.server.ticketgate import TicketGate
 from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["ServerNode", "close_promptly"]
 
@@ -195,18 +196,13 @@ class ServerNode:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
             self._server = None
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        await cancel_and_wait(self._heartbeat)
+        self._heartbeat = None
         await self.guard.stop()
         await self.router.stop()
         await self._publisher.stop()
         await self._writer.stop()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await cancel_and_wait(*self._background)
         try:
             await self.engine.purge_node(self.id)
         except EngineUnavailableError:

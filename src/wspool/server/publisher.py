@@ -29,6 +29,7 @@ from wspool.core.backoff import Backoff
 from wspool.core.protocol import ErrorCode, encode_error
 from wspool.server.stats import NodeStats
 from wspool.state.engine import EngineUnavailableError, OutcomeUnknownError, StateEngine
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["PublishBatcher"]
 
@@ -60,9 +61,7 @@ class PublishBatcher:
         """Publish what is queued, then stop."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
         if self._pending:
             # Bounded: a store that does not answer must not hold the node's shutdown.

@@ -21,6 +21,7 @@ from wspool.core.backoff import Backoff
 from wspool.core.records import ConnectionRecord
 from wspool.server.session import Session
 from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["StateWriter"]
 
@@ -58,9 +59,7 @@ class StateWriter:
         """Write what is owed (best effort), then stop."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
         with contextlib.suppress(EngineUnavailableError):
             await self._write()

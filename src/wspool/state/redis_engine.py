@@ -53,6 +53,7 @@ from wspool.state.redis_history import (
     read_result,
     split_message,
 )
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["RedisEngine"]
 
@@ -157,11 +158,8 @@ class RedisEngine:
         self._reader = asyncio.create_task(self._read_forever(), name="redis-pubsub-reader")
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+        await cancel_and_wait(self._reader)
+        self._reader = None
         await self._redis.aclose()
         await self._pubsub_redis.aclose()
 
