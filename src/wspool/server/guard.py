@@ -34,7 +34,14 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from wspool.core.addresses import client_address
-from wspool.core.auth import SUBPROTOCOL, AuthError, Claims, open_claims, token_from_handshake
+from wspool.core.auth import (
+    SUBPROTOCOL,
+    AuthError,
+    Claims,
+    offered_subprotocols,
+    open_claims,
+    token_from_handshake,
+)
 from wspool.core.config import ServerSettings
 from wspool.core.protocol import (
     ClientMessage,
@@ -166,7 +173,7 @@ class Guard:
                 token = token_from_handshake(
                     headers.get("Authorization"),
                     urlsplit(request.path).query,
-                    _offered_subprotocols(headers.get_all("Sec-WebSocket-Protocol")),
+                    offered_subprotocols(headers.get_all("Sec-WebSocket-Protocol")),
                 )
                 if token is None:
                     raise AuthError(
@@ -348,7 +355,3 @@ class Guard:
             encode_authenticated(message.message_id, claims.client_id, claims.expires_at),
             revoked,
         )
-
-
-def _offered_subprotocols(values: Sequence[str]) -> list[str]:
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
