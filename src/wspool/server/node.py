@@ -54,7 +54,6 @@ from wspool.server.http import (
 )
 from wspool.server.model.drain import drain_schedule
 from wspool.server.publisher import PublishBatcher
-from wspool.server.recovery import subscribe_with_history
 from wspool.server.router import ChannelRouter
 from wspool.server.session import Session
 from wspool.server.statewriter import StateWriter
@@ -457,15 +456,7 @@ class ServerNode:
                     await websocket.send(encode_subscribed(message.channel, message_id))
                     return
                 try:
-                    await subscribe_with_history(
-                        self.router,
-                        self.engine,
-                        self.stats,
-                        session,
-                        message.channel,
-                        message_id,
-                        message.since,
-                    )
+                    await self.router.subscribe(message.channel, session, message_id, message.since)
                 except EngineUnavailableError:
                     raise ProtocolError(
                         ErrorCode.INTERNAL,
