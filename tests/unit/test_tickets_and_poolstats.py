@@ -49,6 +49,12 @@ def test_a_relay_ticket_names_no_client_and_leaves_the_node_to_judge_it() -> Non
     assert ticket_refusal(ticket, "whoever") is None
 
 
+def test_a_ticket_naming_what_is_no_client_id_is_refused() -> None:
+    token = issue_ticket(SECRET, Ticket("c1", "alice smith", "node-1"), time.time())
+    with pytest.raises(TicketError, match="sub must be 1-128 characters"):
+        verify_ticket(SECRET, token, "node-1")
+
+
 def test_a_used_ticket_is_remembered_until_no_node_would_take_it() -> None:
     now = time.time()
     ticket = verify_ticket(SECRET, issue_ticket(SECRET, Ticket("c", "a", "n"), now, 30.0), "n")

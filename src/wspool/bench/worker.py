@@ -41,6 +41,8 @@ from wspool.bench.histogram import LatencyHistogram
 from wspool.bench.plan import ConnectionSpec, Role
 from wspool.bench.settings import Target
 from wspool.bench.wire import HandshakeError, WireConnection, open_connection
+from wspool.core.backoff import Backoff
+from wspool.tasks import cancel_and_wait
 
 __all__ = [
     "Progress",
@@ -55,7 +57,7 @@ _STAMP = re.compile(rb'"payload":(\d+)')
 _OFFSET = re.compile(rb'"offset":"([^"]*):(\d+)"')
 _PROGRESS_INTERVAL = 0.5
 _BATCH = 50  # frames per write at full rate
-_RETRY_FIRST, _RETRY_MAX = 0.05, 1.0  # reconnect backoff, doubling, in seconds
+_RETRY_FIRST, _RETRY_MAX = 0.05, 1.0  # reconnect backoff: base and cap, in seconds
 _RECONNECT_FOR = 30.0  # a connection that cannot get back in this long gives up
 
 
@@ -209,9 +211,7 @@ class _Worker:
             reporter.cancel()
             loop.remove_reader(self.pipe.fileno())
         self.finishing = True
-        for task in self.rejoining:
-            task.cancel()
-        await asyncio.gather(*self.rejoining, return_exceptions=True)
+        await cancel_and_wait(*self.rejoining)
         await asyncio.gather(*(c.close() for c in self.connections))
         for client in self.clients:
             if client.publisher is not None:
@@ -311,12 +311,14 @@ class _Worker:
             task.add_done_callback(self.rejoining.discard)
 
     async def _rejoin(self, client: _Client, recovery: Recovery) -> None:
-        """Back in through the same target with a doubling backoff, then resubscribe."""
+        """Back in through the same target, at once and then with the clients' backoff, then
+        resubscribe."""
+        backoff = Backoff(base=_RETRY_FIRST, cap=_RETRY_MAX)
         delay = 0.0
         deadline = time.monotonic() + _RECONNECT_FOR
         while time.monotonic() < deadline:
             await asyncio.sleep(delay)
-            delay = min(max(delay * 2, _RETRY_FIRST), _RETRY_MAX)
+            delay = backoff.next_delay()
             recovery.attempts += 1
             try:
                 connection = await self._connect(client)

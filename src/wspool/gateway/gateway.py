@@ -35,6 +35,7 @@ from wspool.state.engine import (
     NodeRegistry,
     Publisher,
 )
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["GATEWAY", "Gateway", "GatewayEngine"]
 
@@ -87,10 +88,7 @@ class Gateway:
         )
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        await cancel_and_wait(self._refresher)
         if self.monitor is not None:
             await self.monitor.stop()
         with contextlib.suppress(EngineUnavailableError):

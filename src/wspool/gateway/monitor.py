@@ -25,6 +25,7 @@ from wspool.gateway.model.nodeurls import health_url
 from wspool.gateway.model.poolstats import NodeSample
 from wspool.gateway.pool import NodeState, PoolManager
 from wspool.state.engine import EngineUnavailableError
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["HealthMonitor"]
 
@@ -56,10 +57,7 @@ class HealthMonitor:
             wake.set()
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks.values())
         self._tasks.clear()
 
     async def _watch(self, node: NodeState) -> None:

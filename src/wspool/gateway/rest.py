@@ -35,6 +35,7 @@ from wspool.core.auth import (
 )
 from wspool.core.jsoninput import MAX_BODY_BYTES
 from wspool.core.poolconfig import PoolConfigError
+from wspool.core.protocol import error_body
 from wspool.core.records import ConnectionRecord, iso_time
 from wspool.core.tickets import TICKET_TTL, Ticket, issue_ticket
 from wspool.gateway.gateway import GATEWAY, Gateway
@@ -66,7 +67,7 @@ class ApiError(Exception):
 
 
 def _error(status: HTTPStatus, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    return web.json_response(error_body(code, message), status=status)
 
 
 def _access(request: web.Request) -> ApiAccess | None:

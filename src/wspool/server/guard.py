@@ -34,7 +34,14 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from wspool.core.addresses import client_address
-from wspool.core.auth import SUBPROTOCOL, AuthError, Claims, open_claims, token_from_handshake
+from wspool.core.auth import (
+    SUBPROTOCOL,
+    AuthError,
+    Claims,
+    offered_subprotocols,
+    open_claims,
+    token_from_handshake,
+)
 from wspool.core.config import ServerSettings
 from wspool.core.protocol import (
     ClientMessage,
@@ -49,6 +56,7 @@ from wspool.server.http import refusal
 from wspool.server.model.ratelimit import MessageLimiter, Verdict
 from wspool.server.session import Session
 from wspool.state.engine import AddressLimits, EngineUnavailableError
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["Answer", "CloseHandler", "Guard", "select_subprotocol"]
 
@@ -118,11 +126,8 @@ class Guard:
             self._refresher = asyncio.create_task(self._refresh_slots(), name="address-slots")
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        await cancel_and_wait(self._refresher)
+        self._refresher = None
 
     # handshake ---------------------------------------------------------------------------
 
@@ -170,7 +175,7 @@ class Guard:
                 token = token_from_handshake(
                     headers.get("Authorization"),
                     urlsplit(request.path).query,
-                    _offered_subprotocols(headers.get_all("Sec-WebSocket-Protocol")),
+                    offered_subprotocols(headers.get_all("Sec-WebSocket-Protocol")),
                 )
                 if token is None:
                     raise AuthError(
@@ -352,7 +357,3 @@ class Guard:
             encode_authenticated(message.message_id, claims.client_id, claims.expires_at),
             revoked,
         )
-
-
-def _offered_subprotocols(values: Sequence[str]) -> list[str]:
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]

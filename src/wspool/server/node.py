@@ -53,7 +53,6 @@ from wspool.server.http import (
 )
 from wspool.server.model.drain import drain_schedule
 from wspool.server.publisher import PublishBatcher
-from wspool.server.recovery import subscribe_with_history
 from wspool.server.router import ChannelRouter
 from wspool.server.session import Session
 from wspool.server.statewriter import StateWriter
@@ -66,6 +65,7 @@ from wspool.state.engine import (
     MessageBus,
     NodeRegistry,
 )
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["NodeEngine", "ServerNode", "close_promptly"]
 
@@ -205,18 +205,13 @@ class ServerNode:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
             self._server = None
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        await cancel_and_wait(self._heartbeat)
+        self._heartbeat = None
         await self.guard.stop()
         await self.router.stop()
         await self._publisher.stop()
         await self._writer.stop()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await cancel_and_wait(*self._background)
         try:
             await self.engine.purge_node(self.id)
         except EngineUnavailableError:
@@ -472,15 +467,7 @@ class ServerNode:
                     await websocket.send(encode_subscribed(message.channel, message_id))
                     return
                 try:
-                    await subscribe_with_history(
-                        self.router,
-                        self.engine,
-                        self.stats,
-                        session,
-                        message.channel,
-                        message_id,
-                        message.since,
-                    )
+                    await self.router.subscribe(message.channel, session, message_id, message.since)
                 except EngineUnavailableError:
                     raise ProtocolError(
                         ErrorCode.INTERNAL,

@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 from wspool.core.history import HistoryRead, StreamPosition
 from wspool.state.engine import EngineUnavailableError, MessageBus
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["HOLD_LIMIT", "FeedSequencer"]
 
@@ -102,9 +103,7 @@ class FeedSequencer:
     async def stop(self) -> None:
         tasks = [s.filling for s in self._channels.values() if s.filling is not None]
         self._channels.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
 
     def _hold(
         self, channel: str, state: _Channel, start: StreamPosition, frames: list[str]

@@ -22,9 +22,9 @@ from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 
 from redis.asyncio.client import PubSub
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import NoScriptError, RedisError
 
+from wspool.core.backoff import Backoff
 from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
 from wspool.core.keys import Keys
 from wspool.state.engine import (
@@ -42,6 +42,7 @@ from wspool.state.redis_history import (
     read_result,
     split_message,
 )
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["LINK_PING_INTERVAL", "LINK_TIMEOUT", "SUBSCRIBE_TIMEOUT", "RedisBus"]
 
@@ -93,11 +94,8 @@ class RedisBus:
         self._reader = asyncio.create_task(self._read_forever(), name="redis-pubsub-reader")
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+        await cancel_and_wait(self._reader)
+        self._reader = None
         await self._redis.aclose()
         await self._pubsub_redis.aclose()
 
@@ -190,8 +188,7 @@ class RedisBus:
                 await pubsub.unsubscribe(self._keys.channel(channel))
 
     async def _read_forever(self) -> None:
-        backoff = ExponentialWithJitterBackoff(base=0.05, cap=2.0)
-        failures = 0
+        backoff = Backoff(base=0.1, cap=2.0)
         while True:
             pubsub = self._pubsub_redis.pubsub()
             try:
@@ -203,19 +200,18 @@ class RedisBus:
                 async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
                     await pubsub.subscribe(*wanted, self._keys.channel(_LINK_CHANNEL))
                 self._pubsub = pubsub
-                failures = 0
+                backoff.reset()
                 await self._read(pubsub)
             except (RedisError, OSError) as error:
                 self._pubsub = None
                 self._set_available(False)
-                failures += 1
-                if failures == 1:
+                if not backoff.failures:
                     log.warning("redis pub/sub link lost: %s", error, extra={"redis": self._url})
                 for waiters in self._waiters.values():
                     for waiter in waiters:
                         if not waiter.done():
                             waiter.set_exception(EngineUnavailableError(str(error)))
-                await asyncio.sleep(backoff.compute(failures))
+                await asyncio.sleep(backoff.next_delay())
             finally:
                 self._pubsub = None
                 with contextlib.suppress(RedisError, OSError):

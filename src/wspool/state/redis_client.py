@@ -23,7 +23,12 @@ __all__ = ["connect", "fields", "ms", "run"]
 
 
 def connect(url: str, socket_timeout: float | None) -> aioredis.Redis:
-    """A client of ``url`` that fails fast (it connects on first use)."""
+    """A client of ``url`` that fails fast (it connects on first use).
+
+    No retries inside redis-py: a failure surfaces at once as ``EngineUnavailableError`` and
+    the caller's own loop (state writer, publisher, pub/sub reader) decides when to retry,
+    waiting as :mod:`wspool.core.backoff` says.
+    """
     client: aioredis.Redis = aioredis.Redis.from_url(
         url,
         decode_responses=True,
