@@ -196,6 +196,19 @@ def deprecated_variables(options: Sequence[Option], environ: Mapping[str, str]) 
     ]
 
 
+def _given(
+    declared: Option, flags: Mapping[str, str | None], environ: Mapping[str, str]
+) -> tuple[str | None, str, bool]:
+    """The text given for ``declared``, where it came from, and whether from its old name."""
+    text = flags.get(declared.field)
+    if text is not None:
+        return text, declared.flag, False
+    for env in (declared.env, declared.old_env):
+        if env and env in environ:
+            return environ[env], f"{declared.flag} (from ${env})", env == declared.old_env
+    return None, declared.flag, False
+
+
 def load_settings(
     cls: type[SettingsT],
     options: Sequence[Option],
@@ -207,14 +220,7 @@ def load_settings(
     values: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {}
     for declared in options:
-        text, source, old = flags.get(declared.field), declared.flag, False
-        for env in (declared.env, declared.old_env):
-            if text is None and env:
-                text, source, old = (
-                    environ.get(env),
-                    f"{declared.flag} (from ${env})",
-                    env != declared.env,
-                )
+        text, source, old = _given(declared, flags, environ)
         if text is None:
             continue
         try:
