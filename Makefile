@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: run test lint typecheck layers workflows pytest install lock redis-server \
-	cluster-prerequisites testenv peers bench image base-image clean
+	cluster-prerequisites testenv peers bench image base-image clean reference
 
 run: $(STAMP)  ## the whole data plane in one process (gateway + 3 nodes, in-memory engine)
 	$(BIN)/wspool dev
@@ -20,6 +20,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
+
+reference: $(STAMP)  ## docs/configuration.md, rendered from the settings declarations
+	$(BIN)/python -m wspool.reference > docs/configuration.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

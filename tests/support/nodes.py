@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from wspool.core.config import SecuritySettings, ServerSettings
+from wspool.core.config import ServerSettings
 from wspool.core.keys import Keys
+from wspool.core.security import SecuritySettings
 from wspool.server.node import NodeEngine, ServerNode
 from wspool.state.memory import MemoryBroker
 from wspool.state.redis_engine import RedisEngine

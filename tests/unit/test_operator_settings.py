@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wspool.cli import main
-from wspool.core.config import load_settings
-from wspool.core.options import ConfigError
+from wspool.core.options import ConfigError, load_settings
 from wspool.operator.model.settings import OPERATOR_OPTIONS, OperatorSettings
 
 

@@ -11,13 +11,8 @@ from typing import Any
 
 import pytest
 
-from wspool.core.config import (
-    GATEWAY_OPTIONS,
-    SERVER_OPTIONS,
-    GatewaySettings,
-    ServerSettings,
-    load_settings,
-)
+from wspool.core.config import GATEWAY_OPTIONS, SERVER_OPTIONS, GatewaySettings, ServerSettings
+from wspool.core.options import load_settings
 from wspool.operator.model.manifests import PoolRef, render_pool
 from wspool.operator.model.poolspec import PoolSpecError, parse_pool_spec
 
