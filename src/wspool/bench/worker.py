@@ -19,6 +19,9 @@ cut, back in, subscribed, and receiving again. With ``resume`` it resubscribes w
 ``since`` its last position (the offset of the last message it got, or the channel's
 offset when it subscribed), so the node replays what it missed (docs/recovery.md); each
 subscriber then checks its offsets for gaps and duplicates.
+
+With ``storm`` (the ``subscribe-storm`` scenario) nobody subscribes before ``go``; on ``go``
+every subscriber sends its subscribe at once, and each answer is timed and counted.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import random
 import re
 import resource
 import time
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from wspool.bench.dialects import DIALECTS, Subscription
+from wspool.bench.dialects import Dialect, Subscription, dialect_for
 from wspool.bench.histogram import LatencyHistogram
 from wspool.bench.plan import ConnectionSpec, Role
 from wspool.bench.settings import Target
@@ -90,8 +94,10 @@ class WorkerTask:
     latency_every: int = 1  # time one delivery in this many (reading a stamp costs CPU)
     connect_timeout: float = 10.0
     dialect: str = "wspool"
+    token: str = ""  # the connection token the dialect presents (Centrifugo's)
     reconnect: bool = False
     resume: bool = False
+    storm: bool = False
 
 
 @dataclass(slots=True)
@@ -139,16 +145,20 @@ class WorkerResult:
     recoveries: list[Recovery] = field(default_factory=list)
     gaps: int = 0  # messages skipped, by offset (subscribers tracked in failover)
     duplicates: int = 0  # messages heard twice, by offset
+    subscribed: int = 0  # subscribe-storm: subscribes the server took
+    refused: Counter[str] = field(default_factory=Counter)  # and those it did not, by reason
+    subscribe: LatencyHistogram = field(default_factory=LatencyHistogram)  # request → answer
+    last_subscribed_ns: int = 0
 
 
 class _Publisher:
-    def __init__(self, spec: ConnectionSpec, window: int, dialect: str) -> None:
+    def __init__(self, spec: ConnectionSpec, window: int, dialect: Dialect) -> None:
         self.spec = spec
         self.window = window
         self.sent = 0
         self.echoed = 0
         self.room = asyncio.Event()
-        self.frame = DIALECTS[dialect].publish_frame
+        self.frame = dialect.publish_frame
 
     def on_echo(self, payload: bytes) -> None:
         self.echoed += 1
@@ -180,7 +190,7 @@ class _Worker:
     def __init__(self, task: WorkerTask, pipe: Connection) -> None:
         self.task = task
         self.pipe = pipe
-        self.dialect = DIALECTS[task.dialect]
+        self.dialect = dialect_for(task.dialect, task.token)
         self.result = WorkerResult()
         self.clients: list[_Client] = []
         self.finishing = False
@@ -198,12 +208,13 @@ class _Worker:
         try:
             semaphore = asyncio.Semaphore(self.task.concurrency)
             await asyncio.gather(*(self._open(spec, semaphore) for spec in self.task.specs))
-            await self._subscribe_all()
+            if not self.task.storm:
+                await self._subscribe_all()
             gc.freeze()  # what is alive now lives to the end: keep the collector off it
             self.pipe.send(("ready", self._placement()))
             while (command := await commands.get()) != "finish":
                 if command == "go":
-                    await self._publish()
+                    await (self._storm() if self.task.storm else self._publish())
                     self.pipe.send(("stopped", None))
         finally:
             reporter.cancel()
@@ -275,7 +286,7 @@ class _Worker:
 
     async def _open(self, spec: ConnectionSpec, semaphore: asyncio.Semaphore) -> None:
         publisher = (
-            _Publisher(spec, self.task.window, self.task.dialect)
+            _Publisher(spec, self.task.window, self.dialect)
             if spec.role is Role.PUBLISHER
             else None
         )
@@ -377,6 +388,29 @@ class _Worker:
             )
         )
 
+    async def _storm(self) -> None:
+        """Every subscriber subscribes at once; each answer is timed, each refusal counted."""
+        result = self.result
+
+        async def subscribe(client: _Client, connection: WireConnection) -> None:
+            start = time.monotonic_ns()
+            answer = await self._subscribe(client.spec.channel, connection)
+            done = time.monotonic_ns()
+            if answer.problem is not None:
+                result.refused[answer.problem] += 1
+                return
+            result.subscribed += 1
+            result.subscribe.record_ns(done - start)
+            result.last_subscribed_ns = max(result.last_subscribed_ns, done)
+
+        await asyncio.gather(
+            *(
+                subscribe(client, client.connection)
+                for client in self.clients
+                if client.connection is not None and client.spec.role is Role.SUBSCRIBER
+            )
+        )
+
     def _on_delivery(self, payload: bytes) -> None:
         now = time.monotonic_ns()
         result = self.result
@@ -439,8 +473,11 @@ class _Worker:
         publisher = client.publisher
         assert publisher is not None
         rate = publisher.spec.rate
-        start = loop.time()
-        while (now := loop.time()) < deadline:
+        # Each on its own phase of its interval (for as long as the others): publishers started
+        # together would otherwise publish in lockstep, every one in the same millisecond.
+        phase = random.random() / rate
+        start = loop.time() + phase
+        while (now := loop.time()) < deadline + phase:
             connection = self._live(client)
             if connection is None and not self.task.reconnect:
                 return
