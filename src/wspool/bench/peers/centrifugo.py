@@ -4,7 +4,7 @@
 :data:`CENTRIFUGO_VERSION` with ``go install`` into the bench's cache folder
 (``$WSPOOL_BENCH_CACHE``, else ``$XDG_CACHE_HOME/wspool-bench``, else
 ``~/.cache/wspool-bench``), outside git, once; ``make peers`` runs it
-(``python -m wspool.bench.peers.centrifugo``, which prints the binary's path).
+(``python -m wspool.bench.peers centrifugo``).
 
 :func:`centrifugo_config` is the configuration of one spawned server (pure): loopback only,
 HS256 connection tokens, channels without a namespace open to every connected client for
@@ -105,16 +105,3 @@ def centrifugo_config(port: int, secret: str, redis_url: str = "") -> dict[str, 
         "usage_stats": {"disabled": True},
         "shutdown": {"timeout": "5s"},
     }
-
-
-def main() -> int:
-    try:
-        print(install_centrifugo())
-    except ConfigError as error:
-        print(f"wspool bench: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
