@@ -27,8 +27,8 @@ from wspool.bench.peers.centrifugo import centrifugo_config
 from wspool.bench.plan import plan_connections, shape_for, subscribers_per_channel
 from wspool.bench.report import RunTiming, render_text, summarize
 from wspool.bench.settings import BenchSettings, Target
+from wspool.bench.tally import WorkerResult
 from wspool.bench.wire import WireConnection
-from wspool.bench.worker import WorkerResult
 
 SECRET = "a-secret-of-at-least-32-bytes-for-hs256"
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from wspool.bench.measures import NodeReading, per_message_us, per_second, rss_per_thousand_mb
 from wspool.bench.plan import UNPUBLISHED, Shape
-from wspool.bench.worker import WorkerResult
+from wspool.bench.tally import WorkerResult
 
 __all__ = [
     "RunTiming",

@@ -35,13 +35,8 @@ from wspool.bench.plan import (
 )
 from wspool.bench.report import RunTiming, render_text, summarize
 from wspool.bench.settings import BenchSettings
-from wspool.bench.worker import (
-    Progress,
-    WorkerResult,
-    WorkerTask,
-    raise_open_file_limit,
-    worker_main,
-)
+from wspool.bench.tally import Progress, WorkerResult
+from wspool.bench.worker import WorkerTask, raise_open_file_limit, worker_main
 
 __all__ = ["BenchError", "run_bench"]
 
