@@ -268,3 +268,19 @@ def test_the_node_peer_without_node_on_the_path_is_one_clear_line(tmp_path: Path
         "wspool bench: invalid --peer: socketio-node needs Node.js 18+: node and npm not on PATH\n"
     )
     assert not (tmp_path / "peer.json").exists()
+
+
+def test_centrifugo_without_its_build_or_go_is_one_clear_line(tmp_path: Path) -> None:
+    finished = _bench(
+        *("connect", "--spawn-servers", "1"),
+        *("--peer", "centrifugo-redis", "--json", str(tmp_path / "peer.json")),
+        timeout=30,
+        env={"PATH": str(tmp_path), "WSPOOL_BENCH_CACHE": str(tmp_path)},  # no go, no build
+    )
+    assert finished.returncode == 2
+    binary = tmp_path / "centrifugo-v6.9.1" / "centrifugo"
+    assert finished.stderr == (
+        f"wspool bench: invalid --peer: centrifugo needs its build at {binary} "
+        "(`make peers`, Go 1.26+): go not on PATH\n"
+    )
+    assert not (tmp_path / "peer.json").exists()
