@@ -194,7 +194,8 @@ def _answers(body: dict[str, Any]) -> bool:
 async def spawned_farm(
     count: int, redis_url: str, *, gateway: bool = False, peer: str = ""
 ) -> AsyncIterator[Farm]:
-    """Start ``count`` nodes (or peer servers), a gateway if asked, Redis if no URL is given."""
+    """Start ``count`` nodes (or peer servers), a gateway if asked, and Redis if no URL is
+    given and something of the farm uses it."""
     folder = Path(tempfile.mkdtemp(prefix="wspool-bench-"))
     processes: list[asyncio.subprocess.Process] = []
     try:
