@@ -68,7 +68,10 @@ base-image:  ## a Debian bookworm base image from Debian packages (debootstrap; 
 
 PEER_NODE := src/wspool/bench/peers/node
 
-peers: $(PEER_NODE)/node_modules/.package-lock.json  ## the Node.js benchmark peer's npm dependencies
+# The Node.js peer's npm dependencies (in its folder, ignored by git), and Centrifugo built with
+# `go install` at its pinned version into the bench cache (~/.cache/wspool-bench; Go 1.26+).
+peers: $(PEER_NODE)/node_modules/.package-lock.json $(STAMP)  ## the benchmark peers (docs/benchmarks.md)
+	$(BIN)/python -m wspool.bench.peers centrifugo
 
 $(PEER_NODE)/node_modules/.package-lock.json: $(PEER_NODE)/package-lock.json
 	npm ci --prefix $(PEER_NODE) --no-audit --no-fund --loglevel=error

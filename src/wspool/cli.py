@@ -149,14 +149,14 @@ def _run_operator(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
 
 
 def _run_bench(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
-    from wspool.bench.peers import install_node_peer
+    from wspool.bench.peers import install_peer
     from wspool.bench.runner import run_bench
 
     scenarios = flags.pop("scenarios")
     settings = load_settings(BenchSettings, BENCH_OPTIONS, flags)
     settings.check_scenarios(scenarios)
-    if settings.peer == "socketio-node":
-        install_node_peer()  # before anything starts: a missing node or npm is one line
+    if settings.peer:
+        install_peer(settings.peer)  # before anything starts: a missing tool is one line
     return run_bench(settings, scenarios)
 
 

@@ -27,7 +27,15 @@ __all__ = [
     "parse_targets",
 ]
 
-SCENARIOS = ("connect", "throughput", "latency", "fanout", "failover")
+SCENARIOS = (
+    "connect",
+    "throughput",
+    "latency",
+    "fanout",
+    "failover",
+    "many-channels",
+    "subscribe-storm",
+)
 ROUTES = ("gateway", "direct")
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
@@ -190,8 +198,8 @@ class BenchSettings:
 
     @property
     def dialect(self) -> str:
-        """What the generator speaks: the wspool protocol, or Socket.IO to the peer."""
-        return "socketio" if self.peer else "wspool"
+        """What the generator speaks: the wspool protocol, or the peer's."""
+        return PEERS[self.peer].dialect if self.peer else "wspool"
 
     @property
     def routes(self) -> tuple[str, ...]:
@@ -263,7 +271,9 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         _peer,
         "with --spawn-servers: start that many peer servers instead of nodes, for a side by "
         "side (socketio: python-socketio with its Redis manager, needs the `bench` extra; "
-        "socketio-node: Socket.IO on Node.js with its Redis adapter, needs node and npm)",
+        "socketio-node: Socket.IO on Node.js with its Redis adapter, needs node and npm; "
+        "centrifugo, centrifugo-redis: Centrifugo v6 with its memory or Redis engine, "
+        "built by `make peers` or, when missing, with go)",
         metavar="PEER",
     ),
     Option(
