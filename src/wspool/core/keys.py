@@ -1,4 +1,4 @@
-"""The one place that names Redis keys and channels (the spec's schema, after a prefix).
+"""The one place that names Redis keys and channels, each under the pool's prefix.
 
 A per-pool prefix lets several pools share one Redis. Keys of one node are not hash-tagged
 together: the schema works on Redis Cluster because no command here spans two keys, except

@@ -1,4 +1,4 @@
-"""The wire protocol of DESIGN.md: parse client frames, encode server frames.
+"""The wire protocol: parse client frames, encode server frames.
 
 Everything here is synchronous and does no I/O; the server node feeds frames in and sends
 what comes out. Frames are JSON text. Server frames are encoded once and, for ``data``,

@@ -138,7 +138,7 @@ async def _json_body(request: web.Request) -> Any:
 
 
 def _server_node(gateway: Gateway, node: NodeState) -> dict[str, Any]:
-    """The spec's ``ServerNode``, with the circuit and draining state."""
+    """A node as ``/api/v1/pool/stats`` shows it: registry record, circuit and draining state."""
     return {
         "id": node.server_id or node.id,
         "url": node.info.url,

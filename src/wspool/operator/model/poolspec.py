@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 MAX_NODES = 10
-"""The farm never runs more server nodes than this (the spec's scaling target)."""
+"""The farm never runs more server nodes than this (the largest farm sized and tested)."""
 
 
 class PoolSpecError(ValueError):
