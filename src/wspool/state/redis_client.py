@@ -22,21 +22,31 @@ from wspool.state.engine import EngineUnavailableError
 __all__ = ["connect", "fields", "ms", "run"]
 
 
+MAX_LINKS = 64
+"""Connections a client opens to Redis at most; requests beyond them queue for a free one."""
+
+POOL_WAIT = 5.0
+"""Seconds a request waits for a free connection before it counts as the store unreachable."""
+
+
 def connect(url: str, socket_timeout: float | None) -> aioredis.Redis:
     """A client of ``url`` that fails fast (it connects on first use).
 
-    No retries inside redis-py: a failure surfaces at once as ``EngineUnavailableError`` and
-    the caller's own loop (state writer, publisher, pub/sub reader) decides when to retry,
-    waiting as :mod:`wspool.core.backoff` says.
+    Its pool holds at most :data:`MAX_LINKS` connections and makes a burst of requests (a
+    node's clients all subscribing again after a failover) wait their turn instead of failing
+    with "Too many connections"; one that waits :data:`POOL_WAIT` seconds fails as unreachable.
     """
-    client: aioredis.Redis = aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_LINKS,
+        timeout=POOL_WAIT,
         decode_responses=True,
         socket_connect_timeout=2.0,
         socket_timeout=socket_timeout,
         socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
     )
+    client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closes the pool with it
     return client
 
 

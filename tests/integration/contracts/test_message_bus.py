@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.integration.contracts.engines import MakeEngine, frame, has, offsets_of, payloads_of
 from tests.support.waiting import eventually
 from wspool.core.history import StreamPosition
@@ -127,3 +129,22 @@ async def test_an_engine_publishes_without_a_link_of_its_own(make_engine: MakeEn
     await sender.publish({"#node:n1": [frame(1)]})
     await eventually(has(inbox, "#node:n1", [1]), message="frame delivered")
     assert not sender.available
+
+
+async def test_a_storm_of_subscribes_is_answered_without_an_error(make_engine: MakeEngine) -> None:
+    # What every failover and scale-down causes: a node's clients all subscribe again at once,
+    # each reading its channel's history; far more requests in flight than the engine has links.
+    engine, inbox = await make_engine()
+    publisher, _ = await make_engine()
+    channels = [f"storm-{i}" for i in range(100)]
+    reads = await asyncio.gather(
+        *(engine.subscribe(c) for c in channels),
+        *(engine.read_history(channels[i % 100], None) for i in range(1_000)),
+    )
+    assert len(reads) == 1_100
+    await publisher.publish({c: [frame(0)] for c in channels})
+
+    async def every_channel_delivered() -> bool:
+        return all(payloads_of(inbox.frames.get(c, [])) == [0] for c in channels)
+
+    await eventually(every_channel_delivered, message="a frame on every channel")
