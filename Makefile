@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: run test lint typecheck layers workflows pytest install lock redis-server \
-	cluster-prerequisites testenv peers bench image base-image clean
+	cluster-prerequisites testenv peers bench image base-image clean reference
 
 run: $(STAMP)  ## the whole data plane in one process (gateway + 3 nodes, in-memory engine)
 	$(BIN)/wspool dev
@@ -20,6 +20,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
+
+reference: $(STAMP)  ## docs/configuration.md, rendered from the settings declarations
+	$(BIN)/python -m wspool.reference > docs/configuration.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
@@ -65,7 +68,10 @@ base-image:  ## a Debian bookworm base image from Debian packages (debootstrap; 
 
 PEER_NODE := src/wspool/bench/peers/node
 
-peers: $(PEER_NODE)/node_modules/.package-lock.json  ## the Node.js benchmark peer's npm dependencies
+# The Node.js peer's npm dependencies (in its folder, ignored by git), and Centrifugo built with
+# `go install` at its pinned version into the bench cache (~/.cache/wspool-bench; Go 1.26+).
+peers: $(PEER_NODE)/node_modules/.package-lock.json $(STAMP)  ## the benchmark peers (docs/benchmarks.md)
+	$(BIN)/python -m wspool.bench.peers centrifugo
 
 $(PEER_NODE)/node_modules/.package-lock.json: $(PEER_NODE)/package-lock.json
 	npm ci --prefix $(PEER_NODE) --no-audit --no-fund --loglevel=error
@@ -75,9 +81,9 @@ bench: $(STAMP) redis-server peers  ## the standard benchmark set (docs/benchmar
 
 lock:  ## re-pin every dependency (with hashes) after editing pyproject.toml
 	$(PYTHON) -m pip install --quiet uv
-	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 \
+	$(PYTHON) -m uv pip compile pyproject.toml --all-extras --python-version 3.11 \
 		--generate-hashes --quiet -o requirements.lock
-	$(PYTHON) -m uv pip compile pyproject.toml --python-version 3.11 \
+	$(PYTHON) -m uv pip compile pyproject.toml --extra all --python-version 3.11 \
 		--generate-hashes --quiet -o requirements-runtime.lock  # what the image installs
 
 clean:

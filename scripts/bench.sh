@@ -32,6 +32,8 @@ gateway=("$wspool" bench --spawn-servers 2 --spawn-gateway --via gateway,direct)
 "${gateway[@]}" latency --rate 500,1000,2000 --duration 8 --json "$out/gateway-latency.json" "$@"
 "${gateway[@]}" throughput fanout --duration 10 \
     --json "$out/gateway-relay.json" "$@"
+"${gateway[@]}" many-channels subscribe-storm --duration 10 \
+    --json "$out/gateway-many-channels-storm.json" "$@"
 
 # 3. Failover: 3 nodes behind the gateway, one killed halfway; with `since`, then without.
 failover=("$wspool" bench --spawn-servers 3 --spawn-gateway failover --duration 8)
@@ -39,18 +41,24 @@ failover=("$wspool" bench --spawn-servers 3 --spawn-gateway failover --duration 
 "${failover[@]}" --at-most-once --json "$out/failover-at-most-once.json" "$@"
 
 # 4. Side by side with the peers users would otherwise pick, each with its Redis fan-out:
-#    python-socketio with its Redis manager, and Socket.IO on Node.js with its Redis adapter.
+#    python-socketio with its Redis manager, Socket.IO on Node.js with its Redis adapter, and
+#    Centrifugo with its Redis engine (and with its memory engine, which needs no Redis).
 #    The same scenarios, ours then each peer's, one server each on its own redis-server.
-for who in wspool socketio socketio-node; do
+peers=(socketio socketio-node centrifugo centrifugo-redis)
+for who in wspool "${peers[@]}"; do
     side=("$wspool" bench --spawn-servers 1)
     [ "$who" != wspool ] && side+=(--peer "$who")
     "${side[@]}" connect --connections 10000 --concurrency 8 --duration 3 \
         --json "$out/side-connect-$who.json" "$@"
     "${side[@]}" fanout --subscribers 1000 --duration 10 --json "$out/side-fanout-$who.json" "$@"
     "${side[@]}" latency --rate 1000,2000 --duration 8 --json "$out/side-latency-$who.json" "$@"
+    # 500 channels x 2 subscribers, 500 publishers at 2,000 msg/s in all; then 1,000
+    # subscribers over 100 channels subscribing at once.
+    "${side[@]}" many-channels --duration 10 --json "$out/side-many-channels-$who.json" "$@"
+    "${side[@]}" subscribe-storm --json "$out/side-subscribe-storm-$who.json" "$@"
 done
-for peer in socketio socketio-node; do
-    for scenario in connect fanout latency; do
+for peer in "${peers[@]}"; do
+    for scenario in connect fanout latency many-channels subscribe-storm; do
         echo "== $scenario: $peer ÷ wspool"
         .venv/bin/python -m wspool.bench.compare "$out/side-$scenario-wspool.json" \
             "$out/side-$scenario-$peer.json"

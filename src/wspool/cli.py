@@ -1,8 +1,8 @@
 """The ``wspool`` command: one console script, a subcommand per part.
 
-Options come from the tables in :mod:`wspool.core.config`; every flag also reads the
-environment variable shown by ``--help``. A bad value exits with status 2 and one line
-naming the option, before anything listens.
+Each command's flags come from its settings class (:mod:`wspool.core.options`); every flag
+also reads the environment variable shown by ``--help`` (and in ``docs/configuration.md``).
+A bad value exits with status 2 and one line naming the option, before anything listens.
 """
 
 from __future__ import annotations
@@ -22,28 +22,38 @@ from wspool.core.config import (
     DEV_OPTIONS,
     GATEWAY_OPTIONS,
     SERVER_OPTIONS,
-    ConfigError,
     DevSettings,
     GatewaySettings,
-    Option,
     ServerSettings,
+)
+from wspool.core.logs import configure_logging
+from wspool.core.options import (
+    ConfigError,
+    Option,
+    default_text,
     deprecated_variables,
     load_settings,
 )
-from wspool.core.logs import configure_logging
-from wspool.core.operatorconfig import OPERATOR_OPTIONS, OperatorSettings
+from wspool.operator.model.settings import OPERATOR_OPTIONS, OperatorSettings
 
-__all__ = ["main"]
+__all__ = ["COMMAND_OPTIONS", "main"]
+
+COMMAND_OPTIONS: dict[str, tuple[type[Any], Sequence[Option]]] = {
+    "dev": (DevSettings, DEV_OPTIONS),
+    "server": (ServerSettings, SERVER_OPTIONS),
+    "gateway": (GatewaySettings, GATEWAY_OPTIONS),
+    "operator": (OperatorSettings, OPERATOR_OPTIONS),
+    "bench": (BenchSettings, BENCH_OPTIONS),
+}
+"""Each command's settings class and options, in the order ``--help`` lists the commands."""
 
 
-def _add_options(
-    parser: argparse.ArgumentParser, options: Sequence[Option], defaults: object
-) -> None:
+def _add_options(parser: argparse.ArgumentParser, command: str) -> None:
+    settings, options = COMMAND_OPTIONS[command]
+    defaults = settings()
     for option in options:
-        default = defaults
-        for name in option.field.split("."):
-            default = getattr(default, name)
-        shown = f"; default {default}" if default not in ("", None, (), False) else ""
+        default = default_text(option, defaults)
+        shown = f"; default {default}" if default else ""
         help_text = f"{option.help} [${option.env}{shown}]"
         if option.switch:
             parser.add_argument(
@@ -68,18 +78,18 @@ def _parser() -> argparse.ArgumentParser:
     dev = commands.add_parser(
         "dev", help="the whole data plane in one process, on the in-memory engine"
     )
-    _add_options(dev, DEV_OPTIONS, DevSettings())
+    _add_options(dev, "dev")
     server = commands.add_parser("server", help="one server node of the WebSocket farm")
-    _add_options(server, SERVER_OPTIONS, ServerSettings())
+    _add_options(server, "server")
     gateway = commands.add_parser(
         "gateway", help="the gateway: load balancer, pool manager, health monitor, REST API"
     )
-    _add_options(gateway, GATEWAY_OPTIONS, GatewaySettings())
+    _add_options(gateway, "gateway")
     operator = commands.add_parser(
         "operator",
         help="the Kubernetes operator: reconcile WebSocketPool resources (docs/operator.md)",
     )
-    _add_options(operator, OPERATOR_OPTIONS, OperatorSettings())
+    _add_options(operator, "operator")
     bench = commands.add_parser(
         "bench",
         help="the load generator: measure nodes on this machine",
@@ -93,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SCENARIO",
         help=f"one or more of: {', '.join(SCENARIOS)}",
     )
-    _add_options(bench, BENCH_OPTIONS, BenchSettings())
+    _add_options(bench, "bench")
     return parser
 
 
@@ -139,14 +149,14 @@ def _run_operator(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
 
 
 def _run_bench(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
-    from wspool.bench.peers import install_node_peer
+    from wspool.bench.peers import install_peer
     from wspool.bench.runner import run_bench
 
     scenarios = flags.pop("scenarios")
     settings = load_settings(BenchSettings, BENCH_OPTIONS, flags)
     settings.check_scenarios(scenarios)
-    if settings.peer == "socketio-node":
-        install_node_peer()  # before anything starts: a missing node or npm is one line
+    if settings.peer:
+        install_peer(settings.peer)  # before anything starts: a missing tool is one line
     return run_bench(settings, scenarios)
 
 
@@ -159,19 +169,10 @@ _COMMANDS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]] = {
 }
 
 
-_TABLES: dict[str, Sequence[Option]] = {
-    "dev": DEV_OPTIONS,
-    "server": SERVER_OPTIONS,
-    "gateway": GATEWAY_OPTIONS,
-    "operator": OPERATOR_OPTIONS,
-    "bench": BENCH_OPTIONS,
-}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     flags = {k: v for k, v in vars(args).items() if k != "command"}
-    for notice in deprecated_variables(_TABLES[args.command], os.environ):
+    for notice in deprecated_variables(COMMAND_OPTIONS[args.command][1], os.environ):
         print(f"wspool {args.command}: {notice}", file=sys.stderr)
     try:
         coroutine = _COMMANDS[args.command](flags)

@@ -16,12 +16,10 @@ import sys
 
 from aiohttp import web
 
-from wspool.core.config import DevSettings, GatewaySettings
-from wspool.core.history import HistoryPolicy
+from wspool.core.config import DevSettings
 from wspool.gateway.main import start_gateway
 from wspool.runtime import create_engine, raise_open_file_limit, wait_for_shutdown_signal
-from wspool.server.node import ServerNode
-from wspool.state.engine import StateEngine
+from wspool.server.node import NodeEngine, ServerNode
 from wspool.state.memory import MemoryBroker
 
 __all__ = ["run_dev"]
@@ -29,10 +27,10 @@ __all__ = ["run_dev"]
 
 async def run_dev(settings: DevSettings) -> None:
     raise_open_file_limit()
-    history = HistoryPolicy(settings.history_size, settings.history_ttl)
+    history = settings.history
     broker = MemoryBroker(history_policy=history)
     secret = secrets.token_urlsafe(32)
-    engines: list[StateEngine] = []
+    engines: list[NodeEngine] = []
     nodes: list[ServerNode] = []
     gateway: web.AppRunner | None = None
     try:
@@ -45,7 +43,8 @@ async def run_dev(settings: DevSettings) -> None:
             node = ServerNode(node_settings, engine)
             await node.start()
             nodes.append(node)
-        gateway = await start_gateway(_gateway_settings(settings, secret), broker)
+        gateway_settings = dataclasses.replace(settings.gateway_settings(), ticket_secret=secret)
+        gateway = await start_gateway(gateway_settings, broker)
         print(_banner(settings, nodes), flush=True)
         await wait_for_shutdown_signal()
         await asyncio.gather(*(node.drain() for node in nodes))
@@ -54,26 +53,9 @@ async def run_dev(settings: DevSettings) -> None:
             await gateway.cleanup()
         for node in nodes:
             await node.stop()
-        for engine in engines:
+        for opened in engines:
             with contextlib.suppress(Exception):
-                await engine.close()
-
-
-def _gateway_settings(settings: DevSettings, secret: str) -> GatewaySettings:
-    return GatewaySettings(
-        host=settings.host,
-        port=settings.port,
-        id="gateway",
-        redis_url=settings.redis_url,
-        key_prefix=settings.key_prefix,
-        log_format=settings.log_format,
-        log_level=settings.log_level,
-        ticket_secret=secret,
-        security=settings.security,
-        # the nodes' limits hold at the gateway too
-        max_frame_bytes=settings.max_frame_bytes,
-        send_buffer_limit=settings.send_buffer_limit,
-    )
+                await opened.close()
 
 
 def _banner(settings: DevSettings, nodes: list[ServerNode]) -> str:

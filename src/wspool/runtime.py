@@ -9,8 +9,7 @@ import signal
 
 from wspool.core.history import HistoryPolicy
 from wspool.core.keys import Keys
-from wspool.state.engine import StateEngine
-from wspool.state.memory import MemoryBroker
+from wspool.state.memory import MemoryBroker, MemoryEngine
 from wspool.state.redis_engine import RedisEngine
 
 __all__ = ["create_engine", "raise_open_file_limit", "wait_for_shutdown_signal"]
@@ -33,8 +32,9 @@ def create_engine(
     broker: MemoryBroker | None = None,
     history: HistoryPolicy | None = None,
     session_ttl: float = 3600.0,
-) -> StateEngine:
-    """The Redis engine when a URL is given, else a view of an in-memory broker."""
+) -> RedisEngine | MemoryEngine:
+    """The Redis engine when a URL is given, else a view of an in-memory broker; either
+    implements every interface of :mod:`wspool.state.engine`."""
     history = history or HistoryPolicy()
     if redis_url:
         return RedisEngine(redis_url, Keys(key_prefix), history, session_ttl)

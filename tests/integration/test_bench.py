@@ -191,6 +191,37 @@ def test_failover_kills_a_node_and_every_subscriber_comes_back_through_the_gatew
     assert "failover: killed" in finished.stdout
 
 
+def test_many_channels_and_a_subscribe_storm_against_a_spawned_node_and_its_redis(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "scenarios.json"
+    finished = _bench(
+        *("many-channels", "subscribe-storm", "--spawn-servers", "1", "--workers", "2"),
+        *("--duration", "1", "--publishers", "10", "--subscribers", "20", "--channels", "10"),
+        *("--rate", "200", "--json", str(out)),
+    )
+    assert finished.returncode == 0, finished.stderr
+    runs = {r["scenario"]: r for r in json.loads(out.read_text())["runs"]}
+    many = runs["many-channels"]
+    messages = many["messages"]
+    # 10 channels, one publisher each at 20 msg/s for a second (200 messages, fewer if the
+    # shared machine stalls a publisher at the end), 2 subscribers per channel.
+    assert 150 <= messages["sent"] <= 200
+    assert messages["delivered"] == messages["expected_deliveries"] == 2 * messages["sent"]
+    assert messages["missing"] == 0
+    assert messages["latency_ms"]["count"] == messages["delivered"]
+    (node,) = many["nodes"]
+    assert node["cpu_us_per_delivery"] > 0
+    assert many["redis"]["cpu_seconds"] >= 0
+    assert many["redis"]["cpu_us_per_delivery"] is not None
+    storm = runs["subscribe-storm"]["subscribe_storm"]
+    assert storm["planned"] == storm["subscribed"] == 20
+    assert storm["refused"] == 0
+    assert 0 < storm["all_subscribed_ms"] < 10_000
+    assert storm["subscribe_ms"]["count"] == 20
+    assert "subscribe storm: 20 of 20 subscribed at once, 0 refused" in finished.stdout
+
+
 @pytest.fixture(scope="session")
 def node_peer_installed() -> None:
     """The Node.js peer's npm dependencies (``npm ci`` from its lock file when missing)."""
@@ -235,5 +266,21 @@ def test_the_node_peer_without_node_on_the_path_is_one_clear_line(tmp_path: Path
     assert finished.returncode == 2
     assert finished.stderr == (
         "wspool bench: invalid --peer: socketio-node needs Node.js 18+: node and npm not on PATH\n"
+    )
+    assert not (tmp_path / "peer.json").exists()
+
+
+def test_centrifugo_without_its_build_or_go_is_one_clear_line(tmp_path: Path) -> None:
+    finished = _bench(
+        *("connect", "--spawn-servers", "1"),
+        *("--peer", "centrifugo-redis", "--json", str(tmp_path / "peer.json")),
+        timeout=30,
+        env={"PATH": str(tmp_path), "WSPOOL_BENCH_CACHE": str(tmp_path)},  # no go, no build
+    )
+    assert finished.returncode == 2
+    binary = tmp_path / "centrifugo-v6.9.1" / "centrifugo"
+    assert finished.stderr == (
+        f"wspool bench: invalid --peer: centrifugo needs its build at {binary} "
+        "(`make peers`, Go 1.26+): go not on PATH\n"
     )
     assert not (tmp_path / "peer.json").exists()

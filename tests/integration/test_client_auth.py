@@ -18,9 +18,9 @@ from tests.support.tokens import SECRET, hs256
 from tests.support.waiting import eventually
 from wspool.client import AuthenticationError, Client, Error
 from wspool.core.backoff import Backoff
-from wspool.core.config import SecuritySettings
 from wspool.core.options import Secret
 from wspool.core.protocol import CloseCode
+from wspool.core.security import SecuritySettings
 from wspool.server.node import close_promptly
 
 KEYED = SecuritySettings(

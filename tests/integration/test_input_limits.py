@@ -201,7 +201,7 @@ async def test_a_nan_config_an_older_version_stored_is_reported_once_and_not_app
     store = aioredis.Redis.from_url(redis_session_url)
     await store.set(keys.pool_config, '{"healthCheck": {"interval": NaN}}')  # json.dumps(nan)
     engine = RedisEngine(redis_session_url, keys, HistoryPolicy(10, 60), 60)
-    pool = PoolManager(GatewaySettings(id="gw-older", redis_url=redis_session_url), engine)
+    pool = PoolManager(GatewaySettings(id="gw-older", redis_url=redis_session_url), engine, engine)
     try:
         with caplog.at_level(logging.ERROR, logger="wspool.gateway.pool"):
             for _ in range(3):

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from tests.support.faultproxy import FaultProxy
-from tests.support.processes import NodeProcess, http_get, running_farm
+from tests.support.processes import GatewayProcess, NodeProcess, http_get, running_farm
 from tests.support.redis_server import RedisServer
 from tests.support.store import Store
 from tests.support.streams import (
@@ -82,6 +82,25 @@ async def redis_link(own_redis: RedisServer) -> AsyncIterator[FaultProxy]:
         yield proxy
     finally:
         await proxy.stop()
+
+
+async def test_a_gateway_reports_its_store_down_while_cut_off_and_up_once_back(
+    redis_link: FaultProxy,
+) -> None:
+    gateway = GatewayProcess("gw-cut", redis_link.url, nodes=0)
+    await gateway.start_async()
+
+    async def store_is(state: str) -> bool:
+        return bool(http_get(f"{gateway.http}/health")[1]["store"] == state)
+
+    try:
+        await eventually(lambda: store_is("up"), message="store seen up")
+        redis_link.cut()
+        await eventually(lambda: store_is("down"), message="store seen down")
+        redis_link.heal()
+        await eventually(lambda: store_is("up"), within=10, message="store seen up")
+    finally:
+        gateway.stop()
 
 
 async def test_subscribers_of_a_node_whose_redis_link_dropped_get_what_was_published_meanwhile(

@@ -18,7 +18,7 @@ from tests.support.processes import NodeProcess
 from tests.support.store import Store
 from tests.support.waiting import eventually
 from tests.support.wsclient import TestClient
-from wspool.core.config import SecuritySettings
+from wspool.core.security import SecuritySettings
 
 OFF = SecuritySettings(
     insecure=True,

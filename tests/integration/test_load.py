@@ -1,4 +1,4 @@
-"""The spec's load test: 1,000 concurrent connections through the gateway, all open.
+"""The load test: 1,000 concurrent connections through the gateway, all open.
 
 Three node processes behind a gateway process on one Redis. Every connection is open at the
 same time, and one message published to a channel they all joined reaches every one of them.

@@ -15,8 +15,8 @@ from tests.support.store import Store
 from tests.support.tokens import SECRET, hs256, token_claims
 from tests.support.waiting import eventually
 from tests.support.wsclient import TestClient
-from wspool.core.config import SecuritySettings
 from wspool.core.options import Secret
+from wspool.core.security import SecuritySettings
 
 KEYED = SecuritySettings(jwt_secret=Secret(SECRET), jwt_leeway=0, messages_per_second=0)
 READER = hs256(sub="reader", subscribe=["news.*"])

@@ -1,4 +1,4 @@
-"""A node keeps the spec's Redis schema true: records appear, follow and disappear."""
+"""A node keeps its records in Redis true: records appear, follow and disappear."""
 
 from __future__ import annotations
 

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from wspool.core.config import SecuritySettings, ServerSettings
+from wspool.core.config import ServerSettings
 from wspool.core.keys import Keys
-from wspool.server.node import ServerNode
-from wspool.state.engine import StateEngine
+from wspool.core.security import SecuritySettings
+from wspool.server.node import NodeEngine, ServerNode
 from wspool.state.memory import MemoryBroker
 from wspool.state.redis_engine import RedisEngine
 
@@ -61,7 +61,7 @@ async def running_nodes(
         for index in range(count):
             node_settings = dataclasses.replace(FAST, id=f"n{index + 1}", **settings)
             broker.history_policy = node_settings.history
-            engine: StateEngine = (
+            engine: NodeEngine = (
                 RedisEngine(redis_url, Keys(), node_settings.history, node_settings.session_ttl)
                 if kind == "redis"
                 else broker.engine()

@@ -18,6 +18,7 @@ from wspool.core.auth import (
     PermissionDeniedError,
     Verifier,
     authorize_api,
+    offered_subprotocols,
     open_claims,
     token_from_handshake,
 )
@@ -171,6 +172,12 @@ def test_the_token_is_found_in_header_then_query_then_subprotocol() -> None:
     assert token_from_handshake(None, "clientId=x&token=q", ["wspool", "bearer.s"]) == "q"
     assert token_from_handshake(None, "", ["wspool", "bearer.s.t.u"]) == "s.t.u"
     assert token_from_handshake(None, "clientId=x", ["wspool"]) is None
+
+
+def test_offered_subprotocols_are_read_from_every_header_and_list() -> None:
+    headers = ["wspool, bearer.abc", " chat ,,", ""]
+    assert offered_subprotocols(headers) == ["wspool", "bearer.abc", "chat"]
+    assert offered_subprotocols([]) == []
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wspool.core.autoscale import (
+from wspool.operator.model.autoscale import (
     Recommendation,
     ScaleDecision,
     ScalePolicy,
@@ -14,7 +14,7 @@ from wspool.core.autoscale import (
     read_autoscaling_status,
     recommend,
 )
-from wspool.core.poolspec import parse_pool_spec
+from wspool.operator.model.poolspec import parse_pool_spec
 
 POLICY = ScalePolicy(
     min_replicas=1,

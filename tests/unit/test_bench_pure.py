@@ -32,8 +32,8 @@ from wspool.bench.plan import (
 )
 from wspool.bench.report import render_table
 from wspool.bench.settings import BenchSettings, parse_targets
-from wspool.bench.worker import Recovery
-from wspool.core.config import ConfigError
+from wspool.bench.tally import Recovery
+from wspool.core.options import ConfigError
 
 
 def _reading(**values: float | None) -> NodeReading:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wspool.core.circuit import CircuitBreaker, CircuitState
+from wspool.gateway.model.circuit import CircuitBreaker, CircuitState
 
 
 def test_consecutive_failures_open_the_circuit_and_a_success_resets_the_count() -> None:

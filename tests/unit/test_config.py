@@ -12,16 +12,13 @@ from wspool.core.config import (
     DEV_OPTIONS,
     GATEWAY_OPTIONS,
     SERVER_OPTIONS,
-    ConfigError,
     DevSettings,
     GatewaySettings,
-    SecuritySettings,
     ServerSettings,
-    deprecated_variables,
-    load_settings,
 )
-from wspool.core.operatorconfig import OPERATOR_OPTIONS, OperatorSettings
-from wspool.core.options import Option, Secret
+from wspool.core.options import ConfigError, Option, Secret, deprecated_variables, load_settings
+from wspool.core.security import SecuritySettings
+from wspool.operator.model.settings import OPERATOR_OPTIONS, OperatorSettings
 
 COMMAND_TABLES: dict[type[Any], tuple[Option, ...]] = {
     DevSettings: DEV_OPTIONS,

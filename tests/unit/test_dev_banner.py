@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from wspool.core.config import DEV_OPTIONS, DevSettings, load_settings
+from wspool.core.config import DEV_OPTIONS, DevSettings
+from wspool.core.options import load_settings
 from wspool.dev import _banner
 
 

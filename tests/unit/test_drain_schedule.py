@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wspool.core.drain import drain_schedule
+from wspool.server.model.drain import drain_schedule
 
 
 def test_closes_are_spread_evenly_from_now_to_the_end_of_the_window() -> None:

@@ -13,7 +13,7 @@ from wspool.core.history import HistoryRead, StreamPosition
 from wspool.server.catchup import CatchUp
 from wspool.server.sequencer import FeedSequencer
 from wspool.server.session import Session
-from wspool.state.engine import StateEngine
+from wspool.state.engine import MessageBus
 
 EPOCH = "e1"
 
@@ -46,7 +46,7 @@ def _sequencer(history: _History) -> tuple[FeedSequencer, list[str], list[str]]:
     delivered: list[str] = []
     interrupted: list[str] = []
     sequencer = FeedSequencer(
-        cast(StateEngine, history),
+        cast(MessageBus, history),
         lambda channel, start, batch: delivered.extend(batch),
         interrupted.append,
     )

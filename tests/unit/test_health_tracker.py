@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wspool.core.health import CheckOutcome, HealthTracker
+from wspool.gateway.model.health import CheckOutcome, HealthTracker
 
 
 def test_a_node_goes_down_after_the_threshold_of_failed_checks_and_up_after_successes() -> None:

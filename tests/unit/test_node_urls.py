@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wspool.core.nodeurls import health_url, socket_url
+from wspool.gateway.model.nodeurls import health_url, socket_url
 
 
 @pytest.mark.parametrize(

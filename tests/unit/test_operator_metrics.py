@@ -7,10 +7,9 @@ import logging
 import pytest
 from prometheus_client import generate_latest
 
-from wspool.core.config import load_settings
-from wspool.core.operatorconfig import OPERATOR_OPTIONS, OperatorSettings
-from wspool.core.options import ConfigError
+from wspool.core.options import ConfigError, load_settings
 from wspool.operator.metrics import HandlerOutcomes, OperatorMetrics
+from wspool.operator.model.settings import OPERATOR_OPTIONS, OperatorSettings
 
 
 def _value(metrics: OperatorMetrics, name: str, **labels: str) -> float | None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from wspool.cli import main
-from wspool.core.config import load_settings
-from wspool.core.operatorconfig import OPERATOR_OPTIONS, OperatorSettings
-from wspool.core.options import ConfigError
+from wspool.core.options import ConfigError, load_settings
+from wspool.operator.model.settings import OPERATOR_OPTIONS, OperatorSettings
 
 
 def test_namespaces_come_from_the_flag_or_the_environment() -> None:

@@ -11,15 +11,10 @@ from typing import Any
 
 import pytest
 
-from wspool.core.config import (
-    GATEWAY_OPTIONS,
-    SERVER_OPTIONS,
-    GatewaySettings,
-    ServerSettings,
-    load_settings,
-)
-from wspool.core.manifests import PoolRef, render_pool
-from wspool.core.poolspec import PoolSpecError, parse_pool_spec
+from wspool.core.config import GATEWAY_OPTIONS, SERVER_OPTIONS, GatewaySettings, ServerSettings
+from wspool.core.options import load_settings
+from wspool.operator.model.manifests import PoolRef, render_pool
+from wspool.operator.model.poolspec import PoolSpecError, parse_pool_spec
 
 MINIMAL: dict[str, Any] = {"redis": {"url": "redis://redis:6379"}, "auth": {"insecure": True}}
 REF = PoolRef("chat", "prod", "uid-1", default_image="acc/websocket-pool:1.0")

@@ -8,16 +8,16 @@ from typing import Any
 import pytest
 import yaml
 
-from wspool.core.manifests import PoolRef, grace_period, render_pool, selector_string
-from wspool.core.poolspec import PoolSpecError, parse_pool_spec
-from wspool.core.poolstatus import (
+from wspool.core.poolconfig import StrategyName
+from wspool.operator.model.manifests import PoolRef, grace_period, render_pool, selector_string
+from wspool.operator.model.poolspec import PoolSpecError, parse_pool_spec
+from wspool.operator.model.poolstatus import (
     PoolObservation,
     deployment_counts,
     one_line,
     render_conditions,
     render_status,
 )
-from wspool.core.strategies import StrategyName
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 MINIMAL: dict[str, Any] = {"redis": {"url": "redis://redis:6379"}, "auth": {"insecure": True}}

@@ -1,4 +1,5 @@
-"""Partial PoolConfig changes: applied field by field, or refused naming the field."""
+"""Partial PoolConfig changes: applied field by field, or refused naming the field (in the
+words a pool's spec is refused in)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from wspool.core.poolconfig import PoolConfig, PoolConfigError
-from wspool.core.strategies import StrategyName
+from wspool.core.poolconfig import PoolConfig, PoolConfigError, StrategyName
+from wspool.operator.model.poolspec import PoolSpecError, parse_pool_spec
+
+POOL: dict[str, Any] = {"redis": {"url": "redis://redis:6379"}, "auth": {"insecure": True}}
 
 
 def test_a_partial_change_keeps_every_other_field() -> None:
@@ -70,3 +73,24 @@ def test_a_time_that_is_not_a_finite_number_in_range_is_refused_with_its_path(
         PoolConfig().merged(patch)
     assert caught.value.field == field
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (math.nan, "must be a finite number of seconds"),
+        (math.inf, "must be a finite number of seconds"),
+        (0, "must be greater than 0"),
+        (3601, "must be at most 3600"),
+        (True, "must be a number of seconds"),
+    ],
+)
+def test_the_pool_config_and_a_pools_spec_refuse_a_bad_time_in_the_same_words(
+    value: Any, problem: str
+) -> None:
+    with pytest.raises(PoolConfigError) as config:
+        PoolConfig().merged({"healthCheck": {"interval": value}})
+    with pytest.raises(PoolSpecError) as spec:
+        parse_pool_spec({**POOL, "healthCheck": {"interval": value}})
+    assert config.value.problem == spec.value.problem == problem
+    assert spec.value.field == "spec.healthCheck.interval"

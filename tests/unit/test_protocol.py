@@ -14,6 +14,7 @@ from wspool.core.protocol import (
     encode_connected,
     encode_data,
     encode_error,
+    error_body,
     parse_client_frame,
 )
 
@@ -104,6 +105,14 @@ def test_error_frame_carries_code_message_and_message_id() -> None:
         "payload": {"code": "NOT_SUBSCRIBED", "message": "no"},
     }
     assert "messageId" not in json.loads(encode_error(ErrorCode.BAD_REQUEST, "bad"))
+
+
+def test_an_http_error_says_what_an_error_frame_says() -> None:
+    frame = json.loads(encode_error(ErrorCode.RATE_LIMITED, "slow down"))
+    assert error_body(ErrorCode.RATE_LIMITED.value, "slow down") == {"error": frame["payload"]}
+    assert error_body("AT_CAPACITY", "later") == {
+        "error": {"code": "AT_CAPACITY", "message": "later"}
+    }
 
 
 def test_connected_frame_names_connection_server_and_client() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wspool.core.ratelimit import MessageLimiter, TokenBucket, Verdict
+from wspool.server.model.ratelimit import MessageLimiter, TokenBucket, Verdict
 
 
 def test_a_full_bucket_lets_a_burst_through_then_one_per_interval() -> None:

@@ -34,5 +34,4 @@ def test_keys_follow_the_spec_schema_after_the_prefix() -> None:
     assert keys.server_connections("s1") == "pool-a:server:s1:connections"
     assert keys.client_sessions("u1") == "pool-a:client:u1:sessions"
     assert keys.server_health("s1") == "pool-a:server:s1:health"
-    assert keys.pool_stats == "pool-a:pool:stats"
     assert keys.channel_name(keys.channel("prices.eu")) == "prices.eu"

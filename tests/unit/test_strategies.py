@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from wspool.core.strategies import (
+from wspool.gateway.model.strategies import (
     MIN_RAMP,
     Candidate,
     LeastConnectionsStrategy,

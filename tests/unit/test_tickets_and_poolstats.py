@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from wspool.core.poolstats import NodeSample, node_rates, pool_metrics
 from wspool.core.tickets import (
     Ticket,
     TicketError,
@@ -15,6 +14,7 @@ from wspool.core.tickets import (
     used_for,
     verify_ticket,
 )
+from wspool.gateway.model.poolstats import NodeSample, node_rates, pool_metrics
 
 SECRET = "unit-test-secret-0123456789abcdef"
 
@@ -47,6 +47,12 @@ def test_a_relay_ticket_names_no_client_and_leaves_the_node_to_judge_it() -> Non
     ticket = verify_ticket(SECRET, token, "node-1")
     assert ticket.client_id is None
     assert ticket_refusal(ticket, "whoever") is None
+
+
+def test_a_ticket_naming_what_is_no_client_id_is_refused() -> None:
+    token = issue_ticket(SECRET, Ticket("c1", "alice smith", "node-1"), time.time())
+    with pytest.raises(TicketError, match="sub must be 1-128 characters"):
+        verify_ticket(SECRET, token, "node-1")
 
 
 def test_a_used_ticket_is_remembered_until_no_node_would_take_it() -> None:

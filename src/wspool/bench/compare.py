@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from wspool.bench.plan import UNPUBLISHED
 from wspool.bench.report import render_table
 
 __all__ = ["FIGURES", "compare", "main"]
@@ -28,6 +29,20 @@ def _node(run: dict[str, Any], key: str) -> float | None:
 
 def _latency(q: str) -> Callable[[dict[str, Any]], float | None]:
     return lambda run: run["messages"]["latency_ms"][q]
+
+
+def _redis(run: dict[str, Any]) -> float | None:
+    value = (run.get("redis") or {}).get("cpu_us_per_delivery")
+    return None if value is None else float(value)
+
+
+def _storm(key: str) -> Callable[[dict[str, Any]], float | None]:
+    def read(run: dict[str, Any]) -> float | None:
+        value = run["subscribe_storm"][key]
+        value = value["p95_ms"] if isinstance(value, dict) else value
+        return None if value is None else float(value)
+
+    return read
 
 
 FIGURES: dict[str, tuple[Figure, ...]] = {
@@ -51,6 +66,19 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
         ("latency p99 ms", "lower", _latency("p99_ms")),
         ("server CPU µs per message", "lower", lambda r: _node(r, "cpu_us_per_inbound")),
     ),
+    "many-channels": (
+        ("server CPU µs per delivery", "lower", lambda r: _node(r, "cpu_us_per_delivery")),
+        ("Redis CPU µs per delivery", "lower", _redis),
+        ("latency p50 ms", "lower", _latency("p50_ms")),
+        ("latency p95 ms", "lower", _latency("p95_ms")),
+        ("latency p99 ms", "lower", _latency("p99_ms")),
+        ("deliveries missing", "lower", lambda r: r["messages"]["missing"]),
+    ),
+    "subscribe-storm": (
+        ("all subscribed after ms", "lower", _storm("all_subscribed_ms")),
+        ("subscribe p95 ms", "lower", _storm("subscribe_ms")),
+        ("subscribes refused", "lower", _storm("refused")),
+    ),
 }
 
 
@@ -73,7 +101,7 @@ def compare(ours: Sequence[dict[str, Any]], peer: Sequence[dict[str, Any]]) -> s
         if other is None:
             continue
         scenario, rate = _key(run)
-        shown_rate = "-" if scenario == "connect" else (f"{rate:,.0f}" if rate else "max")
+        shown_rate = "-" if scenario in UNPUBLISHED else (f"{rate:,.0f}" if rate else "max")
         for name, better, read in FIGURES.get(scenario, ()):
             a, b = read(run), read(other)
             ratio = f"{b / a:,.2f}x" if a and b is not None else "-"

@@ -1,14 +1,23 @@
-"""What the generator says over a WebSocket: the wspool protocol, or Socket.IO's.
+"""What the generator says over a WebSocket: the wspool protocol, Socket.IO's, or Centrifugo's.
 
 :class:`~wspool.bench.wire.WireConnection` moves frames; a dialect knows the request path,
-how a data frame starts (those go to the counting callback undecoded), what every other
-frame means, and how to subscribe and publish. Both dialects put the send time in a
-``"payload":<ns>`` field so one regular expression reads it from either.
+what to say once the WebSocket is up, whether a frame carries several messages, how a data
+message starts (those go to the counting callback undecoded), what every other message
+means, and how to subscribe and publish. Every dialect puts the send time in a
+``"payload":<ns>`` field so one regular expression reads it from any of them.
+:func:`dialect_for` gives the dialect of a name, with the token it presents (Centrifugo's).
 
 Socket.IO v5 over Engine.IO v4 on a raw WebSocket (``?EIO=4&transport=websocket``): the
 server opens with ``0{...}``, the client joins the default namespace with ``40`` and is in
 once ``40{"sid":...}`` comes back; events are ``42["name",data]``, an event with an ack id
 is ``42<id>[...]`` answered by ``43<id>[...]``; the server's ping ``2`` wants a pong ``3``.
+
+Centrifugo's client protocol v2 in JSON (``/connection/websocket``): the client speaks first,
+``{"id":1,"connect":{"token":JWT}}``, and is in once ``{"id":1,"connect":{...}}`` comes back;
+every command carries an ``id`` > 0 and its reply the same ``id`` (or an ``error``);
+publications arrive as ``{"push":{"channel":...,"pub":{"data":...}}}``. One WebSocket frame
+may carry several replies and pushes, one per line. The server's ping is an empty ``{}``,
+answered by ``{}``.
 """
 
 from __future__ import annotations
@@ -18,10 +27,21 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import jwt
+
 if TYPE_CHECKING:
     from wspool.bench.wire import WireConnection
 
-__all__ = ["DIALECTS", "Dialect", "SocketIODialect", "Subscription", "WspoolDialect"]
+__all__ = [
+    "DIALECTS",
+    "CentrifugoDialect",
+    "Dialect",
+    "SocketIODialect",
+    "Subscription",
+    "WspoolDialect",
+    "centrifugo_token",
+    "dialect_for",
+]
 
 _ids = itertools.count(1)
 
@@ -42,8 +62,11 @@ class Subscription:
 class Dialect(Protocol):
     name: str
     data_prefix: bytes
+    batched: bool  # a frame may hold several messages, one per line
 
     def path(self, path: str) -> str: ...
+
+    def greet(self, connection: WireConnection) -> None: ...
 
     def on_control(self, connection: WireConnection, payload: bytes) -> None: ...
 
@@ -59,9 +82,13 @@ class WspoolDialect:
 
     name = "wspool"
     data_prefix = b'{"type":"data"'
+    batched = False
 
     def path(self, path: str) -> str:
         return path
+
+    def greet(self, connection: WireConnection) -> None:
+        pass  # the node speaks first: ``connected``
 
     def on_control(self, connection: WireConnection, payload: bytes) -> None:
         message = json.loads(payload)
@@ -100,9 +127,13 @@ class SocketIODialect:
 
     name = "socketio"
     data_prefix = b'42["data",'
+    batched = False
 
     def path(self, path: str) -> str:
         return f"{path}?EIO=4&transport=websocket"
+
+    def greet(self, connection: WireConnection) -> None:
+        pass  # the server speaks first: Engine.IO's open ``0{...}``
 
     def on_control(self, connection: WireConnection, payload: bytes) -> None:
         if payload == b"2":  # Engine.IO ping
@@ -137,4 +168,72 @@ class SocketIODialect:
         return b'42["publish",{"channel":"%s","payload":%d}]' % (channel.encode(), stamp)
 
 
+def centrifugo_token(secret: str, user: str = "wspool-bench") -> str:
+    """A connection token Centrifugo accepts with ``client.token.hmac_secret_key`` = secret."""
+    return jwt.encode({"sub": user}, secret, algorithm="HS256")
+
+
+class CentrifugoDialect:
+    """Centrifugo's JSON protocol: ``connect`` with a JWT, ``subscribe``, ``publish``."""
+
+    name = "centrifugo"
+    data_prefix = b'{"push":{"channel":'
+    batched = True
+
+    def __init__(self, token: str = "") -> None:
+        self.token = token
+
+    def path(self, path: str) -> str:
+        return path
+
+    def greet(self, connection: WireConnection) -> None:
+        connect = {"id": next(_ids), "connect": {"token": self.token, "name": "wspool-bench"}}
+        connection.send_text(json.dumps(connect).encode())
+
+    def on_control(self, connection: WireConnection, payload: bytes) -> None:
+        if payload == b"{}":  # the server's ping
+            connection.send_text(b"{}")
+            return
+        if payload.endswith(b'"publish":{}}'):  # a publish went through: nothing to do
+            return
+        message = json.loads(payload)
+        if "connect" in message:
+            connection.mark_open()
+            return
+        if "error" in message:
+            connection.errors.append(str(message["error"].get("code")))
+            if not connection.opened.done():  # the connect command was refused
+                connection.fail(ConnectionError(f"connect refused: {message['error']}"))
+                return
+        if "id" in message:
+            connection.answer(str(message["id"]), message)
+
+    async def subscribe(
+        self, connection: WireConnection, channel: str, since: str = ""
+    ) -> Subscription:
+        # Without history configured (as in the bench), there is no position to resume from.
+        command_id = next(_ids)
+        command = {"id": command_id, "subscribe": {"channel": channel}}
+        reply = await connection.request(str(command_id), json.dumps(command).encode())
+        if "subscribe" in reply:
+            return Subscription()
+        error = reply.get("error", {})
+        return Subscription(problem=f"{error.get('code')} {error.get('message')}")
+
+    def publish_frame(self, channel: str, stamp: int, number: int) -> bytes:
+        return b'{"id":%d,"publish":{"channel":"%s","data":{"payload":%d}}}' % (
+            number + 1,  # 0 is no id: Centrifugo takes it for a pong
+            channel.encode(),
+            stamp,
+        )
+
+
 DIALECTS: dict[str, Dialect] = {"wspool": WspoolDialect(), "socketio": SocketIODialect()}
+"""The dialects that need no credential; :func:`dialect_for` makes Centrifugo's."""
+
+
+def dialect_for(name: str, token: str = "") -> Dialect:
+    """The dialect called ``name``; Centrifugo's presents ``token`` when it connects."""
+    if name == "centrifugo":
+        return CentrifugoDialect(token)
+    return DIALECTS[name]

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from wspool.bench.worker import Recovery
+from wspool.bench.tally import Recovery
 
 __all__ = ["choose_victim", "summarize_failover"]
 

@@ -5,10 +5,15 @@ depend on how much CPU the generator leaves over. Server CPU per message does no
 the node process's CPU seconds spent between two readings divided by the messages it
 handled in between. Memory per 1,000 idle connections is the growth of the node's resident
 set divided by the connections it gained.
+
+Three kinds of process are read: a node (or a peer exposing the node's counter names), a
+gateway, and Centrifugo, whose counters carry labels (transport, frame type, namespace) and
+are summed over them.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = [
@@ -17,6 +22,7 @@ __all__ = [
     "per_message_us",
     "per_second",
     "rss_per_thousand_mb",
+    "sum_labelled",
 ]
 
 
@@ -44,6 +50,21 @@ class NodeReading:
     @classmethod
     def from_metrics(cls, url: str, text: str) -> NodeReading:
         values = parse_prometheus(text)
+        if "centrifugo_node_num_clients" in values:
+            return cls(
+                url=url,
+                cpu_seconds=values.get("process_cpu_seconds_total"),
+                rss_bytes=values.get("process_resident_memory_bytes"),
+                # num_clients is refreshed every 10 s; the in-flight gauge moves at once.
+                connections=sum_labelled(text, "centrifugo_client_connections_inflight"),
+                received=sum_labelled(
+                    text, "centrifugo_transport_messages_received", frame_type="publish"
+                ),
+                deliveries=sum_labelled(
+                    text, "centrifugo_transport_messages_sent", frame_type="push_publication"
+                ),
+                slow_consumers=None,
+            )
         up = values.get("wspool_gateway_messages_to_server_total")
         down = values.get("wspool_gateway_messages_to_client_total")
         if up is not None and down is not None:
@@ -83,6 +104,29 @@ def parse_prometheus(text: str) -> dict[str, float]:
         except (IndexError, ValueError):
             continue
     return values
+
+
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def sum_labelled(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels`` (0 if none yet).
+
+    A counter with labels shows no sample until its first increment, so none reads as 0.
+    """
+    total = 0.0
+    prefix = name + "{"
+    for line in text.splitlines():
+        if not line.startswith(prefix):
+            continue
+        label_text, _, value = line[len(prefix) :].partition("} ")
+        found = dict(_LABEL.findall(label_text))
+        if all(found.get(key) == wanted for key, wanted in labels.items()):
+            try:
+                total += float(value.split()[0])
+            except (IndexError, ValueError):
+                continue
+    return total
 
 
 def _delta(before: float | None, after: float | None) -> float | None:

@@ -5,7 +5,11 @@ redis-server on a free port unless ``--redis-url`` names one), waits until each 
 reachable store on ``/health``, and stops them all when the run ends. ``--spawn-gateway``
 adds one ``wspool gateway`` in front of them, ready once it sees every node healthy.
 ``--peer`` starts N peer servers instead of nodes (:mod:`wspool.bench.peers`: python-socketio,
-or Socket.IO on Node.js).
+Socket.IO on Node.js, or Centrifugo; no redis-server for Centrifugo's memory engine), with a
+fresh token secret per run for the peers that want connection tokens.
+
+:func:`read_redis` reads the Redis's own CPU seconds (``INFO``), so a run can tell what the
+fan-out through Redis cost beside the servers' own CPU.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import shutil
 import signal
 import socket
@@ -25,10 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wspool.bench.measures import NodeReading
-from wspool.bench.peers import peer_command
+import redis.asyncio as redis
 
-__all__ = ["Farm", "Spawned", "read_nodes", "spawned_farm"]
+from wspool.bench.dialects import centrifugo_token
+from wspool.bench.measures import NodeReading
+from wspool.bench.peers import PEERS, peer_command
+
+__all__ = ["Farm", "Spawned", "read_nodes", "read_redis", "spawned_farm"]
 
 
 _OPEN = (
@@ -55,6 +63,29 @@ async def read_nodes(urls: Sequence[str], within: float = 5.0) -> list[NodeReadi
         return NodeReading.from_metrics(url, text)
 
     return list(await asyncio.gather(*(read(url) for url in urls)))
+
+
+async def read_redis(url: str) -> NodeReading | None:
+    """Redis's CPU seconds and resident memory (``INFO``); None without a Redis to ask."""
+    if not url:
+        return None
+    client = redis.from_url(url)
+    try:
+        info = await client.info("all")
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        await client.aclose()
+    cpu = float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    return NodeReading(
+        url=url,
+        cpu_seconds=cpu,
+        rss_bytes=float(info["used_memory_rss"]),
+        connections=float(info["connected_clients"]),
+        received=None,
+        deliveries=None,
+        slow_consumers=None,
+    )
 
 
 def _free_port() -> int:
@@ -90,10 +121,11 @@ class Spawned:
 
 @dataclass
 class Farm:
-    redis_url: str
+    redis_url: str  # "" when nothing of the farm uses Redis
     folder: Path
     nodes: list[Spawned] = field(default_factory=list)
     gateway: Spawned | None = None
+    token: str = ""  # what clients present when they connect ("" = nothing)
 
     def url(self, route: str) -> str:
         """What the generator connects to: the gateway, or every node (comma separated)."""
@@ -141,57 +173,68 @@ async def _start_redis(folder: Path) -> tuple[asyncio.subprocess.Process, str]:
             await asyncio.sleep(0.05)
 
 
-async def _spawn(folder: Path, name: str, *command: str) -> tuple[asyncio.subprocess.Process, int]:
-    port = _free_port()
+async def _spawn(folder: Path, name: str, command: Sequence[str]) -> asyncio.subprocess.Process:
     with (folder / f"{name}.log").open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            *("--host", "127.0.0.1", "--port", str(port)),
-            stdout=log,
-            stderr=log,
-        )
-    return process, port
+        return await asyncio.create_subprocess_exec(*command, stdout=log, stderr=log)
+
+
+def _listen(port: int) -> tuple[str, ...]:
+    return ("--host", "127.0.0.1", "--port", str(port))
 
 
 def _store_up(body: dict[str, Any]) -> bool:
     return body.get("store") == "up"
 
 
+def _answers(body: dict[str, Any]) -> bool:
+    return True  # Centrifugo's /health: 200 {} once it serves
+
+
 @contextlib.asynccontextmanager
 async def spawned_farm(
     count: int, redis_url: str, *, gateway: bool = False, peer: str = ""
 ) -> AsyncIterator[Farm]:
-    """Start ``count`` nodes (or peer servers), a gateway if asked, Redis if no URL is given."""
+    """Start ``count`` nodes (or peer servers), a gateway if asked, and Redis if no URL is
+    given and something of the farm uses it."""
     folder = Path(tempfile.mkdtemp(prefix="wspool-bench-"))
     processes: list[asyncio.subprocess.Process] = []
     try:
-        if not redis_url:
-            redis, redis_url = await _start_redis(folder)
-            processes.append(redis)
-        farm = Farm(redis_url, folder)
+        uses_redis = not peer or PEERS[peer].uses_redis
+        if uses_redis and not redis_url:
+            redis_process, redis_url = await _start_redis(folder)
+            processes.append(redis_process)
+        farm = Farm(redis_url if uses_redis else "", folder)
+        secret = secrets.token_urlsafe(32)
+        if peer and PEERS[peer].dialect == "centrifugo":
+            farm.token = centrifugo_token(secret)
         for index in range(count):
             name = f"{peer or 'bench'}-{index + 1}"
-            args: tuple[str, ...]
+            port = _free_port()
+            command: list[str]
             if peer:
-                args = tuple(peer_command(peer, redis_url))
-                path = "/socket.io/"
+                command = peer_command(peer, port, farm.redis_url, folder, secret)
+                path = PEERS[peer].path
             else:
-                args = (sys.executable, "-m", "wspool", "server", "--id", name)
-                args += ("--redis-url", redis_url)
-                args += ("--drain-window", "0.5", "--log-level", "warning", *_OPEN)
+                command = [sys.executable, "-m", "wspool", "server", "--id", name]
+                command += ["--redis-url", redis_url, *_listen(port)]
+                command += ["--drain-window", "0.5", "--log-level", "warning", *_OPEN]
                 path = "/ws"
-            process, port = await _spawn(folder, name, *args)
+            process = await _spawn(folder, name, command)
             processes.append(process)
             farm.nodes.append(Spawned(name, port, process, path))
+        ready = _answers if peer and PEERS[peer].dialect == "centrifugo" else _store_up
         for node in farm.nodes:
-            await _wait_for(f"http://127.0.0.1:{node.port}/health", _store_up, 15.0)
+            await _wait_for(f"http://127.0.0.1:{node.port}/health", ready, 15.0)
         if gateway:
-            process, port = await _spawn(
+            port = _free_port()
+            process = await _spawn(
                 folder,
                 "gateway",
-                *(sys.executable, "-m", "wspool", "gateway", "--id", "bench-gateway"),
-                *("--redis-url", redis_url),
-                *("--log-level", "warning", "--insecure"),
+                [
+                    *(sys.executable, "-m", "wspool", "gateway", "--id", "bench-gateway"),
+                    *("--redis-url", redis_url, *_listen(port)),
+                    *("--log-level", "warning", "--insecure"),
+                ],
             )
             processes.append(process)
             farm.gateway = Spawned("gateway", port, process)
@@ -203,7 +246,8 @@ async def spawned_farm(
         what = f"{count} {peer + ' server' if peer else 'node'}(s)"
         if gateway:
             what += " behind a gateway"
-        print(f"spawned {what} on Redis {redis_url}; logs in {folder}", file=sys.stderr)
+        on = f"on Redis {farm.redis_url}" if farm.redis_url else "without Redis"
+        print(f"spawned {what} {on}; logs in {folder}", file=sys.stderr)
         yield farm
     finally:
         # Every process is told to stop before anything is awaited, so that none outlives

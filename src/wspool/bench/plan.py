@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 __all__ = [
+    "UNPUBLISHED",
     "ConnectionSpec",
     "Role",
     "Shape",
@@ -52,6 +53,9 @@ class Shape:
     rate: float = 0.0  # msg/s over all publishers; 0 = as fast as the node takes them
 
 
+UNPUBLISHED = ("connect", "subscribe-storm")
+"""Scenarios that publish nothing: a ``--rate`` means nothing to them."""
+
 DEFAULT_SHAPES = {
     "connect": Shape("connect", connections=1000),
     "throughput": Shape("throughput", publishers=8, subscribers=8, channels=8),
@@ -61,6 +65,15 @@ DEFAULT_SHAPES = {
     # killing it measures the subscribers' way back, apart from publishes lost with a
     # publisher's node. 100 msg/s: a subscriber back in hears the next one within 10 ms.
     "failover": Shape("failover", publishers=1, subscribers=300, channels=1, rate=100.0),
+    # Many quiet channels, as a chat or a dashboard has them: 2 subscribers each and one
+    # publisher each, 4 msg/s per channel. What it costs per delivery, in the server and in
+    # Redis, when fan-out is narrow and channels are many.
+    "many-channels": Shape(
+        "many-channels", publishers=500, subscribers=1000, channels=500, rate=2000.0
+    ),
+    # Every subscriber subscribes at the same moment (after all are connected), as after a
+    # deploy or a network blip; no publishing.
+    "subscribe-storm": Shape("subscribe-storm", subscribers=1000, channels=100),
 }
 
 
@@ -79,6 +92,12 @@ def shape_for(
         return Shape(scenario, connections=connections or base.connections)
     if scenario in ("fanout", "failover"):
         channels = 1  # one channel by definition
+    if scenario == "subscribe-storm":
+        return Shape(
+            scenario,
+            subscribers=subscribers or base.subscribers,
+            channels=channels or base.channels,
+        )
     return Shape(
         scenario,
         publishers=publishers or base.publishers,

@@ -4,6 +4,11 @@ Rates: messages in per second is what the publishers sent divided by the load wi
 deliveries per second is what the subscribers received divided by the time from the start
 of the load to the last delivery (never less than the load window), so a backlog that
 drains after the publishers stop counts against the rate rather than for it.
+
+Redis, when the run knows it (spawned processes on Redis), is read like a process: its CPU
+seconds over the run, per delivery the subscribers received. A subscribe storm reports the
+subscribes taken and refused, each one's time to its answer, and the time from ``go`` until
+the last one was taken.
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from wspool.bench.measures import NodeReading, per_message_us, per_second, rss_per_thousand_mb
-from wspool.bench.plan import Shape
-from wspool.bench.worker import WorkerResult
+from wspool.bench.plan import UNPUBLISHED, Shape
+from wspool.bench.tally import WorkerResult
 
 __all__ = [
     "RunTiming",
     "merge_results",
     "render_failover",
+    "render_storm",
     "render_table",
     "render_text",
     "summarize",
@@ -34,6 +40,7 @@ class RunTiming:
     setup: float  # opening and subscribing every connection
     load: float  # publishers publishing (connect: connections held)
     until_last_delivery: float  # from the start of the load to the last delivery
+    go_ns: int = 0  # when the load started (monotonic ns; 0 = connect, no load)
 
 
 def merge_results(results: Sequence[WorkerResult]) -> WorkerResult:
@@ -55,6 +62,10 @@ def merge_results(results: Sequence[WorkerResult]) -> WorkerResult:
         total.recoveries.extend(r.recoveries)
         total.gaps += r.gaps
         total.duplicates += r.duplicates
+        total.subscribed += r.subscribed
+        total.refused.update(r.refused)
+        total.subscribe.merge(r.subscribe)
+        total.last_subscribed_ns = max(total.last_subscribed_ns, r.last_subscribed_ns)
     return total
 
 
@@ -91,6 +102,36 @@ def _rate(count: float | None, seconds: float) -> float | None:
     return None if count is None else per_second(count, seconds)
 
 
+def _redis(
+    before: NodeReading | None, after: NodeReading | None, seconds: float, delivered: int
+) -> dict[str, Any] | None:
+    """Redis's CPU over the run, and per delivery the subscribers received."""
+    if before is None or after is None or before.cpu_seconds is None:
+        return None
+    cpu = (after.cpu_seconds or 0.0) - before.cpu_seconds
+    return {
+        "url": after.url,
+        "cpu_seconds": _round(cpu, 3),
+        "cpu_percent": _round(cpu / seconds * 100 if seconds else None),
+        "rss_mb": _round(after.rss_bytes / 1e6 if after.rss_bytes is not None else None),
+        "cpu_us_per_delivery": _round(cpu * 1e6 / delivered if delivered else None, 2),
+    }
+
+
+def _storm(total: WorkerResult, planned: int, go_ns: int) -> dict[str, Any]:
+    everyone = total.subscribed == planned and total.last_subscribed_ns > 0
+    return {
+        "planned": planned,
+        "subscribed": total.subscribed,
+        "refused": sum(total.refused.values()),
+        "refusals": dict(total.refused),
+        "subscribe_ms": total.subscribe.summary(),
+        "all_subscribed_ms": round((total.last_subscribed_ns - go_ns) / 1e6, 1)
+        if everyone
+        else None,
+    }
+
+
 def summarize(
     shape: Shape,
     results: Sequence[WorkerResult],
@@ -99,6 +140,7 @@ def summarize(
     timing: RunTiming,
     subscribers: Counter[str],
     route: str = "direct",
+    redis: tuple[NodeReading | None, NodeReading | None] = (None, None),
 ) -> dict[str, Any]:
     """The JSON-ready report of one scenario run."""
     total = merge_results(results)
@@ -108,7 +150,7 @@ def summarize(
     planned = shape.connections + shape.publishers + shape.subscribers
     seconds = out_window if sent else timing.setup + timing.load
     nodes = [_node(b, a, seconds) for b, a in zip(before, after, strict=True)]
-    return {
+    report = {
         "scenario": shape.scenario,
         "route": route,
         "shape": {
@@ -145,7 +187,11 @@ def summarize(
             "duplicates": total.duplicates,
         },
         "nodes": nodes,
+        "redis": _redis(*redis, seconds, total.received),
     }
+    if shape.scenario == "subscribe-storm":
+        report["subscribe_storm"] = _storm(total, shape.subscribers, timing.go_ns)
+    return report
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -181,7 +227,8 @@ def render_text(reports: Sequence[dict[str, Any]]) -> str:
     nodes = []
     for r in reports:
         c, m, s = r["connections"], r["messages"], r["shape"]
-        rate = "-" if r["scenario"] == "connect" else ("max" if not s["rate"] else _num(s["rate"]))
+        unpublished = r["scenario"] in UNPUBLISHED
+        rate = "-" if unpublished else ("max" if not s["rate"] else _num(s["rate"]))
         via = r.get("route", "direct")
         runs.append(
             [
@@ -219,6 +266,11 @@ def render_text(reports: Sequence[dict[str, Any]]) -> str:
                     else _num(n.get("cpu_us_per_relayed_frame"), 1),
                 ]
             )
+        if r.get("redis"):
+            redis = r["redis"]
+            cpu = [_num(redis["cpu_percent"]), "-", _num(redis["cpu_us_per_delivery"], 1)]
+            memory = [_num(redis["rss_mb"], 1), "-"]
+            nodes.append([r["scenario"], via, rate, "redis", "-", *memory, *cpu, "-", "-"])
     first = render_table(
         [
             "scenario",
@@ -255,7 +307,22 @@ def render_text(reports: Sequence[dict[str, Any]]) -> str:
     for r in reports:
         if "failover" in r:
             text += "\n" + render_failover(r)
+        if "subscribe_storm" in r:
+            text += "\n" + render_storm(r)
     return text
+
+
+def render_storm(report: dict[str, Any]) -> str:
+    storm = report["subscribe_storm"]
+    refusals = ", ".join(f"{n:,} {why}" for why, n in storm["refusals"].items())
+    everyone = storm["all_subscribed_ms"]
+    return (
+        f"subscribe storm{' via the gateway' if report.get('route') == 'gateway' else ''}: "
+        f"{storm['subscribed']:,} of {storm['planned']:,} subscribed at once, "
+        f"{storm['refused']:,} refused or errored{f' ({refusals})' if refusals else ''}\n"
+        f"  each subscribe p50/p95/p99 {_three(storm['subscribe_ms'])} ms; all subscribed "
+        f"{f'{everyone:,.1f} ms' if everyone is not None else 'never'} after the go\n"
+    )
 
 
 def render_failover(report: dict[str, Any]) -> str:

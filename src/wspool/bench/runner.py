@@ -24,8 +24,9 @@ from typing import Any
 
 from wspool.bench.failover import choose_victim, summarize_failover
 from wspool.bench.measures import NodeReading
-from wspool.bench.nodes import Farm, read_nodes, spawned_farm
+from wspool.bench.nodes import Farm, read_nodes, read_redis, spawned_farm
 from wspool.bench.plan import (
+    UNPUBLISHED,
     Shape,
     deal,
     plan_connections,
@@ -34,13 +35,8 @@ from wspool.bench.plan import (
 )
 from wspool.bench.report import RunTiming, render_text, summarize
 from wspool.bench.settings import BenchSettings
-from wspool.bench.worker import (
-    Progress,
-    WorkerResult,
-    WorkerTask,
-    raise_open_file_limit,
-    worker_main,
-)
+from wspool.bench.tally import Progress, WorkerResult
+from wspool.bench.worker import WorkerTask, raise_open_file_limit, worker_main
 
 __all__ = ["BenchError", "run_bench"]
 
@@ -175,6 +171,8 @@ async def _run_once(
     processes: list[BaseProcess] = []
     pipes: list[Connection] = []
     baseline = await read_nodes(settings.metrics_urls)
+    redis_url = farm.redis_url if farm is not None else ""
+    redis_before = await read_redis(redis_url)
     for index, hand in enumerate(hands):
         task = WorkerTask(
             index=index,
@@ -187,8 +185,10 @@ async def _run_once(
             # percentiles and leaves the CPU to counting (a timing costs ~4 µs, a count <1 µs).
             latency_every=1 if shape.rate else 32,
             dialect=settings.dialect,
+            token=farm.token if farm is not None else "",
             reconnect=shape.scenario == "failover",
             resume=not settings.at_most_once,
+            storm=shape.scenario == "subscribe-storm",
         )
         ours, theirs = context.Pipe()
         process = context.Process(target=worker_main, args=(task, theirs), daemon=True)
@@ -200,7 +200,7 @@ async def _run_once(
     killed: tuple[str, int] | None = None
     rate = (
         ""
-        if shape.scenario == "connect"
+        if shape.scenario in UNPUBLISHED
         else f" at {shape.rate:,.0f} msg/s"
         if shape.rate
         else " at full rate"
@@ -219,6 +219,7 @@ async def _run_once(
             load = settings.duration
         else:
             before = await read_nodes(settings.metrics_urls)
+            redis_before = await read_redis(redis_url)
             go = time.monotonic_ns()
             crew.send("go")
             if shape.scenario == "failover":
@@ -228,6 +229,7 @@ async def _run_once(
             load = (time.monotonic_ns() - go) / 1e9
             await _drain(crew, lambda: _expected_estimate(shape, crew.total().sent))
         after = await read_nodes(settings.metrics_urls)
+        redis_after = await read_redis(redis_url)
         crew.send("finish")
         await crew.wait_all("result", 60)
         progress.print()
@@ -242,9 +244,10 @@ async def _run_once(
         results,
         before,
         after,
-        RunTiming(setup=setup, load=load, until_last_delivery=since_go),
+        RunTiming(setup=setup, load=load, until_last_delivery=since_go, go_ns=go),
         subscribers_per_channel(specs),
         route,
+        redis=(redis_before, redis_after),
     )
     if killed is not None:
         victim, kill_ns = killed
@@ -289,7 +292,7 @@ async def _drain(crew: _Crew, expected: Callable[[], float]) -> None:
 
 def _shapes(settings: BenchSettings, scenario: str) -> list[Shape]:
     rates: Sequence[float | None] = settings.rates or [None]
-    if scenario == "connect":
+    if scenario in UNPUBLISHED:
         rates = [None]
     return [
         shape_for(

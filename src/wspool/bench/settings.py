@@ -1,4 +1,5 @@
-"""Options of ``wspool bench``, in the option table style of :mod:`wspool.core.config`.
+"""Options of ``wspool bench``: a table of :class:`~wspool.core.options.Option`, each naming
+the :class:`BenchSettings` field it fills.
 
 A load generator only ever aims at this machine: every target and metrics URL must be in
 127.0.0.0/8 (or ``localhost``), checked before anything connects.
@@ -13,7 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wspool.bench.peers import PEERS
-from wspool.core.options import ConfigError, Option, parse_boolean
+from wspool.core import checks
+from wspool.core.checks import Invalid
+from wspool.core.options import ConfigError, Option
 
 __all__ = [
     "BENCH_OPTIONS",
@@ -24,7 +27,15 @@ __all__ = [
     "parse_targets",
 ]
 
-SCENARIOS = ("connect", "throughput", "latency", "fanout", "failover")
+SCENARIOS = (
+    "connect",
+    "throughput",
+    "latency",
+    "fanout",
+    "failover",
+    "many-channels",
+    "subscribe-storm",
+)
 ROUTES = ("gateway", "direct")
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
@@ -58,9 +69,9 @@ def is_loopback(host: str) -> bool:
 def _loopback_host(text: str, scheme: str) -> tuple[str, int | None, str]:
     parts = urlsplit(text)
     if parts.scheme != scheme or not parts.hostname:
-        raise ValueError(f"{text!r} must be a {scheme}://host:port URL")
+        raise Invalid(f"{text!r} must be a {scheme}://host:port URL")
     if not is_loopback(parts.hostname):
-        raise ValueError(
+        raise Invalid(
             f"must be on this machine (127.0.0.0/8 or localhost), not {parts.hostname}: "
             "the load generator only loads loopback"
         )
@@ -75,7 +86,7 @@ def parse_targets(text: str) -> tuple[Target, ...]:
         host, port, path = _loopback_host(item, "ws")
         targets.append(Target(host, port or 80, path or "/"))
     if not targets:
-        raise ValueError("must name at least one ws:// URL")
+        raise Invalid("must name at least one ws:// URL")
     return tuple(targets)
 
 
@@ -86,40 +97,32 @@ def _metrics_urls(text: str) -> tuple[str, ...]:
     return urls
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must be an integer >= 0")
-    return value
-
-
-def _positive(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    def checked(text: str) -> Any:
-        value = parse(text)
-        if not 0 < value < float("inf"):  # NaN fails it too
-            raise ValueError("must be a finite number greater than 0")
-        return value
-
-    return checked
+_count = checks.integer(0).text
+_positive_int = checks.integer(1).text
+_positive_seconds = checks.seconds(0, above=True).text
 
 
 def _rates(text: str) -> tuple[float, ...]:
-    rates = tuple(float(part) for part in text.split(",") if part.strip())
+    problem = "must be rates in messages/s, comma separated (0 = as fast as possible)"
+    try:
+        rates = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise Invalid(problem) from None
     if not rates or any(not 0 <= rate < float("inf") for rate in rates):
-        raise ValueError("must be rates in messages/s, comma separated (0 = as fast as possible)")
+        raise Invalid(problem)
     return rates
 
 
 def _routes(text: str) -> tuple[str, ...]:
     routes = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     if not routes or any(route not in ROUTES for route in routes):
-        raise ValueError("must be gateway, direct, or both (comma separated)")
+        raise Invalid("must be gateway, direct, or both (comma separated)")
     return routes
 
 
 def _peer(text: str) -> str:
     if text not in PEERS:
-        raise ValueError(f"must be one of {', '.join(PEERS)}")
+        raise Invalid(f"must be one of {', '.join(PEERS)}")
     return text
 
 
@@ -195,8 +198,8 @@ class BenchSettings:
 
     @property
     def dialect(self) -> str:
-        """What the generator speaks: the wspool protocol, or Socket.IO to the peer."""
-        return "socketio" if self.peer else "wspool"
+        """What the generator speaks: the wspool protocol, or the peer's."""
+        return PEERS[self.peer].dialect if self.peer else "wspool"
 
     @property
     def routes(self) -> tuple[str, ...]:
@@ -239,7 +242,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "spawn_gateway",
         "--spawn-gateway",
         "WSPOOL_BENCH_SPAWN_GATEWAY",
-        parse_boolean,
+        checks.boolean.text,
         "with --spawn-servers: also start a `wspool gateway` in front of the nodes and load it",
         switch=True,
     ),
@@ -256,7 +259,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "at_most_once",
         "--at-most-once",
         "WSPOOL_BENCH_AT_MOST_ONCE",
-        parse_boolean,
+        checks.boolean.text,
         "failover: resubscribe without `since` (as a client that keeps no position), so "
         "what was published while it was away is lost",
         switch=True,
@@ -268,7 +271,9 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         _peer,
         "with --spawn-servers: start that many peer servers instead of nodes, for a side by "
         "side (socketio: python-socketio with its Redis manager, needs the `bench` extra; "
-        "socketio-node: Socket.IO on Node.js with its Redis adapter, needs node and npm)",
+        "socketio-node: Socket.IO on Node.js with its Redis adapter, needs node and npm; "
+        "centrifugo, centrifugo-redis: Centrifugo v6 with its memory or Redis engine, "
+        "built by `make peers` or, when missing, with go)",
         metavar="PEER",
     ),
     Option(
@@ -283,7 +288,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "workers",
         "--workers",
         "WSPOOL_BENCH_WORKERS",
-        _positive(int),
+        _positive_int,
         "client processes",
         metavar="N",
     ),
@@ -291,7 +296,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "connections",
         "--connections",
         "WSPOOL_BENCH_CONNECTIONS",
-        _positive(int),
+        _positive_int,
         "connect: connections to open and hold (default 1000)",
         metavar="N",
     ),
@@ -299,7 +304,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "publishers",
         "--publishers",
         "WSPOOL_BENCH_PUBLISHERS",
-        _positive(int),
+        _positive_int,
         "publishing connections (scenario default)",
         metavar="N",
     ),
@@ -315,7 +320,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "channels",
         "--channels",
         "WSPOOL_BENCH_CHANNELS",
-        _positive(int),
+        _positive_int,
         "channels published to (scenario default)",
         metavar="N",
     ),
@@ -332,7 +337,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "window",
         "--window",
         "WSPOOL_BENCH_WINDOW",
-        _positive(int),
+        _positive_int,
         "at full rate: messages a publisher may have in flight (sent, not yet echoed)",
         metavar="N",
     ),
@@ -340,7 +345,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "duration",
         "--duration",
         "WSPOOL_BENCH_DURATION",
-        _positive(float),
+        _positive_seconds,
         "seconds of load (connect: seconds the connections are held)",
         metavar="SECONDS",
     ),
@@ -348,7 +353,7 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "concurrency",
         "--concurrency",
         "WSPOOL_BENCH_CONCURRENCY",
-        _positive(int),
+        _positive_int,
         "opening handshakes in flight at once, over all workers",
         metavar="N",
     ),

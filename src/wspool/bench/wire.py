@@ -6,8 +6,9 @@ every frame through a parser generator, a queue and an await; here an
 :class:`asyncio.Protocol` cuts frames straight out of the received bytes, hands ``data``
 frames to a callback as bytes (no decoding: the caller only counts them and reads a
 timestamp), and answers pings itself. Other frames go to the connection's dialect
-(:mod:`wspool.bench.dialects`: the wspool protocol, or Socket.IO's for the peer), which
-parses them. Client frames are masked with websockets' C ``apply_mask``.
+(:mod:`wspool.bench.dialects`: the wspool protocol, or a peer's), which parses them; a
+dialect whose frames carry several messages (Centrifugo's, one per line) has each handled
+on its own. Client frames are masked with websockets' C ``apply_mask``.
 
 Not covered, because the farm never sends them: extensions (compression is off),
 subprotocols, masked server frames.
@@ -42,7 +43,8 @@ class HandshakeError(Exception):
 
 class WireConnection(asyncio.Protocol):
     """One client connection; ``opened`` resolves when the server says the client is in
-    (the node's ``connected`` frame; Socket.IO's namespace ``40``)."""
+    (the node's ``connected`` frame; Socket.IO's namespace ``40``; Centrifugo's connect
+    reply)."""
 
     def __init__(
         self,
@@ -55,6 +57,7 @@ class WireConnection(asyncio.Protocol):
         self.on_data = on_data
         self.dialect = dialect
         self.data_prefix = dialect.data_prefix
+        self.batched = dialect.batched
         self.server_id = ""
         self.opened: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -100,6 +103,7 @@ class WireConnection(asyncio.Protocol):
                 self._fail(error)
                 return
             self._upgraded = True
+            self.dialect.greet(self)
         self._read_frames()
 
     def pause_writing(self) -> None:
@@ -171,10 +175,11 @@ class WireConnection(asyncio.Protocol):
             if self._fragments:
                 payload = b"".join([*self._fragments, payload])
                 self._fragments.clear()
-            if payload.startswith(self.data_prefix):
-                self.on_data(payload)
+            if self.batched and b"\n" in payload:
+                for message in payload.split(b"\n"):
+                    self._on_message(message)
             else:
-                self.dialect.on_control(self, payload)
+                self._on_message(payload)
         elif opcode == 0x9:  # ping
             self._send_frame(0xA, payload)
         elif opcode == 0x8:  # close: answer it, then the server closes TCP (§5.5.1)
@@ -182,6 +187,12 @@ class WireConnection(asyncio.Protocol):
             if not self._closing:
                 self._closing = True
                 self._send_frame(0x8, payload[:2])
+
+    def _on_message(self, payload: bytes) -> None:
+        if payload.startswith(self.data_prefix):
+            self.on_data(payload)
+        elif payload:
+            self.dialect.on_control(self, payload)
 
     # for the dialect -------------------------------------------------------------------
 

@@ -19,6 +19,9 @@ cut, back in, subscribed, and receiving again. With ``resume`` it resubscribes w
 ``since`` its last position (the offset of the last message it got, or the channel's
 offset when it subscribed), so the node replays what it missed (docs/recovery.md); each
 subscriber then checks its offsets for gaps and duplicates.
+
+With ``storm`` (the ``subscribe-storm`` scenario) nobody subscribes before ``go``; on ``go``
+every subscriber sends its subscribe at once, and each answer is timed and counted.
 """
 
 from __future__ import annotations
@@ -26,26 +29,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import random
 import re
 import resource
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from wspool.bench.dialects import DIALECTS, Subscription
-from wspool.bench.histogram import LatencyHistogram
+from wspool.bench.dialects import Dialect, Subscription, dialect_for
 from wspool.bench.plan import ConnectionSpec, Role
 from wspool.bench.settings import Target
+from wspool.bench.tally import Progress, Recovery, WorkerResult
 from wspool.bench.wire import HandshakeError, WireConnection, open_connection
+from wspool.core.backoff import Backoff
+from wspool.tasks import cancel_and_wait
 
 __all__ = [
-    "Progress",
-    "Recovery",
-    "WorkerResult",
     "WorkerTask",
     "raise_open_file_limit",
     "worker_main",
@@ -55,7 +58,7 @@ _STAMP = re.compile(rb'"payload":(\d+)')
 _OFFSET = re.compile(rb'"offset":"([^"]*):(\d+)"')
 _PROGRESS_INTERVAL = 0.5
 _BATCH = 50  # frames per write at full rate
-_RETRY_FIRST, _RETRY_MAX = 0.05, 1.0  # reconnect backoff, doubling, in seconds
+_RETRY_FIRST, _RETRY_MAX = 0.05, 1.0  # reconnect backoff: base and cap, in seconds
 _RECONNECT_FOR = 30.0  # a connection that cannot get back in this long gives up
 
 
@@ -90,65 +93,20 @@ class WorkerTask:
     latency_every: int = 1  # time one delivery in this many (reading a stamp costs CPU)
     connect_timeout: float = 10.0
     dialect: str = "wspool"
+    token: str = ""  # the connection token the dialect presents (Centrifugo's)
     reconnect: bool = False
     resume: bool = False
-
-
-@dataclass(slots=True)
-class Recovery:
-    """One connection cut under load, and its way back (monotonic ns; 0 = never)."""
-
-    role: str
-    server_before: str
-    cut_ns: int
-    attempts: int = 0
-    server_after: str = ""
-    reopened_ns: int = 0
-    resubscribed_ns: int = 0
-    receiving_ns: int = 0  # first delivery after resubscribing (subscribers only)
-    since: str = ""  # the position resubscribed from ("" = at most once)
-    recovered: bool | None = None  # the node's answer to since
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    opened: int = 0
-    failed: int = 0
-    sent: int = 0
-    received: int = 0
-    lost: int = 0
-
-
-@dataclass
-class WorkerResult:
-    """What one worker saw; the parent adds these up."""
-
-    opened: int = 0
-    failed: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
-    setup: LatencyHistogram = field(default_factory=LatencyHistogram)
-    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
-    schedule_lag: LatencyHistogram = field(default_factory=LatencyHistogram)
-    sent_per_channel: Counter[str] = field(default_factory=Counter)
-    received: int = 0
-    echoed: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    lost: int = 0
-    close_codes: Counter[int] = field(default_factory=Counter)
-    last_delivery_ns: int = 0
-    recoveries: list[Recovery] = field(default_factory=list)
-    gaps: int = 0  # messages skipped, by offset (subscribers tracked in failover)
-    duplicates: int = 0  # messages heard twice, by offset
+    storm: bool = False
 
 
 class _Publisher:
-    def __init__(self, spec: ConnectionSpec, window: int, dialect: str) -> None:
+    def __init__(self, spec: ConnectionSpec, window: int, dialect: Dialect) -> None:
         self.spec = spec
         self.window = window
         self.sent = 0
         self.echoed = 0
         self.room = asyncio.Event()
-        self.frame = DIALECTS[dialect].publish_frame
+        self.frame = dialect.publish_frame
 
     def on_echo(self, payload: bytes) -> None:
         self.echoed += 1
@@ -180,7 +138,7 @@ class _Worker:
     def __init__(self, task: WorkerTask, pipe: Connection) -> None:
         self.task = task
         self.pipe = pipe
-        self.dialect = DIALECTS[task.dialect]
+        self.dialect = dialect_for(task.dialect, task.token)
         self.result = WorkerResult()
         self.clients: list[_Client] = []
         self.finishing = False
@@ -198,20 +156,19 @@ class _Worker:
         try:
             semaphore = asyncio.Semaphore(self.task.concurrency)
             await asyncio.gather(*(self._open(spec, semaphore) for spec in self.task.specs))
-            await self._subscribe_all()
+            if not self.task.storm:
+                await self._subscribe_all()
             gc.freeze()  # what is alive now lives to the end: keep the collector off it
             self.pipe.send(("ready", self._placement()))
             while (command := await commands.get()) != "finish":
                 if command == "go":
-                    await self._publish()
+                    await (self._storm() if self.task.storm else self._publish())
                     self.pipe.send(("stopped", None))
         finally:
             reporter.cancel()
             loop.remove_reader(self.pipe.fileno())
         self.finishing = True
-        for task in self.rejoining:
-            task.cancel()
-        await asyncio.gather(*self.rejoining, return_exceptions=True)
+        await cancel_and_wait(*self.rejoining)
         await asyncio.gather(*(c.close() for c in self.connections))
         for client in self.clients:
             if client.publisher is not None:
@@ -275,7 +232,7 @@ class _Worker:
 
     async def _open(self, spec: ConnectionSpec, semaphore: asyncio.Semaphore) -> None:
         publisher = (
-            _Publisher(spec, self.task.window, self.task.dialect)
+            _Publisher(spec, self.task.window, self.dialect)
             if spec.role is Role.PUBLISHER
             else None
         )
@@ -311,12 +268,14 @@ class _Worker:
             task.add_done_callback(self.rejoining.discard)
 
     async def _rejoin(self, client: _Client, recovery: Recovery) -> None:
-        """Back in through the same target with a doubling backoff, then resubscribe."""
+        """Back in through the same target, at once and then with the clients' backoff, then
+        resubscribe."""
+        backoff = Backoff(base=_RETRY_FIRST, cap=_RETRY_MAX)
         delay = 0.0
         deadline = time.monotonic() + _RECONNECT_FOR
         while time.monotonic() < deadline:
             await asyncio.sleep(delay)
-            delay = min(max(delay * 2, _RETRY_FIRST), _RETRY_MAX)
+            delay = backoff.next_delay()
             recovery.attempts += 1
             try:
                 connection = await self._connect(client)
@@ -374,6 +333,29 @@ class _Worker:
                 limited(client, channel, client.connection)
                 for client in self.clients
                 if client.connection is not None and (channel := self._channel_to_hear(client))
+            )
+        )
+
+    async def _storm(self) -> None:
+        """Every subscriber subscribes at once; each answer is timed, each refusal counted."""
+        result = self.result
+
+        async def subscribe(client: _Client, connection: WireConnection) -> None:
+            start = time.monotonic_ns()
+            answer = await self._subscribe(client.spec.channel, connection)
+            done = time.monotonic_ns()
+            if answer.problem is not None:
+                result.refused[answer.problem] += 1
+                return
+            result.subscribed += 1
+            result.subscribe.record_ns(done - start)
+            result.last_subscribed_ns = max(result.last_subscribed_ns, done)
+
+        await asyncio.gather(
+            *(
+                subscribe(client, client.connection)
+                for client in self.clients
+                if client.connection is not None and client.spec.role is Role.SUBSCRIBER
             )
         )
 
@@ -439,8 +421,11 @@ class _Worker:
         publisher = client.publisher
         assert publisher is not None
         rate = publisher.spec.rate
-        start = loop.time()
-        while (now := loop.time()) < deadline:
+        # Each on its own phase of its interval (for as long as the others): publishers started
+        # together would otherwise publish in lockstep, every one in the same millisecond.
+        phase = random.random() / rate
+        start = loop.time() + phase
+        while (now := loop.time()) < deadline + phase:
             connection = self._live(client)
             if connection is None and not self.task.reconnect:
                 return

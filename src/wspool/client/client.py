@@ -54,6 +54,7 @@ from wspool.client.messages import (
 )
 from wspool.core.backoff import Backoff
 from wspool.core.logguard import RedactFilter
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["Client"]
 
@@ -158,11 +159,8 @@ class Client:
         self._closing = True
         if self._ws is not None:
             await self._ws.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for state in self._channels.values():
             if not state.ready.done():
                 state.ready.cancel()
@@ -341,9 +339,7 @@ class Client:
             async for raw in ws:
                 await self._handle(json.loads(raw))
         finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
+            await cancel_and_wait(renewal)
 
     async def _renew(self) -> None:
         if self._token_provider is None:

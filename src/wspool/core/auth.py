@@ -3,7 +3,8 @@
 Pure: the key material arrives as text (the command line reads files and environment) and
 verification runs in memory with PyJWT. A :class:`Verifier` turns a token into
 :class:`Claims` or raises :class:`AuthError`; :func:`token_from_handshake` finds the token in
-a WebSocket handshake; :func:`authorize_api` decides whether a REST call may proceed.
+a WebSocket handshake (for browsers, among the :func:`offered_subprotocols`);
+:func:`authorize_api` decides whether a REST call may proceed.
 
 Token claims (docs/security.md): ``sub`` is the client id, ``exp`` is required, ``nbf`` is
 honoured, ``iss``/``aud`` are checked when configured, and
@@ -41,7 +42,6 @@ from wspool.core import jsoninput
 
 __all__ = [
     "ADMIN_ROLE",
-    "CLIENT_ID_PATTERN",
     "CLIENT_ID_RULE",
     "MIN_SECRET_BYTES",
     "SUBPROTOCOL",
@@ -54,6 +54,7 @@ __all__ = [
     "Verifier",
     "authorize_api",
     "is_client_id",
+    "offered_subprotocols",
     "open_claims",
     "parse_jwks",
     "token_from_handshake",
@@ -66,14 +67,15 @@ _BEARER_PREFIX = "bearer."
 MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key must be at least as long as the hash
 ADMIN_ROLE = "admin"
 MAX_PATTERNS = 256
-CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 CLIENT_ID_RULE = "1-128 characters of letters, digits and . _ : @ -"
 """What a client id must be, wherever it comes from: a token's ``sub``, a node's or a
-gateway's ``?clientId=``, the body of ``POST /api/v1/connections``."""
+gateway's ``?clientId=``, the body of ``POST /api/v1/connections``, the client a ticket names."""
 
 
 def is_client_id(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and CLIENT_ID_PATTERN.fullmatch(value) is not None
+    """Whether ``value`` is a client id by :data:`CLIENT_ID_RULE` (the one check of it)."""
+    return isinstance(value, str) and _CLIENT_ID.fullmatch(value) is not None
 
 
 class AuthError(Exception):
@@ -264,6 +266,12 @@ def _check_json(token: str) -> None:
             jsoninput.check(text, max_bytes=jsoninput.MAX_TOKEN_BYTES, what=f"token {what}")
         except jsoninput.JsonInputError as error:
             raise AuthError(f"invalid token: {error}") from None
+
+
+def offered_subprotocols(headers: Iterable[str]) -> list[str]:
+    """The subprotocols a client offered, from its ``Sec-WebSocket-Protocol`` headers
+    (RFC 6455 §11.3.4: comma-separated, and the header may repeat)."""
+    return [name.strip() for header in headers for name in header.split(",") if name.strip()]
 
 
 def token_from_handshake(

@@ -1,9 +1,12 @@
-"""Reconnect delays: exponential backoff with full jitter, as a pure object.
+"""Retry delays: exponential backoff with full jitter, as a pure object.
 
-The client's reconnect loop asks for the next delay and sleeps it; the arithmetic lives here
-so it is tested without a loop or a socket. Full jitter (a uniform delay between zero and the
-exponential ceiling, AWS Architecture Blog, "Exponential Backoff And Jitter") spreads the
-clients of a failed node over the window, so they do not return to the farm in one wave.
+Every loop that tries again after a failure waits as this says: the client reconnecting,
+a node's state writer, its publisher resending an unanswered batch, the Redis pub/sub link
+re-establishing itself, the benchmark's clients. Each asks for the next delay and sleeps it;
+the arithmetic lives here so it is tested without a loop or a socket. Full jitter (a uniform
+delay between zero and the exponential ceiling, AWS Architecture Blog, "Exponential Backoff
+And Jitter") spreads the clients of a failed node, or the nodes of a failed Redis, over the
+window, so they do not return in one wave.
 """
 
 from __future__ import annotations

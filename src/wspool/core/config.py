@@ -1,88 +1,205 @@
-"""The one configuration loader: typed settings from flags, then environment, then defaults.
+"""Settings of the data plane's commands, each option declared once (:mod:`wspool.core.options`).
 
-Each command declares its options once (flag, environment variable, parser, help); the CLI
-builds its argument parser from that table and ``--help`` lists the variables. Any bad value
-raises :class:`ConfigError` naming the option, which the CLI prints as one line before
-anything listens.
+- :class:`PlaneSettings`: what every process of the data plane has (where it listens, the
+  Redis it shares, how it logs, and the frame and buffer limits a node enforces that the
+  gateway in front of it enforces too);
+- :class:`NodeSettings`: what a server node runs with, however it is started;
+- :class:`ServerSettings` (``wspool server``), :class:`GatewaySettings` (``wspool gateway``)
+  and :class:`DevSettings` (``wspool dev``, the whole data plane in one process) add their own.
+
+The operator renders the variables of server and gateway pods from these declarations
+(:mod:`wspool.operator.model.manifests`). A rule that ties two fields together is checked in
+``__post_init__`` and names the flag at fault.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
+from wspool.core import checks
+from wspool.core.auth import MIN_SECRET_BYTES
+from wspool.core.checks import Check, Invalid
 from wspool.core.history import HistoryPolicy
 from wspool.core.options import (
-    LOG_OPTIONS,
+    LOG_FORMAT,
+    LOG_LEVEL,
     ConfigError,
     Option,
-    parse_choice,
-    parse_non_negative_float,
-    parse_non_negative_int,
-    parse_port,
-    parse_positive_float,
-    parse_positive_int,
-    parse_redis_url,
-    parse_text,
-    parse_url,
+    option,
+    options_of,
+    section,
 )
-from wspool.core.security import (
-    ADMIN_OPTIONS,
-    AUTH_OPTIONS,
-    LIMIT_OPTIONS,
-    SECURITY_OPTIONS,
-    SecuritySettings,
-)
-
-LOOPBACK = ("127.0.0.0/8", "::1/128")
+from wspool.core.poolconfig import DEFAULT_MAX_CONNECTIONS, StrategyName
+from wspool.core.security import SecuritySettings
 
 __all__ = [
     "DEV_OPTIONS",
+    "DRAIN_WINDOW",
     "GATEWAY_OPTIONS",
+    "GATEWAY_PORT",
     "SERVER_OPTIONS",
-    "ConfigError",
+    "SERVER_PORT",
     "DevSettings",
     "GatewaySettings",
-    "Option",
-    "SecuritySettings",
+    "NodeSettings",
+    "PlaneSettings",
     "ServerSettings",
-    "deprecated_variables",
-    "load_settings",
 ]
+
+SERVER_PORT = 8081
+GATEWAY_PORT = 8080
+DRAIN_WINDOW = 10.0
+"""Seconds over which a stopping node spreads its 1012 closes (``wspool dev``: 2)."""
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+MAX_DEV_SERVERS = 10
+
+
+def _ticket_secret(value: Any) -> str:
+    # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
+    text = checks.text(value)
+    if len(text.encode()) < MIN_SECRET_BYTES:
+        raise Invalid(f"must be at least {MIN_SECRET_BYTES} characters")
+    return text
+
+
+_HOST = Option(
+    "", "--host", "WSPOOL_HOST", checks.text.text, "address to listen on", metavar="ADDRESS"
+)
+_PORT = Option(
+    "", "--port", "WSPOOL_PORT", checks.integer(0, 65535).text, "port to listen on", metavar="PORT"
+)
+_TICKET_SECRET = Option(
+    "",
+    "--ticket-secret",
+    "WSPOOL_TICKET_SECRET",
+    Check(_ticket_secret).text,
+    "secret shared by the gateway and the nodes; when set, a node accepts only"
+    " connections with a gateway ticket for itself",
+    metavar="SECRET",
+)
 
 
 @dataclass(frozen=True, slots=True)
-class ServerSettings:
-    """Settings of one server node (``wspool server``)."""
+class PlaneSettings:
+    """What every process of the data plane is configured with."""
 
-    host: str = "0.0.0.0"
-    port: int = 8081
-    id: str = ""
-    advertise_url: str = ""
-    redis_url: str | None = None
-    key_prefix: str = ""
-    weight: int = 1
-    max_message_bytes: int = 64 * 1024
-    max_frame_bytes: int = 1024 * 1024
-    send_buffer_limit: int = 1024 * 1024
-    ping_interval: float = 20.0
-    ping_timeout: float = 20.0
-    drain_window: float = 10.0
-    heartbeat_interval: float = 2.0
-    node_ttl: float = 6.0
-    activity_flush_interval: float = 5.0
-    history_size: int = 10_000
-    history_ttl: float = 300.0
-    session_ttl: float = 3600.0
-    log_format: str = "json"
-    log_level: str = "info"
-    security: SecuritySettings = field(default_factory=SecuritySettings)
-    ticket_secret: str = field(default="", repr=False)
+    host: str = _HOST.declare("0.0.0.0")
+    port: int = _PORT.declare(SERVER_PORT)
+    redis_url: str | None = option(
+        None,
+        "--redis-url",
+        "REDIS_URL",
+        checks.url("redis", "rediss", "unix"),
+        "Redis URL; without it, the in-memory engine (one process only)",
+        metavar="URL",
+    )
+    key_prefix: str = option(
+        "",
+        "--key-prefix",
+        "WSPOOL_KEY_PREFIX",
+        Check(str),
+        "prefix of every Redis key and channel, to share one Redis between pools",
+        metavar="PREFIX",
+    )
+    max_frame_bytes: int = option(
+        1024 * 1024,
+        "--max-frame-bytes",
+        "WSPOOL_MAX_FRAME_BYTES",
+        checks.integer(1),
+        "frames above this close the connection with 1009 (gateways: their nodes' value)",
+        metavar="BYTES",
+    )
+    send_buffer_limit: int = option(
+        1024 * 1024,
+        "--send-buffer-limit",
+        "WSPOOL_SEND_BUFFER_LIMIT",
+        checks.integer(1),
+        "bytes queued to a client before it is closed as a slow consumer (1008)",
+        metavar="BYTES",
+    )
+    log_format: str = LOG_FORMAT.declare("json")
+    log_level: str = LOG_LEVEL.declare("info")
+
+
+def _seconds(default: float, flag: str, env: str, meaning: str) -> float:
+    """A duration option: a finite number of seconds above 0."""
+    return option(default, flag, env, checks.seconds(0, above=True), meaning, metavar="SECONDS")
+
+
+_DRAIN_WINDOW = Option(
+    "",
+    "--drain-window",
+    "WSPOOL_DRAIN_WINDOW",
+    checks.seconds(0).text,
+    "seconds over which a draining node spreads its 1012 closes",
+    metavar="SECONDS",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings(PlaneSettings):
+    """What a server node runs with, whether ``wspool server`` or ``wspool dev`` starts it."""
+
+    max_message_bytes: int = option(
+        64 * 1024,
+        "--max-message-bytes",
+        "WSPOOL_MAX_MESSAGE_BYTES",
+        checks.integer(1),
+        "frames above this get a TOO_LARGE error; the connection lives",
+        metavar="BYTES",
+    )
+    ping_interval: float = _seconds(
+        20.0, "--ping-interval", "WSPOOL_PING_INTERVAL", "seconds between keepalive pings"
+    )
+    ping_timeout: float = _seconds(
+        20.0,
+        "--ping-timeout",
+        "WSPOOL_PING_TIMEOUT",
+        "seconds to wait for a pong before dropping the peer",
+    )
+    drain_window: float = _DRAIN_WINDOW.declare(DRAIN_WINDOW)
+    heartbeat_interval: float = _seconds(
+        2.0,
+        "--heartbeat-interval",
+        "WSPOOL_HEARTBEAT_INTERVAL",
+        "seconds between registry heartbeats",
+    )
+    node_ttl: float = _seconds(
+        6.0,
+        "--node-ttl",
+        "WSPOOL_NODE_TTL",
+        "seconds after the last heartbeat when a node counts as dead and is swept",
+    )
+    activity_flush_interval: float = _seconds(
+        5.0,
+        "--activity-flush-interval",
+        "WSPOOL_ACTIVITY_FLUSH_INTERVAL",
+        "seconds between writes of lastActivity (coalesced)",
+    )
+    history_size: int = option(
+        10_000,
+        "--history-size",
+        "WSPOOL_HISTORY_SIZE",
+        checks.integer(0),
+        "messages of history kept per channel for recovery (0: none); same on every node",
+        metavar="N",
+    )
+    history_ttl: float = _seconds(
+        300.0,
+        "--history-ttl",
+        "WSPOOL_HISTORY_TTL",
+        "seconds a message stays in its channel's history; same on every node",
+    )
+    session_ttl: float = _seconds(
+        3600.0,
+        "--session-ttl",
+        "WSPOOL_SESSION_TTL",
+        "seconds after which a session record nobody refreshes expires from Redis",
+    )
 
     def __post_init__(self) -> None:
         if self.max_message_bytes > self.max_frame_bytes:
@@ -96,6 +213,38 @@ class ServerSettings:
     def history(self) -> HistoryPolicy:
         return HistoryPolicy(self.history_size, self.history_ttl)
 
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings(NodeSettings):
+    """Settings of one server node (``wspool server``)."""
+
+    id: str = option(
+        "",
+        "--id",
+        "WSPOOL_SERVER_ID",
+        checks.text,
+        "node id (default: hostname and a suffix)",
+        metavar="ID",
+    )
+    advertise_url: str = option(
+        "",
+        "--advertise-url",
+        "WSPOOL_ADVERTISE_URL",
+        checks.url("ws", "wss"),
+        "URL at which clients and the gateway reach this node",
+        metavar="URL",
+    )
+    weight: int = option(
+        1,
+        "--weight",
+        "WSPOOL_WEIGHT",
+        checks.integer(1),
+        "the node's weight for the weighted strategies",
+        metavar="N",
+    )
+    ticket_secret: str = _TICKET_SECRET.declare("", hidden=True)
+    security: SecuritySettings = section(SecuritySettings, "auth", "limits")
+
     def resolved(self) -> ServerSettings:
         """Fill in the node id when none was given: the host name and a random suffix."""
         if self.id:
@@ -103,284 +252,92 @@ class ServerSettings:
         return dataclasses.replace(self, id=f"{platform.node() or 'node'}-{uuid.uuid4().hex[:6]}")
 
 
-_COMMON_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "redis_url",
-        "--redis-url",
-        "REDIS_URL",
-        parse_redis_url,
-        "Redis URL; without it, the in-memory engine (one process only)",
-        metavar="URL",
-    ),
-    Option(
-        "key_prefix",
-        "--key-prefix",
-        "WSPOOL_KEY_PREFIX",
-        str,
-        "prefix of every Redis key and channel, to share one Redis between pools",
-        metavar="PREFIX",
-    ),
-    *LOG_OPTIONS,
-)
+_URLS = checks.each(checks.url("ws", "wss"), "ws:// URLs")
 
 
-def _secret(text: str) -> str:
-    # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (32 bytes).
-    if len(text.encode()) < 32:
-        raise ValueError("must be at least 32 characters")
-    return text
-
-
-_TICKET_SECRET = Option(
-    "ticket_secret",
-    "--ticket-secret",
-    "WSPOOL_TICKET_SECRET",
-    _secret,
-    "secret shared by the gateway and the nodes; when set, a node accepts only"
-    " connections with a gateway ticket for itself",
-    metavar="SECRET",
-)
-
-# Limits a node enforces that the gateway in front of it enforces too, with the same value.
-_MAX_FRAME_BYTES = Option(
-    "max_frame_bytes",
-    "--max-frame-bytes",
-    "WSPOOL_MAX_FRAME_BYTES",
-    parse_positive_int,
-    "frames above this close the connection with 1009 (gateways: their nodes' value)",
-    metavar="BYTES",
-)
-_SEND_BUFFER_LIMIT = Option(
-    "send_buffer_limit",
-    "--send-buffer-limit",
-    "WSPOOL_SEND_BUFFER_LIMIT",
-    parse_positive_int,
-    "bytes queued to a client before it is closed as a slow consumer (1008)",
-    metavar="BYTES",
-)
-
-_NODE_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "max_message_bytes",
-        "--max-message-bytes",
-        "WSPOOL_MAX_MESSAGE_BYTES",
-        parse_positive_int,
-        "frames above this get a TOO_LARGE error; the connection lives",
-        metavar="BYTES",
-    ),
-    _MAX_FRAME_BYTES,
-    _SEND_BUFFER_LIMIT,
-    Option(
-        "ping_interval",
-        "--ping-interval",
-        "WSPOOL_PING_INTERVAL",
-        parse_positive_float,
-        "seconds between keepalive pings",
-        metavar="SECONDS",
-    ),
-    Option(
-        "ping_timeout",
-        "--ping-timeout",
-        "WSPOOL_PING_TIMEOUT",
-        parse_positive_float,
-        "seconds to wait for a pong before dropping the peer",
-        metavar="SECONDS",
-    ),
-    Option(
-        "drain_window",
-        "--drain-window",
-        "WSPOOL_DRAIN_WINDOW",
-        parse_non_negative_float,
-        "seconds over which a draining node spreads its 1012 closes",
-        metavar="SECONDS",
-    ),
-    Option(
-        "heartbeat_interval",
-        "--heartbeat-interval",
-        "WSPOOL_HEARTBEAT_INTERVAL",
-        parse_positive_float,
-        "seconds between registry heartbeats",
-        metavar="SECONDS",
-    ),
-    Option(
-        "node_ttl",
-        "--node-ttl",
-        "WSPOOL_NODE_TTL",
-        parse_positive_float,
-        "seconds after the last heartbeat when a node counts as dead and is swept",
-        metavar="SECONDS",
-    ),
-    Option(
-        "activity_flush_interval",
-        "--activity-flush-interval",
-        "WSPOOL_ACTIVITY_FLUSH_INTERVAL",
-        parse_positive_float,
-        "seconds between writes of lastActivity (coalesced)",
-        metavar="SECONDS",
-    ),
-    Option(
-        "history_size",
-        "--history-size",
-        "WSPOOL_HISTORY_SIZE",
-        parse_non_negative_int,
-        "messages of history kept per channel for recovery (0: none); same on every node",
-        metavar="N",
-    ),
-    Option(
-        "history_ttl",
-        "--history-ttl",
-        "WSPOOL_HISTORY_TTL",
-        parse_positive_float,
-        "seconds a message stays in its channel's history; same on every node",
-        metavar="SECONDS",
-    ),
-    Option(
-        "session_ttl",
-        "--session-ttl",
-        "WSPOOL_SESSION_TTL",
-        parse_positive_float,
-        "seconds after which a session record nobody refreshes expires from Redis",
-        metavar="SECONDS",
-    ),
-)
-
-SERVER_OPTIONS: tuple[Option, ...] = (
-    Option("host", "--host", "WSPOOL_HOST", parse_text, "address to listen on", metavar="ADDRESS"),
-    Option("port", "--port", "WSPOOL_PORT", parse_port, "port to listen on", metavar="PORT"),
-    Option(
-        "id",
-        "--id",
-        "WSPOOL_SERVER_ID",
-        parse_text,
-        "node id (default: hostname and a suffix)",
-        metavar="ID",
-    ),
-    Option(
-        "advertise_url",
-        "--advertise-url",
-        "WSPOOL_ADVERTISE_URL",
-        parse_url("ws", "wss"),
-        "URL at which clients and the gateway reach this node",
-        metavar="URL",
-    ),
-    Option(
-        "weight",
-        "--weight",
-        "WSPOOL_WEIGHT",
-        parse_positive_int,
-        "the node's weight for the weighted strategies",
-        metavar="N",
-    ),
-    _TICKET_SECRET,
-    *_NODE_OPTIONS,
-    *SECURITY_OPTIONS,
-    *_COMMON_OPTIONS,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class DevSettings:
-    """Settings of ``wspool dev``: the whole data plane in one process."""
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    servers: int = 3
-    redis_url: str | None = None
-    key_prefix: str = ""
-    max_message_bytes: int = 64 * 1024
-    max_frame_bytes: int = 1024 * 1024
-    send_buffer_limit: int = 1024 * 1024
-    ping_interval: float = 20.0
-    ping_timeout: float = 20.0
-    drain_window: float = 2.0
-    heartbeat_interval: float = 2.0
-    node_ttl: float = 6.0
-    activity_flush_interval: float = 5.0
-    history_size: int = 10_000
-    history_ttl: float = 300.0
-    session_ttl: float = 3600.0
-    log_format: str = "text"
-    log_level: str = "info"
-    # dev runs open, and its banner says so
-    security: SecuritySettings = field(
-        # the nodes count clients by the address their gateway forwards
-        default_factory=lambda: SecuritySettings(insecure=True, trusted_proxies=LOOPBACK)
-    )
-
-    def __post_init__(self) -> None:
-        if self.servers > 10:
-            raise ConfigError("--servers", "must be between 1 and 10")
-        if self.port and self.port + self.servers > 65535:
-            raise ConfigError("--port", "leaves no room for the server ports that follow it")
-
-    def node_settings(self, index: int) -> ServerSettings:
-        """Settings of the index-th node (0-based), listening on the ports after ``port``."""
-        shared = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(ServerSettings)
-            if hasattr(self, f.name) and f.name not in ("port", "id")
-        }
-        port = self.port + 1 + index if self.port else 0
-        return ServerSettings(**shared, port=port, id=f"node-{index + 1}")
-
-
-DEV_OPTIONS: tuple[Option, ...] = (
-    Option("host", "--host", "WSPOOL_HOST", parse_text, "address to listen on", metavar="ADDRESS"),
-    Option(
-        "port",
-        "--port",
-        "WSPOOL_PORT",
-        parse_port,
-        "the gateway's port; server nodes take the ports after it",
-        metavar="PORT",
-    ),
-    Option(
-        "servers",
-        "--servers",
-        "WSPOOL_DEV_SERVERS",
-        parse_positive_int,
-        "number of server nodes",
-        metavar="N",
-        old_env="WSPOOL_SERVERS",
-    ),
-    *_NODE_OPTIONS,
-    *LIMIT_OPTIONS,
-    *_COMMON_OPTIONS,
-)
-
-
-def _url_list(text: str) -> tuple[str, ...]:
-    urls = tuple(u.strip() for u in text.split(",") if u.strip())
+def _node_urls(value: Any) -> tuple[str, ...]:
+    urls = _URLS(value)
     if not urls:
-        raise ValueError("must list at least one ws:// URL")
-    for url in urls:
-        parse_url("ws", "wss")(url)
+        raise Invalid("must list at least one ws:// URL")
     return urls
 
 
 @dataclass(frozen=True, slots=True)
-class GatewaySettings:
+class GatewaySettings(PlaneSettings):
     """Settings of one gateway replica (``wspool gateway``)."""
 
-    host: str = "0.0.0.0"
-    port: int = 8080
-    id: str = ""
-    redis_url: str | None = None
-    key_prefix: str = ""
-    servers: tuple[str, ...] = ()
-    strategy: str = "least-connections"
-    max_connections: int = 100_000
-    connect_timeout: float = 2.0
-    connect_attempts: int = 3
-    refresh_interval: float = 0.5
-    max_frame_bytes: int = 1024 * 1024
-    send_buffer_limit: int = 1024 * 1024
-    handshake_timeout: float = 10.0
-    file_reserve: int = 256
-    log_format: str = "json"
-    log_level: str = "info"
-    ticket_secret: str = field(default="", repr=False)
-    security: SecuritySettings = field(default_factory=SecuritySettings)
+    port: int = _PORT.declare(GATEWAY_PORT)
+    id: str = option(
+        "",
+        "--id",
+        "WSPOOL_GATEWAY_ID",
+        checks.text,
+        "replica id (default: hostname and a suffix)",
+        metavar="ID",
+    )
+    servers: tuple[str, ...] = option(
+        (),
+        "--servers",
+        "WSPOOL_SERVER_URLS",
+        Check(_node_urls, _URLS.read),
+        "a static list of node URLs (ws://a:8081,ws://b:8081) instead of the Redis registry",
+        metavar="URLS",
+        old_env="WSPOOL_SERVERS",
+    )
+    strategy: str = option(
+        StrategyName.LEAST_CONNECTIONS.value,
+        "--strategy",
+        "WSPOOL_STRATEGY",
+        checks.choice(*StrategyName),
+        "initial strategy, used until the pool config in Redis says otherwise",
+        metavar="STRATEGY",
+    )
+    max_connections: int = option(
+        DEFAULT_MAX_CONNECTIONS,
+        "--max-connections",
+        "WSPOOL_MAX_CONNECTIONS",
+        checks.integer(1),
+        "initial pool-wide connection limit, until the pool config says otherwise",
+        metavar="N",
+    )
+    connect_timeout: float = _seconds(
+        2.0,
+        "--connect-timeout",
+        "WSPOOL_CONNECT_TIMEOUT",
+        "seconds an upstream connect and handshake may take before trying another node",
+    )
+    connect_attempts: int = option(
+        3,
+        "--connect-attempts",
+        "WSPOOL_CONNECT_ATTEMPTS",
+        checks.integer(1),
+        "nodes tried for one client handshake before giving up with 1013",
+        metavar="N",
+    )
+    refresh_interval: float = _seconds(
+        0.5,
+        "--refresh-interval",
+        "WSPOOL_REFRESH_INTERVAL",
+        "seconds between reads of the node registry and the shared pool config",
+    )
+    handshake_timeout: float = _seconds(
+        10.0,
+        "--handshake-timeout",
+        "WSPOOL_HANDSHAKE_TIMEOUT",
+        "seconds a client has to send its whole request; also how long an idle HTTP"
+        " connection stays open",
+    )
+    file_reserve: int = option(
+        256,
+        "--file-reserve",
+        "WSPOOL_FILE_RESERVE",
+        checks.integer(1),
+        "open files kept free for Redis, health checks and probes: beyond the limit minus"
+        " this, new connections are refused",
+        metavar="FILES",
+    )
+    ticket_secret: str = _TICKET_SECRET.declare("", hidden=True)
+    security: SecuritySettings = section(SecuritySettings, "auth", "admin")
 
     def require_nodes_source(self) -> None:
         """A standalone gateway finds nodes in a static list or in the Redis registry."""
@@ -394,137 +351,58 @@ class GatewaySettings:
         return dataclasses.replace(self, id=f"gw-{platform.node() or 'host'}-{suffix}")
 
 
-GATEWAY_OPTIONS: tuple[Option, ...] = (
-    Option("host", "--host", "WSPOOL_HOST", parse_text, "address to listen on", metavar="ADDRESS"),
-    Option("port", "--port", "WSPOOL_PORT", parse_port, "port to listen on", metavar="PORT"),
-    Option(
-        "id",
-        "--id",
-        "WSPOOL_GATEWAY_ID",
-        parse_text,
-        "replica id (default: hostname and a suffix)",
-        metavar="ID",
-    ),
-    Option(
-        "servers",
+def _open_security() -> SecuritySettings:
+    # dev runs open, and its banner says so; the nodes count clients by the address their
+    # gateway forwards
+    return SecuritySettings(insecure=True, trusted_proxies=LOOPBACK)
+
+
+@dataclass(frozen=True, slots=True)
+class DevSettings(NodeSettings):
+    """Settings of ``wspool dev``: the whole data plane in one process.
+
+    The gateway listens on ``port`` and the nodes on the ports after it; both run with the
+    node settings given (:meth:`node_settings`, :meth:`gateway_settings`).
+    """
+
+    host: str = _HOST.declare("127.0.0.1")
+    port: int = dataclasses.replace(
+        _PORT, help="the gateway's port; server nodes take the ports after it"
+    ).declare(GATEWAY_PORT)
+    drain_window: float = _DRAIN_WINDOW.declare(2.0)
+    log_format: str = LOG_FORMAT.declare("text")
+    servers: int = option(
+        3,
         "--servers",
-        "WSPOOL_SERVER_URLS",
-        _url_list,
-        "a static list of node URLs (ws://a:8081,ws://b:8081) instead of the Redis registry",
-        metavar="URLS",
+        "WSPOOL_DEV_SERVERS",
+        checks.integer(1),
+        "number of server nodes",
+        metavar="N",
         old_env="WSPOOL_SERVERS",
-    ),
-    Option(
-        "strategy",
-        "--strategy",
-        "WSPOOL_STRATEGY",
-        parse_choice("round-robin", "least-connections", "weighted"),
-        "initial strategy, used until the pool config in Redis says otherwise",
-        metavar="STRATEGY",
-    ),
-    Option(
-        "max_connections",
-        "--max-connections",
-        "WSPOOL_MAX_CONNECTIONS",
-        parse_positive_int,
-        "initial pool-wide connection limit, until the pool config says otherwise",
-        metavar="N",
-    ),
-    Option(
-        "connect_timeout",
-        "--connect-timeout",
-        "WSPOOL_CONNECT_TIMEOUT",
-        parse_positive_float,
-        "seconds an upstream connect and handshake may take before trying another node",
-        metavar="SECONDS",
-    ),
-    Option(
-        "connect_attempts",
-        "--connect-attempts",
-        "WSPOOL_CONNECT_ATTEMPTS",
-        parse_positive_int,
-        "nodes tried for one client handshake before giving up with 1013",
-        metavar="N",
-    ),
-    Option(
-        "refresh_interval",
-        "--refresh-interval",
-        "WSPOOL_REFRESH_INTERVAL",
-        parse_positive_float,
-        "seconds between reads of the node registry and the shared pool config",
-        metavar="SECONDS",
-    ),
-    _MAX_FRAME_BYTES,
-    _SEND_BUFFER_LIMIT,
-    Option(
-        "handshake_timeout",
-        "--handshake-timeout",
-        "WSPOOL_HANDSHAKE_TIMEOUT",
-        parse_positive_float,
-        "seconds a client has to send its whole request; also how long an idle HTTP"
-        " connection stays open",
-        metavar="SECONDS",
-    ),
-    Option(
-        "file_reserve",
-        "--file-reserve",
-        "WSPOOL_FILE_RESERVE",
-        parse_positive_int,
-        "open files kept free for Redis, health checks and probes: beyond the limit minus"
-        " this, new connections are refused",
-        metavar="FILES",
-    ),
-    _TICKET_SECRET,
-    *AUTH_OPTIONS,
-    *ADMIN_OPTIONS,
-    *_COMMON_OPTIONS,
-)
+    )
+    security: SecuritySettings = section(_open_security, "limits")
 
-SettingsT = TypeVar("SettingsT")
+    def __post_init__(self) -> None:
+        NodeSettings.__post_init__(self)
+        if self.servers > MAX_DEV_SERVERS:
+            raise ConfigError("--servers", f"must be between 1 and {MAX_DEV_SERVERS}")
+        if self.port and self.port + self.servers > 65535:
+            raise ConfigError("--port", "leaves no room for the server ports that follow it")
+
+    def _plane(self, cls: type[PlaneSettings]) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(cls)}
+
+    def node_settings(self, index: int) -> ServerSettings:
+        """Settings of the index-th node (0-based), listening on the ports after ``port``."""
+        port = self.port + 1 + index if self.port else 0
+        shared = self._plane(NodeSettings) | {"port": port}
+        return ServerSettings(**shared, id=f"node-{index + 1}", security=self.security)
+
+    def gateway_settings(self) -> GatewaySettings:
+        """Settings of the gateway, which enforces the nodes' limits too."""
+        return GatewaySettings(**self._plane(PlaneSettings), id="gateway", security=self.security)
 
 
-def deprecated_variables(options: Sequence[Option], environ: Mapping[str, str]) -> list[str]:
-    """A line for each old variable name still set, to print before starting."""
-    return [
-        f"${option.old_env} is deprecated and will be ignored in the next release: "
-        f"use ${option.env}"
-        for option in options
-        if option.old_env and option.old_env in environ
-    ]
-
-
-def load_settings(
-    cls: type[SettingsT],
-    options: Sequence[Option],
-    flags: Mapping[str, str | None],
-    environ: Mapping[str, str] | None = None,
-) -> SettingsT:
-    """Build ``cls`` from flag values (by field name), then the environment, then defaults."""
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {}
-    for option in options:
-        text = flags.get(option.field)
-        source = option.flag
-        for env in (option.env, option.old_env):
-            if text is None and env:
-                text = environ.get(env)
-                source = f"{option.flag} (from ${env})"
-        if text is None:
-            continue
-        try:
-            value = option.parse(text)
-        except ValueError as error:
-            if option.old_env and source.endswith(f"${option.old_env})"):
-                # The old name meant a node count to `dev` and URLs to `gateway`: a value
-                # for the other command is left alone (deprecated_variables says why).
-                continue
-            problem = str(error) if "must" in str(error) else f"{text!r} is not valid"
-            raise ConfigError(source, problem) from None
-        group, _, name = option.field.rpartition(".")
-        (nested.setdefault(group, {}) if group else values)[name] = value
-    for group, fields in nested.items():
-        # A nested settings object starts from the default of its field in ``cls``.
-        default = getattr(cls(), group)
-        values[group] = dataclasses.replace(default, **fields)
-    return cls(**values)
+SERVER_OPTIONS = options_of(ServerSettings)
+GATEWAY_OPTIONS = options_of(GatewaySettings)
+DEV_OPTIONS = options_of(DevSettings)

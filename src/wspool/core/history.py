@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from wspool.core.control import is_control_channel
+
 __all__ = [
     "HistoryPolicy",
     "HistoryRead",
@@ -68,9 +70,9 @@ class HistoryPolicy:
             raise ValueError("history size must be >= 0 and ttl > 0")
 
     def for_channel(self, channel: str) -> HistoryPolicy:
-        """No history for internal channels (``#…``, outside the wire alphabet): their
-        commands are only for whoever listens now."""
-        return HistoryPolicy(0, self.ttl) if channel.startswith("#") else self
+        """No history for a node's control channel: its commands are only for whoever
+        listens now (see :mod:`wspool.core.control`)."""
+        return HistoryPolicy(0, self.ttl) if is_control_channel(channel) else self
 
     @property
     def position_ttl(self) -> float:

@@ -1,4 +1,4 @@
-"""The one place that names Redis keys and channels (the spec's schema, after a prefix).
+"""The one place that names Redis keys and channels, each under the pool's prefix.
 
 A per-pool prefix lets several pools share one Redis. Keys of one node are not hash-tagged
 together: the schema works on Redis Cluster because no command here spans two keys, except
@@ -10,16 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Keys", "node_control_channel"]
-
-
-def node_control_channel(server_id: str) -> str:
-    """The channel on which a node takes commands (close a connection, …).
-
-    It travels over the same pub/sub as WebSocket channels, but ``#`` is outside the
-    channel alphabet of the wire protocol, so no client can subscribe or publish to it.
-    """
-    return f"#node:{server_id}"
+__all__ = ["Keys"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +39,6 @@ class Keys:
     def registry(self) -> str:
         """Sorted set of node ids scored by the time their registration lapses."""
         return f"{self.prefix}servers"
-
-    @property
-    def pool_stats(self) -> str:
-        return f"{self.prefix}pool:stats"
 
     @property
     def pool_config(self) -> str:

@@ -2,21 +2,50 @@
 
 Parsed once at the edge (``POST /api/v1/pool/config``, the stored copy in Redis) into a
 frozen value. A change is a *partial* document merged over the current config; every
-field is checked and the first bad one is named by its JSON path (``healthCheck.interval``),
-so a rejected change leaves the running config exactly as it was.
+field is checked (by the rules of :mod:`wspool.core.checks`, as a pool's spec is) and the
+first bad one is named by its JSON path (``healthCheck.interval``), so a rejected change
+leaves the running config exactly as it was. The defaults are named here once: a gateway's
+flags and a ``WebSocketPool``'s spec start from them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from wspool.core.strategies import StrategyName
+from wspool.core import checks
+from wspool.core.checks import Invalid
 
-__all__ = ["CircuitConfig", "HealthCheckConfig", "PoolConfig", "PoolConfigError"]
+__all__ = [
+    "DEFAULT_HEALTH_INTERVAL",
+    "DEFAULT_HEALTH_THRESHOLD",
+    "DEFAULT_HEALTH_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
+    "MAX_SECONDS",
+    "CircuitConfig",
+    "HealthCheckConfig",
+    "PoolConfig",
+    "PoolConfigError",
+    "StrategyName",
+]
+
+DEFAULT_MAX_CONNECTIONS = 100_000
+DEFAULT_HEALTH_THRESHOLD = 3
+DEFAULT_HEALTH_INTERVAL = 5.0
+DEFAULT_HEALTH_TIMEOUT = 3.0
+MAX_SECONDS = 3600
+"""The longest time any field of the config (or of a pool's spec) takes."""
+
+
+class StrategyName(StrEnum):
+    """How the gateway picks the node for a new connection (``gateway/model/strategies.py``)."""
+
+    ROUND_ROBIN = "round-robin"
+    LEAST_CONNECTIONS = "least-connections"
+    WEIGHTED = "weighted"
 
 
 class PoolConfigError(ValueError):
@@ -30,9 +59,9 @@ class PoolConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class HealthCheckConfig:
-    interval: float = 5.0
+    interval: float = DEFAULT_HEALTH_INTERVAL
     """Seconds between checks of a healthy node."""
-    timeout: float = 3.0
+    timeout: float = DEFAULT_HEALTH_TIMEOUT
     """Seconds a check may take before it counts as failed."""
     fast_interval: float = 1.0
     """Seconds between checks after a failure, until the node is settled either way."""
@@ -53,9 +82,9 @@ class CircuitConfig:
 @dataclass(frozen=True, slots=True)
 class PoolConfig:
     strategy: StrategyName = StrategyName.LEAST_CONNECTIONS
-    max_connections: int = 100_000
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     """Connections the whole pool accepts; new ones beyond it are refused."""
-    health_threshold: int = 3
+    health_threshold: int = DEFAULT_HEALTH_THRESHOLD
     """Consecutive failed health checks that mark a node down."""
     health_check: HealthCheckConfig = field(default_factory=HealthCheckConfig)
     circuit_breaker: CircuitConfig = field(default_factory=CircuitConfig)
@@ -93,65 +122,51 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-def _integer(minimum: int) -> Callable[[str, Any], int]:
-    def check(path: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise PoolConfigError(path, "must be an integer")
-        if value < minimum:
-            raise PoolConfigError(path, f"must be at least {minimum}")
-        return value
-
-    return check
-
-
-def _seconds(*, positive: bool) -> Callable[[str, Any], float]:
-    def check(path: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise PoolConfigError(path, "must be a number of seconds")
-        if not math.isfinite(value):  # NaN passes every comparison below
-            raise PoolConfigError(path, "must be a finite number of seconds")
-        if value < 0 or (positive and value == 0):
-            raise PoolConfigError(path, "must be greater than 0" if positive else "must be ≥ 0")
-        if value > 3600:
-            raise PoolConfigError(path, "must be at most 3600")
-        return float(value)
-
-    return check
-
-
-def _strategy(path: str, value: Any) -> StrategyName:
+def _strategy(value: Any) -> StrategyName:
     try:
         return StrategyName(value)
     except ValueError:
         choices = ", ".join(s.value for s in StrategyName)
-        raise PoolConfigError(path, f"unknown strategy {value!r} (one of {choices})") from None
+        raise Invalid(f"unknown strategy {value!r} (one of {choices})") from None
+
+
+_WEIGHT = checks.integer(0)
 
 
 def _weights(path: str, value: Any) -> Mapping[str, int]:
     if not isinstance(value, Mapping):
         raise PoolConfigError(path, "must be an object of server id → weight")
-    check = _integer(0)
-    return {str(k): check(f"{path}.{k}", v) for k, v in value.items()}
+    return {str(k): _checked(_WEIGHT, f"{path}.{k}", v) for k, v in value.items()}
 
 
-_FIELDS: dict[type[Any], dict[str, Callable[[str, Any], Any]]] = {
+def _checked(check: Callable[[Any], Any], path: str, value: Any) -> Any:
+    try:
+        return check(value)
+    except Invalid as error:
+        raise PoolConfigError(path, str(error)) from None
+
+
+_SECONDS = checks.seconds(0, MAX_SECONDS)
+_POSITIVE_SECONDS = checks.seconds(0, MAX_SECONDS, above=True)
+_COUNT = checks.integer(1)
+
+_FIELDS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {
     PoolConfig: {
         "strategy": _strategy,
-        "max_connections": _integer(1),
-        "health_threshold": _integer(1),
-        "weights": _weights,
-        "slow_start": _seconds(positive=False),
+        "max_connections": _COUNT,
+        "health_threshold": _COUNT,
+        "slow_start": _SECONDS,
     },
     HealthCheckConfig: {
-        "interval": _seconds(positive=True),
-        "timeout": _seconds(positive=True),
-        "fast_interval": _seconds(positive=True),
-        "healthy_threshold": _integer(1),
+        "interval": _POSITIVE_SECONDS,
+        "timeout": _POSITIVE_SECONDS,
+        "fast_interval": _POSITIVE_SECONDS,
+        "healthy_threshold": _COUNT,
     },
     CircuitConfig: {
-        "failure_threshold": _integer(1),
-        "open_seconds": _seconds(positive=True),
-        "trial_connections": _integer(1),
+        "failure_threshold": _COUNT,
+        "open_seconds": _POSITIVE_SECONDS,
+        "trial_connections": _COUNT,
     },
 }
 
@@ -161,15 +176,17 @@ def _merge(current: Any, patch: Any, prefix: str) -> Any:
     if not isinstance(patch, Mapping):
         raise PoolConfigError(where, "must be a JSON object")
     by_json = {_camel(f.name): f for f in dataclasses.fields(current)}
-    checks = _FIELDS[type(current)]
+    rules = _FIELDS[type(current)]
     changes: dict[str, Any] = {}
     for key, value in patch.items():
         path = f"{prefix}{key}"
         known = by_json.get(key)
         if known is None:
             raise PoolConfigError(path, "unknown field")
-        if known.name in checks:
-            changes[known.name] = checks[known.name](path, value)
+        if known.name == "weights":
+            changes[known.name] = _weights(path, value)
+        elif known.name in rules:
+            changes[known.name] = _checked(rules[known.name], path, value)
         else:  # a nested section, merged field by field
             changes[known.name] = _merge(getattr(current, known.name), value, f"{path}.")
     return dataclasses.replace(current, **changes)

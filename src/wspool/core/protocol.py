@@ -1,4 +1,4 @@
-"""The wire protocol of DESIGN.md: parse client frames, encode server frames.
+"""The wire protocol: parse client frames, encode server frames.
 
 Everything here is synchronous and does no I/O; the server node feeds frames in and sends
 what comes out. Frames are JSON text. Server frames are encoded once and, for ``data``,
@@ -37,6 +37,8 @@ __all__ = [
     "encode_pong",
     "encode_subscribed",
     "encode_unsubscribed",
+    "error_body",
+    "error_detail",
     "parse_client_frame",
 ]
 
@@ -237,8 +239,20 @@ def encode_authenticated(message_id: str, client_id: str, expires_at: float | No
     )
 
 
+def error_detail(code: str, message: str) -> dict[str, str]:
+    """What every error says, wherever it goes: ``{"code", "message"}``, the payload of an
+    ``error`` frame (:func:`encode_error`) and the heart of :func:`error_body`."""
+    return {"code": code, "message": message}
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The JSON body of every HTTP error, a node's refused handshake and the gateway's REST
+    API alike: ``{"error": {"code", "message"}}``."""
+    return {"error": error_detail(code, message)}
+
+
 def encode_error(code: ErrorCode, message: str, message_id: str | None = None) -> str:
-    frame: dict[str, Any] = {"type": "error", "payload": {"code": code.value, "message": message}}
+    frame: dict[str, Any] = {"type": "error", "payload": error_detail(code.value, message)}
     if message_id is not None:
         frame["messageId"] = message_id
     return _encode(frame)

@@ -1,4 +1,4 @@
-"""The records kept in the state store: connections (the spec's ``Connection``) and nodes.
+"""The records kept in the state store: connections and nodes.
 
 Each record converts to and from the flat string hash that Redis stores, so both engines
 and the REST API share one representation.
@@ -51,7 +51,7 @@ class ConnectionRecord:
         )
 
     def to_json(self) -> dict[str, object]:
-        """The spec's ``Connection`` shape, with ISO times."""
+        """The ``Connection`` the REST API answers, with ISO times."""
         return {
             "id": self.id,
             "serverId": self.server_id,

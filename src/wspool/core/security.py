@@ -1,10 +1,11 @@
-"""The security settings shared by server nodes and the gateway, and their option tables.
+"""The security settings shared by server nodes and the gateway, declared once.
 
-Both parts carry a ``security: SecuritySettings`` field and include the same options
-(``SECURITY_OPTIONS``; the gateway adds ``ADMIN_OPTIONS``), so a key, a limit or a trusted
-proxy is configured the same way everywhere. Key files are read at the edge:
-:meth:`SecuritySettings.read_files` takes the reader as an argument, so this module stays
-free of I/O. Without a key, :meth:`SecuritySettings.verifier` refuses unless ``insecure``.
+Both parts carry a ``security: SecuritySettings`` section and include its options by group:
+``auth`` (keys, origins, trusted proxies) everywhere, ``limits`` on the nodes (and ``wspool
+dev``), ``admin`` on the gateway; so a key, a limit or a trusted proxy is configured the same
+way everywhere. Key files are read at the edge: :meth:`SecuritySettings.read_files` takes the
+reader as an argument, so this module stays free of I/O. Without a key,
+:meth:`SecuritySettings.verifier` refuses unless ``insecure``.
 """
 
 from __future__ import annotations
@@ -13,48 +14,29 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+from wspool.core import checks
 from wspool.core.addresses import IPNetwork, parse_networks
-from wspool.core.auth import ApiPolicy, Verifier, parse_jwks
-from wspool.core.options import (
-    ConfigError,
-    Option,
-    Secret,
-    parse_boolean,
-    parse_list,
-    parse_non_negative_float,
-    parse_non_negative_int,
-    parse_secret,
-)
+from wspool.core.auth import MIN_SECRET_BYTES, ApiPolicy, Verifier, parse_jwks
+from wspool.core.checks import Check, Invalid
+from wspool.core.options import ConfigError, Secret, option, secret
 
-__all__ = [
-    "ADMIN_OPTIONS",
-    "AUTH_OPTIONS",
-    "LIMIT_OPTIONS",
-    "SECURITY_OPTIONS",
-    "SecuritySettings",
-]
+__all__ = ["SecuritySettings"]
 
 
-def _origin(text: str) -> str:
+def _origin(value: Any) -> str:
+    text = checks.text(value)
     parts = urlsplit(text)
     if text != "*" and (
         parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query
     ):
-        raise ValueError(f"must be origins like https://app.example.com (not {text!r})")
+        raise Invalid(f"must be origins like https://app.example.com (not {text!r})")
     return text.lower()
 
 
-def _network(text: str) -> str:
-    parse_networks([text])
-    return text
-
-
-def _path(text: str) -> str:
-    if not text:
-        raise ValueError("must not be empty")
-    return text
+_origins = checks.each(Check(_origin), "origins")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,26 +46,173 @@ class SecuritySettings:
     A limit of 0 turns that limit off.
     """
 
-    insecure: bool = False
-    jwt_secret: Secret | None = None
-    jwt_secret_file: str = ""
-    jwt_public_key_file: str = ""
-    jwks_file: str = ""
-    jwt_public_key: str = ""  # PEM text, from jwt_public_key_file
-    jwks: str = ""  # JSON text, from jwks_file
-    jwt_issuer: str = ""
-    jwt_audience: str = ""
-    jwt_leeway: float = 5.0
-    allowed_origins: tuple[str, ...] = ()
-    trusted_proxies: tuple[str, ...] = ()
-    max_connections_per_ip: int = 100
-    connection_attempts_per_ip: int = 20
-    messages_per_second: float = 100.0
-    message_burst: int = 200
-    max_channels_per_connection: int = 100
-    admin_token: Secret | None = None
-    admin_token_file: str = ""
-    api_open_reads: bool = False
+    insecure: bool = option(
+        False,
+        "--insecure",
+        "WSPOOL_INSECURE",
+        checks.boolean,
+        "accept every client without a token (development only)",
+        switch=True,
+        group="auth",
+    )
+    jwt_secret: Secret | None = option(
+        None,
+        "--jwt-secret",
+        "WSPOOL_JWT_SECRET",
+        secret,
+        f"HS256 shared secret, >= {MIN_SECRET_BYTES} bytes (prefer the variable or the file:"
+        " flags show in ps)",
+        metavar="SECRET",
+        group="auth",
+    )
+    jwt_secret_file: str = option(
+        "",
+        "--jwt-secret-file",
+        "WSPOOL_JWT_SECRET_FILE",
+        checks.text,
+        "file holding the HS256 shared secret",
+        metavar="PATH",
+        group="auth",
+    )
+    jwt_public_key_file: str = option(
+        "",
+        "--jwt-public-key-file",
+        "WSPOOL_JWT_PUBLIC_KEY_FILE",
+        checks.text,
+        "PEM public key: RSA (RS256) or P-256 (ES256)",
+        metavar="PATH",
+        group="auth",
+    )
+    jwks_file: str = option(
+        "",
+        "--jwks-file",
+        "WSPOOL_JWKS_FILE",
+        checks.text,
+        "JWKS document with RS256/ES256 keys, chosen by the token's kid",
+        metavar="PATH",
+        group="auth",
+    )
+    jwt_public_key: str = ""
+    """PEM text, read from ``jwt_public_key_file``."""
+    jwks: str = ""
+    """JSON text, read from ``jwks_file``."""
+    jwt_issuer: str = option(
+        "",
+        "--jwt-issuer",
+        "WSPOOL_JWT_ISSUER",
+        checks.text,
+        "required iss",
+        metavar="ISSUER",
+        group="auth",
+    )
+    jwt_audience: str = option(
+        "",
+        "--jwt-audience",
+        "WSPOOL_JWT_AUDIENCE",
+        checks.text,
+        "required aud",
+        metavar="AUDIENCE",
+        group="auth",
+    )
+    jwt_leeway: float = option(
+        5.0,
+        "--jwt-leeway",
+        "WSPOOL_JWT_LEEWAY",
+        checks.seconds(0),
+        "seconds of clock skew allowed on exp and nbf",
+        metavar="SECONDS",
+        group="auth",
+    )
+    allowed_origins: tuple[str, ...] = option(
+        (),
+        "--allowed-origins",
+        "WSPOOL_ALLOWED_ORIGINS",
+        _origins,
+        "comma-separated browser origins allowed to connect (others get 403); empty: any",
+        metavar="ORIGINS",
+        group="auth",
+    )
+    trusted_proxies: tuple[str, ...] = option(
+        (),
+        "--trusted-proxies",
+        "WSPOOL_TRUSTED_PROXIES",
+        checks.networks,
+        "comma-separated addresses/CIDRs whose X-Forwarded-For is believed",
+        metavar="CIDRS",
+        group="auth",
+    )
+    max_connections_per_ip: int = option(
+        100,
+        "--max-connections-per-ip",
+        "WSPOOL_MAX_CONNECTIONS_PER_IP",
+        checks.integer(0),
+        "open connections per client address across the pool; 0: no limit",
+        metavar="N",
+        group="limits",
+    )
+    connection_attempts_per_ip: int = option(
+        20,
+        "--connection-attempts-per-ip",
+        "WSPOOL_CONNECTION_ATTEMPTS_PER_IP",
+        checks.integer(0),
+        "connection attempts per client address per second across the pool; 0: no limit",
+        metavar="RATE",
+        group="limits",
+    )
+    messages_per_second: float = option(
+        100.0,
+        "--messages-per-second",
+        "WSPOOL_MESSAGES_PER_SECOND",
+        checks.number(0),
+        "client messages per second per connection; 0: no limit",
+        metavar="RATE",
+        group="limits",
+    )
+    message_burst: int = option(
+        200,
+        "--message-burst",
+        "WSPOOL_MESSAGE_BURST",
+        checks.integer(0),
+        "messages a connection may send at once above its rate",
+        metavar="N",
+        group="limits",
+    )
+    max_channels_per_connection: int = option(
+        100,
+        "--max-channels-per-connection",
+        "WSPOOL_MAX_CHANNELS_PER_CONNECTION",
+        checks.integer(0),
+        "channels one connection may subscribe to; 0: no limit",
+        metavar="N",
+        group="limits",
+    )
+    admin_token: Secret | None = option(
+        None,
+        "--admin-token",
+        "WSPOOL_ADMIN_TOKEN",
+        secret,
+        "static admin credential for the REST API (a token with role admin also works)",
+        metavar="TOKEN",
+        group="admin",
+    )
+    admin_token_file: str = option(
+        "",
+        "--admin-token-file",
+        "WSPOOL_ADMIN_TOKEN_FILE",
+        checks.text,
+        "file holding the static admin credential",
+        metavar="PATH",
+        group="admin",
+    )
+    api_open_reads: bool = option(
+        False,
+        "--api-open-reads",
+        "WSPOOL_API_OPEN_READS",
+        checks.boolean,
+        "let anyone read the REST API (stats, health, connections)",
+        switch=True,
+        group="admin",
+    )
 
     def __post_init__(self) -> None:
         if self.messages_per_second > 0 and self.message_burst < 1:
@@ -95,7 +224,7 @@ class SecuritySettings:
         Secret files (Kubernetes mounts them) often end with a newline; it is stripped.
         """
         changes: dict[str, object] = {}
-        for path_field, flag, value_field, secret in (
+        for path_field, flag, value_field, hidden in (
             ("jwt_secret_file", "--jwt-secret-file", "jwt_secret", True),
             ("jwt_public_key_file", "--jwt-public-key-file", "jwt_public_key", False),
             ("jwks_file", "--jwks-file", "jwks", False),
@@ -111,7 +240,7 @@ class SecuritySettings:
             text = text.strip()
             if not text:
                 raise ConfigError(flag, f"{path} is empty")
-            changes[value_field] = Secret(text) if secret else text
+            changes[value_field] = Secret(text) if hidden else text
             changes[path_field] = ""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
@@ -174,159 +303,3 @@ class SecuritySettings:
         if not self.allowed_origins or origin is None or "*" in self.allowed_origins:
             return True
         return origin.lower() in self.allowed_origins
-
-
-AUTH_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "security.insecure",
-        "--insecure",
-        "WSPOOL_INSECURE",
-        parse_boolean,
-        "accept every client without a token (development only)",
-        switch=True,
-    ),
-    Option(
-        "security.jwt_secret",
-        "--jwt-secret",
-        "WSPOOL_JWT_SECRET",
-        parse_secret,
-        "HS256 shared secret, >= 32 bytes (prefer the variable or the file: flags show in ps)",
-        metavar="SECRET",
-    ),
-    Option(
-        "security.jwt_secret_file",
-        "--jwt-secret-file",
-        "WSPOOL_JWT_SECRET_FILE",
-        _path,
-        "file holding the HS256 shared secret",
-        metavar="PATH",
-    ),
-    Option(
-        "security.jwt_public_key_file",
-        "--jwt-public-key-file",
-        "WSPOOL_JWT_PUBLIC_KEY_FILE",
-        _path,
-        "PEM public key: RSA (RS256) or P-256 (ES256)",
-        metavar="PATH",
-    ),
-    Option(
-        "security.jwks_file",
-        "--jwks-file",
-        "WSPOOL_JWKS_FILE",
-        _path,
-        "JWKS document with RS256/ES256 keys, chosen by the token's kid",
-        metavar="PATH",
-    ),
-    Option(
-        "security.jwt_issuer",
-        "--jwt-issuer",
-        "WSPOOL_JWT_ISSUER",
-        _path,
-        "required iss",
-        metavar="ISSUER",
-    ),
-    Option(
-        "security.jwt_audience",
-        "--jwt-audience",
-        "WSPOOL_JWT_AUDIENCE",
-        _path,
-        "required aud",
-        metavar="AUDIENCE",
-    ),
-    Option(
-        "security.jwt_leeway",
-        "--jwt-leeway",
-        "WSPOOL_JWT_LEEWAY",
-        parse_non_negative_float,
-        "seconds of clock skew allowed on exp and nbf",
-        metavar="SECONDS",
-    ),
-    Option(
-        "security.allowed_origins",
-        "--allowed-origins",
-        "WSPOOL_ALLOWED_ORIGINS",
-        parse_list(_origin),
-        "comma-separated browser origins allowed to connect (others get 403); empty: any",
-        metavar="ORIGINS",
-    ),
-    Option(
-        "security.trusted_proxies",
-        "--trusted-proxies",
-        "WSPOOL_TRUSTED_PROXIES",
-        parse_list(_network),
-        "comma-separated addresses/CIDRs whose X-Forwarded-For is believed",
-        metavar="CIDRS",
-    ),
-)
-
-LIMIT_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "security.max_connections_per_ip",
-        "--max-connections-per-ip",
-        "WSPOOL_MAX_CONNECTIONS_PER_IP",
-        parse_non_negative_int,
-        "open connections per client address across the pool; 0: no limit",
-        metavar="N",
-    ),
-    Option(
-        "security.connection_attempts_per_ip",
-        "--connection-attempts-per-ip",
-        "WSPOOL_CONNECTION_ATTEMPTS_PER_IP",
-        parse_non_negative_int,
-        "connection attempts per client address per second across the pool; 0: no limit",
-        metavar="RATE",
-    ),
-    Option(
-        "security.messages_per_second",
-        "--messages-per-second",
-        "WSPOOL_MESSAGES_PER_SECOND",
-        parse_non_negative_float,
-        "client messages per second per connection; 0: no limit",
-        metavar="RATE",
-    ),
-    Option(
-        "security.message_burst",
-        "--message-burst",
-        "WSPOOL_MESSAGE_BURST",
-        parse_non_negative_int,
-        "messages a connection may send at once above its rate",
-        metavar="N",
-    ),
-    Option(
-        "security.max_channels_per_connection",
-        "--max-channels-per-connection",
-        "WSPOOL_MAX_CHANNELS_PER_CONNECTION",
-        parse_non_negative_int,
-        "channels one connection may subscribe to; 0: no limit",
-        metavar="N",
-    ),
-)
-
-SECURITY_OPTIONS: tuple[Option, ...] = (*AUTH_OPTIONS, *LIMIT_OPTIONS)
-
-ADMIN_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "security.admin_token",
-        "--admin-token",
-        "WSPOOL_ADMIN_TOKEN",
-        parse_secret,
-        "static admin credential for the REST API (a token with role admin also works)",
-        metavar="TOKEN",
-    ),
-    Option(
-        "security.admin_token_file",
-        "--admin-token-file",
-        "WSPOOL_ADMIN_TOKEN_FILE",
-        _path,
-        "file holding the static admin credential",
-        metavar="PATH",
-    ),
-    Option(
-        "security.api_open_reads",
-        "--api-open-reads",
-        "WSPOOL_API_OPEN_READS",
-        parse_boolean,
-        "let anyone read the REST API (stats, health, connections)",
-        switch=True,
-    ),
-)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import jwt
 
+from wspool.core.auth import CLIENT_ID_RULE, is_client_id
+
 __all__ = [
     "TICKET_TTL",
     "Ticket",
@@ -88,6 +90,8 @@ def verify_ticket(secret: str, token: str, server_id: str) -> Ticket:
     if not isinstance(connection_id, str) or not isinstance(client_id, str):
         raise TicketError("invalid ticket: malformed claims")
     named = None if client_id == connection_id else client_id
+    if named is not None and not is_client_id(named):
+        raise TicketError(f"invalid ticket: sub must be {CLIENT_ID_RULE}")
     return Ticket(connection_id, named, server_id, float(claims["exp"]))
 
 

@@ -13,10 +13,9 @@ from aiohttp import web
 
 from wspool.core.config import GatewaySettings
 from wspool.core.jsoninput import MAX_BODY_BYTES
-from wspool.gateway.gateway import GATEWAY, Gateway
+from wspool.gateway.gateway import GATEWAY, Gateway, GatewayEngine
 from wspool.gateway.relay import relay_websocket
 from wspool.gateway.rest import ApiError, error_middleware, routes
-from wspool.state.engine import StateEngine
 
 __all__ = ["create_app"]
 
@@ -34,7 +33,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     )
 
 
-def create_app(settings: GatewaySettings, engine: StateEngine) -> web.Application:
+def create_app(settings: GatewaySettings, engine: GatewayEngine) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     gateway = Gateway(settings.resolved(), engine)
     app[GATEWAY] = gateway

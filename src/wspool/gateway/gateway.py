@@ -1,9 +1,10 @@
 """One gateway replica: the pool manager, the health monitor and the relay, with their life.
 
-:class:`Gateway` is what the aiohttp app keeps under :data:`GATEWAY`; it starts the store
-link, the refresh loop (registry, shared config, replica count) and the health checks, and
-stops them in reverse order. Nothing about it is global, so tests run several replicas in
-one process.
+:class:`Gateway` is what the aiohttp app keeps under :data:`GATEWAY`; it starts the refresh
+loop (registry, shared config, replica count) and the health checks, and stops them in
+reverse order, closing its :class:`GatewayEngine` last. A gateway subscribes to nothing: it
+only publishes, commands to nodes over their control channel. Nothing about it is global, so
+tests run several replicas in one process.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -26,19 +28,34 @@ from wspool.gateway.monitor import HealthMonitor
 from wspool.gateway.pool import PoolManager, refresh_safely
 from wspool.gateway.relay import RelayStats
 from wspool.gateway.upstream import refusal_trace
-from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.state.engine import (
+    ConnectionStore,
+    EngineUnavailableError,
+    GatewayState,
+    NodeRegistry,
+    Publisher,
+)
+from wspool.tasks import cancel_and_wait
 
-__all__ = ["GATEWAY", "Gateway"]
+__all__ = ["GATEWAY", "Gateway", "GatewayEngine"]
 
 log = logging.getLogger(__name__)
 
 
+class GatewayEngine(Publisher, ConnectionStore, NodeRegistry, GatewayState, Protocol):
+    """What a gateway replica needs of the state engine: the registry and the state replicas
+    share, for the pool manager; connection records and the nodes' control channels, for
+    the REST API. The replica closes it when it stops."""
+
+    async def close(self) -> None: ...
+
+
 class Gateway:
-    def __init__(self, settings: GatewaySettings, engine: StateEngine) -> None:
+    def __init__(self, settings: GatewaySettings, engine: GatewayEngine) -> None:
         self.settings = settings
         self.engine = engine
         self.api_policy = settings.security.api_policy()
-        self.pool = PoolManager(settings, engine)
+        self.pool = PoolManager(settings, engine, engine)
         self.stats = RelayStats()
         self.admission = Admission(file_limit(), settings.file_reserve)
         self.metrics = CollectorRegistry(auto_describe=True)
@@ -52,7 +69,6 @@ class Gateway:
 
     async def start(self) -> None:
         """Connect, learn the farm, check every node once, then keep the picture fresh."""
-        await self.engine.start(lambda channel, start, frames: None, lambda available: None)
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, force_close=False),
             timeout=aiohttp.ClientTimeout(total=None),
@@ -72,10 +88,7 @@ class Gateway:
         )
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        await cancel_and_wait(self._refresher)
         if self.monitor is not None:
             await self.monitor.stop()
         with contextlib.suppress(EngineUnavailableError):

@@ -19,12 +19,13 @@ from typing import Any
 
 import aiohttp
 
-from wspool.core.health import CheckOutcome
-from wspool.core.nodeurls import health_url
-from wspool.core.poolstats import NodeSample
 from wspool.core.records import NodeHealth
+from wspool.gateway.model.health import CheckOutcome
+from wspool.gateway.model.nodeurls import health_url
+from wspool.gateway.model.poolstats import NodeSample
 from wspool.gateway.pool import NodeState, PoolManager
 from wspool.state.engine import EngineUnavailableError
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["HealthMonitor"]
 
@@ -56,10 +57,7 @@ class HealthMonitor:
             wake.set()
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks.values())
         self._tasks.clear()
 
     async def _watch(self, node: NodeState) -> None:
@@ -156,4 +154,4 @@ class HealthMonitor:
             checked_by=self.pool.settings.id,
         )
         with contextlib.suppress(EngineUnavailableError):
-            await self.pool.engine.save_node_health(health, ttl=max(15.0, 3 * interval))
+            await self.pool.shared.save_node_health(health, ttl=max(15.0, 3 * interval))

@@ -18,15 +18,15 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from wspool.core.circuit import CircuitBreaker, CircuitState
 from wspool.core.config import GatewaySettings
-from wspool.core.health import HealthTracker
 from wspool.core.poolconfig import PoolConfig, PoolConfigError
-from wspool.core.poolstats import NodeSample
 from wspool.core.records import NodeInfo
-from wspool.core.strategies import Candidate, Strategy, create_strategy
-from wspool.core.strategies import slow_start_ramp as ramp_of
-from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.gateway.model.circuit import CircuitBreaker, CircuitState
+from wspool.gateway.model.health import HealthTracker
+from wspool.gateway.model.poolstats import NodeSample
+from wspool.gateway.model.strategies import Candidate, Strategy, create_strategy
+from wspool.gateway.model.strategies import slow_start_ramp as ramp_of
+from wspool.state.engine import EngineUnavailableError, GatewayState, NodeRegistry
 
 __all__ = ["NodeState", "PoolManager"]
 
@@ -92,14 +92,19 @@ def _with_connections(info: NodeInfo, connections: int) -> NodeInfo:
 class PoolManager:
     """Which nodes exist, which may take connections, and which one takes the next."""
 
-    def __init__(self, settings: GatewaySettings, engine: StateEngine) -> None:
+    def __init__(
+        self, settings: GatewaySettings, registry: NodeRegistry, shared: GatewayState
+    ) -> None:
         self.settings = settings
-        self.engine = engine
+        self.registry = registry
+        self.shared = shared
         self.config = PoolConfig.from_json(
             {"strategy": settings.strategy, "maxConnections": settings.max_connections}
         )
         self.nodes: dict[str, NodeState] = {}
         self.replicas = 1
+        self.store_reachable = False
+        """Whether the last refresh reached the store (see :func:`refresh_safely`)."""
         self.strategy: Strategy = create_strategy(self.config.strategy)
         self._strategy_key = (self.config.strategy, False)
         self._stored_config: dict[str, object] | None = None
@@ -134,11 +139,11 @@ class PoolManager:
     async def refresh(self) -> None:
         """Read the registry, the shared config and the replica count from the store."""
         now = time.time()
-        self.replicas = await self.engine.register_gateway(self.settings.id, GATEWAY_TTL)
+        self.replicas = await self.shared.register_gateway(self.settings.id, GATEWAY_TTL)
         self._update_strategy()
-        document = await self.engine.get_pool_config()
+        document = await self.shared.get_pool_config()
         if document is None:
-            await self.engine.set_pool_config(self.config.to_json())
+            await self.shared.set_pool_config(self.config.to_json())
         elif document != self._stored_config:
             self._stored_config = document
             try:
@@ -148,7 +153,7 @@ class PoolManager:
         if self.settings.servers:
             self._refreshed = True
             return
-        registered = {info.id: info for info in await self.engine.list_nodes()}
+        registered = {info.id: info for info in await self.registry.list_nodes()}
         for node_id in self.nodes.keys() - registered.keys():
             log.info("node %s left the registry", node_id, extra={"serverId": node_id})
             del self.nodes[node_id]
@@ -268,9 +273,14 @@ class PoolManager:
 
 
 async def refresh_safely(pool: PoolManager) -> bool:
-    """One refresh; a store outage keeps the last picture (and is logged once by the caller)."""
+    """One refresh; a store outage keeps the last picture (and is logged once by the caller).
+
+    Returns, and records as ``pool.store_reachable``, whether the store answered.
+    """
     try:
         await pool.refresh()
     except EngineUnavailableError:
-        return False
-    return True
+        pool.store_reachable = False
+    else:
+        pool.store_reachable = True
+    return pool.store_reachable

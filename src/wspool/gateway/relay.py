@@ -32,6 +32,7 @@ from wspool.gateway.admission import Admission, connection_closed
 from wspool.gateway.monitor import HealthMonitor
 from wspool.gateway.pool import NodeState, PoolManager
 from wspool.gateway.upstream import ClientRefusedError, UpstreamError, connect_upstream
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["RelayStats", "relay_websocket"]
 
@@ -296,9 +297,7 @@ async def _pump_both_ways(
     try:
         done, _ = await asyncio.wait((up, down, lost), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (up, down):
-            task.cancel()
-        await asyncio.gather(up, down, return_exceptions=True)
+        await cancel_and_wait(up, down)
     if up in done and not up.cancelled() and up.exception() is None:
         # The client left, or broke a limit: tell the node with the client's code, or ours.
         error = client.exception()

@@ -22,7 +22,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from wspool.core import jsoninput
+from wspool.core import control, jsoninput
 from wspool.core.auth import (
     CLIENT_ID_RULE,
     ApiAccess,
@@ -34,13 +34,13 @@ from wspool.core.auth import (
     token_from_handshake,
 )
 from wspool.core.jsoninput import MAX_BODY_BYTES
-from wspool.core.keys import node_control_channel
-from wspool.core.nodeurls import socket_url
 from wspool.core.poolconfig import PoolConfigError
-from wspool.core.poolstats import node_rates, pool_metrics
+from wspool.core.protocol import error_body
 from wspool.core.records import ConnectionRecord, iso_time
 from wspool.core.tickets import TICKET_TTL, Ticket, issue_ticket
 from wspool.gateway.gateway import GATEWAY, Gateway
+from wspool.gateway.model.nodeurls import socket_url
+from wspool.gateway.model.poolstats import node_rates, pool_metrics
 from wspool.gateway.pool import NodeState
 from wspool.state.engine import EngineUnavailableError
 
@@ -67,7 +67,7 @@ class ApiError(Exception):
 
 
 def _error(status: HTTPStatus, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    return web.json_response(error_body(code, message), status=status)
 
 
 def _access(request: web.Request) -> ApiAccess | None:
@@ -138,7 +138,7 @@ async def _json_body(request: web.Request) -> Any:
 
 
 def _server_node(gateway: Gateway, node: NodeState) -> dict[str, Any]:
-    """The spec's ``ServerNode``, with the circuit and draining state."""
+    """A node as ``/api/v1/pool/stats`` shows it: registry record, circuit and draining state."""
     return {
         "id": node.server_id or node.id,
         "url": node.info.url,
@@ -314,8 +314,8 @@ async def delete_connection(request: web.Request) -> web.Response:
     engine = gateway.engine
     record = await _connection(gateway, request.match_info["id"])
     await engine.mark_closed(record.id, TOMBSTONE_TTL)
-    command = json.dumps({"command": "close", "connectionId": record.id})
-    await engine.publish({node_control_channel(record.server_id): [command]})
+    command = control.encode(control.CloseConnection(record.id))
+    await engine.publish({control.channel(record.server_id): [command]})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CLOSE_WAIT
     while await engine.get_connection(record.id) is not None:
@@ -342,7 +342,7 @@ async def health(request: web.Request) -> web.Response:
             "status": "ok" if serving else "no healthy server",
             "gatewayId": gateway.settings.id,
             "servers": serving,
-            "store": "up" if gateway.engine.available else "down",
+            "store": "up" if gateway.pool.store_reachable else "down",
             "replicas": gateway.pool.replicas,
         }
     )

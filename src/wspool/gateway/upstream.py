@@ -26,8 +26,9 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from wspool.core.nodeurls import socket_url
+from wspool.core.auth import offered_subprotocols
 from wspool.core.tickets import Ticket, issue_ticket
+from wspool.gateway.model.nodeurls import socket_url
 from wspool.gateway.pool import NodeState
 
 __all__ = [
@@ -120,16 +121,6 @@ def upstream_query(request: web.Request, ticket: str | None) -> str:
     return urlencode(query)
 
 
-def offered_subprotocols(request: web.Request) -> list[str]:
-    """The subprotocols the client offered (RFC 6455 §11.3.4: comma-separated, repeatable)."""
-    return [
-        name.strip()
-        for header in request.headers.getall("Sec-WebSocket-Protocol", ())
-        for name in header.split(",")
-        if name.strip()
-    ]
-
-
 def upstream_headers(request: web.Request) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     for name in _FORWARDED_HEADERS:
@@ -165,7 +156,9 @@ async def connect_upstream(
             upstream = await session.ws_connect(
                 url,
                 headers=upstream_headers(request),
-                protocols=offered_subprotocols(request),
+                protocols=offered_subprotocols(
+                    request.headers.getall("Sec-WebSocket-Protocol", ())
+                ),
                 autoping=True,
                 compress=0,
                 max_msg_size=0,  # the node is trusted; the client's side is the one bounded

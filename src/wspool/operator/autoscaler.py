@@ -1,6 +1,6 @@
 """The periodic sync of one pool: read its live connections, scale its nodes, report.
 
-The decision is :func:`wspool.core.autoscale.decide_scale`; this module only gathers its
+The decision is :func:`wspool.operator.model.autoscale.decide_scale`; this module only gathers its
 inputs (the registry in the pool's Redis, the node Deployment, the history kept in
 ``status.autoscaling``) and carries out the result by patching the node Deployment's
 ``spec.replicas``. Before removing a node it sets ``controller.kubernetes.io/pod-deletion-cost``
@@ -15,15 +15,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from wspool.core.autoscale import (
+from wspool.operator import events
+from wspool.operator.model.autoscale import (
     ScalePolicy,
     autoscaling_status,
     decide_scale,
     read_autoscaling_status,
 )
-from wspool.core.manifests import grace_period, selector_string
-from wspool.core.poolstatus import deployment_counts
-from wspool.operator import events
+from wspool.operator.model.manifests import grace_period, selector_string
+from wspool.operator.model.poolstatus import deployment_counts
 from wspool.operator.reconcile import (
     OperatorContext,
     Pool,

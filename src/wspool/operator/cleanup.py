@@ -23,10 +23,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from wspool.core.manifests import grace_period, selector_string
-from wspool.core.poolspec import PoolSpec
 from wspool.operator import events
 from wspool.operator.kube import ApiException
+from wspool.operator.model.manifests import grace_period, selector_string
+from wspool.operator.model.poolspec import PoolSpec
 from wspool.operator.reconcile import OperatorContext, Pool, redis_url
 
 __all__ = ["POD_WAIT_LIMIT", "REDIS_TIMEOUT", "delete_keys", "forget_pool"]

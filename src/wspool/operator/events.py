@@ -7,7 +7,7 @@ logs the same line, so its log tells the same story.
 
 :func:`describe` is the one place that turns an exception into the text a user reads (in an
 event or a condition): an API server's refusal as its status and message rather than the
-client's multi-line dump, and everything through :func:`wspool.core.poolstatus.one_line`.
+client's multi-line dump, and everything through :func:`wspool.operator.model.poolstatus.one_line`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import kopf
 
-from wspool.core.manifests import API_GROUP, API_VERSION, KIND, PoolRef
-from wspool.core.poolstatus import one_line
 from wspool.operator.kube import ApiException
+from wspool.operator.model.manifests import API_GROUP, API_VERSION, KIND, PoolRef
+from wspool.operator.model.poolstatus import one_line
 
 __all__ = ["describe", "normal", "warning"]
 

@@ -22,13 +22,13 @@ from typing import Any
 
 import kopf
 
-from wspool.core.manifests import API_GROUP, API_VERSION, KIND, PLURAL
-from wspool.core.operatorconfig import OperatorSettings
-from wspool.core.poolspec import PoolSpecError
 from wspool.operator.autoscaler import sync_pool
 from wspool.operator.cleanup import forget_pool
 from wspool.operator.events import describe
 from wspool.operator.kube import Kube, connect
+from wspool.operator.model.manifests import API_GROUP, API_VERSION, KIND, PLURAL
+from wspool.operator.model.poolspec import PoolSpecError
+from wspool.operator.model.settings import OperatorSettings
 from wspool.operator.reconcile import OperatorContext, Pool, reconcile, report_failure
 
 __all__ = ["RETRY_DELAY", "build_registry"]

@@ -1,6 +1,6 @@
 """The operator's Kubernetes I/O: a few generic calls over the asyncio client, on plain dicts.
 
-Objects come from :mod:`wspool.core.manifests` as dicts and go out with server-side apply
+Objects come from :mod:`wspool.operator.model.manifests` as dicts and go out with server-side apply
 (``application/apply-patch+yaml`` under the field manager ``wspool-operator``, forcing
 ownership of the fields it renders), so applying the same pool twice changes nothing and
 fields that other actors own (the Deployment controller's, an admin's annotation) stay. The

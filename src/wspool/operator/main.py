@@ -18,12 +18,13 @@ import uuid
 import kopf
 from kopf._core.engines import peering
 
-from wspool.core.operatorconfig import OperatorSettings
 from wspool.operator.election import LeaseLock
 from wspool.operator.endpoints import Endpoints
 from wspool.operator.handlers import build_registry
 from wspool.operator.kube import connect
 from wspool.operator.metrics import WATCH_HANDLER, HandlerOutcomes, OperatorMetrics, watch_pools
+from wspool.operator.model.settings import OperatorSettings
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["KopfLogContext", "run_operator"]
 
@@ -141,8 +142,7 @@ async def _run_elected(settings: OperatorSettings, metrics: OperatorMetrics) -> 
         try:
             await _run_kopf(settings, metrics, stop)
         finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
+            await cancel_and_wait(keeper)
         if lost.is_set():
             raise SystemExit("wspool operator: lost the lease; exiting to stand by again")
         await lease.release()

@@ -29,7 +29,7 @@ import kopf
 from prometheus_client import Counter, Gauge, ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
-from wspool.core.manifests import API_GROUP, API_VERSION, PLURAL
+from wspool.operator.model.manifests import API_GROUP, API_VERSION, PLURAL
 
 __all__ = [
     "RECONCILE_HANDLER",

@@ -17,8 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wspool.core.autoscale import node_replicas
-from wspool.core.manifests import (
+from wspool.operator import events
+from wspool.operator.kube import Kube
+from wspool.operator.model.autoscale import node_replicas
+from wspool.operator.model.manifests import (
     API_GROUP,
     API_VERSION,
     KIND,
@@ -27,12 +29,15 @@ from wspool.core.manifests import (
     render_pool,
     selector_string,
 )
-from wspool.core.operatorconfig import OperatorSettings
-from wspool.core.poolspec import PoolSpec, PoolSpecError, parse_pool_spec
-from wspool.core.poolstatus import PoolObservation, deployment_counts, one_line, render_status
-from wspool.operator import events
-from wspool.operator.kube import Kube
-from wspool.operator.stats import PoolStats, read_stats, write_pool_config
+from wspool.operator.model.poolspec import PoolSpec, PoolSpecError, parse_pool_spec
+from wspool.operator.model.poolstatus import (
+    PoolObservation,
+    deployment_counts,
+    one_line,
+    render_status,
+)
+from wspool.operator.model.settings import OperatorSettings
+from wspool.operator.stats import PoolStats, pool_store, read_stats, write_pool_config
 from wspool.state.engine import EngineUnavailableError
 
 __all__ = [
@@ -113,7 +118,8 @@ async def apply_pool(context: OperatorContext, pool: Pool) -> None:
 async def read_pool_stats(context: OperatorContext, pool: Pool) -> tuple[PoolStats | None, str]:
     """The pool's stats, or None and why they cannot be read."""
     try:
-        return await read_stats(await redis_url(context, pool), pool.key_prefix), ""
+        async with pool_store(await redis_url(context, pool), pool.key_prefix) as store:
+            return await read_stats(store, store), ""
     except (EngineUnavailableError, OSError, ValueError) as error:
         return None, events.describe(error)
 
@@ -235,9 +241,8 @@ async def report_failure(
 async def push_pool_config(context: OperatorContext, pool: Pool) -> str:
     """Merge the declared pool config into Redis; why it could not, or empty."""
     try:
-        changes = await write_pool_config(
-            await redis_url(context, pool), pool.key_prefix, pool.spec.pool_config()
-        )
+        async with pool_store(await redis_url(context, pool), pool.key_prefix) as store:
+            changes = await write_pool_config(store, pool.spec.pool_config())
     except (EngineUnavailableError, OSError) as error:
         # The objects are in place; the gateways keep their last config until Redis is back,
         # and the status says why (the next change of the pool, or a restart, tries again).

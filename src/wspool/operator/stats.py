@@ -1,5 +1,8 @@
 """What the operator reads from and writes to a pool's Redis, through the state engine.
 
+:func:`pool_store` opens the pool's engine; :func:`read_stats` reads the node registry and
+the gateways' health verdicts through it, :func:`write_pool_config` the shared pool config.
+
 Live connections come from the node registry (each node's ``server:{id}:info`` hash,
 ``activeConnections``, refreshed by its heartbeat), the same source the gateways balance on:
 it is per node, current within a heartbeat, and a dead node drops out when its registration
@@ -15,16 +18,25 @@ pool's events.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from wspool.core.keys import Keys
 from wspool.core.poolconfig import PoolConfig
 from wspool.core.records import NodeHealth, NodeInfo
+from wspool.state.engine import GatewayState, NodeRegistry
 from wspool.state.redis_engine import RedisEngine
 
-__all__ = ["PoolStats", "config_changes", "count_healthy", "read_stats", "write_pool_config"]
+__all__ = [
+    "PoolStats",
+    "config_changes",
+    "count_healthy",
+    "pool_store",
+    "read_stats",
+    "write_pool_config",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +57,20 @@ def count_healthy(nodes: Sequence[NodeInfo], health: Mapping[str, NodeHealth | N
     return sum(1 for node in nodes if healthy(node))
 
 
-async def read_stats(redis_url: str, key_prefix: str) -> PoolStats:
-    """The pool's registered nodes and how many are healthy; EngineUnavailableError if not."""
+@asynccontextmanager
+async def pool_store(redis_url: str, key_prefix: str) -> AsyncIterator[RedisEngine]:
+    """The engine of the pool whose keys start with ``key_prefix``, closed on exit."""
     engine = RedisEngine(redis_url, Keys(key_prefix))
     try:
-        nodes = await engine.list_nodes()
-        health = {node.id: await engine.get_node_health(node.id) for node in nodes}
+        yield engine
     finally:
         await engine.close()
+
+
+async def read_stats(registry: NodeRegistry, shared: GatewayState) -> PoolStats:
+    """The pool's registered nodes and how many are healthy; EngineUnavailableError if not."""
+    nodes = await registry.list_nodes()
+    health = {node.id: await shared.get_node_health(node.id) for node in nodes}
     return PoolStats(tuple(nodes), count_healthy(nodes, health))
 
 
@@ -86,17 +104,13 @@ def config_changes(
     ]
 
 
-async def write_pool_config(redis_url: str, key_prefix: str, declared: dict[str, Any]) -> list[str]:
+async def write_pool_config(shared: GatewayState, declared: dict[str, Any]) -> list[str]:
     """Merge the declared fields into the shared pool config; what changed (see
     :func:`config_changes`), empty when the stored config already said so."""
-    engine = RedisEngine(redis_url, Keys(key_prefix))
-    try:
-        stored = await engine.get_pool_config()
-        current = PoolConfig.from_json(stored or {})
-        merged = current.merged(declared).to_json()
-        if stored is not None and merged == current.to_json():
-            return []
-        await engine.set_pool_config(merged)
-        return config_changes(current.to_json() if stored is not None else None, merged, declared)
-    finally:
-        await engine.close()
+    stored = await shared.get_pool_config()
+    current = PoolConfig.from_json(stored or {})
+    merged = current.merged(declared).to_json()
+    if stored is not None and merged == current.to_json():
+        return []
+    await shared.set_pool_config(merged)
+    return config_changes(current.to_json() if stored is not None else None, merged, declared)

@@ -1,12 +1,24 @@
-"""What a node keeps for a subscriber between its history read and its first live frame.
+"""Subscribing with catch-up: history first, then live frames, with no gap and no duplicate.
 
 The history read and the node's pub/sub feed are two views of the same channel that are not
 in step: the read may already hold frames the feed has yet to deliver, and the feed delivers
-frames published after the read. A :class:`CatchUp` keeps every fed batch, with its position,
-until the feed has passed the read's ``top``: from then on the feed alone is complete, so the
-subscriber is written the kept frames after ``top`` and becomes a plain live subscriber. If
-the kept frames do not follow ``top`` without a gap, the subscriber is closed instead and
-resumes with ``since`` (:mod:`wspool.server.sequencer` fills the gaps it can).
+frames published after the read. :meth:`wspool.server.router.ChannelRouter.subscribe` joins
+them, and the order of its steps is what makes the join exact:
+
+1. the session is registered as catching up, with a :class:`CatchUp`, *before* the history
+   is read: from then on every batch the feed delivers is kept for it, with its position;
+2. the channel's position ``top`` and, given ``since``, the frames after it up to ``top``
+   are read (one atomic read in the store);
+3. ``subscribed`` (with ``offset`` = ``top``, and ``recovered``) and the history frames are
+   sent, awaiting the socket's flow control, while live batches keep accumulating;
+4. once the feed has passed ``top`` (the read may be ahead of the feed), the kept frames
+   after ``top`` are written and the session becomes a plain live subscriber, in one step of
+   the event loop. If they do not follow ``top`` without a gap, the subscriber is closed
+   instead and resumes with ``since`` (:mod:`wspool.server.sequencer` fills the gaps it can).
+
+A ``since`` that is no longer in history (trimmed, expired, another epoch) gets
+``recovered: false`` and no replay at all: the client reloads its state from its own source,
+never from a partial history.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The node's guard: who may connect, what each connection may do, and how much of it.
 
-The rules come from :mod:`wspool.core.auth`, :mod:`wspool.core.ratelimit` and the security
+The rules come from :mod:`wspool.core.auth`, :mod:`wspool.server.model.ratelimit` and the security
 settings; this module applies them at the three points a node offers:
 
 - the handshake (:meth:`Guard.check_handshake`): Origin allow-list (403), connection
@@ -34,7 +34,14 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from wspool.core.addresses import client_address
-from wspool.core.auth import SUBPROTOCOL, AuthError, Claims, open_claims, token_from_handshake
+from wspool.core.auth import (
+    SUBPROTOCOL,
+    AuthError,
+    Claims,
+    offered_subprotocols,
+    open_claims,
+    token_from_handshake,
+)
 from wspool.core.config import ServerSettings
 from wspool.core.protocol import (
     ClientMessage,
@@ -45,10 +52,11 @@ from wspool.core.protocol import (
     encode_authenticated,
     encode_error,
 )
-from wspool.core.ratelimit import MessageLimiter, Verdict
 from wspool.server.http import refusal
+from wspool.server.model.ratelimit import MessageLimiter, Verdict
 from wspool.server.session import Session
-from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.state.engine import AddressLimits, EngineUnavailableError
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["Answer", "CloseHandler", "Guard", "select_subprotocol"]
 
@@ -96,11 +104,13 @@ class _Watch:
 class Guard:
     """Applies the security settings of one node."""
 
-    def __init__(self, settings: ServerSettings, engine: StateEngine, close: CloseHandler) -> None:
+    def __init__(
+        self, settings: ServerSettings, limits: AddressLimits, close: CloseHandler
+    ) -> None:
         self.security = settings.security
         self.verifier = self.security.verifier()  # ConfigError: no key and not --insecure
         self._trusted = self.security.trusted_networks
-        self._engine = engine
+        self._limits = limits
         self._close = close
         self._slot_ttl = settings.node_ttl
         self._refresh_interval = settings.heartbeat_interval
@@ -116,11 +126,8 @@ class Guard:
             self._refresher = asyncio.create_task(self._refresh_slots(), name="address-slots")
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        await cancel_and_wait(self._refresher)
+        self._refresher = None
 
     # handshake ---------------------------------------------------------------------------
 
@@ -152,7 +159,7 @@ class Guard:
         )
         limit = security.connection_attempts_per_ip
         if limit and not await self._allowed(
-            self._engine.record_attempt(address, limit, ATTEMPT_WINDOW)
+            self._limits.record_attempt(address, limit, ATTEMPT_WINDOW)
         ):
             response = refusal(
                 connection,
@@ -168,7 +175,7 @@ class Guard:
                 token = token_from_handshake(
                     headers.get("Authorization"),
                     urlsplit(request.path).query,
-                    _offered_subprotocols(headers.get_all("Sec-WebSocket-Protocol")),
+                    offered_subprotocols(headers.get_all("Sec-WebSocket-Protocol")),
                 )
                 if token is None:
                     raise AuthError(
@@ -210,7 +217,7 @@ class Guard:
         counted = False
         if limit:
             try:
-                counted = await self._engine.acquire_address_slot(
+                counted = await self._limits.acquire_address_slot(
                     admission.address, connection_id, limit, self._slot_ttl
                 )
             except EngineUnavailableError:
@@ -249,7 +256,7 @@ class Guard:
                 if not ids:
                     del self._addresses[watch.address]
             with contextlib.suppress(EngineUnavailableError):
-                await self._engine.release_address_slot(watch.address, session.id)
+                await self._limits.release_address_slot(watch.address, session.id)
 
     def _schedule_expiry(self, session: Session, watch: _Watch) -> None:
         if watch.expiry is not None:
@@ -271,7 +278,7 @@ class Guard:
             await asyncio.sleep(self._refresh_interval)
             if self._addresses:
                 with contextlib.suppress(EngineUnavailableError):
-                    await self._engine.refresh_address_slots(self._addresses, self._slot_ttl)
+                    await self._limits.refresh_address_slots(self._addresses, self._slot_ttl)
 
     # frames ------------------------------------------------------------------------------
 
@@ -350,7 +357,3 @@ class Guard:
             encode_authenticated(message.message_id, claims.client_id, claims.expires_at),
             revoked,
         )
-
-
-def _offered_subprotocols(values: Sequence[str]) -> list[str]:
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]

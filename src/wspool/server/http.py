@@ -15,7 +15,7 @@ from prometheus_client.registry import CollectorRegistry
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Response
 
-from wspool.core.protocol import ErrorCode
+from wspool.core.protocol import ErrorCode, error_body
 
 __all__ = ["WEBSOCKET_PATHS", "json_response", "metrics_response", "refusal", "text_response"]
 
@@ -44,9 +44,7 @@ def refusal(
 ) -> Response:
     """A handshake refused, as every check of a node writes it: a JSON error, and for a 401
     the challenge that tells a client its credential is the problem."""
-    response = json_response(
-        connection, status, {"error": {"code": code.value, "message": message}}
-    )
+    response = json_response(connection, status, error_body(code.value, message))
     if status is HTTPStatus.UNAUTHORIZED:
         response.headers["WWW-Authenticate"] = 'Bearer realm="wspool"'
     return response

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
 from collections.abc import Coroutine
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -25,11 +24,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from wspool.core import control
 from wspool.core.auth import CLIENT_ID_RULE, is_client_id
 from wspool.core.config import ServerSettings
-from wspool.core.drain import drain_schedule
 from wspool.core.history import StreamPosition
-from wspool.core.keys import node_control_channel
 from wspool.core.protocol import (
     ClientMessage,
     CloseCode,
@@ -53,16 +51,23 @@ from wspool.server.http import (
     refusal,
     text_response,
 )
+from wspool.server.model.drain import drain_schedule
 from wspool.server.publisher import PublishBatcher
-from wspool.server.recovery import subscribe_with_history
 from wspool.server.router import ChannelRouter
 from wspool.server.session import Session
 from wspool.server.statewriter import StateWriter
 from wspool.server.stats import NodeStats, metrics_registry
 from wspool.server.ticketgate import TicketGate
-from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.state.engine import (
+    AddressLimits,
+    ConnectionStore,
+    EngineUnavailableError,
+    MessageBus,
+    NodeRegistry,
+)
+from wspool.tasks import cancel_and_wait
 
-__all__ = ["ServerNode", "close_promptly"]
+__all__ = ["NodeEngine", "ServerNode", "close_promptly"]
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +75,15 @@ CLOSE_TIMEOUT = 5.0
 """Seconds a closing handshake may take before the connection is cut."""
 
 
+class NodeEngine(MessageBus, ConnectionStore, NodeRegistry, AddressLimits, Protocol):
+    """What a node needs of the state engine: the bus for its channels and control channel,
+    its connection records, the registry it beats in, and the limits per client address."""
+
+
 class ServerNode:
     """One member of the farm, bound to a state engine."""
 
-    def __init__(self, settings: ServerSettings, engine: StateEngine) -> None:
+    def __init__(self, settings: ServerSettings, engine: NodeEngine) -> None:
         self.settings = settings
         self.id = settings.id
         self.engine = engine
@@ -112,7 +122,7 @@ class ServerNode:
         self._background: set[asyncio.Task[Any]] = set()
         self._started_at = 0.0
         self._degraded_since = 0.0
-        self._control = node_control_channel(self.id)
+        self._control = control.channel(self.id)
         self._missed_commands = False
         """Whether close commands may have been missed (frozen, cut off) since tombstones
         were last read; the heartbeat reads them then."""
@@ -195,18 +205,13 @@ class ServerNode:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
             self._server = None
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        await cancel_and_wait(self._heartbeat)
+        self._heartbeat = None
         await self.guard.stop()
         await self.router.stop()
         await self._publisher.stop()
         await self._writer.stop()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await cancel_and_wait(*self._background)
         try:
             await self.engine.purge_node(self.id)
         except EngineUnavailableError:
@@ -350,13 +355,14 @@ class ServerNode:
 
     def _on_command(self, frame: str) -> None:
         try:
-            command = json.loads(frame)
-            action, connection_id = command["command"], command["connectionId"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring malformed command %r", frame[:200], extra={"serverId": self.id})
+            command = control.decode(frame)
+        except control.ControlError as error:
+            log.warning(
+                "ignoring malformed command %r: %s", frame[:200], error, extra={"serverId": self.id}
+            )
             return
-        session = self.sessions.get(connection_id)
-        if action == "close" and session is not None:
+        session = self.sessions.get(command.connection_id)
+        if session is not None:
             self._close_by_manager(session)
 
     async def _close_tombstoned(self) -> None:
@@ -461,15 +467,7 @@ class ServerNode:
                     await websocket.send(encode_subscribed(message.channel, message_id))
                     return
                 try:
-                    await subscribe_with_history(
-                        self.router,
-                        self.engine,
-                        self.stats,
-                        session,
-                        message.channel,
-                        message_id,
-                        message.since,
-                    )
+                    await self.router.subscribe(message.channel, session, message_id, message.since)
                 except EngineUnavailableError:
                     raise ProtocolError(
                         ErrorCode.INTERNAL,

@@ -25,16 +25,15 @@ from collections import defaultdict
 import websockets
 from websockets.asyncio.server import ServerConnection
 
+from wspool.core.backoff import Backoff
 from wspool.core.protocol import ErrorCode, encode_error
 from wspool.server.stats import NodeStats
-from wspool.state.engine import EngineUnavailableError, OutcomeUnknownError, StateEngine
+from wspool.state.engine import EngineUnavailableError, MessageBus, OutcomeUnknownError
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["PublishBatcher"]
 
 log = logging.getLogger(__name__)
-
-RESEND_DELAYS = (0.1, 0.2, 0.5, 1.0)
-"""Seconds before each new attempt at an unanswered batch (the last one repeats)."""
 
 STOP_GRACE = 5.0
 """Seconds a stopping node spends publishing what is still queued."""
@@ -45,8 +44,8 @@ _Pending = tuple[str, str, ServerConnection, str]
 class PublishBatcher:
     """Queues encoded ``data`` frames and publishes them in per-channel batches."""
 
-    def __init__(self, engine: StateEngine, stats: NodeStats, max_pending: int = 10_000) -> None:
-        self._engine = engine
+    def __init__(self, bus: MessageBus, stats: NodeStats, max_pending: int = 10_000) -> None:
+        self._bus = bus
         self._stats = stats
         self._max_pending = max_pending
         self._pending: list[_Pending] = []
@@ -62,9 +61,7 @@ class PublishBatcher:
         """Publish what is queued, then stop."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
         if self._pending:
             # Bounded: a store that does not answer must not hold the node's shutdown.
@@ -97,16 +94,15 @@ class PublishBatcher:
         for channel, frame, _, _ in pending:
             batches[channel].append(frame)
         batch_id = uuid.uuid4().hex
-        attempt = 0
+        backoff = Backoff(base=0.1, cap=1.0)  # between attempts at an unanswered batch
         while True:
             try:
-                await self._engine.publish(batches, batch_id)
+                await self._bus.publish(batches, batch_id)
             except OutcomeUnknownError as error:
-                if attempt == 0:
+                if not backoff.failures:
                     log.warning("publish unanswered, sending %d again: %s", len(pending), error)
-                await asyncio.sleep(RESEND_DELAYS[min(attempt, len(RESEND_DELAYS) - 1)])
-                attempt += 1
-                if not self._engine.available:
+                await asyncio.sleep(backoff.next_delay())
+                if not self._bus.available:
                     self._refuse_queued()
                 continue
             except EngineUnavailableError as error:
@@ -114,8 +110,10 @@ class PublishBatcher:
                 self._refuse(pending)
                 return
             break
-        if attempt:
-            log.info("publish of %d messages settled after %d resends", len(pending), attempt)
+        if backoff.failures:
+            log.info(
+                "publish of %d messages settled after %d resends", len(pending), backoff.failures
+            )
         self._stats.messages_published += len(pending)
 
     def _refuse_queued(self) -> None:

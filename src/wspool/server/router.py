@@ -5,11 +5,9 @@ counted), so Redis sends a node only what someone on it reads. Frames arrive alr
 encoded; each is written to every subscriber as the same bytes, and a subscriber gets a
 whole batch in one socket write.
 
-A session joins a channel in two steps: :meth:`ChannelRouter.add` registers it as *catching
-up* (live batches are kept for it, with their positions, instead of being written), and once
-it has been sent the channel's history (:mod:`wspool.server.recovery`), :meth:`go_live` tells
-where that history ended; as soon as the feed has passed that point, the kept frames after it
-are written and the session becomes a plain subscriber (:mod:`wspool.server.catchup`). Live
+A session joins a channel through :meth:`ChannelRouter.subscribe`, which sends it the
+channel's history and then its live frames with no gap and no duplicate; how, step by step,
+is told in :mod:`wspool.server.catchup`, which holds what a session is kept meanwhile. Live
 subscribers cost nothing extra.
 
 The engine's batches reach the subscribers through a :class:`FeedSequencer`, which fills
@@ -28,11 +26,12 @@ from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
 from wspool.core.history import StreamPosition
+from wspool.core.protocol import encode_subscribed
 from wspool.server.catchup import CatchUp
 from wspool.server.sequencer import FeedSequencer
 from wspool.server.session import Session
 from wspool.server.stats import NodeStats
-from wspool.state.engine import StateEngine
+from wspool.state.engine import MessageBus
 
 __all__ = ["ChannelRouter"]
 
@@ -46,18 +45,18 @@ class ChannelRouter:
 
     def __init__(
         self,
-        engine: StateEngine,
+        bus: MessageBus,
         stats: NodeStats,
         send_buffer_limit: int,
         on_slow_consumer: SessionHandler,
         on_interrupted: SessionHandler,
     ) -> None:
-        self._engine = engine
+        self._bus = bus
         self._stats = stats
         self._limit = send_buffer_limit
         self._on_slow_consumer = on_slow_consumer
         self._on_interrupted = on_interrupted
-        self._sequencer = FeedSequencer(engine, self._fan_out, self._interrupt)
+        self._sequencer = FeedSequencer(bus, self._fan_out, self._interrupt)
         self._local: dict[str, dict[ServerConnection, Session]] = {}
         self._catching_up: dict[str, dict[ServerConnection, CatchUp]] = {}
         self._joined: set[str] = set()
@@ -67,9 +66,39 @@ class ChannelRouter:
     def channel_count(self) -> int:
         return len(self._local.keys() | self._catching_up.keys())
 
-    async def add(self, channel: str, session: Session) -> None:
+    async def subscribe(
+        self, channel: str, session: Session, message_id: str, since: StreamPosition | None
+    ) -> None:
+        """Subscribe ``session`` to ``channel``, answer ``subscribed`` and send what it missed
+        since ``since``; live frames follow from where the history ends
+        (:mod:`wspool.server.catchup`, steps 1 to 4).
+
+        Raises ``EngineUnavailableError`` with nothing subscribed when the store cannot answer.
+        """
+        await self._join(channel, session)
+        try:
+            read = await self._bus.read_history(channel, since)
+        except BaseException:
+            self.remove(channel, session)
+            raise
+        recovered = read.recovered if since is not None else None
+        if since is not None:
+            self._stats.recoveries[bool(recovered)] += 1
+        websocket = session.websocket
+        try:
+            await websocket.send(encode_subscribed(channel, message_id, read.top, recovered))
+            # One frame at a time through websockets' flow control: a long replay waits for
+            # the client to read it instead of piling up in the node's memory.
+            for frame in read.frames or ():
+                await websocket.send(frame)
+        except BaseException:
+            self.remove(channel, session)
+            raise
+        self._go_live(channel, session, read.top)
+
+    async def _join(self, channel: str, session: Session) -> None:
         """Register a catching-up session; returns once every frame published from now on
-        will reach it, kept in a :class:`CatchUp` until :meth:`go_live`.
+        will reach it, kept in a :class:`CatchUp` until :meth:`_go_live`.
 
         Raises ``EngineUnavailableError`` (and leaves nothing subscribed) when the engine
         cannot confirm the channel's subscription.
@@ -80,7 +109,7 @@ class ChannelRouter:
         pending = self._subscribing.get(channel)
         if pending is None:
             self._sequencer.forget(channel)  # a feed left over from an earlier subscription
-            pending = asyncio.create_task(self._engine.subscribe(channel))
+            pending = asyncio.create_task(self._bus.subscribe(channel))
             self._subscribing[channel] = pending
         try:
             await asyncio.shield(pending)
@@ -94,7 +123,7 @@ class ChannelRouter:
                 if held and not pending.cancelled() and pending.exception() is None:
                     self._joined.add(channel)
 
-    def go_live(self, channel: str, session: Session, top: StreamPosition) -> None:
+    def _go_live(self, channel: str, session: Session, top: StreamPosition) -> None:
         """The session was sent the channel's history up to ``top``: it goes live as soon
         as the feed passes ``top`` (at once, if it already has)."""
         catch_up = self._catching_up.get(channel, {}).get(session.websocket)
@@ -105,6 +134,8 @@ class ChannelRouter:
             self._promote(channel, catch_up)
 
     def _promote(self, channel: str, catch_up: CatchUp) -> None:
+        """The feed has passed the session's history: write it the kept frames after that
+        history and make it a plain subscriber, in this one step of the event loop."""
         session = catch_up.session
         websocket = session.websocket
         waiting = self._catching_up[channel]
@@ -120,25 +151,13 @@ class ChannelRouter:
         after_top = catch_up.frames_after_top()
         if after_top is None:
             self._on_interrupted(session)
-            return
-        written = 0
-        try:
-            for frame in after_top:
-                websocket.protocol.send_text(frame.encode())
-                written += 1
-            websocket.send_data()
-        except Exception as error:  # the transport broke; its handler cleans up
-            log.debug("delivery failed: %s", error, extra={"connectionId": session.id})
-            return
-        self._stats.deliveries += written
-        transport = websocket.transport
-        if transport is not None and transport.get_write_buffer_size() > self._limit:
-            self._on_slow_consumer(session)
+        else:
+            self._write({websocket: session}, after_top)
 
     def remove(self, channel: str, session: Session) -> None:
         """Unsubscribe a session; the node leaves the channel with its last local subscriber."""
         if self._discard(channel, session):
-            task = asyncio.create_task(self._engine.unsubscribe(channel))
+            task = asyncio.create_task(self._bus.unsubscribe(channel))
             task.add_done_callback(_log_failure)
 
     def _discard(self, channel: str, session: Session) -> bool:

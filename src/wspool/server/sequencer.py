@@ -24,7 +24,8 @@ import logging
 from collections.abc import Callable
 
 from wspool.core.history import HistoryRead, StreamPosition
-from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.state.engine import EngineUnavailableError, MessageBus
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["HOLD_LIMIT", "FeedSequencer"]
 
@@ -56,10 +57,8 @@ class _Channel:
 class FeedSequencer:
     """Passes each channel's batches on in order, filling gaps from history."""
 
-    def __init__(
-        self, engine: StateEngine, deliver: Deliver, interrupt: Callable[[str], None]
-    ) -> None:
-        self._engine = engine
+    def __init__(self, bus: MessageBus, deliver: Deliver, interrupt: Callable[[str], None]) -> None:
+        self._bus = bus
         self._deliver = deliver
         self._interrupt = interrupt
         self._channels: dict[str, _Channel] = {}
@@ -104,9 +103,7 @@ class FeedSequencer:
     async def stop(self) -> None:
         tasks = [s.filling for s in self._channels.values() if s.filling is not None]
         self._channels.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
 
     def _hold(
         self, channel: str, state: _Channel, start: StreamPosition, frames: list[str]
@@ -127,7 +124,7 @@ class FeedSequencer:
         while True:
             state.refill = False
             try:
-                read = await self._engine.read_history(channel, since)
+                read = await self._bus.read_history(channel, since)
             except EngineUnavailableError:
                 # Nothing arrives while the store is away; try again until it answers.
                 await asyncio.sleep(RETRY_DELAY)

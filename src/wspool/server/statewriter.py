@@ -17,11 +17,11 @@ import logging
 import time
 from collections.abc import Mapping
 
-from redis.backoff import ExponentialWithJitterBackoff
-
+from wspool.core.backoff import Backoff
 from wspool.core.records import ConnectionRecord
 from wspool.server.session import Session
-from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.state.engine import ConnectionStore, EngineUnavailableError
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["StateWriter"]
 
@@ -33,13 +33,13 @@ class StateWriter:
 
     def __init__(
         self,
-        engine: StateEngine,
+        store: ConnectionStore,
         sessions: Mapping[str, Session],
         activity_interval: float,
         refresh_interval: float = 1200.0,
         batch_delay: float = 0.005,
     ) -> None:
-        self._engine = engine
+        self._store = store
         self._sessions = sessions
         self._activity_interval = activity_interval
         self._batch_delay = batch_delay
@@ -59,9 +59,7 @@ class StateWriter:
         """Write what is owed (best effort), then stop."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
         with contextlib.suppress(EngineUnavailableError):
             await self._write()
@@ -81,8 +79,7 @@ class StateWriter:
         self._wakeup.set()
 
     async def _run(self) -> None:
-        backoff = ExponentialWithJitterBackoff(base=0.05, cap=2.0)
-        failures = 0
+        backoff = Backoff(base=0.1, cap=2.0)
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._activity_interval):
@@ -91,12 +88,11 @@ class StateWriter:
             await asyncio.sleep(self._batch_delay)  # let a burst of opens share one batch
             try:
                 await self._write()
-                failures = 0
+                backoff.reset()
             except EngineUnavailableError as error:
-                failures += 1
-                if failures == 1:
+                if not backoff.failures:
                     log.warning("writing connection state failed, will retry: %s", error)
-                await asyncio.sleep(backoff.compute(failures))
+                await asyncio.sleep(backoff.next_delay())
                 self._wakeup.set()
 
     async def _write(self) -> None:
@@ -112,9 +108,9 @@ class StateWriter:
         records = [self._sessions[sid].record() for sid in dirty if sid in self._sessions]
         try:
             if records:
-                await self._engine.save_connections(records)
+                await self._store.save_connections(records)
             if removed:
-                await self._engine.remove_connections(list(removed.values()))
+                await self._store.remove_connections(list(removed.values()))
         except EngineUnavailableError:
             self._dirty |= dirty
             self._removed = removed | self._removed

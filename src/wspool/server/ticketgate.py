@@ -27,7 +27,7 @@ from websockets.http11 import Request, Response
 from wspool.core.protocol import ErrorCode
 from wspool.core.tickets import Ticket, TicketError, ticket_refusal, used_for, verify_ticket
 from wspool.server.http import refusal
-from wspool.state.engine import EngineUnavailableError, StateEngine
+from wspool.state.engine import ConnectionStore, EngineUnavailableError
 
 __all__ = ["TicketGate"]
 
@@ -35,10 +35,10 @@ __all__ = ["TicketGate"]
 class TicketGate:
     """Checks and uses up the tickets of one node."""
 
-    def __init__(self, secret: str, server_id: str, engine: StateEngine) -> None:
+    def __init__(self, secret: str, server_id: str, store: ConnectionStore) -> None:
         self._secret = secret
         self._server_id = server_id
-        self._engine = engine
+        self._store = store
         self._checked: weakref.WeakKeyDictionary[ServerConnection, Ticket] = (
             weakref.WeakKeyDictionary()
         )
@@ -82,7 +82,7 @@ class TicketGate:
         ttl = used_for(ticket, now)
         self._used[ticket.connection_id] = now + ttl  # before awaiting: no second may race in
         try:
-            first = await self._engine.use_ticket(ticket.connection_id, ttl)
+            first = await self._store.use_ticket(ticket.connection_id, ttl)
         except EngineUnavailableError:
             return True  # this node is the only one that takes it, and it remembers
         return first

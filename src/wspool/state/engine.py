@@ -1,11 +1,22 @@
-"""The interface every state engine implements, and what it reports back.
+"""The interfaces a state engine implements, one per concern, and what they report back.
 
-A server node sees Redis (or the in-memory stand-in of ``wspool dev``) only through
-:class:`StateEngine`: connection records, sessions, the node registry, pub/sub that carries
-already-encoded ``data`` frames between nodes, and each channel's bounded history. The
-engine gives every published frame its channel's next offset (``"offset"`` is spliced into
-the frame) in the same atomic step that stores and publishes it, so offsets follow the order
-in which subscribers receive the frames. The same contract tests run against both engines.
+Each part of the pool sees Redis (or the in-memory stand-in of ``wspool dev``) only through
+the interfaces it uses:
+
+- :class:`MessageBus` (its :class:`Publisher` half alone for whoever only sends): pub/sub
+  that carries already-encoded ``data`` frames between nodes, and each channel's bounded
+  history. The bus gives every published frame its channel's next offset (``"offset"`` is
+  spliced into the frame) in the same atomic step that stores and publishes it, so offsets
+  follow the order in which subscribers receive the frames;
+- :class:`ConnectionStore`: connection records, used tickets, tombstones of closed
+  connections;
+- :class:`NodeRegistry`: which nodes are alive, and sweeping the state of dead ones;
+- :class:`AddressLimits`: connections and attempts per client address, pool-wide;
+- :class:`GatewayState`: what gateway replicas share: their registrations, their health
+  verdicts on nodes, the pool config.
+
+Both engines (``redis_engine.RedisEngine``, ``memory.MemoryEngine``) implement all of them
+in one object, and one contract suite per interface runs against both.
 """
 
 from __future__ import annotations
@@ -17,10 +28,15 @@ from wspool.core.history import HistoryRead, StreamPosition
 from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
 
 __all__ = [
+    "AddressLimits",
+    "ConnectionStore",
     "EngineUnavailableError",
+    "GatewayState",
+    "MessageBus",
     "MessageHandler",
+    "NodeRegistry",
     "OutcomeUnknownError",
-    "StateEngine",
+    "Publisher",
     "StatusHandler",
 ]
 
@@ -41,21 +57,8 @@ class OutcomeUnknownError(EngineUnavailableError):
     it again with the same batch id (which the store never writes twice) settles it."""
 
 
-class StateEngine(Protocol):
-    """Connection state, node registry and cross-node pub/sub for one pool."""
-
-    @property
-    def available(self) -> bool:
-        """Whether the store is reachable (pub/sub link up)."""
-        ...
-
-    async def start(self, on_message: MessageHandler, on_status: StatusHandler) -> None:
-        """Connect, and start delivering pub/sub messages to ``on_message``."""
-        ...
-
-    async def close(self) -> None: ...
-
-    # pub/sub ---------------------------------------------------------------------------
+class Publisher(Protocol):
+    """Publishing on channels; works without a subscription link (:meth:`MessageBus.start`)."""
 
     async def publish(self, batches: Mapping[str, Sequence[str]], batch_id: str = "") -> None:
         """Publish encoded JSON-object frames per channel, in this order within a channel;
@@ -67,6 +70,21 @@ class StateEngine(Protocol):
         was written.
         """
         ...
+
+
+class MessageBus(Publisher, Protocol):
+    """Cross-node pub/sub with a bounded, offset-numbered history per channel."""
+
+    @property
+    def available(self) -> bool:
+        """Whether the store is reachable (pub/sub link up)."""
+        ...
+
+    async def start(self, on_message: MessageHandler, on_status: StatusHandler) -> None:
+        """Connect, and start delivering pub/sub messages to ``on_message``."""
+        ...
+
+    async def close(self) -> None: ...
 
     async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
         """The channel's position now and, given ``since``, every frame after it.
@@ -82,7 +100,10 @@ class StateEngine(Protocol):
 
     async def unsubscribe(self, channel: str) -> None: ...
 
-    # connections -----------------------------------------------------------------------
+
+class ConnectionStore(Protocol):
+    """Connection records, used tickets and the tombstones of connections closed by the
+    pool manager."""
 
     async def save_connections(self, records: Sequence[ConnectionRecord]) -> None:
         """Create or update ``conn:{id}`` and the server and client sets that index it."""
@@ -91,10 +112,6 @@ class StateEngine(Protocol):
     async def remove_connections(self, records: Sequence[ConnectionRecord]) -> None: ...
 
     async def get_connection(self, connection_id: str) -> ConnectionRecord | None: ...
-
-    async def server_connections(self, server_id: str) -> set[str]: ...
-
-    async def client_sessions(self, client_id: str) -> set[str]: ...
 
     async def use_ticket(self, ticket_id: str, ttl: float) -> bool:
         """Mark a connection ticket used for ``ttl`` seconds, atomically: True the first
@@ -109,7 +126,9 @@ class StateEngine(Protocol):
         """Those of ``connection_ids`` that have a tombstone."""
         ...
 
-    # node registry ---------------------------------------------------------------------
+
+class NodeRegistry(Protocol):
+    """The nodes of the pool: announced by their heartbeat, swept by survivors when it stops."""
 
     async def register_node(self, node: NodeInfo, ttl: float) -> bool:
         """Announce (or refresh) a node; it lapses ``ttl`` seconds after the last call.
@@ -124,14 +143,17 @@ class StateEngine(Protocol):
         ...
 
     async def purge_node(self, server_id: str) -> int:
-        """Remove a node's registration and every connection record it left; returns how many."""
+        """Remove a node's registration, health verdict and every connection record it left;
+        returns how many records."""
         ...
 
     async def sweep_dead_nodes(self) -> list[str]:
         """Purge every node whose registration lapsed; returns their ids."""
         ...
 
-    # limits per client address, shared by every node and gateway replica ------------------
+
+class AddressLimits(Protocol):
+    """Limits per client address, shared by every node and gateway replica."""
 
     async def acquire_address_slot(
         self, address: str, connection_id: str, limit: int, ttl: float
@@ -149,16 +171,21 @@ class StateEngine(Protocol):
         """Renew (or restore, after a store restart) the slots of every open connection."""
         ...
 
-    async def address_connection_count(self, address: str) -> int:
-        """Open connections counted against ``address`` (lapsed entries excluded)."""
-        ...
-
     async def record_attempt(self, address: str, limit: int, window: float) -> bool:
         """Record a connection attempt if fewer than ``limit`` happened in the last
         ``window`` seconds (a sliding window); returns whether it was allowed."""
         ...
 
-    # gateways ----------------------------------------------------------------------------
+
+class GatewayState(Protocol):
+    """What gateway replicas share: their registrations, their health monitors' verdicts on
+    nodes (read by the operator too), and the pool config."""
+
+    async def register_gateway(self, gateway_id: str, ttl: float) -> int:
+        """Announce (or refresh) a gateway replica; returns how many replicas are live."""
+        ...
+
+    async def deregister_gateway(self, gateway_id: str) -> None: ...
 
     async def save_node_health(self, health: NodeHealth, ttl: float) -> None:
         """Publish a health monitor's view of a node for every replica and the operator."""
@@ -171,9 +198,3 @@ class StateEngine(Protocol):
         ...
 
     async def set_pool_config(self, document: dict[str, Any]) -> None: ...
-
-    async def register_gateway(self, gateway_id: str, ttl: float) -> int:
-        """Announce (or refresh) a gateway replica; returns how many replicas are live."""
-        ...
-
-    async def deregister_gateway(self, gateway_id: str) -> None: ...

@@ -77,7 +77,8 @@ class MemoryBroker:
 
 
 class MemoryEngine:
-    """One node's view of a :class:`MemoryBroker`; implements ``StateEngine``."""
+    """One node's view of a :class:`MemoryBroker`; implements every interface of
+    :mod:`wspool.state.engine`."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self._broker = broker
@@ -166,12 +167,6 @@ class MemoryEngine:
     async def get_connection(self, connection_id: str) -> ConnectionRecord | None:
         return self._broker.connections.get(connection_id)
 
-    async def server_connections(self, server_id: str) -> set[str]:
-        return set(self._broker.server_sets.get(server_id, ()))
-
-    async def client_sessions(self, client_id: str) -> set[str]:
-        return set(self._broker.client_sets.get(client_id, ()))
-
     def _marked(self, key: str) -> bool:
         lapses = self._broker.marks.get(key)
         if lapses is not None and lapses <= self._broker.clock():
@@ -258,12 +253,6 @@ class MemoryEngine:
             if connection_ids:
                 live = self._broker.address_slots.setdefault(address, {})
                 live.update(dict.fromkeys(connection_ids, lapses))
-
-    async def address_connection_count(self, address: str) -> int:
-        count = len(self._live_slots(address))
-        if not count:
-            self._broker.address_slots.pop(address, None)
-        return count
 
     async def record_attempt(self, address: str, limit: int, window: float) -> bool:
         now = self._broker.clock()

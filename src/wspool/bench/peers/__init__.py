@@ -3,23 +3,44 @@
 ``socketio``: python-socketio with its Redis manager (:mod:`.socketio_server`, needs the
 ``bench`` extra). ``socketio-node``: Socket.IO on Node.js with its Redis adapter
 (``node/server.js``, its npm dependencies pinned with integrity hashes in
-``node/package-lock.json``). :func:`peer_command` gives the command line that starts one
-(without ``--host``/``--port``), installing the Node dependencies with ``npm ci`` the first
-time they are missing.
+``node/package-lock.json``). ``centrifugo`` and ``centrifugo-redis``: Centrifugo v6 with its
+memory engine, or its Redis engine (:mod:`.centrifugo`, a pinned ``go install`` build).
+
+:data:`PEERS` says what the generator needs to know of each (the WebSocket path, the
+dialect, whether it uses Redis); :func:`peer_command` gives the command line that starts
+one on a port, installing what is missing the first time (``npm ci``, ``go install``).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from wspool.bench.peers.centrifugo import centrifugo_config, install_centrifugo
 from wspool.core.options import ConfigError
 
-__all__ = ["NODE_PEER_DIR", "PEERS", "install_node_peer", "peer_command"]
+__all__ = ["NODE_PEER_DIR", "PEERS", "Peer", "install_node_peer", "install_peer", "peer_command"]
 
-PEERS = ("socketio", "socketio-node")
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """What the generator needs to know of a peer server."""
+
+    path: str  # where clients open their WebSocket
+    dialect: str  # what they say over it (wspool.bench.dialects)
+    uses_redis: bool = True  # False: no redis-server is started for it
+
+
+PEERS: dict[str, Peer] = {
+    "socketio": Peer("/socket.io/", "socketio"),
+    "socketio-node": Peer("/socket.io/", "socketio"),
+    "centrifugo": Peer("/connection/websocket", "centrifugo", uses_redis=False),
+    "centrifugo-redis": Peer("/connection/websocket", "centrifugo"),
+}
 NODE_PEER_DIR = Path(__file__).parent / "node"
 
 
@@ -49,17 +70,34 @@ def install_node_peer(folder: Path = NODE_PEER_DIR) -> str:
     return node
 
 
-def peer_command(peer: str, redis_url: str) -> list[str]:
-    """The command that starts one ``peer`` server on ``redis_url``."""
+def install_peer(peer: str) -> None:
+    """Install what ``peer`` needs unless it is there (a missing tool is one line)."""
+    if peer == "socketio-node":
+        install_node_peer()
+    elif PEERS[peer].dialect == "centrifugo":
+        install_centrifugo()
+
+
+def peer_command(peer: str, port: int, redis_url: str, folder: Path, secret: str) -> list[str]:
+    """The command that starts one ``peer`` server on 127.0.0.1:``port``.
+
+    ``redis_url`` is the Redis it fans out through; ``folder`` takes its configuration
+    file, if it needs one; ``secret`` signs the connection tokens it accepts, if any.
+    """
+    listen = ["--host", "127.0.0.1", "--port", str(port)]
     if peer == "socketio":
         return [
-            sys.executable,
-            "-m",
-            "wspool.bench.peers.socketio_server",
-            "--redis-url",
-            redis_url,
+            *(sys.executable, "-m", "wspool.bench.peers.socketio_server"),
+            *("--redis-url", redis_url, *listen),
         ]
     if peer == "socketio-node":
         node = install_node_peer()
-        return [node, str(NODE_PEER_DIR / "server.js"), "--redis-url", redis_url]
+        return [node, str(NODE_PEER_DIR / "server.js"), "--redis-url", redis_url, *listen]
+    if peer in ("centrifugo", "centrifugo-redis"):
+        binary = install_centrifugo()
+        config = centrifugo_config(port, secret, redis_url if PEERS[peer].uses_redis else "")
+        path = folder / f"centrifugo-{port}.json"
+        path.touch(mode=0o600)  # it holds the token secret
+        path.write_text(json.dumps(config, indent=2) + "\n")
+        return [str(binary), "--config", str(path)]
     raise ConfigError("--peer", f"must be one of {', '.join(PEERS)}")

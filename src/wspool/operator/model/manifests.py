@@ -5,7 +5,8 @@ Every object carries the pool's labels and an ownerReference to the pool (contro
 can apply it with server-side apply on every reconcile and the result is the same each time.
 
 - ConfigMap ``<pool>-config``: the non-secret settings as environment variables (both
-  Deployments load it with ``envFrom``) and the declared pool config as ``poolConfig.json``;
+  Deployments load it with ``envFrom``; every variable of the pods comes from
+  :mod:`~wspool.operator.model.podenv`) and the declared pool config as ``poolConfig.json``;
   a checksum of what the pods read only at start is a pod template annotation, so changing
   that rolls the pods. The pool config (strategy, maxConnections, health checks) is not in
   it: the operator pushes it into Redis and the gateways follow it live.
@@ -18,8 +19,6 @@ can apply it with server-side apply on every reconcile and the result is the sam
 - PodDisruptionBudgets ``<pool>-server`` and ``<pool>-gateway``: voluntary evictions (a node
   drain, a cluster upgrade) take one node and one gateway at a time.
 
-Variables the pods read are named by the option tables of :mod:`wspool.core.config`, so a
-renamed option cannot leave a manifest setting a variable nobody reads.
 """
 
 from __future__ import annotations
@@ -27,22 +26,25 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wspool.core.config import GATEWAY_OPTIONS, SERVER_OPTIONS
-from wspool.core.options import Option
-from wspool.core.poolspec import PoolSpec
+from wspool.core.config import GATEWAY_PORT, SERVER_PORT
+from wspool.operator.model.podenv import (
+    LIVE_KEYS,
+    config_environment,
+    gateway_environment,
+    server_environment,
+)
+from wspool.operator.model.poolspec import PoolSpec
 
 __all__ = [
     "API_GROUP",
     "API_VERSION",
-    "GATEWAY_PORT",
     "KIND",
     "PLURAL",
     "PRESTOP_SECONDS",
-    "SERVER_PORT",
     "PoolRef",
     "grace_period",
     "key_prefix",
@@ -62,8 +64,6 @@ API_GROUP = "realtime.acc.io"
 API_VERSION = "v1alpha1"
 KIND = "WebSocketPool"
 PLURAL = "websocketpools"
-SERVER_PORT = 8081
-GATEWAY_PORT = 8080
 PRESTOP_SECONDS = 2
 """Pause before SIGTERM, so endpoints stop sending new clients before the node drains."""
 GRACE_MARGIN_SECONDS = 10
@@ -128,28 +128,13 @@ def _metadata(ref: PoolRef, name: str, component: str | None) -> dict[str, Any]:
     }
 
 
-def _environment(spec: PoolSpec, ref: PoolRef) -> dict[str, str]:
-    env = {
-        "WSPOOL_KEY_PREFIX": spec.redis.key_prefix or f"{ref.namespace}.{ref.name}:",
-        "WSPOOL_STRATEGY": spec.strategy.value,
-        "WSPOOL_MAX_CONNECTIONS": str(spec.max_connections),
-        "WSPOOL_DRAIN_WINDOW": f"{spec.drain_window:g}",
-        "WSPOOL_LOG_FORMAT": "json",
-    }
-    if spec.redis.url:
-        env["REDIS_URL"] = spec.redis.url
-    if spec.auth.insecure:
-        env["WSPOOL_INSECURE"] = "true"
-    return env
-
-
 def key_prefix(spec: PoolSpec, ref: PoolRef) -> str:
     """The pool's Redis key prefix: the spec's, or ``<namespace>.<name>:``."""
-    return _environment(spec, ref)["WSPOOL_KEY_PREFIX"]
+    return spec.redis.key_prefix or f"{ref.namespace}.{ref.name}:"
 
 
 def render_configmap(spec: PoolSpec, ref: PoolRef) -> dict[str, Any]:
-    data = dict(_environment(spec, ref))
+    data = config_environment(spec, key_prefix(spec, ref))
     data["poolConfig.json"] = json.dumps(spec.pool_config(), sort_keys=True)
     return {
         "apiVersion": "v1",
@@ -159,59 +144,9 @@ def render_configmap(spec: PoolSpec, ref: PoolRef) -> dict[str, Any]:
     }
 
 
-LIVE_KEYS = frozenset({"poolConfig.json", "WSPOOL_STRATEGY", "WSPOOL_MAX_CONNECTIONS"})
-"""ConfigMap keys that need no restart: the gateways take them from the pool config in Redis
-(the environment only seeds a gateway that finds none there)."""
-
-
 def _checksum(configmap: Mapping[str, Any]) -> str:
     data = {k: v for k, v in configmap["data"].items() if k not in LIVE_KEYS}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def _secret_env(spec: PoolSpec, *keys: tuple[str, str, bool]) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = []
-    if spec.redis.secret is not None:
-        redis = {"name": spec.redis.secret.name, "key": spec.redis.secret.key}
-        env.append({"name": "REDIS_URL", "valueFrom": {"secretKeyRef": redis}})
-    if spec.auth.secret_name:
-        for variable, key, optional in keys:
-            ref: dict[str, Any] = {"name": spec.auth.secret_name, "key": key}
-            if optional:
-                ref["optional"] = True
-            env.append({"name": variable, "valueFrom": {"secretKeyRef": ref}})
-    return env
-
-
-def _variable(options: Sequence[Option], field: str) -> str:
-    """The environment variable of the option that fills ``field``."""
-    return next(option.env for option in options if option.field == field)
-
-
-def _number(value: float) -> str:
-    # "%g" would write a million as 1e+06, which the node's integer options refuse.
-    return str(value) if isinstance(value, int) else f"{value:g}"
-
-
-def _server_settings_env(spec: PoolSpec) -> list[dict[str, Any]]:
-    """The node's limits the spec sets (the others keep the node's defaults)."""
-    limits = spec.limits
-    values = (
-        ("security.max_connections_per_ip", limits.connections_per_address),
-        ("security.connection_attempts_per_ip", limits.connection_attempts_per_address),
-        ("security.messages_per_second", limits.messages_per_second),
-        ("security.message_burst", limits.message_burst),
-        ("security.max_channels_per_connection", limits.channels_per_connection),
-    )
-    return [
-        {"name": _variable(SERVER_OPTIONS, field), "value": _number(value)}
-        for field, value in values
-        if value is not None
-    ]
-
-
-def _field(variable: str, path: str) -> dict[str, Any]:
-    return {"name": variable, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
 _SECURITY_CONTEXT = {
@@ -287,23 +222,7 @@ def render_server_deployment(
 ) -> dict[str, Any]:
     grace = grace_period(spec)
     container = _container(spec, ref, "server", SERVER_PORT, spec.resources)
-    container["env"] = [
-        _field("WSPOOL_SERVER_ID", "metadata.name"),
-        _field("POD_IP", "status.podIP"),
-        {"name": "WSPOOL_PORT", "value": str(SERVER_PORT)},
-        {"name": "WSPOOL_ADVERTISE_URL", "value": f"ws://$(POD_IP):{SERVER_PORT}/ws"},
-        # Clients are counted by the address the gateways forward, not the gateways' own.
-        {
-            "name": _variable(SERVER_OPTIONS, "security.trusted_proxies"),
-            "value": ",".join(spec.node_trusted_proxies),
-        },
-        *_server_settings_env(spec),
-        *_secret_env(
-            spec,
-            ("WSPOOL_JWT_SECRET", "jwtSecret", spec.auth.insecure),
-            ("WSPOOL_TICKET_SECRET", "ticketSecret", True),
-        ),
-    ]
+    container["env"] = server_environment(spec)
     container["readinessProbe"] = _probe(SERVER_PORT, 1)
     # /health answers 503 for the whole drain (by design, to leave rotation); liveness must
     # not restart a draining node, so it tolerates failures for longer than the grace period.
@@ -314,23 +233,7 @@ def render_server_deployment(
 
 def render_gateway_deployment(spec: PoolSpec, ref: PoolRef, checksum: str) -> dict[str, Any]:
     container = _container(spec, ref, "gateway", GATEWAY_PORT, spec.gateway.resources)
-    container["env"] = [
-        _field("WSPOOL_GATEWAY_ID", "metadata.name"),
-        {"name": "WSPOOL_PORT", "value": str(GATEWAY_PORT)},
-        *_secret_env(
-            spec,
-            ("WSPOOL_JWT_SECRET", "jwtSecret", spec.auth.insecure),
-            ("WSPOOL_ADMIN_TOKEN", "adminToken", True),
-            ("WSPOOL_TICKET_SECRET", "ticketSecret", True),
-        ),
-    ]
-    if spec.gateway.trusted_proxies:
-        container["env"].append(
-            {
-                "name": _variable(GATEWAY_OPTIONS, "security.trusted_proxies"),
-                "value": ",".join(spec.gateway.trusted_proxies),
-            }
-        )
+    container["env"] = gateway_environment(spec)
     container["readinessProbe"] = _probe(GATEWAY_PORT, 1)
     container["livenessProbe"] = _probe(GATEWAY_PORT, 3)
     return _deployment(ref, "gateway", spec.gateway.replicas, container, checksum, 30)

@@ -3,7 +3,9 @@
 The API server already rejects bad specs at admission (the CRD's structural schema and CEL
 rules, crds/); this parser repeats the checks that the operator relies on, so a spec stored
 before a schema change, or read from a cluster without CEL, still fails with the JSON path of
-the offending field instead of producing a broken Deployment. Defaults match the CRD's.
+the offending field instead of producing a broken Deployment. The values are checked by the
+rules of :mod:`wspool.core.checks`, as the gateways' ``PoolConfig`` is, and the defaults are
+the pool config's and the node's own (they match the CRD's).
 """
 
 from __future__ import annotations
@@ -11,10 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from wspool.core.addresses import parse_networks
-from wspool.core.strategies import StrategyName
+from wspool.core import checks
+from wspool.core.checks import Invalid
+from wspool.core.config import DRAIN_WINDOW
+from wspool.core.poolconfig import (
+    DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_HEALTH_THRESHOLD,
+    DEFAULT_HEALTH_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    MAX_SECONDS,
+    StrategyName,
+)
 
 __all__ = [
     "MAX_LIMIT",
@@ -32,7 +42,7 @@ __all__ = [
 ]
 
 MAX_NODES = 10
-"""The farm never runs more server nodes than this (the spec's scaling target)."""
+"""The farm never runs more server nodes than this (the largest farm sized and tested)."""
 
 
 class PoolSpecError(ValueError):
@@ -76,8 +86,8 @@ class AuthSpec:
 
 @dataclass(frozen=True, slots=True)
 class HealthCheckSpec:
-    interval: float = 5.0
-    timeout: float = 3.0
+    interval: float = DEFAULT_HEALTH_INTERVAL
+    timeout: float = DEFAULT_HEALTH_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +138,10 @@ class PoolSpec:
     replicas: int = 3
     min_replicas: int = 1
     max_replicas: int = MAX_NODES
-    max_connections: int = 100_000
-    health_threshold: int = 3
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    health_threshold: int = DEFAULT_HEALTH_THRESHOLD
     health_check: HealthCheckSpec = field(default_factory=HealthCheckSpec)
-    drain_window: float = 10.0
+    drain_window: float = DRAIN_WINDOW
     resources: Mapping[str, Any] = field(default_factory=dict)
     autoscaling: AutoscalingSpec = field(default_factory=AutoscalingSpec)
     gateway: GatewaySpec = field(default_factory=GatewaySpec)
@@ -175,177 +185,112 @@ class _Reader:
     def section(self, key: str) -> _Reader:
         return _Reader(self._document.get(key) or {}, f"{self.path}.{key}")
 
-    def get(self, key: str, check: Callable[[str, Any], Any], default: Any) -> Any:
+    def get(self, key: str, check: Callable[[Any], Any], default: Any) -> Any:
+        """The value at ``key`` checked by ``check``, or ``default`` when it is absent."""
         value = self._document.get(key)
-        return default if value is None else check(f"{self.path}.{key}", value)
+        if value is None:
+            return default
+        try:
+            return check(value)
+        except Invalid as error:
+            raise PoolSpecError(f"{self.path}.{key}", str(error)) from None
 
 
-def _integer(low: int, high: int | None = None) -> Callable[[str, Any], int]:
-    def check(path: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise PoolSpecError(path, "must be an integer")
-        if value < low or (high is not None and value > high):
-            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise PoolSpecError(path, f"must be {bounds}")
-        return value
-
-    return check
-
-
-def _seconds(low: float, high: float, *, positive: bool) -> Callable[[str, Any], float]:
-    def check(path: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise PoolSpecError(path, "must be a number of seconds")
-        # NaN fails every comparison: only "not within" refuses it.
-        if not (low < value <= high if positive else low <= value <= high):
-            lowest = f"above {low:g}" if positive else f"at least {low:g}"
-            raise PoolSpecError(path, f"must be {lowest} and at most {high:g}")
-        return float(value)
-
-    return check
-
-
-def _number(low: float, high: float) -> Callable[[str, Any], float]:
-    def check(path: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise PoolSpecError(path, "must be a number")
-        # NaN fails both comparisons, so it is refused with infinities.
-        if not low <= value <= high:
-            raise PoolSpecError(path, f"must be between {low:g} and {high:g}")
-        return float(value)
-
-    return check
-
-
-def _text(path: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise PoolSpecError(path, "must be a non-empty string")
-    return value
-
-
-def _choice(*choices: str) -> Callable[[str, Any], str]:
-    def check(path: str, value: Any) -> str:
-        if value not in choices:
-            raise PoolSpecError(path, f"must be one of {', '.join(choices)}")
-        return str(value)
-
-    return check
-
-
-def _boolean(path: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise PoolSpecError(path, "must be true or false")
-    return value
-
-
-def _redis_url(path: str, value: Any) -> str:
-    text = _text(path, value)
-    parts = urlsplit(text)
-    if parts.scheme not in ("redis", "rediss", "unix") or (
-        parts.scheme != "unix" and not parts.hostname
-    ):
-        raise PoolSpecError(path, "must be a redis://, rediss:// or unix:// URL")
-    return text
-
-
-def _mapping(path: str, value: Any) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise PoolSpecError(path, "must be an object")
-    return dict(value)
+_NODES = checks.integer(1, MAX_NODES)
+_COUNT = checks.integer(1)
+_LIMIT = checks.integer(0, MAX_LIMIT)
+_POSITIVE_SECONDS = checks.seconds(0, MAX_SECONDS, above=True)
 
 
 def _redis(spec: _Reader) -> RedisSpec:
     if not spec.has("redis"):
         raise PoolSpecError("spec.redis", "is required: give url or secretRef")
     redis = spec.section("redis")
-    url = redis.get("url", _redis_url, "")
+    url = redis.get("url", checks.url("redis", "rediss", "unix"), "")
     secret = None
     if redis.has("secretRef"):
         ref = redis.section("secretRef")
-        secret = SecretKeyRef(ref.get("name", _text, ""), ref.get("key", _text, "url"))
+        secret = SecretKeyRef(ref.get("name", checks.text, ""), ref.get("key", checks.text, "url"))
         if not secret.name:
             raise PoolSpecError(f"{ref.path}.name", "is required")
     if bool(url) == (secret is not None):
         raise PoolSpecError(redis.path, "give exactly one of url and secretRef")
-    return RedisSpec(url, secret, redis.get("keyPrefix", lambda _p, v: str(v), ""))
+    return RedisSpec(url, secret, redis.get("keyPrefix", str, ""))
 
 
 def _auth(spec: _Reader) -> AuthSpec:
     auth = spec.section("auth")
-    name = auth.section("secretRef").get("name", _text, "") if auth.has("secretRef") else ""
-    insecure = auth.get("insecure", _boolean, False)
+    name = auth.section("secretRef").get("name", checks.text, "") if auth.has("secretRef") else ""
+    insecure = auth.get("insecure", checks.boolean, False)
     if not name and not insecure:
         raise PoolSpecError(auth.path, "give secretRef (the pool's keys), or insecure: true")
-    proxies = auth.get("trustedProxies", _networks, PRIVATE_NETWORKS)
+    proxies = auth.get("trustedProxies", checks.networks, PRIVATE_NETWORKS)
     return AuthSpec(name, insecure, proxies)
-
-
-def _networks(path: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise PoolSpecError(path, "must be a list of addresses or CIDR blocks")
-    try:
-        parse_networks(value)
-    except ValueError as error:
-        raise PoolSpecError(path, str(error)) from None
-    return tuple(value)
 
 
 def _limits(spec: _Reader) -> LimitsSpec:
     limits = spec.section("limits")
-    count = _integer(0, MAX_LIMIT)
     return LimitsSpec(
-        connections_per_address=limits.get("connectionsPerAddress", count, None),
-        connection_attempts_per_address=limits.get("connectionAttemptsPerAddress", count, None),
-        messages_per_second=limits.get("messagesPerSecond", _number(0, MAX_LIMIT), None),
+        connections_per_address=limits.get("connectionsPerAddress", _LIMIT, None),
+        connection_attempts_per_address=limits.get("connectionAttemptsPerAddress", _LIMIT, None),
+        messages_per_second=limits.get("messagesPerSecond", checks.number(0, MAX_LIMIT), None),
         # The nodes need room for one message at least whenever a rate applies.
-        message_burst=limits.get("messageBurst", _integer(1, MAX_LIMIT), None),
-        channels_per_connection=limits.get("channelsPerConnection", count, None),
+        message_burst=limits.get("messageBurst", checks.integer(1, MAX_LIMIT), None),
+        channels_per_connection=limits.get("channelsPerConnection", _LIMIT, None),
     )
 
 
 def parse_pool_spec(document: Mapping[str, Any]) -> PoolSpec:
     """The frozen ``PoolSpec`` of a resource's ``spec``, or :class:`PoolSpecError`."""
     spec = _Reader(document, "spec")
-    nodes = _integer(1, MAX_NODES)
     health = spec.section("healthCheck")
     scaling = spec.section("autoscaling")
     gateway = spec.section("gateway")
+    defaults = PoolSpec(RedisSpec(), AuthSpec())
     parsed = PoolSpec(
         redis=_redis(spec),
         auth=_auth(spec),
-        image=spec.get("image", _text, ""),
+        image=spec.get("image", checks.text, ""),
         image_pull_policy=spec.get(
-            "imagePullPolicy", _choice("Always", "IfNotPresent", "Never"), "IfNotPresent"
+            "imagePullPolicy",
+            checks.choice("Always", "IfNotPresent", "Never"),
+            defaults.image_pull_policy,
         ),
         strategy=StrategyName(
-            spec.get("strategy", _choice(*(s.value for s in StrategyName)), "least-connections")
+            spec.get("strategy", checks.choice(*StrategyName), defaults.strategy)
         ),
-        replicas=spec.get("replicas", nodes, 3),
-        min_replicas=spec.get("minReplicas", nodes, 1),
-        max_replicas=spec.get("maxReplicas", nodes, MAX_NODES),
-        max_connections=spec.get("maxConnections", _integer(1), 100_000),
-        health_threshold=spec.get("healthThreshold", _integer(1), 3),
+        replicas=spec.get("replicas", _NODES, defaults.replicas),
+        min_replicas=spec.get("minReplicas", _NODES, defaults.min_replicas),
+        max_replicas=spec.get("maxReplicas", _NODES, defaults.max_replicas),
+        max_connections=spec.get("maxConnections", _COUNT, defaults.max_connections),
+        health_threshold=spec.get("healthThreshold", _COUNT, defaults.health_threshold),
         health_check=HealthCheckSpec(
-            interval=health.get("interval", _seconds(0, 3600, positive=True), 5.0),
-            timeout=health.get("timeout", _seconds(0, 3600, positive=True), 3.0),
+            interval=health.get("interval", _POSITIVE_SECONDS, defaults.health_check.interval),
+            timeout=health.get("timeout", _POSITIVE_SECONDS, defaults.health_check.timeout),
         ),
-        drain_window=spec.get("drainWindow", _seconds(0, 3600, positive=False), 10.0),
-        resources=spec.get("resources", _mapping, {}),
+        drain_window=spec.get("drainWindow", checks.seconds(0, MAX_SECONDS), defaults.drain_window),
+        resources=spec.get("resources", checks.mapping, {}),
         autoscaling=AutoscalingSpec(
-            enabled=scaling.get("enabled", _boolean, True),
-            target_connections_per_node=scaling.get("targetConnectionsPerNode", _integer(1), 1000),
-            scale_down_stabilization_seconds=scaling.get(
-                "scaleDownStabilizationSeconds", _integer(0, 3600), 300
+            enabled=scaling.get("enabled", checks.boolean, defaults.autoscaling.enabled),
+            target_connections_per_node=scaling.get(
+                "targetConnectionsPerNode", _COUNT, defaults.autoscaling.target_connections_per_node
             ),
-            scale_up_step=scaling.get("scaleUpStep", nodes, 4),
+            scale_down_stabilization_seconds=scaling.get(
+                "scaleDownStabilizationSeconds",
+                checks.integer(0, MAX_SECONDS),
+                defaults.autoscaling.scale_down_stabilization_seconds,
+            ),
+            scale_up_step=scaling.get("scaleUpStep", _NODES, defaults.autoscaling.scale_up_step),
         ),
         gateway=GatewaySpec(
-            replicas=gateway.get("replicas", nodes, 2),
+            replicas=gateway.get("replicas", _NODES, defaults.gateway.replicas),
             service_type=gateway.get(
-                "serviceType", _choice("ClusterIP", "NodePort", "LoadBalancer"), "ClusterIP"
+                "serviceType",
+                checks.choice("ClusterIP", "NodePort", "LoadBalancer"),
+                defaults.gateway.service_type,
             ),
-            resources=gateway.get("resources", _mapping, {}),
-            trusted_proxies=gateway.get("trustedProxies", _networks, ()),
+            resources=gateway.get("resources", checks.mapping, {}),
+            trusted_proxies=gateway.get("trustedProxies", checks.networks, ()),
         ),
         limits=_limits(spec),
     )

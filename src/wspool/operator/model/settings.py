@@ -1,4 +1,4 @@
-"""Settings of ``wspool operator``, declared once as an option table (flag, variable, parser).
+"""Settings of ``wspool operator``, each option declared once (:mod:`wspool.core.options`).
 
 The operator itself logs in like ``kubectl`` does: in a pod with its service account, else
 from ``$KUBECONFIG`` or ``~/.kube/config``. What it reconciles is bounded by ``--namespace``
@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from wspool.core.options import (
-    LOG_OPTIONS,
-    ConfigError,
-    Option,
-    parse_boolean,
-    parse_list,
-    parse_port,
-    parse_redis_url,
-)
+from wspool.core import checks
+from wspool.core.checks import Check, Invalid
+from wspool.core.options import LOG_FORMAT, LOG_LEVEL, ConfigError, option, options_of
 
 __all__ = ["OPERATOR_OPTIONS", "OperatorSettings"]
 
@@ -27,46 +22,102 @@ __all__ = ["OPERATOR_OPTIONS", "OperatorSettings"]
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
-def _namespace(text: str) -> str:
-    if not _NAMESPACE.fullmatch(text):
-        raise ValueError(f"must be namespace names (not {text!r})")
-    return text
-
-
-def _lease_name(text: str) -> str:
-    if not _NAMESPACE.fullmatch(text):
-        raise ValueError(f"must be a lower-case DNS label like wspool-operator (not {text!r})")
-    return text
-
-
-def _interval(text: str) -> float:
-    value = float(text)
-    if not 0.1 <= value <= 3600:
-        raise ValueError("must be between 0.1 and 3600 seconds")
+def _namespace(value: Any) -> str:
+    if not isinstance(value, str) or not _NAMESPACE.fullmatch(value):
+        raise Invalid(f"must be namespace names (not {value!r})")
     return value
 
 
-def _lease_duration(text: str) -> float:
-    value = float(text)
-    if not 2 <= value <= 300:
-        raise ValueError("must be between 2 and 300 seconds")
+def _lease_name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAMESPACE.fullmatch(value):
+        raise Invalid(f"must be a lower-case DNS label like wspool-operator (not {value!r})")
     return value
 
 
 @dataclass(frozen=True, slots=True)
 class OperatorSettings:
-    namespaces: tuple[str, ...] = ()
-    redis_url: str | None = None
-    image: str = ""
-    sync_interval: float = 10.0
-    health_port: int = 0
-    metrics_port: int = 8000
-    leader_election: bool = False
-    lease_name: str = "wspool-operator"
-    lease_namespace: str = ""
-    lease_duration: float = 15.0
-    log_format: str = "json"
-    log_level: str = "info"
+    namespaces: tuple[str, ...] = option(
+        (),
+        "--namespace",
+        "WSPOOL_NAMESPACE",
+        checks.each(Check(_namespace), "namespace names"),
+        "comma-separated namespaces to reconcile; empty: every namespace",
+        metavar="NAMESPACES",
+    )
+    redis_url: str | None = option(
+        None,
+        "--redis-url",
+        "WSPOOL_OPERATOR_REDIS_URL",
+        checks.url("redis", "rediss", "unix"),
+        "read stats and write pool config here for every pool, instead of each pool's own Redis",
+        metavar="URL",
+    )
+    image: str = option(
+        "",
+        "--image",
+        "WSPOOL_IMAGE",
+        Check(str),
+        "container image of pools whose spec names none (the chart sets its own)",
+        metavar="IMAGE",
+    )
+    sync_interval: float = option(
+        10.0,
+        "--sync-interval",
+        "WSPOOL_SYNC_INTERVAL",
+        checks.seconds(0.1, 3600),
+        "seconds between status refreshes and autoscaling decisions of each pool",
+        metavar="SECONDS",
+    )
+    health_port: int = option(
+        0,
+        "--health-port",
+        "WSPOOL_HEALTH_PORT",
+        checks.integer(0, 65535),
+        "port of the liveness endpoint /healthz; 0: none",
+        metavar="PORT",
+    )
+    metrics_port: int = option(
+        8000,
+        "--metrics-port",
+        "WSPOOL_METRICS_PORT",
+        checks.integer(0, 65535),
+        "port of the Prometheus endpoint /metrics (reconciles, scaling, nodes per pool); 0: none",
+        metavar="PORT",
+    )
+    leader_election: bool = option(
+        False,
+        "--leader-election",
+        "WSPOOL_LEADER_ELECTION",
+        checks.boolean,
+        "act only while holding a Lease, so several replicas can run and one acts",
+        switch=True,
+    )
+    lease_name: str = option(
+        "wspool-operator",
+        "--lease-name",
+        "WSPOOL_LEASE_NAME",
+        Check(_lease_name),
+        "name of the Lease that replicas of one operator share",
+        metavar="NAME",
+    )
+    lease_namespace: str = option(
+        "",
+        "--lease-namespace",
+        "WSPOOL_LEASE_NAMESPACE",
+        Check(_namespace),
+        "namespace of the Lease (the chart sets the operator's own)",
+        metavar="NAMESPACE",
+    )
+    lease_duration: float = option(
+        15.0,
+        "--lease-duration",
+        "WSPOOL_LEASE_DURATION",
+        checks.seconds(2, 300),
+        "seconds without renewal after which a standby replica takes the Lease over",
+        metavar="SECONDS",
+    )
+    log_format: str = LOG_FORMAT.declare("json")
+    log_level: str = LOG_LEVEL.declare("info")
 
     def __post_init__(self) -> None:
         if self.leader_election and not self.lease_namespace:
@@ -77,86 +128,4 @@ class OperatorSettings:
             )
 
 
-OPERATOR_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "namespaces",
-        "--namespace",
-        "WSPOOL_NAMESPACE",
-        parse_list(_namespace),
-        "comma-separated namespaces to reconcile; empty: every namespace",
-        metavar="NAMESPACES",
-    ),
-    Option(
-        "redis_url",
-        "--redis-url",
-        "WSPOOL_OPERATOR_REDIS_URL",
-        parse_redis_url,
-        "read stats and write pool config here for every pool, instead of each pool's own Redis",
-        metavar="URL",
-    ),
-    Option(
-        "image",
-        "--image",
-        "WSPOOL_IMAGE",
-        str,
-        "container image of pools whose spec names none (the chart sets its own)",
-        metavar="IMAGE",
-    ),
-    Option(
-        "sync_interval",
-        "--sync-interval",
-        "WSPOOL_SYNC_INTERVAL",
-        _interval,
-        "seconds between status refreshes and autoscaling decisions of each pool",
-        metavar="SECONDS",
-    ),
-    Option(
-        "health_port",
-        "--health-port",
-        "WSPOOL_HEALTH_PORT",
-        parse_port,
-        "port of the liveness endpoint /healthz; 0: none",
-        metavar="PORT",
-    ),
-    Option(
-        "metrics_port",
-        "--metrics-port",
-        "WSPOOL_METRICS_PORT",
-        parse_port,
-        "port of the Prometheus endpoint /metrics (reconciles, scaling, nodes per pool); 0: none",
-        metavar="PORT",
-    ),
-    Option(
-        "leader_election",
-        "--leader-election",
-        "WSPOOL_LEADER_ELECTION",
-        parse_boolean,
-        "act only while holding a Lease, so several replicas can run and one acts",
-        switch=True,
-    ),
-    Option(
-        "lease_name",
-        "--lease-name",
-        "WSPOOL_LEASE_NAME",
-        _lease_name,
-        "name of the Lease that replicas of one operator share",
-        metavar="NAME",
-    ),
-    Option(
-        "lease_namespace",
-        "--lease-namespace",
-        "WSPOOL_LEASE_NAMESPACE",
-        _namespace,
-        "namespace of the Lease (the chart sets the operator's own)",
-        metavar="NAMESPACE",
-    ),
-    Option(
-        "lease_duration",
-        "--lease-duration",
-        "WSPOOL_LEASE_DURATION",
-        _lease_duration,
-        "seconds without renewal after which a standby replica takes the Lease over",
-        metavar="SECONDS",
-    ),
-    *LOG_OPTIONS,
-)
+OPERATOR_OPTIONS = options_of(OperatorSettings)

@@ -22,8 +22,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
+
+from wspool.core.poolconfig import StrategyName
 
 __all__ = [
     "MIN_RAMP",
@@ -31,7 +32,6 @@ __all__ = [
     "LeastConnectionsStrategy",
     "RoundRobinStrategy",
     "Strategy",
-    "StrategyName",
     "WeightedStrategy",
     "create_strategy",
     "slow_start_ramp",
@@ -39,12 +39,6 @@ __all__ = [
 
 MIN_RAMP = 0.1
 """The share a node starts with during slow start: small, but enough to be reached."""
-
-
-class StrategyName(StrEnum):
-    ROUND_ROBIN = "round-robin"
-    LEAST_CONNECTIONS = "least-connections"
-    WEIGHTED = "weighted"
 
 
 @dataclass(frozen=True, slots=True)

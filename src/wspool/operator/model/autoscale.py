@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wspool.core.poolspec import MAX_NODES, PoolSpec
-from wspool.core.poolstatus import format_time, parse_time
+from wspool.operator.model.poolspec import MAX_NODES, PoolSpec
+from wspool.operator.model.poolstatus import format_time, parse_time
 
 __all__ = [
     "Recommendation",

@@ -1,0 +1,257 @@
+"""The Redis message bus: cross-node pub/sub and channel history in Redis.
+
+Pub/sub uses one dedicated connection per process, read by a single task with a blocking
+``get_message``; when Redis goes away the task reports it, reconnects with backoff and
+resubscribes every channel the node still needs; it reports the link up only once Redis has
+confirmed them all, so the node can then read from each channel's history what the link
+missed.
+
+Frames published together on one channel go through one call of the history script
+(:mod:`wspool.state.redis_history`), which numbers, stores and publishes them as one Redis
+message, so a burst costs one script call per channel. Publishing and reading history go
+through the command client (pipelined, one round trip per batch), so publishing needs no
+pub/sub link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict, deque
+from collections.abc import Mapping, Sequence
+
+from redis.asyncio.client import PubSub
+from redis.exceptions import NoScriptError, RedisError
+
+from wspool.core.backoff import Backoff
+from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
+from wspool.core.keys import Keys
+from wspool.state.engine import (
+    EngineUnavailableError,
+    MessageHandler,
+    OutcomeUnknownError,
+    StatusHandler,
+)
+from wspool.state.redis_client import connect, run
+from wspool.state.redis_history import (
+    PUBLISH_SCRIPT,
+    READ_SCRIPT,
+    publish_args,
+    read_args,
+    read_result,
+    split_message,
+)
+from wspool.tasks import cancel_and_wait
+
+__all__ = ["LINK_PING_INTERVAL", "LINK_TIMEOUT", "SUBSCRIBE_TIMEOUT", "RedisBus"]
+
+log = logging.getLogger(__name__)
+
+_LINK_CHANNEL = ""
+"""Channel names are never empty, so this one can mark the link without clashing."""
+
+LINK_PING_INTERVAL = 1.0
+"""Seconds of silence on the pub/sub link after which the reader pings Redis."""
+
+LINK_TIMEOUT = 3.0
+"""Seconds of silence (pings unanswered) after which the link counts as lost."""
+
+SUBSCRIBE_TIMEOUT = 5.0
+"""Seconds to wait for Redis to confirm a SUBSCRIBE before reporting the bus unavailable."""
+
+
+class RedisBus:
+    """Implements ``MessageBus`` on a single Redis server (or a Redis Cluster endpoint)."""
+
+    def __init__(
+        self, url: str, keys: Keys | None = None, history: HistoryPolicy | None = None
+    ) -> None:
+        self._url = url
+        self._keys = keys or Keys()
+        self._history = history or HistoryPolicy()
+        # Commands fail fast during an outage (callers keep their own retry state); the
+        # pub/sub link has no read timeout because it blocks until a message arrives.
+        self._redis = connect(url, socket_timeout=5.0)
+        self._pubsub_redis = connect(url, socket_timeout=None)
+        self._channels: set[str] = set()
+        self._waiters: defaultdict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._on_message: MessageHandler | None = None
+        self._on_status: StatusHandler | None = None
+        self._available = False
+        self._publish_sha = ""
+        self._read_sha = ""
+
+    @property
+    def available(self) -> bool:
+        return self._available
+
+    async def start(self, on_message: MessageHandler, on_status: StatusHandler) -> None:
+        self._on_message = on_message
+        self._on_status = on_status
+        self._reader = asyncio.create_task(self._read_forever(), name="redis-pubsub-reader")
+
+    async def close(self) -> None:
+        await cancel_and_wait(self._reader)
+        self._reader = None
+        await self._redis.aclose()
+        await self._pubsub_redis.aclose()
+
+    async def publish(self, batches: Mapping[str, Sequence[str]], batch_id: str = "") -> None:
+        pending = dict(batches)
+        for _ in range(2):  # a second pass only after Redis forgot the script (restart)
+            if not self._publish_sha:
+                await self._load_scripts()
+            channels = list(pending)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel in channels:
+                    keys = (
+                        self._keys.history(channel),
+                        self._keys.history_meta(channel),
+                        self._keys.history_batch(channel, batch_id or "-"),
+                    )
+                    args = publish_args(
+                        self._keys.channel(channel),
+                        self._history.for_channel(channel),
+                        list(pending[channel]),
+                        marked=bool(batch_id),
+                    )
+                    pipe.evalsha(self._publish_sha, 3, *keys, *args)
+                try:
+                    results = await run(pipe.execute(raise_on_error=False))
+                except EngineUnavailableError as error:
+                    # Sent, perhaps run, never answered (Redis frozen, link cut mid-request).
+                    raise OutcomeUnknownError(str(error)) from error.__cause__
+            # NOSCRIPT means the script did not run, so publishing that channel again is safe.
+            pending = {
+                c: pending[c]
+                for c, r in zip(channels, results, strict=True)
+                if isinstance(r, NoScriptError)
+            }
+            errors = [r for r in results if isinstance(r, Exception)]
+            if not pending:
+                if errors:
+                    raise EngineUnavailableError(str(errors[0]))
+                return
+            self._publish_sha = ""
+        raise EngineUnavailableError("Redis refuses the publish script")
+
+    async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
+        keys = (self._keys.history(channel), self._keys.history_meta(channel))
+        args = read_args(self._history, since)
+        if not self._read_sha:
+            await self._load_scripts()
+        try:
+            raw = await run(self._redis.evalsha(self._read_sha, 2, *keys, *args))
+        except EngineUnavailableError as error:
+            if not isinstance(error.__cause__, NoScriptError):
+                raise
+            await self._load_scripts()
+            raw = await run(self._redis.evalsha(self._read_sha, 2, *keys, *args))
+        return read_result(raw, since)
+
+    async def _load_scripts(self) -> None:
+        self._publish_sha = await run(self._redis.script_load(PUBLISH_SCRIPT))
+        self._read_sha = await run(self._redis.script_load(READ_SCRIPT))
+
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+        pubsub = self._pubsub
+        if pubsub is None:
+            raise EngineUnavailableError("pub/sub link to Redis is down")
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[channel].append(waiter)
+        try:
+            await run(pubsub.subscribe(self._keys.channel(channel)))
+            # Redis confirms in order on the pub/sub link; only after the confirmation is a
+            # message published by any node guaranteed to reach us.
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
+                await asyncio.shield(waiter)
+        except (EngineUnavailableError, TimeoutError):
+            self._channels.discard(channel)
+            raise EngineUnavailableError(
+                f"Redis did not confirm the subscription to {channel}"
+            ) from None
+        finally:
+            if waiter in self._waiters[channel]:
+                self._waiters[channel].remove(waiter)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        pubsub = self._pubsub
+        if pubsub is not None:
+            # A failure here is harmless: a stray subscription only delivers frames that the
+            # node drops, and it ends with the link.
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.unsubscribe(self._keys.channel(channel))
+
+    async def _read_forever(self) -> None:
+        backoff = Backoff(base=0.1, cap=2.0)
+        while True:
+            pubsub = self._pubsub_redis.pubsub()
+            try:
+                # Every channel the node needs, then a placeholder: Redis confirms in order,
+                # so the placeholder's confirmation says the link is up *and* every channel
+                # is subscribed again (the node then reads what it missed from history).
+                # The link's socket has no read timeout, so bound its setup here.
+                wanted = [self._keys.channel(c) for c in sorted(self._channels)]
+                async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
+                    await pubsub.subscribe(*wanted, self._keys.channel(_LINK_CHANNEL))
+                self._pubsub = pubsub
+                backoff.reset()
+                await self._read(pubsub)
+            except (RedisError, OSError) as error:
+                self._pubsub = None
+                self._set_available(False)
+                if not backoff.failures:
+                    log.warning("redis pub/sub link lost: %s", error, extra={"redis": self._url})
+                for waiters in self._waiters.values():
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(EngineUnavailableError(str(error)))
+                await asyncio.sleep(backoff.next_delay())
+            finally:
+                self._pubsub = None
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _read(self, pubsub: PubSub) -> None:
+        assert self._on_message is not None
+        on_message = self._on_message
+        keys = self._keys
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        while True:
+            message = await pubsub.get_message(timeout=LINK_PING_INTERVAL)
+            if message is None:
+                # A quiet link may be a dead one: a partition drops packets without closing
+                # the socket, and a blocking read would wait for TCP keepalive (hours).
+                silent = loop.time() - heard
+                if silent >= LINK_TIMEOUT:
+                    raise ConnectionError(f"no answer from Redis for {silent:.1f}s")
+                await pubsub.ping()
+                continue
+            heard = loop.time()
+            kind = message["type"]
+            if kind == "message":
+                start, frames = split_message(message["data"])
+                on_message(keys.channel_name(message["channel"]), start, frames)
+            elif kind == "subscribe":
+                channel = keys.channel_name(message["channel"])
+                if channel == _LINK_CHANNEL:
+                    self._set_available(True)
+                waiters = self._waiters.get(channel)
+                if waiters:
+                    waiter = waiters.popleft()
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    def _set_available(self, available: bool) -> None:
+        if available != self._available:
+            self._available = available
+            if available:
+                log.info("redis pub/sub link up", extra={"redis": self._url})
+            if self._on_status is not None:
+                self._on_status(available)
