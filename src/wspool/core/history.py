@@ -59,8 +59,9 @@ class StreamPosition:
 @dataclass(frozen=True, slots=True)
 class HistoryPolicy:
     """How much history a pool keeps per channel: at most ``size`` messages, none older
-    than ``ttl`` seconds. ``size`` 0 keeps none (offsets are still assigned, so a client
-    that missed nothing still recovers)."""
+    than ``ttl`` seconds (in Redis up to an eighth older: its expiries are renewed only now
+    and then). ``size`` 0 keeps none (offsets are still assigned, so a client that missed
+    nothing still recovers)."""
 
     size: int = 10_000
     ttl: float = 300.0
