@@ -8,7 +8,6 @@ A bad value exits with status 2 and one line naming the option, before anything 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import os
 import sys
@@ -168,6 +167,9 @@ _COMMANDS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]] = {
     "bench": _run_bench,
 }
 
+_ON_UVLOOP = frozenset({"gateway"})
+"""Commands run on uvloop (see :func:`wspool.runtime.run`)."""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -179,8 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"wspool {args.command}: {error}", file=sys.stderr)
         return 2
+    from wspool.runtime import run  # with the parts' dependencies, which a command needs
+
     try:
-        asyncio.run(coroutine)
+        run(coroutine, uvloop=args.command in _ON_UVLOOP)
     except OSError as error:  # typically the port is taken
         print(f"wspool {args.command}: {error.strerror or error}", file=sys.stderr)
         return 1

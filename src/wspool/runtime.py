@@ -1,4 +1,5 @@
-"""What every long-running command shares: choosing the state engine, and stopping on signal."""
+"""What every long-running command shares: its event loop, choosing the state engine, and
+stopping on signal."""
 
 from __future__ import annotations
 
@@ -6,13 +7,30 @@ import asyncio
 import contextlib
 import resource
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 from wspool.core.history import HistoryPolicy
 from wspool.core.keys import Keys
 from wspool.state.memory import MemoryBroker, MemoryEngine
 from wspool.state.redis_engine import RedisEngine
 
-__all__ = ["create_engine", "raise_open_file_limit", "wait_for_shutdown_signal"]
+__all__ = ["create_engine", "raise_open_file_limit", "run", "wait_for_shutdown_signal"]
+
+
+def run(main: Coroutine[Any, Any, None], *, uvloop: bool) -> None:
+    """Run a command's coroutine to its end, on uvloop's event loop or asyncio's own.
+
+    uvloop does the loop's work (polling, socket reads and writes, callbacks) in C: the
+    gateway, whose CPU goes to moving frames between sockets, spends less per frame on it.
+    """
+    if not uvloop:
+        asyncio.run(main)
+        return
+    import uvloop as libuv_loop
+
+    with asyncio.Runner(loop_factory=libuv_loop.new_event_loop) as runner:
+        runner.run(main)
 
 
 def raise_open_file_limit() -> int:

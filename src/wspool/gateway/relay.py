@@ -29,6 +29,7 @@ from aiohttp import WSMsgType, web
 
 from wspool.core.protocol import CloseCode
 from wspool.gateway.admission import Admission, connection_closed
+from wspool.gateway.frames import ClientFrames
 from wspool.gateway.monitor import HealthMonitor
 from wspool.gateway.pool import NodeState, PoolManager
 from wspool.gateway.upstream import ClientRefusedError, UpstreamError, connect_upstream
@@ -247,16 +248,11 @@ async def _pump(
     source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
     sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
     stats: RelayStats,
-    client: asyncio.Transport | None = None,
-    limit: int = 0,
 ) -> tuple[WSMsgType, str]:
-    """Copy frames from ``source`` to ``sink``; returns how the stream ended, and why.
+    """Copy frames from the client to the node; returns how the stream ended, and why.
 
-    Towards the node (``client`` None), sending waits whenever the node's socket is full: a
-    client cannot queue more than aiohttp's writer limit at the gateway, only slow itself
-    down. Towards the ``client``, :class:`SlowConsumerError` is raised when its socket holds
-    more than ``limit`` unsent bytes after a frame: the node's rule for its own clients,
-    applied to the gateway's (the node sees the gateway read promptly, so it cannot).
+    Sending waits whenever the node's socket is full: a client cannot queue more than
+    aiohttp's writer limit at the gateway, only slow itself down.
     """
     receive = source.receive
     send = sink.send_frame
@@ -266,16 +262,40 @@ async def _pump(
         message = await receive()
         kind = message.type
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-            data = message.data
-            await send(data if isinstance(data, bytes) else data.encode(), kind)
-            if client is None:
-                stats.messages_to_server += 1
-                continue
-            stats.messages_to_client += 1
-            if client.get_write_buffer_size() > limit:
-                raise SlowConsumerError()
+            await send(message.data, kind)
+            stats.messages_to_server += 1
         elif kind in _CLOSE_TYPES:
             return kind, message.extra if isinstance(message.extra, str) else ""
+
+
+async def _pump_to_client(
+    upstream: aiohttp.ClientWebSocketResponse[bool],
+    frames: ClientFrames,
+    stats: RelayStats,
+    limit: int,
+) -> tuple[WSMsgType, str]:
+    """Copy frames from the node to the client, a read's worth in one write.
+
+    :class:`SlowConsumerError` is raised when the client's socket holds more than ``limit``
+    unsent bytes after a frame: the node's rule for its own clients, applied to the
+    gateway's (the node sees the gateway read promptly, so it cannot). Whatever ends the
+    stream, the frames queued so far leave first.
+    """
+    receive = upstream.receive
+    write = frames.write
+    try:
+        while True:
+            message = await receive()
+            kind = message.type
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                write(message.data, kind)
+                stats.messages_to_client += 1
+                if frames.buffered > limit:
+                    raise SlowConsumerError()
+            elif kind in _CLOSE_TYPES:
+                return kind, message.extra if isinstance(message.extra, str) else ""
+    finally:
+        frames.flush()
 
 
 async def _pump_both_ways(
@@ -293,7 +313,7 @@ async def _pump_both_ways(
         await upstream.close()
         return
     up = asyncio.create_task(_pump(client, upstream, stats))
-    down = asyncio.create_task(_pump(upstream, client, stats, transport, limit))
+    down = asyncio.create_task(_pump_to_client(upstream, ClientFrames(transport), stats, limit))
     try:
         done, _ = await asyncio.wait((up, down, lost), return_when=asyncio.FIRST_COMPLETED)
     finally:
