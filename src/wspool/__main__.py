@@ -10,13 +10,10 @@ import sys
 
 __all__ = ["main"]
 
-_EXTRAS = {
-    "server": "server",
-    "gateway": "gateway",
-    "operator": "operator",
-    "dev": "server,gateway",
-    "bench": "bench",
-}
+_SUBCOMMANDS = ("server", "gateway", "operator", "dev", "bench")
+
+_EXTRAS = {"dev": "server,gateway"}
+"""The extras of a subcommand that needs more than the one named after it."""
 
 
 def main() -> int:
@@ -27,11 +24,12 @@ def main() -> int:
     except ModuleNotFoundError as missing:
         if (missing.name or "wspool").partition(".")[0] == "wspool":
             raise
-        command = next((arg for arg in sys.argv[1:] if arg in _EXTRAS), "")
-        extra = _EXTRAS.get(command, "all")
+        command = next((arg for arg in sys.argv[1:] if arg in _SUBCOMMANDS), "")
+        extra = _EXTRAS.get(command, command or "all")
         print(
             f"wspool{' ' + command if command else ''}: {missing.name} is not installed; "
-            f"pip install 'websocket-pool[{extra}]'",
+            f"install websocket-pool with its [{extra}] extra (pip install '.[{extra}]' in "
+            "the source tree)",
             file=sys.stderr,
         )
         return 2

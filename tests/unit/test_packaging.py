@@ -46,6 +46,7 @@ def test_a_command_without_its_extra_names_the_extra_to_install() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "wspool server: jwt is not installed; pip install 'websocket-pool[server]'"
+        "wspool server: jwt is not installed; install websocket-pool with its [server] extra"
+        " (pip install '.[server]' in the source tree)"
     )
     assert "Traceback" not in result.stderr
