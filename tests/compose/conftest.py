@@ -69,7 +69,7 @@ def _images(request: pytest.FixtureRequest) -> tuple[str, str]:
     return built.app, built.redis
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def compose_pool(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pool]:
