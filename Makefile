@@ -38,10 +38,10 @@ workflows: testenv  ## actionlint on .github/workflows (built by tools/testenv.s
 	"$$(tools/testenv.sh --print-dir)/actionlint" -no-color
 
 # The operator and end-to-end tiers need the Kubernetes binaries and the real cluster's Debian
-# packages; under `make` their absence is a failure.
+# packages, the compose tier a container engine; under `make` their absence is a failure.
 pytest: $(STAMP) redis-server cluster-prerequisites testenv
 	WSPOOL_TESTENV_BIN="$$(tools/testenv.sh --print-dir)" WSPOOL_REQUIRE_KUBERNETES=1 \
-		$(BIN)/pytest $(PYTEST_ARGS)
+		WSPOOL_REQUIRE_CONTAINERS=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 redis-server:  ## tests start their own Redis from this binary, on free ports
 	@scripts/ensure-redis-server.sh
