@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.processes import http_get
+from tests.support.processes import http_get, http_request
 from tests.support.redis_server import free_port_run
 from tests.support.waiting import poll_until
 from tests.support.wsclient import TestClient
@@ -54,6 +54,24 @@ async def test_wspool_dev_serves_the_gateway_with_its_nodes_behind_it(dev: int) 
         await subscriber.subscribe("hello")
         await publisher.publish("hello", "world")
         assert (await subscriber.recv())["payload"] == "world"
+
+
+async def test_wspool_dev_takes_publishes_through_its_rest_api(dev: int) -> None:
+    url = f"ws://127.0.0.1:{dev}/ws"
+    async with TestClient(url) as a, TestClient(url) as b, TestClient(url) as c:
+        nodes = {client.connected["payload"]["serverId"] for client in (a, b, c)}
+        assert len(nodes) == 3
+        for client in (a, b, c):
+            await client.subscribe("hello")
+        batch = {"messages": [{"payload": n} for n in range(5)]}
+        status, answer = http_request(
+            "POST", f"http://127.0.0.1:{dev}/api/v1/channels/hello/messages", batch
+        )
+        assert status == 201
+        for client in (a, b, c):
+            received = [await client.recv() for _ in range(5)]
+            assert [f["payload"] for f in received] == list(range(5))
+            assert [f["offset"] for f in received] == answer["offsets"]
 
 
 def _wspool(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -77,6 +77,27 @@ def test_the_rest_api_wants_an_admin_credential_for_reads_and_changes(farm: Farm
     assert (status, config["slowStart"]) == (200, 5.0)
 
 
+def test_a_backend_publishes_with_a_token_allowed_to_publish_or_an_admin_credential(
+    farm: Farm,
+) -> None:
+    gateway = farm.gateway
+    message = {"payload": {"price": 1}}
+    status, body = api(gateway, "POST", "/channels/prices.eur/messages", None, message)
+    assert (status, body["error"]["code"]) == (401, "UNAUTHORIZED")
+    status, body = api(gateway, "POST", "/channels/prices.eur/messages", user_token(), message)
+    assert status == 201, body
+    status, body = api(gateway, "POST", "/channels/news/messages", user_token(), message)
+    assert (status, body["error"]["code"]) == (403, "FORBIDDEN")
+    # A broadcast is refused whole when one of its channels is not allowed.
+    both = {"channels": ["prices.usd", "news"], "payload": 1}
+    assert api(gateway, "POST", "/broadcast", user_token(), both)[0] == 403
+    history = api(gateway, "GET", "/channels/prices.usd/messages", ADMIN_TOKEN)[1]
+    assert history["messages"] == []
+    assert api(gateway, "POST", "/broadcast", ADMIN_TOKEN, both)[0] == 201
+    # Reading history is a read of the API: an admin's.
+    assert api(gateway, "GET", "/channels/prices.eur/messages", user_token())[0] == 403
+
+
 def test_a_client_asking_for_a_ticket_shows_its_token_and_gets_its_own_identity(
     farm: Farm,
 ) -> None:

@@ -1,7 +1,7 @@
 """The pool manager's REST API (``/api/v1``), the gateway's ``/health`` and ``/metrics``.
 
 Every error is JSON ``{"error": {"code", "message"}}``; the one place that turns failures
-into statuses is :func:`error_middleware`. Bodies are read by :func:`_json_body` under the
+into statuses is :func:`error_middleware`. Bodies are read by :func:`json_body` under the
 rule of every JSON input (``core.jsoninput``): at most 64 KiB (413 ``TOO_LARGE``), nested at
 most 64 levels, strict JSON (400 ``BAD_REQUEST``).
 """
@@ -44,7 +44,7 @@ from wspool.gateway.model.poolstats import node_rates, pool_metrics
 from wspool.gateway.pool import NodeState
 from wspool.state.engine import EngineUnavailableError
 
-__all__ = ["ApiError", "error_middleware", "routes"]
+__all__ = ["ApiError", "error_middleware", "json_body", "routes"]
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,17 @@ def _error(status: HTTPStatus, code: str, message: str) -> web.Response:
     return web.json_response(error_body(code, message), status=status)
 
 
+SELF_AUTHORIZED = frozenset({"create_connection", "publish", "broadcast"})
+"""The routes (by name) whose handlers check the caller: asking for a ticket takes any
+client's token, publishing a token allowed to publish (or an admin credential)."""
+
+
 def _access(request: web.Request) -> ApiAccess | None:
-    """What a call needs: reads (and asking for a ticket) or changes; None for probes."""
+    """What a call needs: reads or changes; None for probes and self-authorized routes."""
     if not request.path.startswith("/api/"):
         return None
-    if request.method == "POST" and request.path == "/api/v1/connections":
-        return None  # any client with a valid token: checked by the handler
+    if request.match_info.route.name in SELF_AUTHORIZED:
+        return None
     if request.method in ("GET", "HEAD"):
         return ApiAccess.READ
     return ApiAccess.WRITE
@@ -122,7 +127,7 @@ def _gateway(request: web.Request) -> Gateway:
     return request.app[GATEWAY]
 
 
-async def _json_body(request: web.Request) -> Any:
+async def json_body(request: web.Request) -> Any:
     """The request's JSON body under the rule of every JSON input (core.jsoninput)."""
     if not request.can_read_body:
         return {}
@@ -196,7 +201,7 @@ async def get_pool_config(request: web.Request) -> web.Response:
 @routes.post("/api/v1/pool/config")
 async def set_pool_config(request: web.Request) -> web.Response:
     gateway = _gateway(request)
-    patch = await _json_body(request)
+    patch = await json_body(request)
     try:
         config = gateway.pool.config.merged(patch)
     except PoolConfigError as error:
@@ -233,12 +238,12 @@ async def pool_health(request: web.Request) -> web.Response:
 # connections ----------------------------------------------------------------------------
 
 
-@routes.post("/api/v1/connections")
+@routes.post("/api/v1/connections", name="create_connection")
 async def create_connection(request: web.Request) -> web.Response:
     """Direct mode: choose a node now and hand out a ticket to connect to it."""
     gateway = _gateway(request)
     claims = _client_claims(gateway, request)  # before the body: strangers get nothing parsed
-    body = await _json_body(request)
+    body = await json_body(request)
     if not isinstance(body, dict):
         raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "body must be a JSON object")
     unknown = body.keys() - {"clientId"}

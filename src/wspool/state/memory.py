@@ -99,10 +99,13 @@ class MemoryEngine:
             engines.discard(self)
         self._on_message = None
 
-    async def publish(self, batches: Mapping[str, Sequence[str]], batch_id: str = "") -> None:
+    async def publish(
+        self, batches: Mapping[str, Sequence[str]], batch_id: str = ""
+    ) -> dict[str, StreamPosition]:
         # In one process a publish always has an outcome: there is nothing to send twice.
         broker = self._broker
         now = broker.clock()
+        positions: dict[str, StreamPosition] = {}
         for channel, frames in batches.items():
             history = broker.history[channel]
             start = StreamPosition(history.epoch, history.top + 1)
@@ -115,6 +118,8 @@ class MemoryEngine:
             history.trim(broker.history_policy.for_channel(channel), now)
             for engine in broker.subscribers.get(channel, ()):
                 engine._deliver(channel, start, numbered)
+            positions[channel] = StreamPosition(history.epoch, history.top)
+        return positions
 
     async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
         history = self._broker.history[channel]
@@ -127,6 +132,13 @@ class MemoryEngine:
             return HistoryRead(top, None)
         kept = history.frames
         return HistoryRead(top, [f for _, f in itertools.islice(kept, len(kept) - wanted, None)])
+
+    async def read_recent(self, channel: str, count: int) -> HistoryRead:
+        history = self._broker.history[channel]
+        history.trim(self._broker.history_policy, self._broker.clock())
+        kept = history.frames
+        frames = [f for _, f in itertools.islice(kept, max(0, len(kept) - count), None)]
+        return HistoryRead(StreamPosition(history.epoch, history.top), frames)
 
     def _deliver(self, channel: str, start: StreamPosition, frames: list[str]) -> None:
         if self._loop is not None and self._on_message is not None:
