@@ -40,6 +40,7 @@ from wspool.core.records import ConnectionRecord, iso_time
 from wspool.core.tickets import TICKET_TTL, Ticket, issue_ticket
 from wspool.gateway.gateway import GATEWAY, Gateway
 from wspool.gateway.model.nodeurls import socket_url
+from wspool.gateway.model.openapi import openapi_document
 from wspool.gateway.model.poolstats import node_rates, pool_metrics
 from wspool.gateway.pool import NodeState
 from wspool.state.engine import EngineUnavailableError
@@ -54,6 +55,9 @@ CLOSE_WAIT = 2.0
 TOMBSTONE_TTL = 86400.0
 """Seconds a closed connection's tombstone is kept for a node that was not listening: a
 node frozen for longer has lost its clients to their own timeouts anyway."""
+
+OPENAPI = openapi_document()
+"""The REST API as ``/api/v1/openapi.json`` describes it."""
 
 routes = web.RouteTableDef()
 
@@ -70,9 +74,10 @@ def _error(status: HTTPStatus, code: str, message: str) -> web.Response:
     return web.json_response(error_body(code, message), status=status)
 
 
-SELF_AUTHORIZED = frozenset({"create_connection", "publish", "broadcast"})
+SELF_AUTHORIZED = frozenset({"create_connection", "publish", "broadcast", "openapi"})
 """The routes (by name) whose handlers check the caller: asking for a ticket takes any
-client's token, publishing a token allowed to publish (or an admin credential)."""
+client's token, publishing a token allowed to publish (or an admin credential); the API's
+own description takes none."""
 
 
 def _access(request: web.Request) -> ApiAccess | None:
@@ -336,6 +341,11 @@ async def delete_connection(request: web.Request) -> web.Response:
 
 
 # the gateway itself ---------------------------------------------------------------------
+
+
+@routes.get("/api/v1/openapi.json", name="openapi")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
 
 
 @routes.get("/health")
