@@ -20,6 +20,7 @@ from websockets.typing import Subprotocol
 from tests.support.processes import Farm, GatewayProcess, http_request, running_farm
 from tests.support.tokens import SECRET, hs256
 from tests.support.wsclient import TestClient
+from wspool.client import AuthenticationError, Publisher, RequestError
 
 ADMIN_TOKEN = "static-admin-token-of-some-length-0123456789"
 LIMIT = 3
@@ -96,6 +97,17 @@ def test_a_backend_publishes_with_a_token_allowed_to_publish_or_an_admin_credent
     assert api(gateway, "POST", "/broadcast", ADMIN_TOKEN, both)[0] == 201
     # Reading history is a read of the API: an admin's.
     assert api(gateway, "GET", "/channels/prices.eur/messages", user_token())[0] == 403
+
+
+async def test_the_python_publisher_shows_its_token_and_hears_refusals(farm: Farm) -> None:
+    async with Publisher(farm.gateway.http, token=user_token) as publisher:
+        assert (await publisher.publish("prices.gbp", 1)).endswith(":1")
+        with pytest.raises(RequestError) as refused:
+            await publisher.publish("news", 1)
+        assert refused.value.code == "FORBIDDEN"
+    async with Publisher(farm.gateway.http, token="not-a-token") as stranger:
+        with pytest.raises(AuthenticationError):
+            await stranger.publish("prices.gbp", 1)
 
 
 def test_a_client_asking_for_a_ticket_shows_its_token_and_gets_its_own_identity(

@@ -7,6 +7,7 @@ Three real nodes and a gateway on one real Redis, subscribers connected through 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from tests.support.processes import Farm, GatewayProcess, http_request, running_farm
 from tests.support.wsclient import TestClient
+from wspool.client import Publisher, RequestError
 from wspool.core.history import StreamPosition
 
 
@@ -154,3 +156,25 @@ def test_a_body_that_is_not_json_is_a_bad_request(farm: Farm) -> None:
 def test_a_bad_history_query_is_a_bad_request(farm: Farm, query: str) -> None:
     status, body = farm.gateway.api("GET", f"/channels/feed/messages{query}")
     assert (status, body["error"]["code"]) == (400, "BAD_REQUEST")
+
+
+async def test_the_python_publisher_batches_keeps_order_and_answers_each_offset(
+    farm: Farm, subscribers: list[TestClient]
+) -> None:
+    for client in subscribers:
+        await client.subscribe("ticks")
+    async with Publisher(farm.gateway.http, max_connections=4) as publisher:
+        # 250 calls at once: they go in batches of at most 100, in the order of the calls.
+        offsets = await asyncio.gather(*(publisher.publish("ticks", n) for n in range(250)))
+        more = await publisher.publish_many("ticks", ["a", "b"])
+        spread = await publisher.broadcast(["ticks", "other"], "all")
+        page = await publisher.history("ticks", since=offsets[-1], limit=10)
+        with pytest.raises(RequestError) as refused:
+            await publisher.publish("bad name", 1)
+    assert refused.value.code == "BAD_REQUEST"
+    first = StreamPosition.parse(offsets[0])
+    assert [*offsets, *more, spread["ticks"]] == [first.advanced(i).token for i in range(253)]
+    assert [m["payload"] for m in page["messages"]] == ["a", "b", "all"]
+    for client in subscribers:
+        received = [await client.recv() for _ in range(253)]
+        assert [f["payload"] for f in received] == [*range(250), "a", "b", "all"]
