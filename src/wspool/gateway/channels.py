@@ -1,4 +1,5 @@
-"""The REST API's channel routes: backends publish, broadcast and read channel history.
+"""The REST API's channel routes: backends publish, broadcast, read channel history, and
+see who is subscribed (presence, kept by the nodes' state writers).
 
 A publish goes through the same history script as a node's (``Publisher.publish``), so every
 message gets its channel's next offset, a place in its history, and reaches the subscribers
@@ -130,3 +131,29 @@ async def history(request: web.Request) -> web.Response:
     return web.Response(
         text=f'{head[:-1]},"messages":[{frames}]}}', content_type="application/json"
     )
+
+
+@routes.get(_CHANNEL + "/presence")
+async def presence(request: web.Request) -> web.Response:
+    """The channel's subscribers on every live node: a node whose registration lapsed is
+    left out at once (its records are swept soon after)."""
+    gateway = request.app[GATEWAY]
+    channel = _channel(request)
+    live = [node.id for node in await gateway.engine.list_nodes()]
+    members = await gateway.engine.presence(channel, live)
+    answer = {
+        "channel": channel,
+        "subscribers": len(members),
+        "clientIds": sorted(set(members.values())),
+    }
+    return web.json_response(answer)
+
+
+@routes.get("/api/v1/channels")
+async def active_channels(request: web.Request) -> web.Response:
+    """Every channel with subscribers on a live node, and how many, by name."""
+    gateway = request.app[GATEWAY]
+    live = [node.id for node in await gateway.engine.list_nodes()]
+    counts = await gateway.engine.channel_counts(live)
+    channels = [{"channel": c, "subscribers": counts[c]} for c in sorted(counts)]
+    return web.json_response({"channels": channels})

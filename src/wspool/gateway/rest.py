@@ -13,6 +13,7 @@ import json
 import logging
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -321,23 +322,61 @@ async def delete_connection(request: web.Request) -> web.Response:
     close stands: a tombstone tells a node that comes back to close the connection at once.
     """
     gateway = _gateway(request)
-    engine = gateway.engine
     record = await _connection(gateway, request.match_info["id"])
-    await engine.mark_closed(record.id, TOMBSTONE_TTL)
-    command = control.encode(control.CloseConnection(record.id))
-    await engine.publish({control.channel(record.server_id): [command]})
+    if await _close(gateway, [record]):
+        answer = {**record.to_json(), "closed": False, "pending": True}
+        return web.json_response(answer, status=HTTPStatus.ACCEPTED)
+    return web.json_response({**record.to_json(), "closed": True})
+
+
+@routes.delete("/api/v1/clients/{clientId}/connections")
+async def delete_client_connections(request: web.Request) -> web.Response:
+    """Close every connection of a client id, wherever it is, as ``DELETE
+    /connections/{id}`` closes one: 200 once every node closed its own, 202 naming those
+    still ``pending`` (their close stands)."""
+    gateway = _gateway(request)
+    client_id = request.match_info["clientId"]
+    if not is_client_id(client_id):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", f"clientId must be {CLIENT_ID_RULE}")
+    records = await gateway.engine.client_connections(client_id)
+    pending = {r.id for r in await _close(gateway, records)}
+    answer = {
+        "clientId": client_id,
+        "closed": sorted(r.id for r in records if r.id not in pending),
+        "pending": sorted(pending),
+    }
+    return web.json_response(answer, status=HTTPStatus.ACCEPTED if pending else HTTPStatus.OK)
+
+
+async def _close(gateway: Gateway, records: list[ConnectionRecord]) -> list[ConnectionRecord]:
+    """Close connections on whichever nodes hold them; returns those whose node did not
+    within :data:`CLOSE_WAIT`. Their close stands: a tombstone tells a node that comes back
+    to close the connection at once."""
+    engine = gateway.engine
+    commands: defaultdict[str, list[str]] = defaultdict(list)
+    for record in records:
+        await engine.mark_closed(record.id, TOMBSTONE_TTL)
+        commands[control.channel(record.server_id)].append(
+            control.encode(control.CloseConnection(record.id))
+        )
+    if commands:
+        await engine.publish(commands)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CLOSE_WAIT
-    while await engine.get_connection(record.id) is not None:
-        if loop.time() >= deadline:
-            if record.server_id not in {node.id for node in await engine.list_nodes()}:
-                # Its node's registration lapsed and the record outlived the sweep: nobody
-                # else removes it (a node that wakes writes it again, then closes it).
-                await engine.remove_connections([record])
-            answer = {**record.to_json(), "closed": False, "pending": True}
-            return web.json_response(answer, status=HTTPStatus.ACCEPTED)
+    open_ = records
+    while open_:
+        open_ = [r for r in open_ if await engine.get_connection(r.id) is not None]
+        if not open_ or loop.time() >= deadline:
+            break
         await asyncio.sleep(0.05)
-    return web.json_response({**record.to_json(), "closed": True})
+    if open_:
+        live = {node.id for node in await engine.list_nodes()}
+        # Records whose node's registration lapsed and that outlived the sweep: nobody else
+        # removes them (a node that wakes writes them again, then closes them).
+        stale = [r for r in open_ if r.server_id not in live]
+        if stale:
+            await engine.remove_connections(stale)
+    return open_
 
 
 # the gateway itself ---------------------------------------------------------------------

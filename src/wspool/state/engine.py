@@ -10,7 +10,7 @@ the interfaces it uses:
   spliced into the frame) in the same atomic step that stores and publishes it, so offsets
   follow the order in which subscribers receive the frames;
 - :class:`ConnectionStore`: connection records, used tickets, tombstones of closed
-  connections;
+  connections, and presence (each node's subscribers per channel);
 - :class:`NodeRegistry`: which nodes are alive, and sweeping the state of dead ones;
 - :class:`AddressLimits`: connections and attempts per client address, pool-wide;
 - :class:`GatewayState`: what gateway replicas share: their registrations, their health
@@ -141,6 +141,29 @@ class ConnectionStore(Protocol):
         """Those of ``connection_ids`` that have a tombstone."""
         ...
 
+    async def client_connections(self, client_id: str) -> list[ConnectionRecord]:
+        """The records of every connection of a client id, on whichever node."""
+        ...
+
+    async def update_presence(
+        self,
+        server_id: str,
+        joined: Mapping[str, Mapping[str, str]],
+        left: Mapping[str, Collection[str]],
+    ) -> None:
+        """Record who is subscribed where on one node: ``joined[channel]`` maps connection
+        ids to client ids, ``left[channel]`` names connection ids gone from it. Kept as
+        long as connection records; :meth:`NodeRegistry.purge_node` removes a node's."""
+        ...
+
+    async def presence(self, channel: str, server_ids: Collection[str]) -> dict[str, str]:
+        """Connection id → client id of the channel's subscribers on the given nodes."""
+        ...
+
+    async def channel_counts(self, server_ids: Collection[str]) -> dict[str, int]:
+        """Subscribers per channel on the given nodes (channels without any left out)."""
+        ...
+
 
 class NodeRegistry(Protocol):
     """The nodes of the pool: announced by their heartbeat, swept by survivors when it stops."""
@@ -158,8 +181,8 @@ class NodeRegistry(Protocol):
         ...
 
     async def purge_node(self, server_id: str) -> int:
-        """Remove a node's registration, health verdict and every connection record it left;
-        returns how many records."""
+        """Remove a node's registration, health verdict, presence and every connection
+        record it left; returns how many records."""
         ...
 
     async def sweep_dead_nodes(self) -> list[str]:

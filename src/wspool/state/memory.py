@@ -66,6 +66,10 @@ class MemoryBroker:
     address_slots: dict[str, dict[str, float]] = field(default_factory=dict)
     address_attempts: dict[str, list[float]] = field(default_factory=dict)
     health: dict[str, tuple[NodeHealth, float]] = field(default_factory=dict)
+    presence: defaultdict[str, dict[str, dict[str, str]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    """Node → channel → connection id → client id."""
     pool_config: dict[str, Any] | None = None
     gateways: dict[str, float] = field(default_factory=dict)
     marks: dict[str, float] = field(default_factory=dict)
@@ -220,6 +224,7 @@ class MemoryEngine:
     async def purge_node(self, server_id: str) -> int:
         self._broker.nodes.pop(server_id, None)
         self._broker.health.pop(server_id, None)
+        self._broker.presence.pop(server_id, None)
         ids = self._broker.server_sets.pop(server_id, set())
         for connection_id in ids:
             record = self._broker.connections.get(connection_id)
@@ -233,6 +238,41 @@ class MemoryEngine:
         for server_id in dead:
             await self.purge_node(server_id)
         return dead
+
+    async def client_connections(self, client_id: str) -> list[ConnectionRecord]:
+        ids = sorted(self._broker.client_sets.get(client_id, ()))
+        return [self._broker.connections[c] for c in ids if c in self._broker.connections]
+
+    async def update_presence(
+        self,
+        server_id: str,
+        joined: Mapping[str, Mapping[str, str]],
+        left: Mapping[str, Collection[str]],
+    ) -> None:
+        channels = self._broker.presence[server_id]
+        for channel, members in joined.items():
+            channels.setdefault(channel, {}).update(members)
+        for channel, ids in left.items():
+            members = channels.get(channel, {})
+            for connection_id in ids:
+                members.pop(connection_id, None)
+            if not members:
+                channels.pop(channel, None)
+
+    async def presence(self, channel: str, server_ids: Collection[str]) -> dict[str, str]:
+        presence = self._broker.presence
+        return {
+            c: client
+            for server_id in server_ids
+            for c, client in presence.get(server_id, {}).get(channel, {}).items()
+        }
+
+    async def channel_counts(self, server_ids: Collection[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for server_id in server_ids:
+            for channel, members in self._broker.presence.get(server_id, {}).items():
+                counts[channel] = counts.get(channel, 0) + len(members)
+        return counts
 
     # limits per client address ---------------------------------------------------------
 

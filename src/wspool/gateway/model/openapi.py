@@ -24,6 +24,7 @@ __all__ = ["openapi_document"]
 _CHANNEL = {"type": "string", "pattern": "^[A-Za-z0-9._:/@-]{1,128}$"}
 _OFFSET = {"type": "string", "pattern": "^[A-Za-z0-9]{1,32}:[0-9]{1,18}$"}
 _ANY: dict[str, Any] = {}
+_CLIENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:@-]{1,128}$"}
 _TIME = {"type": "string", "format": "date-time"}
 
 
@@ -182,9 +183,9 @@ _PATHS: dict[str, Any] = {
     },
     "/api/v1/pool/health": {
         "get": _operation(
-            "Whether the pool can take connections (503 when it cannot)",
+            "Whether the pool can take connections",
             {
-                "200": _json(
+                status: _json(
                     _object(
                         {
                             "status": {"type": "string", "enum": ["ok", "degraded", "down"]},
@@ -193,7 +194,11 @@ _PATHS: dict[str, Any] = {
                             "servers": {"type": "array", "items": _ref("ServerNode")},
                         }
                     ),
-                    "the pool's health",
+                    meaning,
+                )
+                for status, meaning in (
+                    ("200", "the pool's health"),
+                    ("503", "the pool's health when no node can take a connection"),
                 )
             },
         )
@@ -217,9 +222,7 @@ _PATHS: dict[str, Any] = {
             },
             body={
                 "type": "object",
-                "properties": {
-                    "clientId": {"type": "string", "pattern": "^[A-Za-z0-9._:@-]{1,128}$"}
-                },
+                "properties": {"clientId": _CLIENT_ID},
                 "additionalProperties": False,
             },
         )
@@ -317,6 +320,69 @@ _PATHS: dict[str, Any] = {
                 ),
                 _query("reverse", {"type": "boolean", "default": False}, "newest first"),
             ],
+        ),
+    },
+    "/api/v1/channels/{channel}/presence": {
+        "parameters": [_CHANNEL_PARAMETER],
+        "get": _operation(
+            "The channel's subscribers on every live node",
+            {
+                "200": _json(
+                    _object(
+                        {
+                            "channel": _CHANNEL,
+                            "subscribers": {"type": "integer", "minimum": 0},
+                            "clientIds": {"type": "array", "items": {"type": "string"}},
+                        }
+                    ),
+                    "presence",
+                )
+            },
+        ),
+    },
+    "/api/v1/channels": {
+        "get": _operation(
+            "Every channel with subscribers, and how many",
+            {
+                "200": _json(
+                    _object(
+                        {
+                            "channels": {
+                                "type": "array",
+                                "items": _object(
+                                    {
+                                        "channel": _CHANNEL,
+                                        "subscribers": {"type": "integer", "minimum": 1},
+                                    }
+                                ),
+                            }
+                        }
+                    ),
+                    "active channels",
+                )
+            },
+        )
+    },
+    "/api/v1/clients/{clientId}/connections": {
+        "parameters": [_path_parameter("clientId", _CLIENT_ID)],
+        "delete": _operation(
+            "Close every connection of a client id, wherever it is",
+            {
+                status: _json(
+                    _object(
+                        {
+                            "clientId": {"type": "string"},
+                            "closed": {"type": "array", "items": {"type": "string"}},
+                            "pending": {"type": "array", "items": {"type": "string"}},
+                        }
+                    ),
+                    meaning,
+                )
+                for status, meaning in (
+                    ("200", "every connection closed by its node"),
+                    ("202", "the closes stand; some nodes have not closed theirs yet"),
+                )
+            },
         ),
     },
     "/api/v1/broadcast": {
