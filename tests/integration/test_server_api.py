@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from tests.support.processes import Farm, GatewayProcess, http_request, running_farm
+from tests.support.redis_server import RedisServer
 from tests.support.wsclient import TestClient
 from wspool.client import Publisher, RequestError
 from wspool.core.history import StreamPosition
@@ -178,3 +180,36 @@ async def test_the_python_publisher_batches_keeps_order_and_answers_each_offset(
     for client in subscribers:
         received = [await client.recv() for _ in range(253)]
         assert [f["payload"] for f in received] == [*range(250), "a", "b", "all"]
+
+
+async def test_the_python_publisher_keeps_each_request_within_the_body_limit(farm: Farm) -> None:
+    big = "x" * 20_000  # ten of them would be a 200 KB batch: sent in several requests
+    async with Publisher(farm.gateway.http) as publisher:
+        offsets = await asyncio.gather(*(publisher.publish("big", [n, big]) for n in range(10)))
+        with pytest.raises(ValueError, match="JSON"):
+            await publisher.publish("big", float("nan"))
+    first = StreamPosition.parse(offsets[0])
+    assert offsets == [first.advanced(i).token for i in range(10)]
+    history = messages(farm.gateway, "big", f"?since={first.advanced(-1).token}")
+    assert [m["payload"][0] for m in history["messages"]] == list(range(10))
+
+
+def test_a_publish_while_redis_is_down_is_a_clear_503_and_works_again_after(
+    own_redis: RedisServer,
+) -> None:
+    gateway = GatewayProcess("gw-outage", own_redis.url, nodes=0).start()
+    try:
+        assert gateway.api("POST", "/channels/c/messages", {"payload": 1})[0] == 201
+        own_redis.stop()
+        started = time.monotonic()
+        status, body = gateway.api("POST", "/channels/c/messages", {"payload": 2})
+        assert (status, body["error"]["code"]) == (503, "STORE_UNAVAILABLE")
+        # The store went away under its connections: the bus cannot tell whether a request
+        # left before, so the answer says the outcome is not known.
+        assert body["error"]["message"].startswith("published or not, unknown: ")
+        assert time.monotonic() - started < 5.0
+        own_redis.start()
+        status, body = gateway.api("POST", "/channels/c/messages", {"payload": 3})
+        assert status == 201, body
+    finally:
+        gateway.stop()

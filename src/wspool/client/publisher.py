@@ -6,8 +6,9 @@ async with Publisher("http://127.0.0.1:8080", token=admin_token) as publisher:
 One aiohttp session keeps a pool of HTTP connections to the gateway. Publishes batch by
 themselves, per channel: while a request for a channel is in flight, what is published on it
 queues, and the next request takes up to 100 queued messages at once (one ``messages``
-batch), so an idle publisher sends each message at once and a busy one makes few, large
-requests. Order within a channel is the order of the calls; channels go in parallel.
+batch, its body within the API's 64 KiB), so an idle publisher sends each message at once
+and a busy one makes few, large requests. Order within a channel is the order of the calls;
+channels go in parallel.
 
 Needs aiohttp: install websocket-pool with its ``[client]`` extra. A refused request raises
 :class:`RequestError` (its ``code`` and ``message`` from the API's error), a refused credential
@@ -17,6 +18,7 @@ Needs aiohttp: install websocket-pool with its ``[client]`` extra. A refused req
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
@@ -32,7 +34,11 @@ __all__ = ["MAX_BATCH", "Publisher"]
 MAX_BATCH = 100
 """Messages one request publishes at most (the API's limit)."""
 
-_Pending = tuple[Any, "asyncio.Future[str]"]
+MAX_BODY = 64 * 1024
+"""Bytes of one request's body at most (the API's limit): a batch stops short of it."""
+
+_Pending = tuple[str, "asyncio.Future[str]"]
+"""A message's ``{"payload": …}`` as JSON text, and who waits for its offset."""
 
 
 class Publisher:
@@ -79,9 +85,11 @@ class Publisher:
             self._session = None
 
     async def publish(self, channel: str, payload: Any) -> str:
-        """Publish one message; returns its offset once the pool has it."""
+        """Publish one message; returns its offset once the pool has it. A payload that is
+        not JSON (``NaN`` included) raises ``TypeError`` or ``ValueError`` here."""
+        message = json.dumps({"payload": payload}, separators=(",", ":"), allow_nan=False)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(channel, []).append((payload, future))
+        self._queues.setdefault(channel, []).append((message, future))
         if channel not in self._senders:
             self._senders[channel] = asyncio.create_task(self._send(channel))
         return await future
@@ -111,8 +119,9 @@ class Publisher:
         queue = self._queues[channel]
         try:
             while queue:
-                batch, queue[:] = queue[:MAX_BATCH], queue[MAX_BATCH:]
-                body = {"messages": [{"payload": payload} for payload, _ in batch]}
+                batch = _batch(queue)
+                del queue[: len(batch)]
+                body = '{"messages":[' + ",".join(message for message, _ in batch) + "]}"
                 try:
                     path = f"/channels/{quote(channel, safe='')}/messages"
                     offsets = (await self._call("POST", path, body))["offsets"]
@@ -133,13 +142,15 @@ class Publisher:
     ) -> dict[str, Any]:
         if self._session is None:
             raise RuntimeError("use the Publisher in `async with`")
-        headers = {}
+        headers: dict[str, str] = {}
         if self._token is not None:
             token = self._token if isinstance(self._token, str) else await fetch_token(self._token)
             headers["Authorization"] = f"Bearer {token}"
+        data = body if isinstance(body, str) or body is None else json.dumps(body)
+        headers["Content-Type"] = "application/json"
         try:
             async with self._session.request(
-                method, self._url + path, json=body, params=query, headers=headers
+                method, self._url + path, data=data, params=query, headers=headers
             ) as response:
                 answer = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
@@ -153,3 +164,15 @@ class Publisher:
         if response.status == 401:
             raise AuthenticationError(message)
         raise RequestError(code, message)
+
+
+def _batch(queue: list[_Pending]) -> list[_Pending]:
+    """The head of the queue that one request takes: at most :data:`MAX_BATCH` messages in
+    at most :data:`MAX_BODY` bytes (always one, so a message too large on its own gets the
+    API's answer)."""
+    size = len('{"messages":[]}')
+    for count, (message, _) in enumerate(queue[:MAX_BATCH]):
+        size += len(message.encode()) + 1
+        if size > MAX_BODY and count:
+            return queue[:count]
+    return queue[:MAX_BATCH]

@@ -32,7 +32,7 @@ from wspool.core.protocol import encode_data
 from wspool.gateway.gateway import GATEWAY, Gateway
 from wspool.gateway.model import messages
 from wspool.gateway.rest import ApiError, json_body
-from wspool.state.engine import EngineUnavailableError
+from wspool.state.engine import EngineUnavailableError, OutcomeUnknownError
 
 __all__ = ["PUBLISH_WAIT", "routes"]
 
@@ -70,9 +70,12 @@ async def _publish(gateway: Gateway, batches: Mapping[str, list[str]]) -> dict[s
             return await gateway.engine.publish(batches, batch_id)
         except EngineUnavailableError as error:
             if loop.time() >= deadline:
-                raise EngineUnavailableError(
-                    f"not published (or not everywhere): {error}"
-                ) from None
+                outcome = (
+                    "published or not, unknown"
+                    if isinstance(error, OutcomeUnknownError)
+                    else "not published (a broadcast: perhaps on some channels)"
+                )
+                raise EngineUnavailableError(f"{outcome}: {error}") from None
             await asyncio.sleep(backoff.next_delay())
 
 
