@@ -10,9 +10,9 @@ import sys
 
 __all__ = ["main"]
 
-_SUBCOMMANDS = ("server", "gateway", "operator", "dev", "bench")
+_SUBCOMMANDS = ("server", "gateway", "operator", "dev", "bench", "publish")
 
-_EXTRAS = {"dev": "server,gateway"}
+_EXTRAS = {"dev": "server,gateway", "publish": "gateway"}
 """The extras of a subcommand that needs more than the one named after it."""
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from wspool import __version__
 from wspool.bench.settings import BENCH_OPTIONS, SCENARIOS, BenchSettings
+from wspool.client.messages import AuthenticationError, RequestError
+from wspool.core import jsoninput
 from wspool.core.config import (
     DEV_OPTIONS,
     GATEWAY_OPTIONS,
@@ -25,6 +27,7 @@ from wspool.core.config import (
     GatewaySettings,
     ServerSettings,
 )
+from wspool.core.jsoninput import MAX_BODY_BYTES
 from wspool.core.logs import configure_logging
 from wspool.core.options import (
     ConfigError,
@@ -36,6 +39,12 @@ from wspool.core.options import (
 from wspool.operator.model.settings import OPERATOR_OPTIONS, OperatorSettings
 
 __all__ = ["COMMAND_OPTIONS", "main"]
+
+PUBLISH_URL = "http://127.0.0.1:8080"
+PUBLISH_URL_ENV = "WSPOOL_URL"
+PUBLISH_TOKEN_ENV = "WSPOOL_API_TOKEN"
+"""Where ``wspool publish`` sends, and the variable holding its token (never a flag: ``ps``
+shows flags)."""
 
 COMMAND_OPTIONS: dict[str, tuple[type[Any], Sequence[Option]]] = {
     "dev": (DevSettings, DEV_OPTIONS),
@@ -103,6 +112,21 @@ def _parser() -> argparse.ArgumentParser:
         help=f"one or more of: {', '.join(SCENARIOS)}",
     )
     _add_options(bench, "bench")
+    publish = commands.add_parser(
+        "publish",
+        help="publish one message through a gateway's REST API (docs/server-api.md)",
+        description="Publish one message on a channel and print its offset. The token "
+        "(the admin token, or one allowed to publish on the channel) comes from "
+        f"${PUBLISH_TOKEN_ENV} or --token-file.",
+    )
+    publish.add_argument("channel", metavar="CHANNEL")
+    publish.add_argument("payload", metavar="JSON", help="the message's payload, as JSON")
+    publish.add_argument(
+        "--url",
+        default=os.environ.get(PUBLISH_URL_ENV, PUBLISH_URL),
+        help=f"the gateway [${PUBLISH_URL_ENV}; default {PUBLISH_URL}]",
+    )
+    publish.add_argument("--token-file", metavar="PATH", help="a file holding the token")
     return parser
 
 
@@ -159,12 +183,34 @@ def _run_bench(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
     return run_bench(settings, scenarios)
 
 
+def _run_publish(flags: dict[str, Any]) -> Coroutine[Any, Any, None]:
+    from wspool.client.publisher import Publisher
+
+    try:
+        payload = jsoninput.loads(flags["payload"], max_bytes=MAX_BODY_BYTES, what="JSON")
+    except jsoninput.JsonInputError as error:
+        raise ConfigError("JSON", str(error)) from None
+    token = os.environ.get(PUBLISH_TOKEN_ENV) or None
+    if flags["token_file"]:
+        try:
+            token = _read_text(flags["token_file"]).strip()
+        except OSError as error:
+            raise ConfigError("--token-file", error.strerror or str(error)) from None
+
+    async def publish() -> None:
+        async with Publisher(flags["url"], token=token) as publisher:
+            print(await publisher.publish(flags["channel"], payload))
+
+    return publish()
+
+
 _COMMANDS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]] = {
     "dev": _run_dev,
     "server": _run_server,
     "gateway": _run_gateway,
     "operator": _run_operator,
     "bench": _run_bench,
+    "publish": _run_publish,
 }
 
 _ON_UVLOOP = frozenset({"gateway"})
@@ -174,7 +220,8 @@ _ON_UVLOOP = frozenset({"gateway"})
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     flags = {k: v for k, v in vars(args).items() if k != "command"}
-    for notice in deprecated_variables(COMMAND_OPTIONS[args.command][1], os.environ):
+    options = COMMAND_OPTIONS[args.command][1] if args.command in COMMAND_OPTIONS else ()
+    for notice in deprecated_variables(options, os.environ):
         print(f"wspool {args.command}: {notice}", file=sys.stderr)
     try:
         coroutine = _COMMANDS[args.command](flags)
@@ -187,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(coroutine, uvloop=args.command in _ON_UVLOOP)
     except OSError as error:  # typically the port is taken
         print(f"wspool {args.command}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except (RequestError, AuthenticationError) as error:  # the pool refused a publish
+        print(f"wspool {args.command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.processes import http_get
+from tests.support.processes import http_get, http_request
 from tests.support.redis_server import free_port_run
 from tests.support.waiting import poll_until
 from tests.support.wsclient import TestClient
@@ -54,6 +55,59 @@ async def test_wspool_dev_serves_the_gateway_with_its_nodes_behind_it(dev: int) 
         await subscriber.subscribe("hello")
         await publisher.publish("hello", "world")
         assert (await subscriber.recv())["payload"] == "world"
+
+
+async def test_wspool_dev_takes_publishes_through_its_rest_api(dev: int) -> None:
+    url = f"ws://127.0.0.1:{dev}/ws"
+    async with TestClient(url) as a, TestClient(url) as b, TestClient(url) as c:
+        nodes = {client.connected["payload"]["serverId"] for client in (a, b, c)}
+        assert len(nodes) == 3
+        for client in (a, b, c):
+            await client.subscribe("hello")
+        batch = {"messages": [{"payload": n} for n in range(5)]}
+        status, answer = http_request(
+            "POST", f"http://127.0.0.1:{dev}/api/v1/channels/hello/messages", batch
+        )
+        assert status == 201
+        for client in (a, b, c):
+            received = [await client.recv() for _ in range(5)]
+            assert [f["payload"] for f in received] == list(range(5))
+            assert [f["offset"] for f in received] == answer["offsets"]
+
+
+async def test_wspool_publish_sends_one_message_and_prints_its_offset(dev: int) -> None:
+    url = f"ws://127.0.0.1:{dev}/ws"
+    async with TestClient(url) as subscriber:
+        await subscriber.subscribe("hello")
+        result = await asyncio.to_thread(
+            _wspool, "publish", "hello", '{"to": "world"}', "--url", f"http://127.0.0.1:{dev}"
+        )
+        assert result.returncode == 0, result.stderr
+        received = await subscriber.recv()
+        assert received["payload"] == {"to": "world"}
+        assert result.stdout.strip() == received["offset"]
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "says"),
+    [
+        (("hello", "{nope"), 2, "wspool publish: invalid JSON: "),
+        (("bad name", "1"), 1, "wspool publish: BAD_REQUEST: invalid channel name"),
+    ],
+)
+def test_wspool_publish_says_in_one_line_what_went_wrong(
+    dev: int, args: tuple[str, str], status: int, says: str
+) -> None:
+    result = _wspool("publish", *args, env={"WSPOOL_URL": f"http://127.0.0.1:{dev}"})
+    assert result.returncode == status
+    assert result.stderr.startswith(says)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_wspool_publish_to_no_gateway_says_so() -> None:
+    result = _wspool("publish", "hello", "1", "--url", f"http://127.0.0.1:{free_port_run(1)}")
+    assert result.returncode == 1
+    assert result.stderr.startswith("wspool publish: UNREACHABLE: POST ")
 
 
 def _wspool(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -20,6 +20,7 @@ from websockets.typing import Subprotocol
 from tests.support.processes import Farm, GatewayProcess, http_request, running_farm
 from tests.support.tokens import SECRET, hs256
 from tests.support.wsclient import TestClient
+from wspool.client import AuthenticationError, Publisher, RequestError
 
 ADMIN_TOKEN = "static-admin-token-of-some-length-0123456789"
 LIMIT = 3
@@ -75,6 +76,38 @@ def test_the_rest_api_wants_an_admin_credential_for_reads_and_changes(farm: Farm
     assert api(gateway, "GET", "/pool/config", hs256(sub="ops", roles=["admin"]))[0] == 200
     status, config = api(gateway, "POST", "/pool/config", ADMIN_TOKEN, {"slowStart": 5})
     assert (status, config["slowStart"]) == (200, 5.0)
+
+
+def test_a_backend_publishes_with_a_token_allowed_to_publish_or_an_admin_credential(
+    farm: Farm,
+) -> None:
+    gateway = farm.gateway
+    message = {"payload": {"price": 1}}
+    status, body = api(gateway, "POST", "/channels/prices.eur/messages", None, message)
+    assert (status, body["error"]["code"]) == (401, "UNAUTHORIZED")
+    status, body = api(gateway, "POST", "/channels/prices.eur/messages", user_token(), message)
+    assert status == 201, body
+    status, body = api(gateway, "POST", "/channels/news/messages", user_token(), message)
+    assert (status, body["error"]["code"]) == (403, "FORBIDDEN")
+    # A broadcast is refused whole when one of its channels is not allowed.
+    both = {"channels": ["prices.usd", "news"], "payload": 1}
+    assert api(gateway, "POST", "/broadcast", user_token(), both)[0] == 403
+    history = api(gateway, "GET", "/channels/prices.usd/messages", ADMIN_TOKEN)[1]
+    assert history["messages"] == []
+    assert api(gateway, "POST", "/broadcast", ADMIN_TOKEN, both)[0] == 201
+    # Reading history is a read of the API: an admin's.
+    assert api(gateway, "GET", "/channels/prices.eur/messages", user_token())[0] == 403
+
+
+async def test_the_python_publisher_shows_its_token_and_hears_refusals(farm: Farm) -> None:
+    async with Publisher(farm.gateway.http, token=user_token) as publisher:
+        assert (await publisher.publish("prices.gbp", 1)).endswith(":1")
+        with pytest.raises(RequestError) as refused:
+            await publisher.publish("news", 1)
+        assert refused.value.code == "FORBIDDEN"
+    async with Publisher(farm.gateway.http, token="not-a-token") as stranger:
+        with pytest.raises(AuthenticationError):
+            await stranger.publish("prices.gbp", 1)
 
 
 def test_a_client_asking_for_a_ticket_shows_its_token_and_gets_its_own_identity(

@@ -4,7 +4,8 @@ Pure: the key material arrives as text (the command line reads files and environ
 verification runs in memory with PyJWT. A :class:`Verifier` turns a token into
 :class:`Claims` or raises :class:`AuthError`; :func:`token_from_handshake` finds the token in
 a WebSocket handshake (for browsers, among the :func:`offered_subprotocols`);
-:func:`authorize_api` decides whether a REST call may proceed.
+:func:`authorize_api` decides whether a REST call may proceed, :func:`authorize_publish`
+whether a REST publish may.
 
 Token claims (docs/security.md): ``sub`` is the client id, ``exp`` is required, ``nbf`` is
 honoured, ``iss``/``aud`` are checked when configured, and
@@ -28,7 +29,7 @@ import fnmatch
 import hmac
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeGuard
@@ -53,6 +54,7 @@ __all__ = [
     "PermissionDeniedError",
     "Verifier",
     "authorize_api",
+    "authorize_publish",
     "is_client_id",
     "offered_subprotocols",
     "open_claims",
@@ -323,8 +325,45 @@ def authorize_api(policy: ApiPolicy, access: ApiAccess, authorization: str | Non
     role. Returns the caller's claims when a token was checked."""
     if policy.insecure or (access is ApiAccess.READ and policy.open_reads):
         return None
+    claims = _api_caller(policy, authorization, "this call needs an admin credential")
+    if claims is not None and ADMIN_ROLE not in claims.roles:
+        raise PermissionDeniedError(f"this call needs the {ADMIN_ROLE!r} role")
+    return claims
+
+
+def authorize_publish(
+    policy: ApiPolicy, authorization: str | None
+) -> Callable[[Iterable[str]], None]:
+    """Check the credential of a REST publish; returns the check of its channels.
+
+    The caller is known before the body is read (strangers get nothing parsed); the
+    returned function raises :class:`PermissionDeniedError` unless every channel is one an
+    admin credential, or the token's ``channels.publish`` patterns, allow.
+    """
+    if policy.insecure:
+        return _allow_all
+    claims = _api_caller(
+        policy, authorization, "publishing needs an admin credential or a token that may publish"
+    )
+    if claims is None or ADMIN_ROLE in claims.roles:
+        return _allow_all
+
+    def check(channels: Iterable[str]) -> None:
+        for channel in channels:
+            if not claims.may_publish(channel):
+                raise PermissionDeniedError(f"this token may not publish to {channel}")
+
+    return check
+
+
+def _allow_all(channels: Iterable[str]) -> None:
+    """The channel check of an admin credential: every channel."""
+
+
+def _api_caller(policy: ApiPolicy, authorization: str | None, needed: str) -> Claims | None:
+    """The claims of the token shown, or None for the static admin token."""
     if authorization is None:
-        raise AuthError("this call needs an admin credential: Authorization: Bearer <token>")
+        raise AuthError(f"{needed}: Authorization: Bearer <token>")
     token = token_from_handshake(authorization, "", ())
     assert token is not None
     if policy.admin_token is not None and hmac.compare_digest(
@@ -333,10 +372,7 @@ def authorize_api(policy: ApiPolicy, access: ApiAccess, authorization: str | Non
         return None
     if policy.verifier is None:
         raise AuthError("invalid admin token")
-    claims = policy.verifier.verify(token)
-    if ADMIN_ROLE not in claims.roles:
-        raise PermissionDeniedError(f"this call needs the {ADMIN_ROLE!r} role")
-    return claims
+    return policy.verifier.verify(token)
 
 
 def parse_jwks(text: str) -> dict[str, Any]:

@@ -121,8 +121,28 @@ class PlaneSettings:
         "bytes queued to a client before it is closed as a slow consumer (1008)",
         metavar="BYTES",
     )
+    history_size: int = option(
+        10_000,
+        "--history-size",
+        "WSPOOL_HISTORY_SIZE",
+        checks.integer(0),
+        "messages kept per channel for recovery (0: none); same on every node and gateway",
+        metavar="N",
+    )
+    history_ttl: float = option(
+        300.0,
+        "--history-ttl",
+        "WSPOOL_HISTORY_TTL",
+        checks.seconds(0, above=True),
+        "seconds a message stays in its channel's history; same on every node and gateway",
+        metavar="SECONDS",
+    )
     log_format: str = LOG_FORMAT.declare("json")
     log_level: str = LOG_LEVEL.declare("info")
+
+    @property
+    def history(self) -> HistoryPolicy:
+        return HistoryPolicy(self.history_size, self.history_ttl)
 
 
 def _seconds(default: float, flag: str, env: str, meaning: str) -> float:
@@ -180,20 +200,6 @@ class NodeSettings(PlaneSettings):
         "WSPOOL_ACTIVITY_FLUSH_INTERVAL",
         "seconds between writes of lastActivity (coalesced)",
     )
-    history_size: int = option(
-        10_000,
-        "--history-size",
-        "WSPOOL_HISTORY_SIZE",
-        checks.integer(0),
-        "messages of history kept per channel for recovery (0: none); same on every node",
-        metavar="N",
-    )
-    history_ttl: float = _seconds(
-        300.0,
-        "--history-ttl",
-        "WSPOOL_HISTORY_TTL",
-        "seconds a message stays in its channel's history; same on every node",
-    )
     session_ttl: float = _seconds(
         3600.0,
         "--session-ttl",
@@ -208,10 +214,6 @@ class NodeSettings(PlaneSettings):
             raise ConfigError("--node-ttl", "must be longer than --heartbeat-interval")
         if self.session_ttl <= self.activity_flush_interval:
             raise ConfigError("--session-ttl", "must be longer than --activity-flush-interval")
-
-    @property
-    def history(self) -> HistoryPolicy:
-        return HistoryPolicy(self.history_size, self.history_ttl)
 
 
 @dataclass(frozen=True, slots=True)

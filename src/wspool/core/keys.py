@@ -67,9 +67,17 @@ class Keys:
         return f"{self.prefix}hist:{{{name}}}:meta"
 
     def history_batch(self, name: str, batch_id: str) -> str:
-        """Marker of one published batch (its last offset), so that sending the batch again
-        after an unanswered publish does not write it twice."""
+        """Marker of one published batch (its last frame's position), so that sending the
+        batch again after an unanswered publish does not write it twice."""
         return f"{self.prefix}hist:{{{name}}}:b:{batch_id}"
+
+    def presence(self, name: str, server_id: str) -> str:
+        """Hash of a channel's subscribers on one node: connection id → client id."""
+        return f"{self.prefix}presence:{{{name}}}:{server_id}"
+
+    def server_channels(self, server_id: str) -> str:
+        """Set of the channels a node has subscribers on (each with its :meth:`presence`)."""
+        return f"{self.prefix}server:{server_id}:channels"
 
     def used_ticket(self, ticket_id: str) -> str:
         """Present while a used connection ticket has not expired: a ticket opens one connection."""

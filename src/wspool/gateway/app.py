@@ -1,7 +1,8 @@
 """``create_app``: the gateway as an aiohttp application, built by a factory.
 
 The app holds one :class:`Gateway` under :data:`GATEWAY`, started and stopped by its
-cleanup context; ``/ws`` is the load balancer path, the rest is the REST API.
+cleanup context; ``/ws`` is the load balancer path, the rest is the REST API
+(:mod:`.rest` for the pool and its connections, :mod:`.channels` for publishing and history).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from wspool.core.config import GatewaySettings
 from wspool.core.jsoninput import MAX_BODY_BYTES
+from wspool.gateway import channels
 from wspool.gateway.gateway import GATEWAY, Gateway, GatewayEngine
 from wspool.gateway.relay import relay_websocket
 from wspool.gateway.rest import ApiError, error_middleware, routes
@@ -47,4 +49,5 @@ def create_app(settings: GatewaySettings, engine: GatewayEngine) -> web.Applicat
     app.router.add_get("/ws", _websocket)
     app.router.add_get("/", _websocket)
     app.add_routes(routes)
+    app.add_routes(channels.routes)
     return app

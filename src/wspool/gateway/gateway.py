@@ -3,7 +3,8 @@
 :class:`Gateway` is what the aiohttp app keeps under :data:`GATEWAY`; it starts the refresh
 loop (registry, shared config, replica count) and the health checks, and stops them in
 reverse order, closing its :class:`GatewayEngine` last. A gateway subscribes to nothing: it
-only publishes, commands to nodes over their control channel. Nothing about it is global, so
+only publishes (commands to nodes over their control channel, and what backends publish
+through the REST API) and reads channel histories. Nothing about it is global, so
 tests run several replicas in one process.
 """
 
@@ -32,6 +33,7 @@ from wspool.state.engine import (
     ConnectionStore,
     EngineUnavailableError,
     GatewayState,
+    HistoryReader,
     NodeRegistry,
     Publisher,
 )
@@ -42,10 +44,13 @@ __all__ = ["GATEWAY", "Gateway", "GatewayEngine"]
 log = logging.getLogger(__name__)
 
 
-class GatewayEngine(Publisher, ConnectionStore, NodeRegistry, GatewayState, Protocol):
+class GatewayEngine(
+    Publisher, HistoryReader, ConnectionStore, NodeRegistry, GatewayState, Protocol
+):
     """What a gateway replica needs of the state engine: the registry and the state replicas
-    share, for the pool manager; connection records and the nodes' control channels, for
-    the REST API. The replica closes it when it stops."""
+    share, for the pool manager; connection records, the nodes' control channels and the
+    channels' histories (publishing and reading them), for the REST API. The replica closes
+    it when it stops."""
 
     async def close(self) -> None: ...
 

@@ -41,7 +41,7 @@ async def start_gateway(
     settings: GatewaySettings, broker: MemoryBroker | None = None
 ) -> web.AppRunner:
     """Start listening; the caller stops it with ``await runner.cleanup()``."""
-    engine = create_engine(settings.redis_url, settings.key_prefix, broker)
+    engine = create_engine(settings.redis_url, settings.key_prefix, broker, settings.history)
     app = create_app(settings, engine)
     options = connection_options(settings)
     runner = web.AppRunner(app, shutdown_timeout=2.0, **options)

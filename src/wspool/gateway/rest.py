@@ -1,7 +1,7 @@
 """The pool manager's REST API (``/api/v1``), the gateway's ``/health`` and ``/metrics``.
 
 Every error is JSON ``{"error": {"code", "message"}}``; the one place that turns failures
-into statuses is :func:`error_middleware`. Bodies are read by :func:`_json_body` under the
+into statuses is :func:`error_middleware`. Bodies are read by :func:`json_body` under the
 rule of every JSON input (``core.jsoninput``): at most 64 KiB (413 ``TOO_LARGE``), nested at
 most 64 levels, strict JSON (400 ``BAD_REQUEST``).
 """
@@ -13,6 +13,7 @@ import json
 import logging
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -40,11 +41,12 @@ from wspool.core.records import ConnectionRecord, iso_time
 from wspool.core.tickets import TICKET_TTL, Ticket, issue_ticket
 from wspool.gateway.gateway import GATEWAY, Gateway
 from wspool.gateway.model.nodeurls import socket_url
+from wspool.gateway.model.openapi import openapi_document
 from wspool.gateway.model.poolstats import node_rates, pool_metrics
 from wspool.gateway.pool import NodeState
 from wspool.state.engine import EngineUnavailableError
 
-__all__ = ["ApiError", "error_middleware", "routes"]
+__all__ = ["ApiError", "error_middleware", "json_body", "routes"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,9 @@ CLOSE_WAIT = 2.0
 TOMBSTONE_TTL = 86400.0
 """Seconds a closed connection's tombstone is kept for a node that was not listening: a
 node frozen for longer has lost its clients to their own timeouts anyway."""
+
+OPENAPI = openapi_document()
+"""The REST API as ``/api/v1/openapi.json`` describes it."""
 
 routes = web.RouteTableDef()
 
@@ -70,12 +75,18 @@ def _error(status: HTTPStatus, code: str, message: str) -> web.Response:
     return web.json_response(error_body(code, message), status=status)
 
 
+SELF_AUTHORIZED = frozenset({"create_connection", "publish", "broadcast", "openapi"})
+"""The routes (by name) whose handlers check the caller: asking for a ticket takes any
+client's token, publishing a token allowed to publish (or an admin credential); the API's
+own description takes none."""
+
+
 def _access(request: web.Request) -> ApiAccess | None:
-    """What a call needs: reads (and asking for a ticket) or changes; None for probes."""
+    """What a call needs: reads or changes; None for probes and self-authorized routes."""
     if not request.path.startswith("/api/"):
         return None
-    if request.method == "POST" and request.path == "/api/v1/connections":
-        return None  # any client with a valid token: checked by the handler
+    if request.match_info.route.name in SELF_AUTHORIZED:
+        return None
     if request.method in ("GET", "HEAD"):
         return ApiAccess.READ
     return ApiAccess.WRITE
@@ -122,7 +133,7 @@ def _gateway(request: web.Request) -> Gateway:
     return request.app[GATEWAY]
 
 
-async def _json_body(request: web.Request) -> Any:
+async def json_body(request: web.Request) -> Any:
     """The request's JSON body under the rule of every JSON input (core.jsoninput)."""
     if not request.can_read_body:
         return {}
@@ -196,7 +207,7 @@ async def get_pool_config(request: web.Request) -> web.Response:
 @routes.post("/api/v1/pool/config")
 async def set_pool_config(request: web.Request) -> web.Response:
     gateway = _gateway(request)
-    patch = await _json_body(request)
+    patch = await json_body(request)
     try:
         config = gateway.pool.config.merged(patch)
     except PoolConfigError as error:
@@ -233,12 +244,12 @@ async def pool_health(request: web.Request) -> web.Response:
 # connections ----------------------------------------------------------------------------
 
 
-@routes.post("/api/v1/connections")
+@routes.post("/api/v1/connections", name="create_connection")
 async def create_connection(request: web.Request) -> web.Response:
     """Direct mode: choose a node now and hand out a ticket to connect to it."""
     gateway = _gateway(request)
     claims = _client_claims(gateway, request)  # before the body: strangers get nothing parsed
-    body = await _json_body(request)
+    body = await json_body(request)
     if not isinstance(body, dict):
         raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "body must be a JSON object")
     unknown = body.keys() - {"clientId"}
@@ -311,26 +322,69 @@ async def delete_connection(request: web.Request) -> web.Response:
     close stands: a tombstone tells a node that comes back to close the connection at once.
     """
     gateway = _gateway(request)
-    engine = gateway.engine
     record = await _connection(gateway, request.match_info["id"])
-    await engine.mark_closed(record.id, TOMBSTONE_TTL)
-    command = control.encode(control.CloseConnection(record.id))
-    await engine.publish({control.channel(record.server_id): [command]})
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + CLOSE_WAIT
-    while await engine.get_connection(record.id) is not None:
-        if loop.time() >= deadline:
-            if record.server_id not in {node.id for node in await engine.list_nodes()}:
-                # Its node's registration lapsed and the record outlived the sweep: nobody
-                # else removes it (a node that wakes writes it again, then closes it).
-                await engine.remove_connections([record])
-            answer = {**record.to_json(), "closed": False, "pending": True}
-            return web.json_response(answer, status=HTTPStatus.ACCEPTED)
-        await asyncio.sleep(0.05)
+    if await _close(gateway, [record]):
+        answer = {**record.to_json(), "closed": False, "pending": True}
+        return web.json_response(answer, status=HTTPStatus.ACCEPTED)
     return web.json_response({**record.to_json(), "closed": True})
 
 
+@routes.delete("/api/v1/clients/{clientId}/connections")
+async def delete_client_connections(request: web.Request) -> web.Response:
+    """Close every connection of a client id, wherever it is, as ``DELETE
+    /connections/{id}`` closes one: 200 once every node closed its own, 202 naming those
+    still ``pending`` (their close stands)."""
+    gateway = _gateway(request)
+    client_id = request.match_info["clientId"]
+    if not is_client_id(client_id):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", f"clientId must be {CLIENT_ID_RULE}")
+    records = await gateway.engine.client_connections(client_id)
+    pending = {r.id for r in await _close(gateway, records)}
+    answer = {
+        "clientId": client_id,
+        "closed": sorted(r.id for r in records if r.id not in pending),
+        "pending": sorted(pending),
+    }
+    return web.json_response(answer, status=HTTPStatus.ACCEPTED if pending else HTTPStatus.OK)
+
+
+async def _close(gateway: Gateway, records: list[ConnectionRecord]) -> list[ConnectionRecord]:
+    """Close connections on whichever nodes hold them; returns those whose node did not
+    within :data:`CLOSE_WAIT`. Their close stands: a tombstone tells a node that comes back
+    to close the connection at once."""
+    engine = gateway.engine
+    commands: defaultdict[str, list[str]] = defaultdict(list)
+    for record in records:
+        await engine.mark_closed(record.id, TOMBSTONE_TTL)
+        commands[control.channel(record.server_id)].append(
+            control.encode(control.CloseConnection(record.id))
+        )
+    if commands:
+        await engine.publish(commands)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CLOSE_WAIT
+    open_ = records
+    while open_:
+        open_ = [r for r in open_ if await engine.get_connection(r.id) is not None]
+        if not open_ or loop.time() >= deadline:
+            break
+        await asyncio.sleep(0.05)
+    if open_:
+        live = {node.id for node in await engine.list_nodes()}
+        # Records whose node's registration lapsed and that outlived the sweep: nobody else
+        # removes them (a node that wakes writes them again, then closes them).
+        stale = [r for r in open_ if r.server_id not in live]
+        if stale:
+            await engine.remove_connections(stale)
+    return open_
+
+
 # the gateway itself ---------------------------------------------------------------------
+
+
+@routes.get("/api/v1/openapi.json", name="openapi")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
 
 
 @routes.get("/health")

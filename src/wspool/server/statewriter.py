@@ -7,6 +7,12 @@ interval. Every live session is rewritten at ``refresh_interval`` (a third of th
 TTL in the store) so that only records of connections that are gone can expire. When the
 store is unreachable the writer keeps what it owes, and once the store
 is back it rewrites every live session, so the copy converges after an outage.
+
+Presence (who is subscribed where, ``ConnectionStore.update_presence``) rides on the same
+batches: the writer remembers which channels of each session it wrote and sends only the
+joins and leaves since, so a subscribe costs one more write in a batch that was going out
+anyway, and a published message costs nothing. A full rewrite (refresh, resync) writes every
+session's channels again, renewing their expiry.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Mapping
 
 from wspool.core.backoff import Backoff
@@ -45,6 +52,9 @@ class StateWriter:
         self._batch_delay = batch_delay
         self._dirty: set[str] = set()
         self._removed: dict[str, ConnectionRecord] = {}
+        self._present: dict[str, frozenset[str]] = {}
+        """The channels of each session that the store's presence holds."""
+        self._full = False
         self._activity_since = 0.0
         self._refresh_interval = refresh_interval
         self._refreshed_at = 0.0
@@ -76,6 +86,7 @@ class StateWriter:
     def resync(self) -> None:
         """Rewrite every live session (after the store comes back)."""
         self._dirty.update(self._sessions)
+        self._full = True
         self._wakeup.set()
 
     async def _run(self) -> None:
@@ -103,15 +114,44 @@ class StateWriter:
         if now - self._refreshed_at >= self._refresh_interval:
             self._refreshed_at = now
             self._dirty.update(self._sessions)
+            self._full = True
         dirty, self._dirty = self._dirty, set()
         removed, self._removed = self._removed, {}
+        full, self._full = self._full, False
         records = [self._sessions[sid].record() for sid in dirty if sid in self._sessions]
+        joined, left = self._presence_changes(records, removed, full)
         try:
             if records:
                 await self._store.save_connections(records)
             if removed:
                 await self._store.remove_connections(list(removed.values()))
+            if joined or left:
+                server_id = (records or list(removed.values()))[0].server_id
+                await self._store.update_presence(server_id, joined, left)
         except EngineUnavailableError:
             self._dirty |= dirty
             self._removed = removed | self._removed
+            self._full |= full
             raise
+        for record in records:
+            self._present[record.id] = frozenset(record.channels)
+        for sid in removed:
+            self._present.pop(sid, None)
+
+    def _presence_changes(
+        self, records: list[ConnectionRecord], removed: dict[str, ConnectionRecord], full: bool
+    ) -> tuple[dict[str, dict[str, str]], dict[str, list[str]]]:
+        """The joins (channel → connection id → client id) and leaves (channel →
+        connection ids) since what the store holds; every channel again when ``full``."""
+        joined: defaultdict[str, dict[str, str]] = defaultdict(dict)
+        left: defaultdict[str, list[str]] = defaultdict(list)
+        for record in records:
+            before = self._present.get(record.id, frozenset())
+            for channel in record.channels if full else set(record.channels) - before:
+                joined[channel][record.id] = record.client_id
+            for channel in before.difference(record.channels):
+                left[channel].append(record.id)
+        for sid in removed:
+            for channel in self._present.get(sid, ()):
+                left[channel].append(sid)
+        return joined, left

@@ -3,13 +3,14 @@
 Each part of the pool sees Redis (or the in-memory stand-in of ``wspool dev``) only through
 the interfaces it uses:
 
-- :class:`MessageBus` (its :class:`Publisher` half alone for whoever only sends): pub/sub
+- :class:`MessageBus` (its :class:`Publisher` and :class:`HistoryReader` parts alone for
+  whoever only sends and reads, as the gateway's REST API does): pub/sub
   that carries already-encoded ``data`` frames between nodes, and each channel's bounded
   history. The bus gives every published frame its channel's next offset (``"offset"`` is
   spliced into the frame) in the same atomic step that stores and publishes it, so offsets
   follow the order in which subscribers receive the frames;
 - :class:`ConnectionStore`: connection records, used tickets, tombstones of closed
-  connections;
+  connections, and presence (each node's subscribers per channel);
 - :class:`NodeRegistry`: which nodes are alive, and sweeping the state of dead ones;
 - :class:`AddressLimits`: connections and attempts per client address, pool-wide;
 - :class:`GatewayState`: what gateway replicas share: their registrations, their health
@@ -32,6 +33,7 @@ __all__ = [
     "ConnectionStore",
     "EngineUnavailableError",
     "GatewayState",
+    "HistoryReader",
     "MessageBus",
     "MessageHandler",
     "NodeRegistry",
@@ -60,19 +62,40 @@ class OutcomeUnknownError(EngineUnavailableError):
 class Publisher(Protocol):
     """Publishing on channels; works without a subscription link (:meth:`MessageBus.start`)."""
 
-    async def publish(self, batches: Mapping[str, Sequence[str]], batch_id: str = "") -> None:
+    async def publish(
+        self, batches: Mapping[str, Sequence[str]], batch_id: str = ""
+    ) -> dict[str, StreamPosition]:
         """Publish encoded JSON-object frames per channel, in this order within a channel;
-        each gets the channel's next offset and a place in its history.
+        each gets the channel's next offset and a place in its history. Returns the
+        position of each channel's last frame (the others precede it, one offset apart).
 
         With a ``batch_id``, publishing the same batches again with the same id writes
-        nothing that was written before (for ten minutes). ``OutcomeUnknownError`` when
+        nothing that was written before (for ten minutes) and returns the same positions
+        as the first time. ``OutcomeUnknownError`` when
         the request went out and no answer came; ``EngineUnavailableError`` when nothing
         was written.
         """
         ...
 
 
-class MessageBus(Publisher, Protocol):
+class HistoryReader(Protocol):
+    """Reading channel histories; works without a subscription link, as publishing does."""
+
+    async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
+        """The channel's position now and, given ``since``, every frame after it.
+
+        Starts the channel's epoch when it has none, so a position handed to a subscriber
+        of a quiet channel stays valid once messages flow.
+        """
+        ...
+
+    async def read_recent(self, channel: str, count: int) -> HistoryRead:
+        """The channel's position now and its newest ``count`` frames still kept, oldest
+        first; starts the channel's epoch as :meth:`read_history` does."""
+        ...
+
+
+class MessageBus(Publisher, HistoryReader, Protocol):
     """Cross-node pub/sub with a bounded, offset-numbered history per channel."""
 
     @property
@@ -85,14 +108,6 @@ class MessageBus(Publisher, Protocol):
         ...
 
     async def close(self) -> None: ...
-
-    async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
-        """The channel's position now and, given ``since``, every frame after it.
-
-        Starts the channel's epoch when it has none, so a position handed to a subscriber
-        of a quiet channel stays valid once messages flow.
-        """
-        ...
 
     async def subscribe(self, channel: str) -> None:
         """Receive ``channel``; returns once messages published from now on will arrive."""
@@ -126,6 +141,29 @@ class ConnectionStore(Protocol):
         """Those of ``connection_ids`` that have a tombstone."""
         ...
 
+    async def client_connections(self, client_id: str) -> list[ConnectionRecord]:
+        """The records of every connection of a client id, on whichever node."""
+        ...
+
+    async def update_presence(
+        self,
+        server_id: str,
+        joined: Mapping[str, Mapping[str, str]],
+        left: Mapping[str, Collection[str]],
+    ) -> None:
+        """Record who is subscribed where on one node: ``joined[channel]`` maps connection
+        ids to client ids, ``left[channel]`` names connection ids gone from it. Kept as
+        long as connection records; :meth:`NodeRegistry.purge_node` removes a node's."""
+        ...
+
+    async def presence(self, channel: str, server_ids: Collection[str]) -> dict[str, str]:
+        """Connection id → client id of the channel's subscribers on the given nodes."""
+        ...
+
+    async def channel_counts(self, server_ids: Collection[str]) -> dict[str, int]:
+        """Subscribers per channel on the given nodes (channels without any left out)."""
+        ...
+
 
 class NodeRegistry(Protocol):
     """The nodes of the pool: announced by their heartbeat, swept by survivors when it stops."""
@@ -143,8 +181,8 @@ class NodeRegistry(Protocol):
         ...
 
     async def purge_node(self, server_id: str) -> int:
-        """Remove a node's registration, health verdict and every connection record it left;
-        returns how many records."""
+        """Remove a node's registration, health verdict, presence and every connection
+        record it left; returns how many records."""
         ...
 
     async def sweep_dead_nodes(self) -> list[str]:

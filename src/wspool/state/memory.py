@@ -66,6 +66,10 @@ class MemoryBroker:
     address_slots: dict[str, dict[str, float]] = field(default_factory=dict)
     address_attempts: dict[str, list[float]] = field(default_factory=dict)
     health: dict[str, tuple[NodeHealth, float]] = field(default_factory=dict)
+    presence: defaultdict[str, dict[str, dict[str, str]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    """Node → channel → connection id → client id."""
     pool_config: dict[str, Any] | None = None
     gateways: dict[str, float] = field(default_factory=dict)
     marks: dict[str, float] = field(default_factory=dict)
@@ -99,10 +103,13 @@ class MemoryEngine:
             engines.discard(self)
         self._on_message = None
 
-    async def publish(self, batches: Mapping[str, Sequence[str]], batch_id: str = "") -> None:
+    async def publish(
+        self, batches: Mapping[str, Sequence[str]], batch_id: str = ""
+    ) -> dict[str, StreamPosition]:
         # In one process a publish always has an outcome: there is nothing to send twice.
         broker = self._broker
         now = broker.clock()
+        positions: dict[str, StreamPosition] = {}
         for channel, frames in batches.items():
             history = broker.history[channel]
             start = StreamPosition(history.epoch, history.top + 1)
@@ -115,6 +122,8 @@ class MemoryEngine:
             history.trim(broker.history_policy.for_channel(channel), now)
             for engine in broker.subscribers.get(channel, ()):
                 engine._deliver(channel, start, numbered)
+            positions[channel] = StreamPosition(history.epoch, history.top)
+        return positions
 
     async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
         history = self._broker.history[channel]
@@ -127,6 +136,13 @@ class MemoryEngine:
             return HistoryRead(top, None)
         kept = history.frames
         return HistoryRead(top, [f for _, f in itertools.islice(kept, len(kept) - wanted, None)])
+
+    async def read_recent(self, channel: str, count: int) -> HistoryRead:
+        history = self._broker.history[channel]
+        history.trim(self._broker.history_policy, self._broker.clock())
+        kept = history.frames
+        frames = [f for _, f in itertools.islice(kept, max(0, len(kept) - count), None)]
+        return HistoryRead(StreamPosition(history.epoch, history.top), frames)
 
     def _deliver(self, channel: str, start: StreamPosition, frames: list[str]) -> None:
         if self._loop is not None and self._on_message is not None:
@@ -208,6 +224,7 @@ class MemoryEngine:
     async def purge_node(self, server_id: str) -> int:
         self._broker.nodes.pop(server_id, None)
         self._broker.health.pop(server_id, None)
+        self._broker.presence.pop(server_id, None)
         ids = self._broker.server_sets.pop(server_id, set())
         for connection_id in ids:
             record = self._broker.connections.get(connection_id)
@@ -221,6 +238,41 @@ class MemoryEngine:
         for server_id in dead:
             await self.purge_node(server_id)
         return dead
+
+    async def client_connections(self, client_id: str) -> list[ConnectionRecord]:
+        ids = sorted(self._broker.client_sets.get(client_id, ()))
+        return [self._broker.connections[c] for c in ids if c in self._broker.connections]
+
+    async def update_presence(
+        self,
+        server_id: str,
+        joined: Mapping[str, Mapping[str, str]],
+        left: Mapping[str, Collection[str]],
+    ) -> None:
+        channels = self._broker.presence[server_id]
+        for channel, members in joined.items():
+            channels.setdefault(channel, {}).update(members)
+        for channel, ids in left.items():
+            members = channels.get(channel, {})
+            for connection_id in ids:
+                members.pop(connection_id, None)
+            if not members:
+                channels.pop(channel, None)
+
+    async def presence(self, channel: str, server_ids: Collection[str]) -> dict[str, str]:
+        presence = self._broker.presence
+        return {
+            c: client
+            for server_id in server_ids
+            for c, client in presence.get(server_id, {}).get(channel, {}).items()
+        }
+
+    async def channel_counts(self, server_ids: Collection[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for server_id in server_ids:
+            for channel, members in self._broker.presence.get(server_id, {}).items():
+                counts[channel] = counts.get(channel, 0) + len(members)
+        return counts
 
     # limits per client address ---------------------------------------------------------
 

@@ -20,6 +20,7 @@ import contextlib
 import logging
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from redis.asyncio.client import PubSub
 from redis.exceptions import NoScriptError, RedisError
@@ -37,9 +38,12 @@ from wspool.state.redis_client import connect, run
 from wspool.state.redis_history import (
     PUBLISH_SCRIPT,
     READ_SCRIPT,
+    RECENT_SCRIPT,
     publish_args,
     read_args,
     read_result,
+    recent_args,
+    recent_result,
     split_message,
 )
 from wspool.tasks import cancel_and_wait
@@ -81,8 +85,7 @@ class RedisBus:
         self._on_message: MessageHandler | None = None
         self._on_status: StatusHandler | None = None
         self._available = False
-        self._publish_sha = ""
-        self._read_sha = ""
+        self._shas: dict[str, str] = {}  # each script's sha, once loaded
 
     @property
     def available(self) -> bool:
@@ -99,10 +102,13 @@ class RedisBus:
         await self._redis.aclose()
         await self._pubsub_redis.aclose()
 
-    async def publish(self, batches: Mapping[str, Sequence[str]], batch_id: str = "") -> None:
+    async def publish(
+        self, batches: Mapping[str, Sequence[str]], batch_id: str = ""
+    ) -> dict[str, StreamPosition]:
         pending = dict(batches)
+        positions: dict[str, StreamPosition] = {}
         for _ in range(2):  # a second pass only after Redis forgot the script (restart)
-            if not self._publish_sha:
+            if not self._shas:
                 await self._load_scripts()
             channels = list(pending)
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -118,12 +124,15 @@ class RedisBus:
                         list(pending[channel]),
                         marked=bool(batch_id),
                     )
-                    pipe.evalsha(self._publish_sha, 3, *keys, *args)
+                    pipe.evalsha(self._shas[PUBLISH_SCRIPT], 3, *keys, *args)
                 try:
                     results = await run(pipe.execute(raise_on_error=False))
                 except EngineUnavailableError as error:
                     # Sent, perhaps run, never answered (Redis frozen, link cut mid-request).
                     raise OutcomeUnknownError(str(error)) from error.__cause__
+            for channel, result in zip(channels, results, strict=True):
+                if isinstance(result, str):
+                    positions[channel] = StreamPosition.parse(result)
             # NOSCRIPT means the script did not run, so publishing that channel again is safe.
             pending = {
                 c: pending[c]
@@ -134,27 +143,37 @@ class RedisBus:
             if not pending:
                 if errors:
                     raise EngineUnavailableError(str(errors[0]))
-                return
-            self._publish_sha = ""
+                return positions
+            self._shas = {}
         raise EngineUnavailableError("Redis refuses the publish script")
 
     async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
+        raw = await self._run_reader(READ_SCRIPT, channel, read_args(self._history, since))
+        return read_result(raw, since)
+
+    async def read_recent(self, channel: str, count: int) -> HistoryRead:
+        return recent_result(
+            await self._run_reader(RECENT_SCRIPT, channel, recent_args(self._history, count))
+        )
+
+    async def _run_reader(self, script: str, channel: str, args: list[str]) -> Any:
+        """Run one of the reading scripts on a channel's history keys."""
         keys = (self._keys.history(channel), self._keys.history_meta(channel))
-        args = read_args(self._history, since)
-        if not self._read_sha:
+        if not self._shas:
             await self._load_scripts()
         try:
-            raw = await run(self._redis.evalsha(self._read_sha, 2, *keys, *args))
+            return await run(self._redis.evalsha(self._shas[script], 2, *keys, *args))
         except EngineUnavailableError as error:
             if not isinstance(error.__cause__, NoScriptError):
                 raise
             await self._load_scripts()
-            raw = await run(self._redis.evalsha(self._read_sha, 2, *keys, *args))
-        return read_result(raw, since)
+            return await run(self._redis.evalsha(self._shas[script], 2, *keys, *args))
 
     async def _load_scripts(self) -> None:
-        self._publish_sha = await run(self._redis.script_load(PUBLISH_SCRIPT))
-        self._read_sha = await run(self._redis.script_load(READ_SCRIPT))
+        shas = {}
+        for script in (PUBLISH_SCRIPT, READ_SCRIPT, RECENT_SCRIPT):
+            shas[script] = await run(self._redis.script_load(script))
+        self._shas = shas
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)

@@ -5,8 +5,9 @@ Besides the bus (:mod:`wspool.state.redis_bus`) it implements every store interf
 registry; limits per client address; and what gateway replicas share. Commands go through
 the bus's command client, pipelined (one round trip per batch).
 
-Connection records and the client session sets expire ``session_ttl`` seconds after their
-last write; the node's state writer rewrites live ones well before that, so only records
+Connection records, the client session sets and presence (a hash per channel and node, of
+connection id → client id, and a set per node of its channels) expire ``session_ttl`` seconds
+after their last write; the node's state writer rewrites live ones well before that, so only records
 nobody owns any more (a farm that died whole, with nobody to sweep it) go away by themselves.
 """
 
@@ -112,6 +113,68 @@ class RedisEngine(RedisBus):
             found = await run(pipe.execute())
         return {c for c, exists in zip(ids, found, strict=True) if exists}
 
+    async def client_connections(self, client_id: str) -> list[ConnectionRecord]:
+        ids = sorted(await run(self._redis.smembers(self._keys.client_sessions(client_id))))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for connection_id in ids:
+                pipe.hgetall(self._keys.conn(connection_id))
+            hashes: list[dict[str, str]] = await run(pipe.execute())
+        return [ConnectionRecord.from_hash(h) for h in hashes if h]
+
+    # presence --------------------------------------------------------------------------
+
+    async def update_presence(
+        self,
+        server_id: str,
+        joined: Mapping[str, Mapping[str, str]],
+        left: Mapping[str, Collection[str]],
+    ) -> None:
+        keys, ttl = self._keys, self._session_ttl_ms
+        channels = list(left)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for channel, members in joined.items():
+                pipe.hset(keys.presence(channel, server_id), mapping=fields(dict(members)))
+                pipe.pexpire(keys.presence(channel, server_id), ttl)
+            if joined:
+                pipe.sadd(keys.server_channels(server_id), *joined)
+                pipe.pexpire(keys.server_channels(server_id), ttl)
+            for channel in channels:
+                pipe.hdel(keys.presence(channel, server_id), *left[channel])
+                pipe.hlen(keys.presence(channel, server_id))
+            results = await run(pipe.execute())
+        # Only this node writes its presence, one batch at a time: a channel found empty
+        # stays empty until its next batch.
+        sizes = results[len(results) - 2 * len(channels) :][1::2]  # each HLEN
+        emptied = [c for c, size in zip(channels, sizes, strict=True) if size == 0]
+        if emptied:
+            await run(self._redis.srem(keys.server_channels(server_id), *emptied))
+
+    async def presence(self, channel: str, server_ids: Collection[str]) -> dict[str, str]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for server_id in server_ids:
+                pipe.hgetall(self._keys.presence(channel, server_id))
+            hashes: list[dict[str, str]] = await run(pipe.execute())
+        return {c: client for members in hashes for c, client in members.items()}
+
+    async def channel_counts(self, server_ids: Collection[str]) -> dict[str, int]:
+        servers = list(server_ids)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for server_id in servers:
+                pipe.smembers(self._keys.server_channels(server_id))
+            channel_sets: list[set[str]] = await run(pipe.execute())
+        pairs = [
+            (c, s) for s, channels in zip(servers, channel_sets, strict=True) for c in channels
+        ]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for channel, server_id in pairs:
+                pipe.hlen(self._keys.presence(channel, server_id))
+            sizes: list[int] = await run(pipe.execute())
+        counts: dict[str, int] = {}
+        for (channel, _), size in zip(pairs, sizes, strict=True):
+            if size:
+                counts[channel] = counts.get(channel, 0) + size
+        return counts
+
     # node registry ---------------------------------------------------------------------
 
     async def register_node(self, node: NodeInfo, ttl: float) -> bool:
@@ -139,6 +202,7 @@ class RedisEngine(RedisBus):
         keys = self._keys
         members = await run(self._redis.smembers(keys.server_connections(server_id)))
         ids: list[str] = sorted(members)
+        channels = await run(self._redis.smembers(keys.server_channels(server_id)))
         async with self._redis.pipeline(transaction=False) as pipe:
             for connection_id in ids:
                 pipe.hget(keys.conn(connection_id), "clientId")
@@ -148,8 +212,11 @@ class RedisEngine(RedisBus):
                 pipe.delete(keys.conn(connection_id))
                 if client_id is not None:
                     pipe.srem(keys.client_sessions(client_id), connection_id)
+            for channel in channels:
+                pipe.delete(keys.presence(channel, server_id))
             pipe.delete(
                 keys.server_connections(server_id),
+                keys.server_channels(server_id),
                 keys.server_info(server_id),
                 keys.server_health(server_id),
             )

@@ -12,13 +12,15 @@ the frames, and what a recovery reads from the stream is exactly what was publis
 The pub/sub message is ``"<epoch>:<first offset>"`` followed by the frames, one per line
 (compact JSON holds no raw newline), so a node learns every frame's offset without parsing
 any JSON. ``READ_SCRIPT`` reads a channel's position and the frames after a given one, again
-atomically, and starts the epoch of a channel that has none.
+atomically, and starts the epoch of a channel that has none; ``RECENT_SCRIPT`` reads its
+position and its newest frames (the REST API's history without a position).
 
 A publish that gets no answer (Redis frozen, the link cut after the request left) may or
 may not have run. The node sends the same batch again, with the same batch id, until Redis
-answers: the script records each batch id with its last offset (a marker key that lives
+answers: the script records each batch id with its last frame's position (a marker key that lives
 ``BATCH_MARKER_TTL``), and a batch whose marker exists is not written again; the script
-returns the recorded offset instead. So a publish is written once, or not at all.
+returns the recorded position instead. Either way the script answers the position
+(``"<epoch>:<offset>"``) of the batch's last frame. So a publish is written once, or not at all.
 
 A channel whose meta hash is gone (expired after ``HistoryPolicy.position_ttl`` of silence,
 flushed, lost in a restart) gets a new random epoch with its next publish or read, and its
@@ -36,11 +38,14 @@ __all__ = [
     "BATCH_MARKER_TTL",
     "PUBLISH_SCRIPT",
     "READ_SCRIPT",
+    "RECENT_SCRIPT",
     "RENEWAL_SLACK",
     "new_epoch",
     "publish_args",
     "read_args",
     "read_result",
+    "recent_args",
+    "recent_result",
     "split_message",
 ]
 
@@ -60,7 +65,7 @@ local marked = ARGV[6] ~= '0'
 if marked then
   local done = redis.call('GET', KEYS[3])
   if done then
-    return tonumber(done)
+    return done
   end
 end
 local meta = redis.call('HMGET', KEYS[2], 'e', 't')
@@ -102,15 +107,16 @@ else
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
 redis.call('PUBLISH', ARGV[1], table.concat(out, '\\n'))
+local position = epoch .. ':' .. last
 if marked then
-  redis.call('SET', KEYS[3], last, 'PX', ARGV[6])
+  redis.call('SET', KEYS[3], position, 'PX', ARGV[6])
 end
-return last
+return position
 """
 
-# KEYS: stream, meta. ARGV: new epoch, position ttl ms, since epoch ('' for none), since offset.
-# Returns {epoch, top, complete (1/0), frames…}.
-READ_SCRIPT = """
+# The reading scripts' start: the channel's epoch and last offset, the epoch started (and a
+# stale stream dropped) when it has none. KEYS: stream, meta. ARGV: new epoch, position ttl ms.
+_CURRENT_POSITION = """
 local meta = redis.call('HMGET', KEYS[2], 'e', 'o')
 local epoch = meta[1]
 local top = tonumber(meta[2])
@@ -121,6 +127,12 @@ if not epoch then
   redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0)
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
+"""
+
+# ARGV: …, since epoch ('' for none), since offset. Returns {epoch, top, complete (1/0), frames…}.
+READ_SCRIPT = (
+    _CURRENT_POSITION
+    + """
 local result = {epoch, top, 1}
 if ARGV[3] == '' then
   return result
@@ -144,6 +156,20 @@ for i = #entries, 1, -1 do
 end
 return result
 """
+)
+
+# ARGV: …, count. Returns {epoch, top, frames…}.
+RECENT_SCRIPT = (
+    _CURRENT_POSITION
+    + """
+local result = {epoch, top}
+local entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[3])
+for i = #entries, 1, -1 do
+  result[#result + 1] = entries[i][2][2]
+end
+return result
+"""
+)
 
 
 def new_epoch() -> str:
@@ -180,6 +206,14 @@ def read_result(raw: list[Any], since: StreamPosition | None) -> HistoryRead:
     if since is None:
         return HistoryRead(top, [])
     return HistoryRead(top, [str(f) for f in raw[3:]] if int(raw[2]) else None)
+
+
+def recent_args(policy: HistoryPolicy, count: int) -> list[str]:
+    return [new_epoch(), str(int(policy.position_ttl * 1000)), str(count)]
+
+
+def recent_result(raw: list[Any]) -> HistoryRead:
+    return HistoryRead(StreamPosition(str(raw[0]), int(raw[1])), [str(f) for f in raw[2:]])
 
 
 def split_message(data: str) -> tuple[StreamPosition, list[str]]:

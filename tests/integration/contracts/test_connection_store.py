@@ -68,3 +68,24 @@ async def test_tombstones_name_the_closed_connections_among_those_asked_about(
     await gateway.mark_closed("c1", ttl=30)
     await gateway.mark_closed("c3", ttl=30)
     assert await node.closed_connections(["c1", "c2", "c3"]) == {"c1", "c3"}
+
+
+async def test_a_clients_connections_are_found_on_every_node(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    mine = [record("c1"), record("c2", server="s2")]
+    await engine.save_connections([*mine, record("c3", client="u2")])
+    assert await engine.client_connections("u1") == mine
+    assert await engine.client_connections("nobody") == []
+
+
+async def test_presence_follows_joins_and_leaves_on_each_node(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    await engine.update_presence("s1", {"news": {"c1": "u1", "c2": "u2"}, "chat": {"c1": "u1"}}, {})
+    await engine.update_presence("s2", {"news": {"c3": "u1"}}, {})
+    assert await engine.presence("news", ["s1", "s2"]) == {"c1": "u1", "c2": "u2", "c3": "u1"}
+    assert await engine.presence("news", ["s2"]) == {"c3": "u1"}  # the nodes asked about only
+    assert await engine.channel_counts(["s1", "s2"]) == {"news": 3, "chat": 1}
+    await engine.update_presence("s1", {}, {"news": ["c2"], "chat": ["c1"]})
+    assert await engine.presence("news", ["s1", "s2"]) == {"c1": "u1", "c3": "u1"}
+    assert await engine.presence("chat", ["s1", "s2"]) == {}
+    assert await engine.channel_counts(["s1", "s2"]) == {"news": 2}

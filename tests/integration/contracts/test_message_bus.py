@@ -88,6 +88,34 @@ async def test_history_after_a_position_is_exactly_the_frames_published_after_it
     assert (await engine.read_history("c", start.advanced(10))).frames == []
 
 
+async def test_publish_answers_the_position_of_each_channels_last_frame(
+    make_engine: MakeEngine,
+) -> None:
+    engine, _ = await make_engine()
+    start = (await engine.read_history("a", None)).top
+    positions = await engine.publish({"a": [frame(1), frame(2), frame(3)], "b": [frame(4)]})
+    assert positions["a"] == start.advanced(3)
+    assert positions["b"] == (await engine.read_history("b", None)).top
+    read = await engine.read_history("a", start)
+    assert read.frames is not None
+    assert offsets_of(read.frames)[-1] == positions["a"]
+
+
+async def test_the_newest_frames_are_read_without_a_position(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    empty = await engine.read_recent("c", 5)
+    assert empty.frames == []
+    assert empty.top.offset == 0
+    await engine.publish({"c": [frame(i) for i in range(1, 11)]})
+    recent = await engine.read_recent("c", 3)
+    assert recent.frames is not None
+    assert payloads_of(recent.frames) == [8, 9, 10]
+    assert recent.top == empty.top.advanced(10) == offsets_of(recent.frames)[-1]
+    everything = await engine.read_recent("c", 1_000)
+    assert everything.frames is not None
+    assert payloads_of(everything.frames) == list(range(1, 11))
+
+
 async def test_a_position_trimmed_from_history_is_not_recovered(make_engine: MakeEngine) -> None:
     engine, _ = await make_engine()
     start = (await engine.read_history("c", None)).top

@@ -64,3 +64,12 @@ async def test_purge_removes_a_nodes_registration_and_records(
     assert await engine.purge_node("s1") == 2
     assert await engine.list_nodes() == []
     assert await peek.client_sessions("u1") == set()
+
+
+async def test_purge_removes_a_nodes_presence(make_engine: MakeEngine) -> None:
+    engine, _ = await make_engine()
+    await engine.update_presence("s1", {"news": {"c1": "u1"}}, {})
+    await engine.update_presence("s2", {"news": {"c2": "u2"}}, {})
+    await engine.purge_node("s1")
+    assert await engine.presence("news", ["s1", "s2"]) == {"c2": "u2"}
+    assert await engine.channel_counts(["s1", "s2"]) == {"news": 1}
