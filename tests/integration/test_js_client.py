@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,9 +91,9 @@ def test_the_served_modules_are_a_fresh_build_of_the_typescript(node_modules: Pa
 def dev_pool() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """A real ``wspool dev``: its gateway's port and its process."""
     port = free_port_run(4)
+    command = [sys.executable, "-m", "wspool", "dev", "--port", str(port), "--servers", "3"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "wspool", "dev", "--port", str(port), "--servers", "3"]
-        + ["--history-size", str(HISTORY_SIZE)],
+        [*command, "--history-size", str(HISTORY_SIZE)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -123,6 +124,7 @@ def test_the_gateway_serves_the_client_as_an_es_module(
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/client/app.py")
     assert missing.value.code == 404
+    missing.value.close()
 
 
 @pytest.mark.timeout(180)
