@@ -153,7 +153,7 @@ def test_chromium_against_a_farm(node_modules: Path, redis_session_url: str) -> 
         redis_session_url,
         nodes=3,
         node_security=(*keyed, *unthrottled, "--max-connections-per-ip", "0"),
-        gateway_security=("--jwt-secret", SECRET, "--api-open-reads"),
+        gateway_security=("--jwt-secret", SECRET),
         gateway_id="gw-js",
     ) as farm:
         _node_test(

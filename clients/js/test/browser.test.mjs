@@ -101,18 +101,24 @@ function subscribeInPage(page, { channel, ttl = 600, reuse = false }) {
 
 const received = (page) => page.evaluate(() => window.received.length);
 
-/** A publisher in Node on another node than `serverId`. */
+/** A publisher in Node on another node than `serverId` (those that land there stay open
+ * until one does not, so that the gateway's strategy moves on). */
 async function publisherAway(serverId) {
-  for (let tries = 0; tries < 20; tries += 1) {
-    const publisher = new Client(WS, { token: () => mint("publisher", 600) });
-    await publisher.connect();
-    if (publisher.serverId !== serverId) {
-      closing.push(publisher);
-      return publisher;
+  const landed = [];
+  try {
+    for (let tries = 0; tries < 20; tries += 1) {
+      const publisher = new Client(WS, { token: () => mint("publisher", 600) });
+      await publisher.connect();
+      if (publisher.serverId !== serverId) {
+        closing.push(publisher);
+        return publisher;
+      }
+      landed.push(publisher);
     }
-    await publisher.close();
+    assert.fail(`every publisher landed on ${serverId}`);
+  } finally {
+    await Promise.all(landed.map((c) => c.close()));
   }
-  assert.fail(`every publisher landed on ${serverId}`);
 }
 
 const numbers = (count) => Array.from({ length: count }, (_, i) => i + 1);
