@@ -417,6 +417,9 @@ export class Client {
   // the connection loop ----------------------------------------------------------------------
 
   private async attempt(): Promise<void> {
+    if (this.closing) {
+      return;
+    }
     this.attemptStarted = Date.now();
     const url = this.urls[this.index % this.urls.length]!;
     if (this.tokenProvider !== null) {

@@ -130,15 +130,45 @@ async function mainThread(cdp) {
   return { task: value("TaskDuration"), script: value("ScriptDuration") };
 }
 
+/**
+ * In another page, the same subscription over a bare WebSocket (no client): what the page
+ * would pay for the messages alone. Counts payloads in `window.count`.
+ */
+async function bareSubscriber(page, channel) {
+  await page.evaluate(
+    async ({ url, channel }) => {
+      window.count = 0;
+      const token = await window.mintToken("bare-page", 600);
+      const ws = new WebSocket(url, ["wspool", `bearer.${token}`]);
+      await new Promise((resolve) => {
+        ws.onmessage = (event) => {
+          const frame = JSON.parse(event.data);
+          if (frame.type === "connected") {
+            ws.send(JSON.stringify({ type: "subscribe", channel, messageId: "1" }));
+          } else if (frame.type === "subscribed") {
+            resolve();
+          } else if (frame.type === "data") {
+            window.count += 1;
+          }
+        };
+      });
+    },
+    { url: WS, channel },
+  );
+}
+
 test("a page receives what is published on another node, in order", async (t) => {
-  const page = await openPage();
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send("Performance.enable");
+  const [page, bare] = [await openPage(), await openPage()];
+  const [cdp, bareCdp] = await Promise.all(
+    [page, bare].map((p) => p.context().newCDPSession(p)),
+  );
+  await Promise.all([cdp, bareCdp].map((session) => session.send("Performance.enable")));
   const channel = channelName("across");
   const serverId = await subscribeInPage(page, { channel });
+  await bareSubscriber(bare, channel);
   const publisher = await publisherAway(serverId);
   const count = 20_000;
-  const before = await mainThread(cdp);
+  const before = await Promise.all([cdp, bareCdp].map(mainThread));
   for (const n of numbers(count)) {
     await publisher.publish(channel, n);
     if (n % 1000 === 0) {
@@ -146,18 +176,23 @@ test("a page receives what is published on another node, in order", async (t) =>
     }
   }
   await eventually(async () => (await received(page)) === count, `${count} messages`, 60_000);
-  const spent = await mainThread(cdp);
+  await eventually(
+    async () => (await bare.evaluate(() => window.count)) === count,
+    `${count} messages on the bare WebSocket`,
+    60_000,
+  );
+  const spent = await Promise.all([cdp, bareCdp].map(mainThread));
   assert.deepEqual(await page.evaluate(() => window.received), numbers(count));
-  const window_ = await page.evaluate(() => window.receivedBetween);
-  const seconds = (window_.last - window_.first) / 1000;
-  const perMessage = (seconds_) => ((seconds_ * 1e6) / count).toFixed(1);
+  const between = await page.evaluate(() => window.receivedBetween);
+  const seconds = (between.last - between.first) / 1000;
+  const perMessage = (i, kind) => (((spent[i][kind] - before[i][kind]) * 1e6) / count).toFixed(1);
   t.diagnostic(
     `page on ${serverId}, publisher on ${publisher.serverId}: ${count} messages received in ` +
-      `${seconds.toFixed(2)} s (${Math.round(count / seconds)} msg/s); the page's main thread ` +
-      `${perMessage(spent.task - before.task)} µs per message, ` +
-      `${perMessage(spent.script - before.script)} µs of it in script`,
+      `${seconds.toFixed(2)} s (${Math.round(count / seconds)} msg/s); main thread per message: ` +
+      `${perMessage(0, "task")} µs (${perMessage(0, "script")} µs in script) with the client, ` +
+      `${perMessage(1, "task")} µs (${perMessage(1, "script")} µs) on a bare WebSocket`,
   );
-  await page.context().close();
+  await Promise.all([page, bare].map((p) => p.context().close()));
 });
 
 test("a page whose node is killed loses nothing", async () => {

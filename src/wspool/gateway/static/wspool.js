@@ -310,6 +310,9 @@ export class Client {
     }
     // the connection loop ----------------------------------------------------------------------
     async attempt() {
+        if (this.closing) {
+            return;
+        }
         this.attemptStarted = Date.now();
         const url = this.urls[this.index % this.urls.length];
         if (this.tokenProvider !== null) {
