@@ -116,6 +116,28 @@ describe("publish and subscribe", () => {
     assert.deepEqual(Object.keys(c.positions), [kept]);
   });
 
+  test("subscribing with an offset the application stored resumes after it", async () => {
+    const channel = channelName("stored");
+    const publisher = client();
+    await publisher.connect();
+    const first = client();
+    await first.connect();
+    await first.subscribe(channel);
+    await publisher.publish(channel, 1);
+    const [one] = await take(first.messages(), 1);
+    await first.close();
+    await publisher.publish(channel, 2);
+    await publisher.publish(channel, 3);
+    const later = client();
+    await later.connect();
+    await later.subscribe(channel, { since: one.offset });
+    const replayed = await take(later.messages(), 2);
+    assert.deepEqual(
+      replayed.map((m) => m.payload),
+      [2, 3],
+    );
+  });
+
   test("ping measures a round trip to the node", async () => {
     const c = client();
     await c.connect();
