@@ -38,11 +38,11 @@ workflows: testenv  ## actionlint on .github/workflows (built by tools/testenv.s
 	"$$(tools/testenv.sh --print-dir)/actionlint" -no-color
 
 # The operator and end-to-end tiers need the Kubernetes binaries and the real cluster's Debian
-# packages, the JavaScript client's tests its npm dev dependencies and Chromium; under `make`
-# their absence is a failure.
+# packages, the compose tier a container engine, the JavaScript client's tests its npm dev
+# dependencies and Chromium; under `make` their absence is a failure.
 pytest: $(STAMP) redis-server cluster-prerequisites testenv js-client
 	WSPOOL_TESTENV_BIN="$$(tools/testenv.sh --print-dir)" WSPOOL_REQUIRE_KUBERNETES=1 \
-		WSPOOL_REQUIRE_JS=1 $(BIN)/pytest $(PYTEST_ARGS)
+		WSPOOL_REQUIRE_CONTAINERS=1 WSPOOL_REQUIRE_JS=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 redis-server:  ## tests start their own Redis from this binary, on free ports
 	@scripts/ensure-redis-server.sh

@@ -1,7 +1,8 @@
 """Fixtures shared by every test tier.
 
 The session starts its own redis-server on a free port (or uses ``WSPOOL_TEST_REDIS_URL``)
-and every test that asks for Redis gets an empty database.
+and every test that asks for Redis gets an empty database. The tiers that run containers
+(tests/e2e, tests/compose) share one build of the images (``built_images``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.support.cluster_logs import cluster_for
+from tests.support.images import TestImages, build_test_images
 from tests.support.redis_server import RedisServer
 from tests.support.store import Store
 
@@ -57,6 +59,13 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
     reader = Store(redis_url)
     yield reader
     await reader.close()
+
+
+@pytest.fixture(scope="session")
+def built_images() -> TestImages:
+    """The project's image from the Dockerfile and a Redis image, built once per session with
+    podman on a local Debian base (nothing pulled; podman's cache makes a rebuild quick)."""
+    return build_test_images()
 
 
 _LOG_MARKS = pytest.StashKey[dict[str, int]]()

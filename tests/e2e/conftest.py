@@ -32,6 +32,7 @@ from tests.support.e2e_pools import (
     install_release,
     uninstall_release,
 )
+from tests.support.images import TestImages
 from tests.support.kubectl import Kubectl
 from tests.support.kubernetes_testenv import (
     Cluster,
@@ -93,16 +94,16 @@ def kubectl(e2e_cluster: Cluster) -> Kubectl:
 
 
 @pytest.fixture(scope="session")
-def images(e2e_cluster: Cluster) -> Images:
+def images(request: pytest.FixtureRequest, e2e_cluster: Cluster) -> Images:
     """The project's image (and a Redis image) as the cluster knows them."""
     given = os.environ.get("WSPOOL_E2E_IMAGE")
     if given:
         return Images(given, os.environ.get("WSPOOL_E2E_REDIS_IMAGE", "redis:7-alpine"))
     if not isinstance(e2e_cluster, RealCluster):
         pytest.fail("WSPOOL_E2E_IMAGE must name the image loaded into that cluster", False)
-    from tests.support.images import build_test_images, load_into_containerd
+    from tests.support.images import load_into_containerd
 
-    built = build_test_images()
+    built: TestImages = request.getfixturevalue("built_images")
     load_into_containerd(built, e2e_cluster.containerd_address)
     return Images(built.app, built.redis)
 

@@ -9,13 +9,13 @@ runs the tests can reach both on the tests' own cluster and on kind.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.e2e_traffic import history_numbers
 from tests.support.kubectl import CommandError, Kubectl
 from tests.support.waiting import poll_until
 
@@ -195,15 +195,7 @@ def redis_cli(kubectl: Kubectl, release: Release, *args: str) -> str:
 def published_numbers(kubectl: Kubectl, release: Release, pool: Pool, channel: str) -> list[int]:
     """The ``n`` of each message in the channel's history, in order: what the pool accepted."""
     output = redis_cli(kubectl, release, "XRANGE", f"{pool.key_prefix}hist:{{{channel}}}", "-", "+")
-    numbers = []
-    for line in output.splitlines():
-        try:
-            frame = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(frame, dict) and isinstance(frame.get("payload"), dict):
-            numbers.append(int(frame["payload"]["n"]))
-    return numbers
+    return history_numbers(output)
 
 
 def redis_keys(kubectl: Kubectl, release: Release, pattern: str) -> list[str]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import dataclass, field
 
 from wspool.client import Client
 from wspool.client.messages import Data
 
-__all__ = ["Publisher", "Subscriber", "losses", "out_of_order", "settle"]
+__all__ = ["Publisher", "Subscriber", "history_numbers", "losses", "out_of_order", "settle"]
 
 
 @dataclass
@@ -25,12 +26,13 @@ class Subscriber:
 
     url: str
     channel: str
+    token: str | None = None
     received: list[int] = field(default_factory=list)
     client: Client = field(init=False)
     _reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.client = Client(self.url, ping_interval=2.0, ping_timeout=4.0)
+        self.client = Client(self.url, token=self.token, ping_interval=2.0, ping_timeout=4.0)
         await self.client.connect()
         await self.client.subscribe(self.channel)
         self._reader = asyncio.create_task(self._read())
@@ -54,13 +56,14 @@ class Publisher:
 
     url: str
     channel: str
+    token: str | None = None
     interval: float = 0.02
     sent: list[int] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
-        self.client = Client(self.url, ping_interval=2.0, ping_timeout=4.0)
+        self.client = Client(self.url, token=self.token, ping_interval=2.0, ping_timeout=4.0)
         await self.client.connect()
         self._task = asyncio.create_task(self._run())
 
@@ -78,6 +81,20 @@ class Publisher:
         if self._task is not None:
             await self._task
         await self.client.close()
+
+
+def history_numbers(xrange_output: str) -> list[int]:
+    """The ``n`` of each message in ``redis-cli XRANGE`` output of a channel's history, in
+    order: what the pool accepted."""
+    numbers = []
+    for line in xrange_output.splitlines():
+        try:
+            frame = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(frame, dict) and isinstance(frame.get("payload"), dict):
+            numbers.append(int(frame["payload"]["n"]))
+    return numbers
 
 
 def losses(published: list[int], subscriber: Subscriber) -> list[int]:

@@ -1,9 +1,10 @@
-"""The end-to-end tier's container images: built with podman from the checkout, put into containerd.
+"""The container images of the e2e and compose tiers: built with podman from the checkout.
 
 No image can be pulled where these tests run, so everything starts from a local Debian base made
 by ``tools/base-image.sh``: ``build_test_images()`` builds the project's image from its Dockerfile
-on that base, and a Redis image (the chart's bundled Redis runs ``redis-server`` as uid 999 with
-arguments only) from it too; ``load_into_containerd()`` copies them into containerd's ``k8s.io``
+on that base, and a Redis image (the chart's bundled Redis and compose.yaml's run it as uid 999
+with arguments only) from it too; tests/compose runs them with podman as they are, and for the
+e2e tier ``load_into_containerd()`` copies them into containerd's ``k8s.io``
 namespace, where the kubelet looks, under their full names. Builds go through
 ``tools/build-image.sh``, as ``make image`` does, and reuse podman's layer cache. Each step's
 output is handed line by line to a ``progress`` callback while it runs (builds take minutes);

@@ -33,6 +33,7 @@ __all__ = [
     "pool_manifest",
     "read_pool",
     "run_tool",
+    "tool_refused",
 ]
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -69,6 +70,13 @@ def run_tool(name: str, *args: str, stdin: str | None = None) -> str:
 
 def kubectl(*args: str) -> str:
     return run_tool("kubectl", *args)
+
+
+def tool_refused(name: str, *args: str) -> str:
+    """A control plane tool's command that must fail; all it printed (helm reports on both)."""
+    result = _run(name, args, None)
+    assert result.returncode != 0, f"{name} {' '.join(args)} succeeded: {result.stdout}"
+    return result.stdout + result.stderr
 
 
 def kubectl_refused(*args: str, stdin: str | None = None) -> str:
