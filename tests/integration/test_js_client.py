@@ -35,7 +35,8 @@ from tests.support.waiting import poll_until
 from wspool.gateway.app import CLIENT_MODULES
 
 CLIENT = Path(__file__).resolve().parents[2] / "clients" / "js"
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("WSPOOL_CHROMIUM", "/usr/bin/chromium"))
+"""Debian's chromium; ``WSPOOL_CHROMIUM`` names another Chromium or Chrome."""
 HISTORY_SIZE = 5
 """The dev pool's history per channel: small, so a test can outrun it."""
 
