@@ -65,9 +65,9 @@ async function openPage() {
  * until it has expired), subscribed to `channel`; what it receives lands in `window.received`
  * (payloads) and `window.events` (resubscribed). Returns the node it is on.
  */
-function subscribeInPage(page, { channel, ttl = 600, reuse = false }) {
+function subscribeInPage(page, { channel, ttl = 600, reuse = false, options = {} }) {
   return page.evaluate(
-    async ({ url, channel, ttl, reuse }) => {
+    async ({ url, channel, ttl, reuse, options }) => {
       window.received = [];
       window.events = [];
       window.tokens = 0;
@@ -79,7 +79,7 @@ function subscribeInPage(page, { channel, ttl = 600, reuse = false }) {
         }
         return token;
       };
-      const client = new window.wspool.Client(url, { token: provider });
+      const client = new window.wspool.Client(url, { ...options, token: provider });
       window.client = client;
       await client.connect();
       window.receivedBetween = { first: null, last: null };
@@ -95,7 +95,7 @@ function subscribeInPage(page, { channel, ttl = 600, reuse = false }) {
       await client.subscribe(channel);
       return client.serverId;
     },
-    { url: WS, channel, ttl, reuse },
+    { url: WS, channel, ttl, reuse, options },
   );
 }
 
@@ -224,6 +224,37 @@ test("a page whose node is killed loses nothing", async () => {
     page_.events.map((e) => [e.type, e.channel, e.recovered]),
     [["resubscribed", channel, true]],
   );
+  await page.context().close();
+});
+
+test("a page notices a frozen node by its pings and resumes elsewhere", async () => {
+  const page = await openPage();
+  const channel = channelName("frozen");
+  const options = { pingInterval: 500, pingTimeout: 500 };
+  const serverId = await subscribeInPage(page, { channel, options });
+  const publisher = await publisherAway(serverId);
+  process.kill(NODE_PIDS[serverId], "SIGSTOP");
+  let noticed;
+  try {
+    const frozen = Date.now();
+    await page.waitForFunction(() => !window.client.connected, null, { timeout: 5_000 });
+    noticed = Date.now() - frozen;
+    for (const n of numbers(20)) {
+      await publisher.publish(channel, n);
+    }
+    await eventually(async () => (await received(page)) >= 20, "20 messages", 20_000);
+  } finally {
+    process.kill(NODE_PIDS[serverId], "SIGCONT");
+  }
+  assert.ok(noticed <= 2_000, `noticed after ${noticed} ms`);
+  const state = await page.evaluate(() => ({
+    received: window.received,
+    events: window.events,
+    serverId: window.client.serverId,
+  }));
+  assert.deepEqual(state.received, numbers(20));
+  assert.notEqual(state.serverId, serverId);
+  assert.ok(state.events.every((e) => e.recovered));
   await page.context().close();
 });
 
