@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: run test lint typecheck layers workflows pytest install lock redis-server \
-	cluster-prerequisites testenv peers bench image base-image clean reference
+	cluster-prerequisites testenv js-client peers bench image base-image clean reference
 
 run: $(STAMP)  ## the whole data plane in one process (gateway + 3 nodes, in-memory engine)
 	$(BIN)/wspool dev
@@ -38,15 +38,16 @@ workflows: testenv  ## actionlint on .github/workflows (built by tools/testenv.s
 	"$$(tools/testenv.sh --print-dir)/actionlint" -no-color
 
 # The operator and end-to-end tiers need the Kubernetes binaries and the real cluster's Debian
-# packages, the compose tier a container engine; under `make` their absence is a failure.
-pytest: $(STAMP) redis-server cluster-prerequisites testenv
+# packages, the compose tier a container engine, the JavaScript client's tests its npm dev
+# dependencies and Chromium; under `make` their absence is a failure.
+pytest: $(STAMP) redis-server cluster-prerequisites testenv js-client
 	WSPOOL_TESTENV_BIN="$$(tools/testenv.sh --print-dir)" WSPOOL_REQUIRE_KUBERNETES=1 \
-		WSPOOL_REQUIRE_CONTAINERS=1 $(BIN)/pytest $(PYTEST_ARGS)
+		WSPOOL_REQUIRE_CONTAINERS=1 WSPOOL_REQUIRE_JS=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 redis-server:  ## tests start their own Redis from this binary, on free ports
 	@scripts/ensure-redis-server.sh
 
-cluster-prerequisites:  ## Debian packages of the real cluster that tests/e2e runs (root or sudo)
+cluster-prerequisites:  ## Debian packages of the real cluster (tests/e2e) and Chromium (root or sudo)
 	@scripts/ensure-cluster-packages.sh
 
 testenv:  ## build the missing Kubernetes test binaries (docs/testenv.md); prints their folder
@@ -65,6 +66,17 @@ image:  ## build $(IMAGE); BASE_IMAGE=localhost/wspool-base:bookworm builds offl
 
 base-image:  ## a Debian bookworm base image from Debian packages (debootstrap; root); prints its name
 	@tools/base-image.sh
+
+JS_CLIENT := clients/js
+
+# The JavaScript client's dev dependencies (typescript, playwright-core), from its lock file.
+# Its compiled modules are committed in src/wspool/gateway/static/ (`npm run build` in
+# clients/js writes them; a test checks they equal a fresh build), so `pip install .` needs no
+# Node.js.
+js-client: $(JS_CLIENT)/node_modules/.package-lock.json  ## npm ci in clients/js (the JS client's tests)
+
+$(JS_CLIENT)/node_modules/.package-lock.json: $(JS_CLIENT)/package-lock.json
+	npm ci --prefix $(JS_CLIENT) --no-audit --no-fund --loglevel=error
 
 PEER_NODE := src/wspool/bench/peers/node
 

@@ -1,7 +1,8 @@
 """``create_app``: the gateway as an aiohttp application, built by a factory.
 
 The app holds one :class:`Gateway` under :data:`GATEWAY`, started and stopped by its
-cleanup context; ``/ws`` is the load balancer path, the rest is the REST API
+cleanup context; ``/ws`` is the load balancer path, ``/client/wspool.js`` the JavaScript
+client (an ES module, with the modules it imports beside it), the rest is the REST API
 (:mod:`.rest` for the pool and its connections, :mod:`.channels` for publishing and history).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from http import HTTPStatus
+from pathlib import Path
 
 from aiohttp import web
 
@@ -20,6 +22,9 @@ from wspool.gateway.relay import relay_websocket
 from wspool.gateway.rest import ApiError, error_middleware, routes
 
 __all__ = ["create_app"]
+
+CLIENT_MODULES = Path(__file__).with_name("static")
+"""The JavaScript client compiled from clients/js (``npm run build`` there writes it here)."""
 
 
 async def _websocket(request: web.Request) -> web.StreamResponse:
@@ -35,6 +40,25 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _client_modules() -> web.RouteDef:
+    """``GET /client/{name}.js``: the JavaScript client's modules, read once, importable from a
+    page of any origin (module scripts are fetched with CORS)."""
+    modules = {path.name: path.read_bytes() for path in CLIENT_MODULES.glob("*.js")}
+
+    async def serve(request: web.Request) -> web.Response:
+        body = modules.get(request.match_info["name"])
+        if body is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, "NOT_FOUND", "no such client module")
+        return web.Response(
+            body=body,
+            content_type="text/javascript",
+            charset="utf-8",
+            headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=300"},
+        )
+
+    return web.get("/client/{name}", serve)
+
+
 def create_app(settings: GatewaySettings, engine: GatewayEngine) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     gateway = Gateway(settings.resolved(), engine)
@@ -48,6 +72,7 @@ def create_app(settings: GatewaySettings, engine: GatewayEngine) -> web.Applicat
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/ws", _websocket)
     app.router.add_get("/", _websocket)
+    app.add_routes([_client_modules()])
     app.add_routes(routes)
     app.add_routes(channels.routes)
     return app
