@@ -175,10 +175,10 @@ async def _splice(
     request.protocol.set_parser(splice.reader)  # type: ignore[arg-type]
     request.protocol.keep_alive(False)
     try:
-        await asyncio.shield(splice.finished)
+        await splice.finished
     finally:
         lost.remove_done_callback(on_lost)
-        if not splice.finished.done():  # cancelled: the gateway is stopping
+        if splice.finished.cancelled():  # the gateway is stopping
             transport.abort()
             assert link.transport is not None
             link.transport.abort()
