@@ -111,6 +111,7 @@ class Splice:
         self._counts = counts
         self._client_close: bytes | None = None  # ours, waiting for the end of a frame
         self._client_done = False  # nothing more is sent to the client
+        self._node_closing = False  # a closing frame went to the node, or will not
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.reader = ClientBytes(self)
         node.relay_to(self.from_node, self.node_gone, self._node_writable)
@@ -161,7 +162,7 @@ class Splice:
         if down.messages:
             self._counts.messages_to_client += down.messages
             down.messages = 0
-        if down.closed and not self.up.stopped:
+        if down.closed and not self._node_closing:
             # Answered here, as the node's client would: the node's connection ends now
             # even while the client is busy, and the client's answer is not passed on.
             self._close_node(CloseCode.NORMAL)
@@ -208,14 +209,14 @@ class Splice:
         """Send the node our closing frame (between two of the client's frames, or drop the
         connection), stop writing, and give it :data:`CLOSE_GRACE` to close its socket."""
         up = self.up
-        sent = up.closed or up.stopped  # the client's closing frame, or ours, has passed
         up.stop()
         node = self._node
-        if node.is_closing():
+        if self._node_closing or node.is_closing():
             return
+        self._node_closing = True
         asyncio.get_running_loop().call_later(CLOSE_GRACE, node.abort)
-        if sent:
-            return
+        if up.closed:
+            return  # the client's own closing frame has passed
         if not up.between_frames:
             node.abort()
             return
