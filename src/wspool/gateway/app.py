@@ -34,9 +34,8 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     if not gateway.settings.security.origin_allowed(request.headers.get("Origin")):
         raise ApiError(HTTPStatus.FORBIDDEN, "FORBIDDEN", "origin not allowed")
     assert gateway.monitor is not None
-    assert gateway.session is not None
     return await relay_websocket(
-        request, gateway.pool, gateway.monitor, gateway.session, gateway.stats, gateway.admission
+        request, gateway.pool, gateway.monitor, gateway.stats, gateway.admission
     )
 
 

@@ -28,7 +28,6 @@ from wspool.gateway.admission import Admission, file_limit
 from wspool.gateway.monitor import HealthMonitor
 from wspool.gateway.pool import PoolManager, refresh_safely
 from wspool.gateway.relay import RelayStats
-from wspool.gateway.upstream import refusal_trace
 from wspool.state.engine import (
     ConnectionStore,
     EngineUnavailableError,
@@ -77,7 +76,6 @@ class Gateway:
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, force_close=False),
             timeout=aiohttp.ClientTimeout(total=None),
-            trace_configs=[refusal_trace()],
         )
         self.monitor = HealthMonitor(self.pool, self.session)
         if not await refresh_safely(self.pool):

@@ -1,30 +1,36 @@
-"""Opening the upstream WebSocket to a node on behalf of a client, and how it can fail.
+"""Opening the upstream connection to a node on behalf of a client, and how it can fail.
 
-The node sees the client's query, credentials and address (``X-Forwarded-For``) plus a
-ticket of the gateway's for this one connection. Two failures are told apart:
+The gateway sends the client's upgrade request to the node itself, over a plain TCP (or
+TLS, for ``wss://``) connection: the client's ``Sec-WebSocket-Key`` (so the node's
+``Sec-WebSocket-Accept`` is the one the client expects), its subprotocols, query,
+credentials and address (``X-Forwarded-For``), plus a ticket of the gateway's for this one
+connection, and no extension (compression stays off end to end). A :class:`NodeLink` reads
+the node's answer; after a 101 it carries the relayed bytes (``wspool.gateway.splice``).
+Two failures are told apart:
 
 - :class:`ClientRefusedError`: the node answered with a 4xx about the client (bad token,
   origin, too many attempts). The client gets the node's answer as it was written (status,
   body, ``WWW-Authenticate``, ``Retry-After``), and the node is not blamed.
 - :class:`UpstreamError`: the node could not serve; the relay tries another one.
 
-The upstream URL carries the client's token and the ticket in its query, so no message
-built here quotes it, or quotes an error that does.
+The request line carries the client's token and the ticket in its query, so no message
+built here quotes it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import base64
+import functools
+import hashlib
+import ssl
 import time
 import uuid
-from dataclasses import dataclass, field
-from types import SimpleNamespace
-from urllib.parse import urlencode
+from collections.abc import Callable
+from typing import cast
+from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 
 from wspool.core.auth import offered_subprotocols
 from wspool.core.tickets import Ticket, issue_ticket
@@ -33,26 +39,17 @@ from wspool.gateway.pool import NodeState
 
 __all__ = [
     "ClientRefusedError",
+    "NodeLink",
     "UpstreamError",
     "connect_upstream",
-    "refusal_trace",
     "upstream_query",
 ]
 
 _FORWARDED_HEADERS = ("Authorization", "Origin", "User-Agent", "Cookie")
 _PASSED_BACK_HEADERS = ("Content-Type", "WWW-Authenticate", "Retry-After")
 _MAX_REFUSAL_BODY = 4096
-
-
-@dataclass
-class _Refusal:
-    """A node's answer to a handshake it refused, as read while the handshake failed."""
-
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-_refusal: contextvars.ContextVar[_Refusal | None] = contextvars.ContextVar("refusal", default=None)
+_MAX_ANSWER_HEAD = 16 * 1024
+_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 class ClientRefusedError(Exception):
@@ -79,38 +76,131 @@ class UpstreamError(Exception):
         self.conclusive = conclusive
 
 
-def refusal_trace() -> aiohttp.TraceConfig:
-    """A trace for the gateway's client session that keeps a refused handshake's answer.
+class _Answer:
+    """The node's answer to the upgrade request: status, headers (names in lower case)."""
 
-    aiohttp raises a handshake's failure with the status and headers only; the body, which
-    says why (``token expired``), is read here, while the response is still open.
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, head: bytes) -> None:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise ValueError("not an HTTP/1.x status line")
+        self.status = int(parts[1])
+        self.headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon:
+                raise ValueError("malformed header line")
+            self.headers[name.strip().lower()] = value.strip()
+        self.body = b""
+
+    @property
+    def body_length(self) -> int:
+        """How much of the body to read: its length, up to what a refusal passes on."""
+        try:
+            length = int(self.headers.get("content-length", "0"))
+        except ValueError:
+            length = 0
+        return min(max(length, 0), _MAX_REFUSAL_BODY)
+
+
+class NodeLink(asyncio.Protocol):
+    """The TCP connection to a node: the handshake's answer first, then relayed bytes.
+
+    Until :meth:`relay_to` names where the bytes go, what follows the answer's head is kept
+    (a node may send its first frames right behind its 101).
     """
 
-    async def on_request_end(
-        session: aiohttp.ClientSession,
-        context: SimpleNamespace,
-        params: aiohttp.TraceRequestEndParams,
-    ) -> None:
-        refusal = _refusal.get()
-        response = params.response
-        if refusal is None or not 400 <= response.status < 500:
-            return
-        refusal.headers = {
-            name: response.headers[name]
-            for name in _PASSED_BACK_HEADERS
-            if name in response.headers
-        }
-        body = b""
-        while len(body) < _MAX_REFUSAL_BODY:
-            chunk = await response.content.read(_MAX_REFUSAL_BODY - len(body))
-            if not chunk:
-                break
-            body += chunk
-        refusal.body = body
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.answered: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        self._buffer = b""
+        self._answer: _Answer | None = None
+        self._on_data: Callable[[bytes], None] | None = None
+        self._on_lost: Callable[[], None] | None = None
+        self._on_writable: Callable[[bool], None] | None = None
+        self.lost = False
 
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(on_request_end)
-    return trace
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def relay_to(
+        self,
+        on_data: Callable[[bytes], None],
+        on_lost: Callable[[], None],
+        on_writable: Callable[[bool], None],
+    ) -> None:
+        """Hand what the node sends (kept bytes first), its loss and its flow control on."""
+        self._on_data = on_data
+        self._on_lost = on_lost
+        self._on_writable = on_writable
+        kept, self._buffer = self._buffer, b""
+        if kept:
+            on_data(kept)
+        if self.lost:
+            on_lost()
+
+    def data_received(self, data: bytes) -> None:
+        if self._on_data is not None:
+            self._on_data(data)
+            return
+        self._buffer += data
+        if self.answered.done():
+            self._read_body()
+            return
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > _MAX_ANSWER_HEAD:
+                self._fail(ValueError("answer head too long"))
+            return
+        head, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
+        try:
+            self._answer = _Answer(head)
+        except ValueError as error:
+            self._fail(error)
+            return
+        if self._answer.status == 101:
+            self.answered.set_result(self._answer)
+        else:
+            self._read_body()
+
+    def _read_body(self, *, eof: bool = False) -> None:
+        answer = self._answer
+        if answer is None or (self.answered.done() and answer.status == 101):
+            return
+        if len(self._buffer) >= answer.body_length or eof:
+            answer.body = self._buffer[: answer.body_length]
+            self._buffer = b""
+            if not self.answered.done():
+                self.answered.set_result(answer)
+
+    def _fail(self, error: Exception) -> None:
+        if not self.answered.done():
+            self.answered.set_exception(error)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if not self.answered.done():
+            if self._answer is not None:
+                self._read_body(eof=True)
+            else:
+                self.answered.set_exception(ConnectionResetError("closed before answering"))
+        if self._on_lost is not None:
+            self._on_lost()
+
+    def pause_writing(self) -> None:
+        if self._on_writable is not None:
+            self._on_writable(False)
+
+    def resume_writing(self) -> None:
+        if self._on_writable is not None:
+            self._on_writable(True)
 
 
 def upstream_query(request: web.Request, ticket: str | None) -> str:
@@ -121,70 +211,120 @@ def upstream_query(request: web.Request, ticket: str | None) -> str:
     return urlencode(query)
 
 
-def upstream_headers(request: web.Request) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict()
+def upgrade_request(request: web.Request, url: str) -> bytes:
+    """The client's upgrade request as the node gets it (header values as aiohttp checked
+    them: no line breaks)."""
+    parts = urlsplit(url)
+    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    headers = request.headers
+    lines = [
+        f"GET {target} HTTP/1.1",
+        f"Host: {parts.netloc}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {headers['Sec-WebSocket-Key']}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    offered = offered_subprotocols(headers.getall("Sec-WebSocket-Protocol", ()))
+    if offered:
+        lines.append(f"Sec-WebSocket-Protocol: {', '.join(offered)}")
     for name in _FORWARDED_HEADERS:
-        if name in request.headers:
-            headers[name] = request.headers[name]
+        value = headers.get(name)
+        if value is not None:
+            lines.append(f"{name}: {value}")
     peer = request.remote or ""
-    prior = request.headers.get("X-Forwarded-For")
-    headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-    return headers
+    prior = headers.get("X-Forwarded-For")
+    lines.append(f"X-Forwarded-For: {prior}, {peer}" if prior else f"X-Forwarded-For: {peer}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def switching_protocols(answer: _Answer) -> bytes:
+    """The 101 the client gets: the node's accept and the subprotocol it chose."""
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {answer.headers['sec-websocket-accept']}",
+    ]
+    protocol = answer.headers.get("sec-websocket-protocol")
+    if protocol:
+        lines.append(f"Sec-WebSocket-Protocol: {protocol}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _expected_accept(key: str) -> str:
+    return base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest()).decode()
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    return ssl.create_default_context()
 
 
 async def connect_upstream(
-    session: aiohttp.ClientSession,
     node: NodeState,
     request: web.Request,
     *,
     secret: str,
     handshake_seconds: float,
-) -> aiohttp.ClientWebSocketResponse[bool]:
-    """Open the WebSocket to ``node`` on behalf of ``request``'s client."""
-    connection_id = uuid.uuid4().hex
+) -> tuple[NodeLink, bytes]:
+    """Open the WebSocket to ``node`` on behalf of ``request``'s client: the link, and the
+    101 to answer the client with."""
     ticket = None
     if secret:
         # No client named: the node judges the client's own token and clientId, forwarded.
         ticket = issue_ticket(
-            secret, Ticket(connection_id, None, node.server_id or node.id), time.time()
+            secret, Ticket(uuid.uuid4().hex, None, node.server_id or node.id), time.time()
         )
     url = socket_url(node.info.url, upstream_query(request, ticket))
-    refusal = _Refusal()
-    token = _refusal.set(refusal)
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    host = parts.hostname or ""
+    port = parts.port or (443 if secure else 80)
+    loop = asyncio.get_running_loop()
+    link: NodeLink | None = None
     try:
         async with asyncio.timeout(handshake_seconds):
-            upstream = await session.ws_connect(
-                url,
-                headers=upstream_headers(request),
-                protocols=offered_subprotocols(
-                    request.headers.getall("Sec-WebSocket-Protocol", ())
-                ),
-                autoping=True,
-                compress=0,
-                max_msg_size=0,  # the node is trusted; the client's side is the one bounded
-                decode_text=False,
-                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+            _, link = await loop.create_connection(
+                NodeLink, host, port, ssl=_tls() if secure else None
             )
-    except aiohttp.WSServerHandshakeError as error:
-        if 400 <= error.status < 500 and error.status != 404:
-            # About the client, not the node: pass the answer on, and count no failure.
-            raise ClientRefusedError(error.status, refusal.body, refusal.headers) from None
-        raise UpstreamError(
-            f"{node.id} answered the handshake with {error.status} ({error.message})"
-        ) from None
-    except aiohttp.ClientConnectorError as error:
-        cause = error.os_error
-        raise UpstreamError(
-            f"connect to {node.id} failed: {cause.strerror or type(cause).__name__}",
-            conclusive=isinstance(cause, ConnectionRefusedError),
-        ) from None
+            assert link.transport is not None
+            link.transport.write(upgrade_request(request, url))
+            answer = await link.answered
     except TimeoutError:
+        _abort(link)
         raise UpstreamError(
             f"{node.id} did not answer within {handshake_seconds}s", conclusive=True
         ) from None
-    except (aiohttp.ClientError, OSError) as error:
-        # Named by kind only: aiohttp's messages may quote the URL, and with it the secrets.
+    except ConnectionRefusedError as error:
+        raise UpstreamError(
+            f"connect to {node.id} failed: {error.strerror or type(error).__name__}",
+            conclusive=True,
+        ) from None
+    except (OSError, ValueError) as error:
+        _abort(link)
         raise UpstreamError(f"handshake with {node.id} failed: {type(error).__name__}") from None
-    finally:
-        _refusal.reset(token)
-    return upstream
+    except BaseException:  # the client left meanwhile
+        _abort(link)
+        raise
+    if answer.status != 101:
+        _abort(link)
+        if 400 <= answer.status < 500 and answer.status != 404:
+            # About the client, not the node: pass the answer on, and count no failure.
+            passed = {
+                name: answer.headers[name.lower()]
+                for name in _PASSED_BACK_HEADERS
+                if name.lower() in answer.headers
+            }
+            raise ClientRefusedError(answer.status, answer.body, passed)
+        raise UpstreamError(f"{node.id} answered the handshake with {answer.status}")
+    accept = answer.headers.get("sec-websocket-accept")
+    if accept != _expected_accept(request.headers["Sec-WebSocket-Key"]):
+        _abort(link)
+        raise UpstreamError(f"handshake with {node.id} failed: wrong Sec-WebSocket-Accept")
+    return link, switching_protocols(answer)
+
+
+def _abort(link: NodeLink | None) -> None:
+    if link is not None and link.transport is not None:
+        link.transport.abort()

@@ -3,7 +3,8 @@
 A node registers the WebSocket URL its clients dial: ``ws://10.99.1.5:8081/ws`` in Kubernetes
 (the pod's address and the path the Service routes), ``ws://127.0.0.1:9001`` in ``wspool dev``.
 Its HTTP routes (``/health``, ``/metrics``) hang off the origin, not off that path, and the
-gateway's upstream WebSocket goes to the advertised URL itself, with the gateway's own query.
+gateway's upstream upgrade request goes to the advertised URL itself, with the gateway's own
+query.
 """
 
 from __future__ import annotations

@@ -1,0 +1,91 @@
+"""The gateway passes frames on as they were sent, however they arrive, and compresses none.
+
+A real gateway in front of one real node: a message sent in fragments, written a byte at a
+time (so headers and payloads are split across the gateway's reads), reaches the node whole;
+a ping goes to the node and its pong comes back; a client offering permessage-deflate gets
+no extension, since the gateway does not negotiate one on the node's behalf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from collections.abc import Iterator
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.frames import Frame, Opcode
+
+from tests.support.processes import Farm, running_farm
+from tests.support.rawsocket import open_websocket
+
+
+@pytest.fixture(scope="module")
+def farm(redis_session_url: str) -> Iterator[Farm]:
+    with running_farm(redis_session_url, nodes=1, gateway_id="gw-relay") as farm:
+        yield farm
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One frame from the server (unmasked): its opcode and payload."""
+    first, second = await reader.readexactly(2)
+    length = second & 0x7F
+    if length == 126:
+        (length,) = struct.unpack("!H", await reader.readexactly(2))
+    elif length == 127:
+        (length,) = struct.unpack("!Q", await reader.readexactly(8))
+    return first & 0x0F, await reader.readexactly(length)
+
+
+async def _reply_to(reader: asyncio.StreamReader, message_id: str) -> dict[str, object]:
+    async with asyncio.timeout(10):
+        while True:
+            opcode, payload = await _read_frame(reader)
+            if opcode == Opcode.TEXT.value:
+                frame = json.loads(payload)
+                if frame.get("messageId") == message_id:
+                    return dict(frame)
+
+
+async def test_a_fragmented_message_written_a_byte_at_a_time_reaches_the_node_whole(
+    farm: Farm,
+) -> None:
+    reader, writer = await open_websocket(farm.gateway.port)
+    text = json.dumps({"type": "subscribe", "channel": "in-pieces", "messageId": "m1"}).encode()
+    pieces = [text[:10], text[10:30], text[30:]]
+    stream = b"".join(
+        Frame(Opcode.TEXT if i == 0 else Opcode.CONT, piece, i == len(pieces) - 1).serialize(
+            mask=True
+        )
+        for i, piece in enumerate(pieces)
+    )
+    for byte in range(len(stream)):
+        writer.write(stream[byte : byte + 1])
+        await writer.drain()
+        await asyncio.sleep(0.001)
+    reply = await _reply_to(reader, "m1")
+    assert reply["type"] == "subscribed"
+    writer.close()
+
+
+async def test_a_ping_reaches_the_node_and_its_pong_comes_back(farm: Farm) -> None:
+    reader, writer = await open_websocket(farm.gateway.port)
+    writer.write(Frame(Opcode.PING, b"are you there").serialize(mask=True))
+    async with asyncio.timeout(10):
+        while True:
+            opcode, payload = await _read_frame(reader)
+            if opcode == Opcode.PONG.value:
+                break
+    assert payload == b"are you there"
+    writer.close()
+
+
+async def test_a_client_offering_compression_gets_none_and_is_served(farm: Farm) -> None:
+    async with connect(farm.gateway.url, open_timeout=5) as ws:  # offers permessage-deflate
+        assert ws.protocol.extensions == []
+        await ws.send(json.dumps({"type": "subscribe", "channel": "plain", "messageId": "m1"}))
+        async with asyncio.timeout(10):
+            while (reply := json.loads(await ws.recv())).get("messageId") != "m1":
+                pass
+        assert reply["type"] == "subscribed"

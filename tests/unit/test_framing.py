@@ -1,0 +1,150 @@
+"""The relay's frame headers: what passes, split anywhere, and where the gateway steps in.
+
+Frames are built by ``websockets`` (as a client masks them, as a server does not) and fed to
+a :class:`FrameScanner` whole, byte by byte and in every split in two; what passes must be
+the stream itself, whatever the reads, and the counts the same.
+"""
+
+from __future__ import annotations
+
+import pytest
+from websockets.frames import Close, Frame, Opcode
+from websockets.streams import StreamReader
+
+from wspool.gateway.model.framing import FrameScanner, close_frame
+
+MASK = b"\x01\x02\x03\x04"
+
+
+def _frame(opcode: Opcode, data: bytes, *, fin: bool = True, masked: bool = True) -> bytes:
+    return Frame(opcode, data, fin).serialize(mask=masked)
+
+
+def _feed(scanner: FrameScanner, stream: bytes, cuts: list[int]) -> bytes:
+    """What passes when ``stream`` arrives in reads ending at ``cuts``."""
+    passed = b""
+    start = 0
+    for end in [*cuts, len(stream)]:
+        passed += scanner.feed(stream[start:end])
+        start = end
+    return passed
+
+
+def _parse(data: bytes, *, mask: bool) -> list[Frame]:
+    reader = StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    frames = []
+    while reader.buffer:
+        parser = Frame.parse(reader.read_exact, mask=mask)
+        with pytest.raises(StopIteration) as done:
+            next(parser)
+        frames.append(done.value.value)
+    return frames
+
+
+STREAM = b"".join(
+    (
+        _frame(Opcode.TEXT, b'{"type":"subscribe","channel":"a"}'),
+        _frame(Opcode.BINARY, b"x" * 126),  # 16-bit length
+        _frame(Opcode.PING, b"hi"),
+        _frame(Opcode.TEXT, b"y" * 70_000),  # 64-bit length
+        # a fragmented message, a control frame between its fragments
+        _frame(Opcode.TEXT, b"part one ", fin=False),
+        _frame(Opcode.PONG, b""),
+        _frame(Opcode.CONT, b"part two", fin=False),
+        _frame(Opcode.CONT, b" and the end"),
+    )
+)
+
+
+def test_a_stream_read_whole_passes_whole_and_counts_its_messages() -> None:
+    scanner = FrameScanner()
+    assert scanner.feed(STREAM) == STREAM
+    assert scanner.messages == 4  # the fragmented message counts once, controls not at all
+    assert scanner.between_frames
+    assert not scanner.stopped
+
+
+def test_a_stream_read_a_byte_at_a_time_passes_the_same_bytes() -> None:
+    scanner = FrameScanner()
+    assert _feed(scanner, STREAM, list(range(1, len(STREAM)))) == STREAM
+    assert scanner.messages == 4
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, 8, 40, 41, 43, 44, 171, 172, 175, 70_180])
+def test_a_frame_split_across_two_reads_passes_and_headers_are_held_back(cut: int) -> None:
+    scanner = FrameScanner()
+    first = scanner.feed(STREAM[:cut])
+    # What passed never ends inside a header: the rest of a split header waits.
+    assert STREAM.startswith(first)
+    assert first + scanner.feed(STREAM[cut:]) == STREAM
+    assert scanner.messages == 4
+
+
+def test_the_frames_that_pass_are_the_frames_sent() -> None:
+    scanner = FrameScanner()
+    passed = _feed(scanner, STREAM, [7, 100, 5_000, 70_100])
+    frames = _parse(passed, mask=True)
+    assert [(f.opcode, f.fin, len(f.data)) for f in frames] == [
+        (Opcode.TEXT, True, 34),
+        (Opcode.BINARY, True, 126),
+        (Opcode.PING, True, 2),
+        (Opcode.TEXT, True, 70_000),
+        (Opcode.TEXT, False, 9),
+        (Opcode.PONG, True, 0),
+        (Opcode.CONT, False, 8),
+        (Opcode.CONT, True, 12),
+    ]
+
+
+def test_a_frame_announcing_more_than_the_limit_stops_before_its_header() -> None:
+    small = _frame(Opcode.TEXT, b"ok")
+    big = _frame(Opcode.BINARY, b"z" * 1025)
+    scanner = FrameScanner(limit=1024)
+    # The large frame's header arrives in two reads; its payload never passes.
+    assert scanner.feed(small + big[:3]) == small
+    assert scanner.feed(big[3:10]) == b""
+    assert scanner.oversized
+    assert scanner.stopped
+    assert scanner.between_frames
+    assert scanner.feed(big[10:] + small) == b""
+
+
+def test_a_frame_of_exactly_the_limit_passes() -> None:
+    frame = _frame(Opcode.BINARY, b"z" * 1024)
+    scanner = FrameScanner(limit=1024)
+    assert scanner.feed(frame) == frame
+    assert not scanner.oversized
+
+
+def test_nothing_passes_after_a_closing_frame_even_in_the_same_read() -> None:
+    closing = _frame(Opcode.CLOSE, Close(1000, "bye").serialize(), masked=False)
+    after = _frame(Opcode.TEXT, b"late", masked=False)
+    scanner = FrameScanner()
+    assert scanner.feed(closing[:1]) == b""  # its header is not complete yet
+    assert scanner.feed(closing[1:] + after) == closing
+    assert scanner.closed
+    assert scanner.stopped
+    assert scanner.feed(after) == b""
+
+
+def test_stop_lets_the_frame_under_way_finish_and_nothing_after_it() -> None:
+    first = _frame(Opcode.TEXT, b"a" * 300, masked=False)
+    second = _frame(Opcode.TEXT, b"b", masked=False)
+    scanner = FrameScanner()
+    assert scanner.feed(first[:100]) == first[:100]
+    scanner.stop()
+    assert not scanner.between_frames
+    assert not scanner.stopped
+    assert scanner.feed(first[100:] + second) == first[100:]
+    assert scanner.between_frames
+    assert scanner.stopped
+    assert scanner.messages == 1
+
+
+@pytest.mark.parametrize("mask", [None, MASK])
+def test_the_gateways_closing_frames_read_as_closing_frames(mask: bytes | None) -> None:
+    (frame,) = _parse(close_frame(1012, b"server node lost", mask=mask), mask=mask is not None)
+    assert frame.opcode is Opcode.CLOSE
+    assert Close.parse(frame.data) == Close(1012, "server node lost")

@@ -1,0 +1,151 @@
+"""One relayed connection over real sockets: what each side reads, and how it ends.
+
+A :class:`Splice` joins two socket pairs, as the gateway joins a client's socket and its
+node's: frames pass untouched both ways; the gateway's own closing frames (1009 to both, 1012
+to the client, 1000 in answer to a node) are well-formed frames between the others; a node
+gone in the middle of a frame drops its client rather than send it a cut frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from websockets.frames import Close, Frame, Opcode
+from websockets.streams import StreamReader
+
+from wspool.gateway.splice import ClientBytes, Ending, Splice
+from wspool.gateway.upstream import NodeLink
+
+
+@dataclass
+class Counts:
+    messages_to_server: int = 0
+    messages_to_client: int = 0
+
+
+class _ClientSide(asyncio.Protocol):
+    """Stands in for aiohttp's connection handler: hands each read to the splice."""
+
+    reader: ClientBytes
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reader.feed_eof()
+
+
+@dataclass
+class Relay:
+    splice: Splice
+    counts: Counts
+    endings: list[Ending]
+    client: tuple[asyncio.StreamReader, asyncio.StreamWriter]
+    node: tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[Relay]:
+    loop = asyncio.get_running_loop()
+    client_ours, client_theirs = socket.socketpair()
+    node_ours, node_theirs = socket.socketpair()
+    client_transport, client_side = await loop.connect_accepted_socket(_ClientSide, client_ours)
+    _, link = await loop.connect_accepted_socket(NodeLink, node_ours)
+    counts, endings = Counts(), list[Ending]()
+    splice = Splice(
+        client_transport,
+        link,
+        max_frame_bytes=1024,
+        send_buffer_limit=1 << 20,
+        counts=counts,
+        ended=endings.append,
+    )
+    client_side.reader = splice.reader
+    client = await asyncio.open_connection(sock=client_theirs)
+    node = await asyncio.open_connection(sock=node_theirs)
+    yield Relay(splice, counts, endings, client, node)
+    for _, writer in (client, node):
+        writer.close()
+
+
+def _frames(data: bytes, *, mask: bool) -> list[Frame]:
+    reader = StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    frames = []
+    while reader.buffer:
+        parser = Frame.parse(reader.read_exact, mask=mask)
+        with pytest.raises(StopIteration) as done:
+            next(parser)
+        frames.append(done.value.value)
+    return frames
+
+
+async def _read_to_end(reader: asyncio.StreamReader) -> bytes:
+    async with asyncio.timeout(5):
+        return await reader.read()
+
+
+async def test_frames_pass_both_ways_as_they_were_written_and_are_counted(relay: Relay) -> None:
+    up = Frame(Opcode.TEXT, b'{"type":"ping"}').serialize(mask=True)
+    down = b"".join(
+        Frame(Opcode.TEXT, data).serialize(mask=False) for data in (b"a", b"b" * 300, b"c")
+    )
+    relay.client[1].write(up[:3])
+    await asyncio.sleep(0.01)
+    relay.client[1].write(up[3:])
+    relay.node[1].write(down)
+    async with asyncio.timeout(5):
+        assert await relay.node[0].readexactly(len(up)) == up
+        assert await relay.client[0].readexactly(len(down)) == down
+    assert (relay.counts.messages_to_server, relay.counts.messages_to_client) == (1, 3)
+
+
+async def test_a_client_frame_over_the_limit_closes_both_sides_with_1009(relay: Relay) -> None:
+    relay.client[1].write(Frame(Opcode.BINARY, bytes(2000)).serialize(mask=True)[:500])
+    (to_node,) = _frames(await _read_to_end(relay.node[0]), mask=True)
+    assert Close.parse(to_node.data).code == 1009
+    (to_client,) = _frames(await _read_to_end(relay.client[0]), mask=False)
+    assert Close.parse(to_client.data).code == 1009
+    assert relay.endings == [Ending.TOO_BIG]
+
+
+async def test_a_node_gone_between_frames_sends_its_client_1012(relay: Relay) -> None:
+    sent = Frame(Opcode.TEXT, b"last words").serialize(mask=False)
+    relay.node[1].write(sent)
+    await asyncio.sleep(0.01)
+    relay.node[1].close()
+    frames = _frames(await _read_to_end(relay.client[0]), mask=False)
+    assert [f.opcode for f in frames] == [Opcode.TEXT, Opcode.CLOSE]
+    assert Close.parse(frames[1].data) == Close(1012, "server node lost")
+    assert relay.endings == [Ending.LOST]
+    await asyncio.wait_for(relay.splice.finished, 5)
+
+
+async def test_a_node_gone_in_the_middle_of_a_frame_drops_its_client(relay: Relay) -> None:
+    cut = Frame(Opcode.TEXT, b"x" * 500).serialize(mask=False)[:100]
+    relay.node[1].write(cut)
+    await asyncio.sleep(0.01)
+    relay.node[1].close()
+    # The cut frame, then the end of the connection: no closing frame inside a frame.
+    assert await _read_to_end(relay.client[0]) == cut
+    assert relay.endings == [Ending.LOST]
+
+
+async def test_a_nodes_closing_frame_reaches_the_client_and_is_answered_for_it(
+    relay: Relay,
+) -> None:
+    closing = Frame(Opcode.CLOSE, Close(1012, "server draining").serialize()).serialize(mask=False)
+    relay.node[1].write(closing)
+    async with asyncio.timeout(5):
+        assert await relay.client[0].readexactly(len(closing)) == closing
+    (answer,) = _frames(await _read_to_end(relay.node[0]), mask=True)
+    assert Close.parse(answer.data).code == 1000
+    relay.node[1].close()
+    await asyncio.wait_for(relay.splice.finished, 5)
+    assert await _read_to_end(relay.client[0]) == b""  # then the end of the stream
+    assert relay.endings == []
