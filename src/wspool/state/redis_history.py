@@ -7,9 +7,10 @@ each channel's next offsets (``HINCRBY`` on its meta hash), splices each frame's
 ``MAXLEN ~``), and publishes them as one pub/sub message per channel. The age trim (``MINID
 ~`` on the stream's time-based ids) and the keys' expiries are renewed only once per
 ``RENEWAL_SLACK`` of the ttl, as the meta hash's ``t`` records, so a steady publish costs
-five Redis calls per channel and one per batch, and Lua's call overhead is paid once per
-batch. As nothing can run between those steps, offsets follow the order in which every node
-receives the frames, and what a recovery reads from the stream is exactly what was published.
+four Redis calls per channel (``HMGET``, ``HINCRBY``, ``XADD``, ``PUBLISH``) and one per
+batch (``SET NX`` of its marker), and Lua's call overhead is paid once per batch. As nothing
+can run between those steps, offsets follow the order in which every node receives the
+frames, and what a recovery reads from the stream is exactly what was published.
 
 The pub/sub message is ``"<epoch>:<first offset>"`` followed by the frames, one per line
 (compact JSON holds no raw newline), so a node learns every frame's offset without parsing
