@@ -43,7 +43,7 @@ def connect(url: str, socket_timeout: float | None) -> aioredis.Redis:
         max_connections=MAX_LINKS,
         timeout=POOL_WAIT,
         socket_timeout=socket_timeout,
-        **_OPTIONS,
+        **_options(),
     )
     client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closes the pool with it
     return client
@@ -54,7 +54,7 @@ def dedicated(url: str) -> Callable[[], AbstractConnection]:
     :func:`connect` and no read timeout: their user keeps its own deadlines
     (:mod:`wspool.state.redis_links`). They speak RESP2, in which pub/sub messages are
     plain replies rather than RESP3 pushes, which redis-py routes through a handler each."""
-    pool = ConnectionPool.from_url(url, socket_timeout=None, protocol=2, **_OPTIONS)
+    pool = ConnectionPool.from_url(url, socket_timeout=None, protocol=2, **_options())
 
     def make() -> AbstractConnection:
         connection: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
@@ -63,12 +63,15 @@ def dedicated(url: str) -> Callable[[], AbstractConnection]:
     return make
 
 
-_OPTIONS: dict[str, Any] = {
-    "decode_responses": True,
-    "socket_connect_timeout": 2.0,
-    "socket_keepalive": True,
-    "retry": Retry(NoBackoff(), 0),
-}
+def _options() -> dict[str, Any]:
+    """What every connection of the engine shares: decoded replies, a short connect
+    timeout, keepalive, and no retry inside redis-py."""
+    return {
+        "decode_responses": True,
+        "socket_connect_timeout": 2.0,
+        "socket_keepalive": True,
+        "retry": Retry(NoBackoff(), 0),
+    }
 
 
 async def run(awaitable: Any) -> Any:
