@@ -42,9 +42,10 @@ failover=("$wspool" bench --spawn-servers 3 --spawn-gateway failover --duration 
 
 # 4. Side by side with the peers users would otherwise pick, each with its Redis fan-out:
 #    python-socketio with its Redis manager, Socket.IO on Node.js with its Redis adapter, and
-#    Centrifugo with its Redis engine (and with its memory engine, which needs no Redis).
+#    Centrifugo with its Redis engine (and with its memory engine, which needs no Redis),
+#    without history like the others, then with channel history as our nodes keep it.
 #    The same scenarios, ours then each peer's, one server each on its own redis-server.
-peers=(socketio socketio-node centrifugo centrifugo-redis)
+peers=(socketio socketio-node centrifugo centrifugo-redis centrifugo-redis-history)
 for who in wspool "${peers[@]}"; do
     side=("$wspool" bench --spawn-servers 1)
     [ "$who" != wspool ] && side+=(--peer "$who")

@@ -29,6 +29,7 @@ from wspool.bench.report import RunTiming, render_text, summarize
 from wspool.bench.settings import BenchSettings, Target
 from wspool.bench.tally import WorkerResult
 from wspool.bench.wire import WireConnection
+from wspool.core.history import HistoryPolicy
 
 SECRET = "a-secret-of-at-least-32-bytes-for-hs256"
 
@@ -308,3 +309,15 @@ def test_the_side_by_side_compares_the_new_scenarios_too() -> None:
     line = next(line for line in table.splitlines() if "all subscribed" in line)
     assert line.split()[1] == "-"  # no rate for a scenario that publishes nothing
     assert "0.50x" in line
+
+
+def test_the_history_peer_keeps_what_a_node_keeps_and_the_others_keep_none() -> None:
+    node = HistoryPolicy()
+    kept = centrifugo_config(8123, SECRET, "redis://127.0.0.1:6390/0", history=True)
+    assert kept["channel"]["without_namespace"]["history_size"] == node.size
+    assert kept["channel"]["without_namespace"]["history_ttl"] == f"{node.ttl:g}s"
+    assert PEERS["centrifugo-redis-history"].history
+    for peer in ("centrifugo", "centrifugo-redis"):
+        assert not PEERS[peer].history
+    plain = centrifugo_config(8123, SECRET, "redis://127.0.0.1:6390/0")
+    assert "history_size" not in plain["channel"]["without_namespace"]

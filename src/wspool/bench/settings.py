@@ -273,7 +273,8 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "side (socketio: python-socketio with its Redis manager, needs the `bench` extra; "
         "socketio-node: Socket.IO on Node.js with its Redis adapter, needs node and npm; "
         "centrifugo, centrifugo-redis: Centrifugo v6 with its memory or Redis engine, "
-        "built by `make peers` or, when missing, with go)",
+        "built by `make peers` or, when missing, with go; centrifugo-redis-history: the "
+        "Redis engine with channel history, as a node keeps it)",
         metavar="PEER",
     ),
     Option(

@@ -67,8 +67,9 @@ class Keys:
         return f"{self.prefix}hist:{{{name}}}:meta"
 
     def history_batch(self, name: str, batch_id: str) -> str:
-        """Marker of one published batch (its last frame's position), so that sending the
-        batch again after an unanswered publish does not write it twice."""
+        """Marker of one published batch (each channel's last position), under the batch's
+        first channel, so that sending the batch again after an unanswered publish does not
+        write it twice."""
         return f"{self.prefix}hist:{{{name}}}:b:{batch_id}"
 
     def presence(self, name: str, server_id: str) -> str:

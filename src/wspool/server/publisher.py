@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-import uuid
+import secrets
 from collections import defaultdict
 
 import websockets
@@ -53,6 +54,9 @@ class PublishBatcher:
         self._room = asyncio.Event()
         self._room.set()
         self._task: asyncio.Task[None] | None = None
+        # Batch ids: a random prefix per batcher and a count, unique without a random draw each.
+        self._batch_prefix = secrets.token_hex(8)
+        self._batch_count = itertools.count(1)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="publish-batcher")
@@ -93,13 +97,14 @@ class PublishBatcher:
         batches: defaultdict[str, list[str]] = defaultdict(list)
         for channel, frame, _, _ in pending:
             batches[channel].append(frame)
-        batch_id = uuid.uuid4().hex
-        backoff = Backoff(base=0.1, cap=1.0)  # between attempts at an unanswered batch
+        batch_id = f"{self._batch_prefix}.{next(self._batch_count)}"
+        backoff: Backoff | None = None  # between attempts at an unanswered batch
         while True:
             try:
                 await self._bus.publish(batches, batch_id)
             except OutcomeUnknownError as error:
-                if not backoff.failures:
+                if backoff is None:
+                    backoff = Backoff(base=0.1, cap=1.0)
                     log.warning("publish unanswered, sending %d again: %s", len(pending), error)
                 await asyncio.sleep(backoff.next_delay())
                 if not self._bus.available:
@@ -110,7 +115,7 @@ class PublishBatcher:
                 self._refuse(pending)
                 return
             break
-        if backoff.failures:
+        if backoff is not None:
             log.info(
                 "publish of %d messages settled after %d resends", len(pending), backoff.failures
             )

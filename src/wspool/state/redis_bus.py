@@ -1,16 +1,18 @@
 """The Redis message bus: cross-node pub/sub and channel history in Redis.
 
-Pub/sub uses one dedicated connection per process, read by a single task with a blocking
-``get_message``; when Redis goes away the task reports it, reconnects with backoff and
-resubscribes every channel the node still needs; it reports the link up only once Redis has
-confirmed them all, so the node can then read from each channel's history what the link
-missed.
+Pub/sub uses one dedicated connection per process (:class:`~wspool.state.redis_links.PubSubLink`),
+read by a single task that hands every buffered message on as it parses it; when Redis goes
+away the task reports it, reconnects with backoff and resubscribes every channel the node
+still needs; it reports the link up only once Redis has confirmed them all, so the node can
+then read from each channel's history what the link missed.
 
-Frames published together on one channel go through one call of the history script
-(:mod:`wspool.state.redis_history`), which numbers, stores and publishes them as one Redis
-message, so a burst costs one script call per channel. Publishing and reading history go
-through the command client (pipelined, one round trip per batch), so publishing needs no
-pub/sub link.
+A publish batch goes through one call of the history script
+(:mod:`wspool.state.redis_history`) for all its channels, which numbers, stores and
+publishes each channel's frames as one Redis message, on a connection of its own
+(:class:`~wspool.state.redis_links.ScriptLink`): a burst costs one round trip and one script
+call. Which channels share a call is decided in :meth:`RedisBus._script_groups` alone (on a
+Redis Cluster: those of one slot). Publishing needs no pub/sub link; history reads go through
+the pooled command client.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from redis.asyncio.client import PubSub
 from redis.exceptions import NoScriptError, RedisError
 
 from wspool.core.backoff import Backoff
@@ -34,21 +35,23 @@ from wspool.state.engine import (
     OutcomeUnknownError,
     StatusHandler,
 )
-from wspool.state.redis_client import connect, run
+from wspool.state.redis_client import connect, dedicated, run
 from wspool.state.redis_history import (
     PUBLISH_SCRIPT,
     READ_SCRIPT,
     RECENT_SCRIPT,
-    publish_args,
+    publish_call,
+    publish_result,
     read_args,
     read_result,
     recent_args,
     recent_result,
     split_message,
 )
+from wspool.state.redis_links import PubSubLink, ScriptLink
 from wspool.tasks import cancel_and_wait
 
-__all__ = ["LINK_PING_INTERVAL", "LINK_TIMEOUT", "SUBSCRIBE_TIMEOUT", "RedisBus"]
+__all__ = ["LINK_PING_INTERVAL", "LINK_TIMEOUT", "PUBLISH_TIMEOUT", "SUBSCRIBE_TIMEOUT", "RedisBus"]
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +67,12 @@ LINK_TIMEOUT = 3.0
 SUBSCRIBE_TIMEOUT = 5.0
 """Seconds to wait for Redis to confirm a SUBSCRIBE before reporting the bus unavailable."""
 
+PUBLISH_TIMEOUT = 5.0
+"""Seconds a publish may wait for Redis's answer before its outcome counts as unknown."""
+
 
 class RedisBus:
-    """Implements ``MessageBus`` on a single Redis server (or a Redis Cluster endpoint)."""
+    """Implements ``MessageBus`` on a single Redis server."""
 
     def __init__(
         self, url: str, keys: Keys | None = None, history: HistoryPolicy | None = None
@@ -74,13 +80,13 @@ class RedisBus:
         self._url = url
         self._keys = keys or Keys()
         self._history = history or HistoryPolicy()
-        # Commands fail fast during an outage (callers keep their own retry state); the
-        # pub/sub link has no read timeout because it blocks until a message arrives.
+        # Commands fail fast during an outage (callers keep their own retry state).
         self._redis = connect(url, socket_timeout=5.0)
-        self._pubsub_redis = connect(url, socket_timeout=None)
+        self._links = dedicated(url)
+        self._scripts = ScriptLink(self._links, PUBLISH_TIMEOUT)
         self._channels: set[str] = set()
         self._waiters: defaultdict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
-        self._pubsub: PubSub | None = None
+        self._pubsub: PubSubLink | None = None
         self._reader: asyncio.Task[None] | None = None
         self._on_message: MessageHandler | None = None
         self._on_status: StatusHandler | None = None
@@ -99,53 +105,49 @@ class RedisBus:
     async def close(self) -> None:
         await cancel_and_wait(self._reader)
         self._reader = None
+        await self._scripts.close()
         await self._redis.aclose()
-        await self._pubsub_redis.aclose()
 
     async def publish(
         self, batches: Mapping[str, Sequence[str]], batch_id: str = ""
     ) -> dict[str, StreamPosition]:
-        pending = dict(batches)
         positions: dict[str, StreamPosition] = {}
+        if not batches:
+            return positions
+        groups = self._script_groups(batches)
         for _ in range(2):  # a second pass only after Redis forgot the script (restart)
             if not self._shas:
                 await self._load_scripts()
-            channels = list(pending)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for channel in channels:
-                    keys = (
-                        self._keys.history(channel),
-                        self._keys.history_meta(channel),
-                        self._keys.history_batch(channel, batch_id or "-"),
-                    )
-                    args = publish_args(
-                        self._keys.channel(channel),
-                        self._history.for_channel(channel),
-                        list(pending[channel]),
-                        marked=bool(batch_id),
-                    )
-                    pipe.evalsha(self._shas[PUBLISH_SCRIPT], 3, *keys, *args)
-                try:
-                    results = await run(pipe.execute(raise_on_error=False))
-                except EngineUnavailableError as error:
-                    # Sent, perhaps run, never answered (Redis frozen, link cut mid-request).
-                    raise OutcomeUnknownError(str(error)) from error.__cause__
-            for channel, result in zip(channels, results, strict=True):
-                if isinstance(result, str):
-                    positions[channel] = StreamPosition.parse(result)
-            # NOSCRIPT means the script did not run, so publishing that channel again is safe.
-            pending = {
-                c: pending[c]
-                for c, r in zip(channels, results, strict=True)
-                if isinstance(r, NoScriptError)
-            }
+            calls: list[tuple[str | int, ...]] = []
+            for group in groups:
+                script_keys, args = publish_call(self._keys, self._history, group, batch_id)
+                sha = self._shas[PUBLISH_SCRIPT]
+                calls.append(("EVALSHA", sha, len(script_keys), *script_keys, *args))
+            try:
+                results = await run(self._scripts.pipeline(calls))
+            except EngineUnavailableError as error:
+                # Sent, perhaps run, never answered (Redis frozen, link cut mid-request).
+                raise OutcomeUnknownError(str(error)) from error.__cause__
+            for group, result in zip(groups, results, strict=True):
+                if not isinstance(result, Exception):
+                    positions.update(publish_result(group, result))
+            # NOSCRIPT means the script did not run, so publishing that group again is safe.
+            groups = [
+                g for g, r in zip(groups, results, strict=True) if isinstance(r, NoScriptError)
+            ]
             errors = [r for r in results if isinstance(r, Exception)]
-            if not pending:
+            if not groups:
                 if errors:
                     raise EngineUnavailableError(str(errors[0]))
                 return positions
             self._shas = {}
         raise EngineUnavailableError("Redis refuses the publish script")
+
+    @staticmethod
+    def _script_groups(batches: Mapping[str, Sequence[str]]) -> list[Mapping[str, Sequence[str]]]:
+        """Which channels of a batch share one script call: all of them, as one Redis server
+        holds every key. (A Redis Cluster would need one group per hash slot here.)"""
+        return [batches]
 
     async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
         raw = await self._run_reader(READ_SCRIPT, channel, read_args(self._history, since))
@@ -183,7 +185,7 @@ class RedisBus:
         waiter = asyncio.get_running_loop().create_future()
         self._waiters[channel].append(waiter)
         try:
-            await run(pubsub.subscribe(self._keys.channel(channel)))
+            await run(pubsub.send("SUBSCRIBE", self._keys.channel(channel)))
             # Redis confirms in order on the pub/sub link; only after the confirmation is a
             # message published by any node guaranteed to reach us.
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
@@ -204,12 +206,12 @@ class RedisBus:
             # A failure here is harmless: a stray subscription only delivers frames that the
             # node drops, and it ends with the link.
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.unsubscribe(self._keys.channel(channel))
+                await pubsub.send("UNSUBSCRIBE", self._keys.channel(channel))
 
     async def _read_forever(self) -> None:
         backoff = Backoff(base=0.1, cap=2.0)
         while True:
-            pubsub = self._pubsub_redis.pubsub()
+            link = PubSubLink(self._links, LINK_PING_INTERVAL, LINK_TIMEOUT)
             try:
                 # Every channel the node needs, then a placeholder: Redis confirms in order,
                 # so the placeholder's confirmation says the link is up *and* every channel
@@ -217,10 +219,11 @@ class RedisBus:
                 # The link's socket has no read timeout, so bound its setup here.
                 wanted = [self._keys.channel(c) for c in sorted(self._channels)]
                 async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
-                    await pubsub.subscribe(*wanted, self._keys.channel(_LINK_CHANNEL))
-                self._pubsub = pubsub
+                    await link.connect()
+                    await link.send("SUBSCRIBE", *wanted, self._keys.channel(_LINK_CHANNEL))
+                self._pubsub = link
                 backoff.reset()
-                await self._read(pubsub)
+                await link.read(self._on_reply)
             except (RedisError, OSError) as error:
                 self._pubsub = None
                 self._set_available(False)
@@ -234,38 +237,24 @@ class RedisBus:
             finally:
                 self._pubsub = None
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await link.close()
 
-    async def _read(self, pubsub: PubSub) -> None:
-        assert self._on_message is not None
-        on_message = self._on_message
-        keys = self._keys
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
-        while True:
-            message = await pubsub.get_message(timeout=LINK_PING_INTERVAL)
-            if message is None:
-                # A quiet link may be a dead one: a partition drops packets without closing
-                # the socket, and a blocking read would wait for TCP keepalive (hours).
-                silent = loop.time() - heard
-                if silent >= LINK_TIMEOUT:
-                    raise ConnectionError(f"no answer from Redis for {silent:.1f}s")
-                await pubsub.ping()
-                continue
-            heard = loop.time()
-            kind = message["type"]
-            if kind == "message":
-                start, frames = split_message(message["data"])
-                on_message(keys.channel_name(message["channel"]), start, frames)
-            elif kind == "subscribe":
-                channel = keys.channel_name(message["channel"])
-                if channel == _LINK_CHANNEL:
-                    self._set_available(True)
-                waiters = self._waiters.get(channel)
-                if waiters:
-                    waiter = waiters.popleft()
-                    if not waiter.done():
-                        waiter.set_result(None)
+    def _on_reply(self, reply: list[str]) -> None:
+        """One reply on the pub/sub link: a message, a confirmation, or a pong."""
+        kind = reply[0]
+        if kind == "message":
+            assert self._on_message is not None
+            start, frames = split_message(reply[2])
+            self._on_message(self._keys.channel_name(reply[1]), start, frames)
+        elif kind == "subscribe":
+            channel = self._keys.channel_name(reply[1])
+            if channel == _LINK_CHANNEL:
+                self._set_available(True)
+            waiters = self._waiters.get(channel)
+            if waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def _set_available(self, available: bool) -> None:
         if available != self._available:

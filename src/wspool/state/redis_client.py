@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -19,7 +21,7 @@ from redis.typing import EncodableT, FieldT
 
 from wspool.state.engine import EngineUnavailableError
 
-__all__ = ["connect", "fields", "ms", "run"]
+__all__ = ["connect", "dedicated", "fields", "ms", "run"]
 
 
 MAX_LINKS = 64
@@ -40,14 +42,36 @@ def connect(url: str, socket_timeout: float | None) -> aioredis.Redis:
         url,
         max_connections=MAX_LINKS,
         timeout=POOL_WAIT,
-        decode_responses=True,
-        socket_connect_timeout=2.0,
         socket_timeout=socket_timeout,
-        socket_keepalive=True,
-        retry=Retry(NoBackoff(), 0),
+        **_options(),
     )
     client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closes the pool with it
     return client
+
+
+def dedicated(url: str) -> Callable[[], AbstractConnection]:
+    """Makes connections to ``url`` that belong to no pool, with the options of
+    :func:`connect` and no read timeout: their user keeps its own deadlines
+    (:mod:`wspool.state.redis_links`). They speak RESP2, in which pub/sub messages are
+    plain replies rather than RESP3 pushes, which redis-py routes through a handler each."""
+    pool = ConnectionPool.from_url(url, socket_timeout=None, protocol=2, **_options())
+
+    def make() -> AbstractConnection:
+        connection: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
+        return connection
+
+    return make
+
+
+def _options() -> dict[str, Any]:
+    """What every connection of the engine shares: decoded replies, a short connect
+    timeout, keepalive, and no retry inside redis-py."""
+    return {
+        "decode_responses": True,
+        "socket_connect_timeout": 2.0,
+        "socket_keepalive": True,
+        "retry": Retry(NoBackoff(), 0),
+    }
 
 
 async def run(awaitable: Any) -> Any:

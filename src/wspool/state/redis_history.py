@@ -1,13 +1,16 @@
 """Channel history in Redis: one stream and one small hash per channel, kept by two scripts.
 
-``PUBLISH_SCRIPT`` runs once per channel per publish batch. In one atomic step it takes the
-channel's next offsets (``HINCRBY`` on the meta hash), splices each frame's ``"offset"`` in,
-appends the frames to the history stream (trimmed by length, ``MAXLEN ~``), and publishes
-them as one pub/sub message. The age trim (``MINID ~`` on the stream's time-based ids) and
-the keys' expiries are renewed only once per ``RENEWAL_SLACK`` of the ttl, as the meta hash's
-``t`` records, so a steady publish costs six Redis calls, not ten. As
-nothing can run between those steps, offsets follow the order in which every node receives
-the frames, and what a recovery reads from the stream is exactly what was published.
+``PUBLISH_SCRIPT`` runs once per publish batch, for every channel in it (one call per group
+of channels whose keys share a server: :func:`publish_call`). In one atomic step it takes
+each channel's next offsets (``HINCRBY`` on its meta hash), splices each frame's
+``"offset"`` in, appends the frames to the channel's history stream (trimmed by length,
+``MAXLEN ~``), and publishes them as one pub/sub message per channel. The age trim (``MINID
+~`` on the stream's time-based ids) and the keys' expiries are renewed only once per
+``RENEWAL_SLACK`` of the ttl, as the meta hash's ``t`` records, so a steady publish costs
+four Redis calls per channel (``HMGET``, ``HINCRBY``, ``XADD``, ``PUBLISH``) and one per
+batch (``SET NX`` of its marker), and Lua's call overhead is paid once per batch. As nothing
+can run between those steps, offsets follow the order in which every node receives the
+frames, and what a recovery reads from the stream is exactly what was published.
 
 The pub/sub message is ``"<epoch>:<first offset>"`` followed by the frames, one per line
 (compact JSON holds no raw newline), so a node learns every frame's offset without parsing
@@ -17,10 +20,11 @@ position and its newest frames (the REST API's history without a position).
 
 A publish that gets no answer (Redis frozen, the link cut after the request left) may or
 may not have run. The node sends the same batch again, with the same batch id, until Redis
-answers: the script records each batch id with its last frame's position (a marker key that lives
-``BATCH_MARKER_TTL``), and a batch whose marker exists is not written again; the script
-returns the recorded position instead. Either way the script answers the position
-(``"<epoch>:<offset>"``) of the batch's last frame. So a publish is written once, or not at all.
+answers: the script records the batch id with the position it gave each channel's last
+frame (a marker key that lives ``BATCH_MARKER_TTL``), and a batch whose marker exists is not
+written again; the script returns the recorded positions instead. Either way it answers the
+position (``"<epoch>:<offset>"``) of each channel's last frame, in the call's channel order,
+separated by spaces. So a publish is written once, or not at all.
 
 A channel whose meta hash is gone (expired after ``HistoryPolicy.position_ttl`` of silence,
 flushed, lost in a restart) gets a new random epoch with its next publish or read, and its
@@ -30,9 +34,11 @@ stale stream is dropped; positions of the old epoch then fail to recover, as the
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
+from wspool.core.keys import Keys
 
 __all__ = [
     "BATCH_MARKER_TTL",
@@ -41,7 +47,8 @@ __all__ = [
     "RECENT_SCRIPT",
     "RENEWAL_SLACK",
     "new_epoch",
-    "publish_args",
+    "publish_call",
+    "publish_result",
     "read_args",
     "read_result",
     "recent_args",
@@ -58,60 +65,69 @@ RENEWAL_SLACK = 0.125
 renews them (``PEXPIRE`` on both keys, ``XTRIM MINID``) at most once per that much time of
 publishing, with expiries longer by as much, instead of on every publish."""
 
-# KEYS: stream, meta, batch marker. ARGV: pub/sub channel, size, ttl ms, position ttl ms,
-# new epoch, marker ttl ms ('0': no marker), renewal slack ms, frames…
+# KEYS: batch marker, then stream and meta of each channel. ARGV: marker ttl ms ('0': no
+# marker), ttl ms, position ttl ms, renewal slack ms, then for each channel: pub/sub channel,
+# size, new epoch, frame count, its frames.
 PUBLISH_SCRIPT = """
-local marked = ARGV[6] ~= '0'
+local marked = ARGV[1] ~= '0'
 if marked then
-  local done = redis.call('GET', KEYS[3])
+  local done = redis.call('GET', KEYS[1])
   if done then
     return done
   end
 end
-local meta = redis.call('HMGET', KEYS[2], 'e', 't')
-local epoch = meta[1]
-local renewed = tonumber(meta[2]) or 0
-if not epoch then
-  epoch = ARGV[5]
-  renewed = 0
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0)
-end
-local count = #ARGV - 7
-local last = redis.call('HINCRBY', KEYS[2], 'o', count)
-local first = last - count + 1
-local size = tonumber(ARGV[2])
-local splice = ',"offset":"' .. epoch .. ':'
-local out = {epoch .. ':' .. first}
-local id
-for i = 1, count do
-  local frame = string.sub(ARGV[7 + i], 1, -2) .. splice .. (first + i - 1) .. '"}'
-  out[i + 1] = frame
-  if size > 0 then
-    id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', size, '*', 'f', frame)
+local ttl = tonumber(ARGV[2])
+local position_ttl = tonumber(ARGV[3])
+local slack = tonumber(ARGV[4])
+local a = 5
+local positions = {}
+for k = 2, #KEYS, 2 do
+  local stream, metakey = KEYS[k], KEYS[k + 1]
+  local size = tonumber(ARGV[a + 1])
+  local count = tonumber(ARGV[a + 3])
+  local meta = redis.call('HMGET', metakey, 'e', 't')
+  local epoch = meta[1]
+  local renewed = tonumber(meta[2]) or 0
+  if not epoch then
+    epoch = ARGV[a + 2]
+    renewed = 0
+    redis.call('DEL', stream)
+    redis.call('HSET', metakey, 'e', epoch, 'o', 0)
   end
-end
-if id then
-  local now = tonumber(string.match(id, '^%d+'))
-  local slack = tonumber(ARGV[7])
-  if now - renewed >= slack then
-    local ttl = tonumber(ARGV[3])
-    if now > ttl then
-      redis.call('XTRIM', KEYS[1], 'MINID', '~', now - ttl)
+  local last = redis.call('HINCRBY', metakey, 'o', count)
+  local first = last - count + 1
+  local splice = ',"offset":"' .. epoch .. ':'
+  local out = {epoch .. ':' .. first}
+  local id
+  for i = 1, count do
+    local frame = string.sub(ARGV[a + 3 + i], 1, -2) .. splice .. (first + i - 1) .. '"}'
+    out[i + 1] = frame
+    if size > 0 then
+      id = redis.call('XADD', stream, 'MAXLEN', '~', size, '*', 'f', frame)
     end
-    redis.call('PEXPIRE', KEYS[1], ttl + slack)
-    redis.call('HSET', KEYS[2], 't', now)
-    redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]) + slack)
   end
-else
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  if id then
+    local now = tonumber(string.match(id, '^%d+'))
+    if now - renewed >= slack then
+      if now > ttl then
+        redis.call('XTRIM', stream, 'MINID', '~', now - ttl)
+      end
+      redis.call('PEXPIRE', stream, ttl + slack)
+      redis.call('HSET', metakey, 't', now)
+      redis.call('PEXPIRE', metakey, position_ttl + slack)
+    end
+  else
+    redis.call('PEXPIRE', metakey, position_ttl)
+  end
+  redis.call('PUBLISH', ARGV[a], table.concat(out, '\\n'))
+  positions[#positions + 1] = epoch .. ':' .. last
+  a = a + 4 + count
 end
-redis.call('PUBLISH', ARGV[1], table.concat(out, '\\n'))
-local position = epoch .. ':' .. last
+local answer = table.concat(positions, ' ')
 if marked then
-  redis.call('SET', KEYS[3], position, 'PX', ARGV[6])
+  redis.call('SET', KEYS[1], answer, 'PX', ARGV[1])
 end
-return position
+return answer
 """
 
 # The reading scripts' start: the channel's epoch and last offset, the epoch started (and a
@@ -177,19 +193,38 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
-def publish_args(
-    pubsub_channel: str, policy: HistoryPolicy, frames: list[str], marked: bool
-) -> list[str]:
-    return [
-        pubsub_channel,
-        str(policy.size),
+def publish_call(
+    keys: Keys, policy: HistoryPolicy, batches: Mapping[str, Sequence[str]], batch_id: str
+) -> tuple[list[str], list[str]]:
+    """The KEYS and ARGV of one ``PUBLISH_SCRIPT`` call that publishes ``batches`` (frames
+    per channel, in order), recorded under ``batch_id`` unless it is empty.
+
+    Every key of one call must live on one Redis server (in a Redis Cluster, in one slot):
+    the caller groups channels accordingly. The batch marker shares the first channel's.
+    """
+    first = next(iter(batches))
+    script_keys = [keys.history_batch(first, batch_id or "-")]
+    args = [
+        str(int(BATCH_MARKER_TTL * 1000)) if batch_id else "0",
         str(int(policy.ttl * 1000)),
         str(int(policy.position_ttl * 1000)),
-        new_epoch(),
-        str(int(BATCH_MARKER_TTL * 1000)) if marked else "0",
         str(int(policy.ttl * RENEWAL_SLACK * 1000)),
-        *frames,
     ]
+    epoch = new_epoch()  # for each channel that has none (epochs differ per channel only)
+    for channel, frames in batches.items():
+        script_keys += (keys.history(channel), keys.history_meta(channel))
+        size = policy.for_channel(channel).size
+        args += (keys.channel(channel), str(size), epoch, str(len(frames)), *frames)
+    return script_keys, args
+
+
+def publish_result(
+    batches: Mapping[str, Sequence[str]], raw: str | bytes
+) -> dict[str, StreamPosition]:
+    """Each channel's last position from the answer of the ``PUBLISH_SCRIPT`` call that
+    published ``batches`` (the same channels, in the same order)."""
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return dict(zip(batches, map(StreamPosition.parse, text.split(" ")), strict=True))
 
 
 def read_args(policy: HistoryPolicy, since: StreamPosition | None) -> list[str]:

@@ -4,7 +4,8 @@
 ``bench`` extra). ``socketio-node``: Socket.IO on Node.js with its Redis adapter
 (``node/server.js``, its npm dependencies pinned with integrity hashes in
 ``node/package-lock.json``). ``centrifugo`` and ``centrifugo-redis``: Centrifugo v6 with its
-memory engine, or its Redis engine (:mod:`.centrifugo`, a pinned ``go install`` build).
+memory engine, or its Redis engine (:mod:`.centrifugo`, a pinned ``go install`` build);
+``centrifugo-redis-history`` the latter with channel history on, as every node keeps it.
 
 :data:`PEERS` says what the generator needs to know of each (the WebSocket path, the
 dialect, whether it uses Redis); :func:`peer_command` gives the command line that starts
@@ -33,6 +34,7 @@ class Peer:
     path: str  # where clients open their WebSocket
     dialect: str  # what they say over it (wspool.bench.dialects)
     uses_redis: bool = True  # False: no redis-server is started for it
+    history: bool = False  # channels keep a history (only Centrifugo's is optional)
 
 
 PEERS: dict[str, Peer] = {
@@ -40,6 +42,7 @@ PEERS: dict[str, Peer] = {
     "socketio-node": Peer("/socket.io/", "socketio"),
     "centrifugo": Peer("/connection/websocket", "centrifugo", uses_redis=False),
     "centrifugo-redis": Peer("/connection/websocket", "centrifugo"),
+    "centrifugo-redis-history": Peer("/connection/websocket", "centrifugo", history=True),
 }
 NODE_PEER_DIR = Path(__file__).parent / "node"
 
@@ -93,9 +96,10 @@ def peer_command(peer: str, port: int, redis_url: str, folder: Path, secret: str
     if peer == "socketio-node":
         node = install_node_peer()
         return [node, str(NODE_PEER_DIR / "server.js"), "--redis-url", redis_url, *listen]
-    if peer in ("centrifugo", "centrifugo-redis"):
+    spec = PEERS.get(peer)
+    if spec is not None and spec.dialect == "centrifugo":
         binary = install_centrifugo()
-        config = centrifugo_config(port, secret, redis_url if PEERS[peer].uses_redis else "")
+        config = centrifugo_config(port, secret, redis_url if spec.uses_redis else "", spec.history)
         path = folder / f"centrifugo-{port}.json"
         path.touch(mode=0o600)  # it holds the token secret
         path.write_text(json.dumps(config, indent=2) + "\n")

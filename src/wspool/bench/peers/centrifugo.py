@@ -9,9 +9,10 @@
 :func:`centrifugo_config` is the configuration of one spawned server (pure): loopback only,
 HS256 connection tokens, channels without a namespace open to every connected client for
 subscribe and publish (as the scenarios publish from client connections, like with the
-other targets), no history, the memory engine or the Redis engine on the bench's
-redis-server, Prometheus ``/metrics`` and ``/health`` on the client port, and no usage
-statistics sent anywhere.
+other targets), no history unless asked (then the size and ttl a node keeps by default,
+so that every publish also goes into a history stream, as on a node), the memory engine or
+the Redis engine on the bench's redis-server, Prometheus ``/metrics`` and ``/health`` on the
+client port, and no usage statistics sent anywhere.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wspool.core.history import HistoryPolicy
 from wspool.core.options import ConfigError
 
 __all__ = [
@@ -88,12 +90,22 @@ def install_centrifugo() -> Path:
     return binary
 
 
-def centrifugo_config(port: int, secret: str, redis_url: str = "") -> dict[str, Any]:
-    """One server's configuration: the Redis engine on ``redis_url``, else the memory one."""
+def centrifugo_config(
+    port: int, secret: str, redis_url: str = "", history: bool = False
+) -> dict[str, Any]:
+    """One server's configuration: the Redis engine on ``redis_url``, else the memory one;
+    with ``history``, every channel keeps what a node's channels keep by default."""
     engine: dict[str, Any] = {"type": "memory"}
     if redis_url:
         engine = {"type": "redis", "redis": {"address": [redis_url]}}
-    open_to_clients = {"allow_subscribe_for_client": True, "allow_publish_for_client": True}
+    open_to_clients: dict[str, Any] = {
+        "allow_subscribe_for_client": True,
+        "allow_publish_for_client": True,
+    }
+    if history:
+        policy = HistoryPolicy()
+        open_to_clients["history_size"] = policy.size
+        open_to_clients["history_ttl"] = f"{policy.ttl:g}s"
     return {
         "http_server": {"address": "127.0.0.1", "port": port},
         "log": {"level": "warn"},

@@ -1,0 +1,90 @@
+"""Publishing through Redis: one script call per batch, for every channel in it.
+
+What only the Redis bus does (the in-memory engine has no request that can go unanswered):
+a batch sent again with its batch id writes nothing twice on any of its channels, a node's
+control channel in a batch keeps no history while the others do, and Redis forgetting the
+script (a restart, ``SCRIPT FLUSH``) costs nothing but a reload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.integration.contracts.engines import HISTORY, Inbox, frame, has, payloads_of
+from tests.support.waiting import eventually
+from wspool.core import control
+from wspool.core.history import StreamPosition
+from wspool.state.redis_bus import RedisBus
+
+
+@pytest.fixture
+async def bus(redis_url: str) -> AsyncIterator[tuple[RedisBus, Inbox]]:
+    inbox = Inbox()
+    bus = RedisBus(redis_url, history=HISTORY)
+    await bus.start(inbox.on_message, inbox.on_status)
+    await eventually(_available(bus), message="bus available")
+    yield bus, inbox
+    await bus.close()
+
+
+def _available(bus: RedisBus) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        return bus.available
+
+    return probe
+
+
+async def _top(bus: RedisBus, channel: str) -> StreamPosition:
+    return (await bus.read_history(channel, None)).top
+
+
+async def test_a_batch_sent_again_with_its_id_is_written_once_on_every_channel(
+    bus: tuple[RedisBus, Inbox],
+) -> None:
+    engine, inbox = bus
+    for channel in ("a", "b", "c"):
+        await engine.subscribe(channel)
+    batch = {"a": [frame(1), frame(2)], "b": [frame(3)], "c": [frame(4)]}
+    for _ in range(3):  # as a node resends a batch whose answer it never got
+        await engine.publish(batch, "batch-1")
+    await engine.publish({"c": [frame(5)]}, "batch-2")
+    await eventually(has(inbox, "c", [4, 5]), message="the later batch delivered")
+    assert payloads_of(inbox.frames["a"]) == [1, 2]
+    assert payloads_of(inbox.frames["b"]) == [3]
+    assert [(await _top(engine, c)).offset for c in ("a", "b", "c")] == [2, 1, 2]
+    since = StreamPosition((await _top(engine, "a")).epoch, 0)
+    assert payloads_of((await engine.read_history("a", since)).frames or []) == [1, 2]
+
+
+async def test_a_control_channel_keeps_no_history_beside_channels_that_do(
+    bus: tuple[RedisBus, Inbox],
+) -> None:
+    engine, inbox = bus
+    command = control.channel("node-1")
+    await engine.subscribe(command)
+    await engine.publish({command: [frame(1)], "news": [frame(2)]}, "batch-1")
+    await eventually(has(inbox, command, [1]), message="command delivered")
+    news = await _top(engine, "news")
+    assert news.offset == 1
+    read = await engine.read_history("news", StreamPosition(news.epoch, 0))
+    assert payloads_of(read.frames or []) == [2]
+    orders = await _top(engine, command)
+    assert orders.offset == 1  # numbered, so its listener sees no gap, but not kept
+    assert (await engine.read_history(command, StreamPosition(orders.epoch, 0))).frames is None
+
+
+async def test_a_publish_after_redis_forgot_the_script_loads_it_again(
+    bus: tuple[RedisBus, Inbox], redis_url: str
+) -> None:
+    engine, inbox = bus
+    await engine.subscribe("news")
+    await engine.publish({"news": [frame(1)]}, "batch-1")
+    client = aioredis.Redis.from_url(redis_url)
+    await client.script_flush()
+    await client.aclose()
+    await engine.publish({"news": [frame(2)], "other": [frame(3)]}, "batch-2")
+    await eventually(has(inbox, "news", [1, 2]), message="both batches delivered")
+    assert (await _top(engine, "other")).offset == 1
