@@ -6,6 +6,10 @@ resubscribes every channel the node still needs; it reports the link up only onc
 confirmed them all, so the node can then read from each channel's history what the link
 missed.
 
+Subscribes and history reads asked for while one batch of them is in flight go out together
+as the next (:mod:`wspool.state.coalesce`): a storm of subscribes costs one SUBSCRIBE and one
+pipelined read per batch, on one pooled connection, instead of one of each per subscriber.
+
 Frames published together on one channel go through one call of the history script
 (:mod:`wspool.state.redis_history`), which numbers, stores and publishes them as one Redis
 message, so a burst costs one script call per channel. Publishing and reading history go
@@ -27,6 +31,7 @@ from redis.exceptions import NoScriptError, RedisError
 from wspool.core.backoff import Backoff
 from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
 from wspool.core.keys import Keys
+from wspool.state.coalesce import Coalescer
 from wspool.state.engine import (
     EngineUnavailableError,
     MessageHandler,
@@ -60,6 +65,10 @@ LINK_TIMEOUT = 3.0
 SUBSCRIBE_TIMEOUT = 5.0
 """Seconds to wait for Redis to confirm a SUBSCRIBE before reporting the bus unavailable."""
 
+BATCH_LIMIT = 500
+"""History reads (or channels to subscribe) sent to Redis in one pipeline (or SUBSCRIBE) at
+most; the requests made while one batch is in flight go out together as the next."""
+
 
 class RedisBus:
     """Implements ``MessageBus`` on a single Redis server (or a Redis Cluster endpoint)."""
@@ -83,6 +92,8 @@ class RedisBus:
         self._available = False
         self._publish_sha = ""
         self._read_sha = ""
+        self._reads = Coalescer(self._read_batch, max_batch=BATCH_LIMIT)
+        self._subscribes = Coalescer(self._subscribe_batch, max_batch=BATCH_LIMIT)
 
     @property
     def available(self) -> bool:
@@ -94,6 +105,8 @@ class RedisBus:
         self._reader = asyncio.create_task(self._read_forever(), name="redis-pubsub-reader")
 
     async def close(self) -> None:
+        await self._reads.close()
+        await self._subscribes.close()
         await cancel_and_wait(self._reader)
         self._reader = None
         await self._redis.aclose()
@@ -139,18 +152,37 @@ class RedisBus:
         raise EngineUnavailableError("Redis refuses the publish script")
 
     async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
-        keys = (self._keys.history(channel), self._keys.history_meta(channel))
-        args = read_args(self._history, since)
-        if not self._read_sha:
-            await self._load_scripts()
-        try:
-            raw = await run(self._redis.evalsha(self._read_sha, 2, *keys, *args))
-        except EngineUnavailableError as error:
-            if not isinstance(error.__cause__, NoScriptError):
-                raise
-            await self._load_scripts()
-            raw = await run(self._redis.evalsha(self._read_sha, 2, *keys, *args))
-        return read_result(raw, since)
+        return await self._reads.submit((channel, since))
+
+    async def _read_batch(
+        self, requests: list[tuple[str, StreamPosition | None]]
+    ) -> list[HistoryRead | Exception]:
+        """One pipeline of history reads; a second for those Redis had no script for."""
+        refused = EngineUnavailableError("Redis refuses the read script")
+        answers: list[HistoryRead | Exception] = [refused] * len(requests)
+        pending = list(range(len(requests)))
+        for _ in range(2):  # a second pass only after Redis forgot the script (restart)
+            if not self._read_sha:
+                await self._load_scripts()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for i in pending:
+                    channel, since = requests[i]
+                    keys = (self._keys.history(channel), self._keys.history_meta(channel))
+                    pipe.evalsha(self._read_sha, 2, *keys, *read_args(self._history, since))
+                results = await run(pipe.execute(raise_on_error=False))
+            retry: list[int] = []
+            for i, raw in zip(pending, results, strict=True):
+                if isinstance(raw, NoScriptError):
+                    retry.append(i)
+                elif isinstance(raw, Exception):
+                    answers[i] = EngineUnavailableError(str(raw))
+                else:
+                    answers[i] = read_result(raw, requests[i][1])
+            if not retry:
+                break
+            pending = retry
+            self._read_sha = ""
+        return answers
 
     async def _load_scripts(self) -> None:
         self._publish_sha = await run(self._redis.script_load(PUBLISH_SCRIPT))
@@ -158,13 +190,12 @@ class RedisBus:
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
-        pubsub = self._pubsub
-        if pubsub is None:
+        if self._pubsub is None:
             raise EngineUnavailableError("pub/sub link to Redis is down")
         waiter = asyncio.get_running_loop().create_future()
         self._waiters[channel].append(waiter)
         try:
-            await run(pubsub.subscribe(self._keys.channel(channel)))
+            await self._subscribes.submit(channel)
             # Redis confirms in order on the pub/sub link; only after the confirmation is a
             # message published by any node guaranteed to reach us.
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
@@ -177,6 +208,14 @@ class RedisBus:
         finally:
             if waiter in self._waiters[channel]:
                 self._waiters[channel].remove(waiter)
+
+    async def _subscribe_batch(self, channels: list[str]) -> list[None]:
+        """One SUBSCRIBE for every channel asked for meanwhile."""
+        pubsub = self._pubsub
+        if pubsub is None:
+            raise EngineUnavailableError("pub/sub link to Redis is down")
+        await run(pubsub.subscribe(*(self._keys.channel(c) for c in channels)))
+        return [None] * len(channels)
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
