@@ -2,7 +2,7 @@
 
 The node's memory is the truth about its own connections; the store holds a copy for the
 gateway, the REST API and the other nodes. Opens, closes and channel changes are written
-within a few milliseconds in one pipelined batch; ``lastActivity`` is copied at a slow
+within about 20 ms in one pipelined batch; ``lastActivity`` is copied at a slow
 interval. An open writes the whole record and its index sets; a channel change or new
 activity of a session written before rewrites only those fields (one Redis call instead of
 six), so a storm of subscribes costs the store little. Every live session is rewritten in
@@ -43,7 +43,7 @@ class StateWriter:
         sessions: Mapping[str, Session],
         activity_interval: float,
         refresh_interval: float = 1200.0,
-        batch_delay: float = 0.005,
+        batch_delay: float = 0.02,
     ) -> None:
         self._store = store
         self._sessions = sessions
