@@ -475,7 +475,7 @@ class ServerNode:
                         message_id,
                     ) from None
                 session.channels.add(message.channel)
-                self._writer.save(session)
+                self._writer.update(session)
             case MessageType.UNSUBSCRIBE:
                 assert message.channel is not None
                 if message.channel not in session.channels:
@@ -490,7 +490,7 @@ class ServerNode:
     def _leave(self, session: Session, channel: str) -> None:
         session.channels.discard(channel)
         self.router.remove(channel, session)
-        self._writer.save(session)
+        self._writer.update(session)
 
     def _close(self, session: Session, code: CloseCode, reason: str) -> None:
         session.closing = True

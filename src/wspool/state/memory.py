@@ -164,6 +164,15 @@ class MemoryEngine:
             self._broker.server_sets[record.server_id].add(record.id)
             self._broker.client_sets[record.client_id].add(record.id)
 
+    async def update_connections(self, records: Sequence[ConnectionRecord]) -> None:
+        connections = self._broker.connections
+        for record in records:
+            saved = connections.get(record.id)
+            if saved is not None:
+                connections[record.id] = replace(
+                    saved, channels=record.channels, last_activity=record.last_activity
+                )
+
     async def remove_connections(self, records: Sequence[ConnectionRecord]) -> None:
         for record in records:
             self._forget(record)

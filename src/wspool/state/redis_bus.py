@@ -11,8 +11,11 @@ A publish batch goes through one call of the history script
 publishes each channel's frames as one Redis message, on a connection of its own
 (:class:`~wspool.state.redis_links.ScriptLink`): a burst costs one round trip and one script
 call. Which channels share a call is decided in :meth:`RedisBus._script_groups` alone (on a
-Redis Cluster: those of one slot). Publishing needs no pub/sub link; history reads go through
-the pooled command client.
+Redis Cluster: those of one slot). Publishing needs no pub/sub link.
+
+Subscribes and history reads asked for while one batch of them is in flight go out together
+as the next (:mod:`wspool.state.coalesce`): a storm of subscribes costs one SUBSCRIBE and one
+pipelined read per batch, on one pooled connection, instead of one of each per subscriber.
 """
 
 from __future__ import annotations
@@ -22,13 +25,13 @@ import contextlib
 import logging
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 
 from wspool.core.backoff import Backoff
 from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
 from wspool.core.keys import Keys
+from wspool.state.coalesce import Coalescer
 from wspool.state.engine import (
     EngineUnavailableError,
     MessageHandler,
@@ -70,6 +73,10 @@ SUBSCRIBE_TIMEOUT = 5.0
 PUBLISH_TIMEOUT = 5.0
 """Seconds a publish may wait for Redis's answer before its outcome counts as unknown."""
 
+BATCH_LIMIT = 500
+"""History reads (or channels to subscribe) sent to Redis in one pipeline (or SUBSCRIBE) at
+most; the requests made while one batch is in flight go out together as the next."""
+
 
 class RedisBus:
     """Implements ``MessageBus`` on a single Redis server."""
@@ -92,6 +99,8 @@ class RedisBus:
         self._on_status: StatusHandler | None = None
         self._available = False
         self._shas: dict[str, str] = {}  # each script's sha, once loaded
+        self._reads = Coalescer(self._read_batch, max_batch=BATCH_LIMIT)
+        self._subscribes = Coalescer(self._subscribe_batch, max_batch=BATCH_LIMIT)
 
     @property
     def available(self) -> bool:
@@ -103,6 +112,8 @@ class RedisBus:
         self._reader = asyncio.create_task(self._read_forever(), name="redis-pubsub-reader")
 
     async def close(self) -> None:
+        await self._reads.close()
+        await self._subscribes.close()
         await cancel_and_wait(self._reader)
         self._reader = None
         await self._scripts.close()
@@ -150,26 +161,52 @@ class RedisBus:
         return [batches]
 
     async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
-        raw = await self._run_reader(READ_SCRIPT, channel, read_args(self._history, since))
-        return read_result(raw, since)
+        return await self._reads.submit((channel, since))
 
     async def read_recent(self, channel: str, count: int) -> HistoryRead:
-        return recent_result(
-            await self._run_reader(RECENT_SCRIPT, channel, recent_args(self._history, count))
-        )
-
-    async def _run_reader(self, script: str, channel: str, args: list[str]) -> Any:
-        """Run one of the reading scripts on a channel's history keys."""
         keys = (self._keys.history(channel), self._keys.history_meta(channel))
+        args = recent_args(self._history, count)
         if not self._shas:
             await self._load_scripts()
         try:
-            return await run(self._redis.evalsha(self._shas[script], 2, *keys, *args))
+            raw = await run(self._redis.evalsha(self._shas[RECENT_SCRIPT], 2, *keys, *args))
         except EngineUnavailableError as error:
             if not isinstance(error.__cause__, NoScriptError):
                 raise
             await self._load_scripts()
-            return await run(self._redis.evalsha(self._shas[script], 2, *keys, *args))
+            raw = await run(self._redis.evalsha(self._shas[RECENT_SCRIPT], 2, *keys, *args))
+        return recent_result(raw)
+
+    async def _read_batch(
+        self, requests: list[tuple[str, StreamPosition | None]]
+    ) -> list[HistoryRead | Exception]:
+        """One pipeline of history reads; a second for those Redis had no script for."""
+        refused = EngineUnavailableError("Redis refuses the read script")
+        answers: list[HistoryRead | Exception] = [refused] * len(requests)
+        pending = list(range(len(requests)))
+        for _ in range(2):  # a second pass only after Redis forgot the script (restart)
+            if not self._shas:
+                await self._load_scripts()
+            sha = self._shas[READ_SCRIPT]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for i in pending:
+                    channel, since = requests[i]
+                    keys = (self._keys.history(channel), self._keys.history_meta(channel))
+                    pipe.evalsha(sha, 2, *keys, *read_args(self._history, since))
+                results = await run(pipe.execute(raise_on_error=False))
+            retry: list[int] = []
+            for i, raw in zip(pending, results, strict=True):
+                if isinstance(raw, NoScriptError):
+                    retry.append(i)
+                elif isinstance(raw, Exception):
+                    answers[i] = EngineUnavailableError(str(raw))
+                else:
+                    answers[i] = read_result(raw, requests[i][1])
+            if not retry:
+                break
+            pending = retry
+            self._shas = {}
+        return answers
 
     async def _load_scripts(self) -> None:
         shas = {}
@@ -179,13 +216,12 @@ class RedisBus:
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
-        pubsub = self._pubsub
-        if pubsub is None:
+        if self._pubsub is None:
             raise EngineUnavailableError("pub/sub link to Redis is down")
         waiter = asyncio.get_running_loop().create_future()
         self._waiters[channel].append(waiter)
         try:
-            await run(pubsub.send("SUBSCRIBE", self._keys.channel(channel)))
+            await self._subscribes.submit(channel)
             # Redis confirms in order on the pub/sub link; only after the confirmation is a
             # message published by any node guaranteed to reach us.
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
@@ -198,6 +234,14 @@ class RedisBus:
         finally:
             if waiter in self._waiters[channel]:
                 self._waiters[channel].remove(waiter)
+
+    async def _subscribe_batch(self, channels: list[str]) -> list[None]:
+        """One SUBSCRIBE for every channel asked for meanwhile."""
+        pubsub = self._pubsub
+        if pubsub is None:
+            raise EngineUnavailableError("pub/sub link to Redis is down")
+        await run(pubsub.send("SUBSCRIBE", *(self._keys.channel(c) for c in channels)))
+        return [None] * len(channels)
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)

@@ -50,6 +50,14 @@ return 1
 """
 
 
+# Fields of a record that exists; never a partial record (without ids, without expiry).
+_UPDATE_RECORD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('HSET', KEYS[1], unpack(ARGV))
+end
+"""
+
+
 class RedisEngine(RedisBus):
     """Implements every interface of :mod:`wspool.state.engine` on one Redis server (or a
     Redis Cluster endpoint)."""
@@ -65,20 +73,38 @@ class RedisEngine(RedisBus):
         self._session_ttl_ms = int(session_ttl * 1000)
         self._acquire_slot = self._redis.register_script(_ACQUIRE_SLOT)
         self._record_attempt = self._redis.register_script(_RECORD_ATTEMPT)
+        self._update_record = self._redis.register_script(_UPDATE_RECORD)
 
     # connections -----------------------------------------------------------------------
 
     async def save_connections(self, records: Sequence[ConnectionRecord]) -> None:
         keys = self._keys
+        ttl = self._session_ttl_ms
+        servers: dict[str, list[str]] = {}
+        clients: dict[str, list[str]] = {}
         async with self._redis.pipeline(transaction=False) as pipe:
-            ttl = self._session_ttl_ms
             for record in records:
                 pipe.hset(keys.conn(record.id), mapping=fields(record.to_hash()))
                 pipe.pexpire(keys.conn(record.id), ttl)
-                pipe.sadd(keys.server_connections(record.server_id), record.id)
-                pipe.pexpire(keys.server_connections(record.server_id), ttl)
-                pipe.sadd(keys.client_sessions(record.client_id), record.id)
-                pipe.pexpire(keys.client_sessions(record.client_id), ttl)
+                servers.setdefault(record.server_id, []).append(record.id)
+                clients.setdefault(record.client_id, []).append(record.id)
+            # One SADD and one PEXPIRE per index set, however many records join it.
+            for sets, key in ((servers, keys.server_connections), (clients, keys.client_sessions)):
+                for owner, ids in sets.items():
+                    pipe.sadd(key(owner), *ids)
+                    pipe.pexpire(key(owner), ttl)
+            await run(pipe.execute())
+
+    async def update_connections(self, records: Sequence[ConnectionRecord]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                changed = [
+                    *("channels", json.dumps(list(record.channels))),
+                    *("lastActivity", repr(record.last_activity)),
+                ]
+                await self._update_record(
+                    keys=[self._keys.conn(record.id)], args=changed, client=pipe
+                )
             await run(pipe.execute())
 
     async def remove_connections(self, records: Sequence[ConnectionRecord]) -> None:

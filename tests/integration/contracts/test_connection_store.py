@@ -25,6 +25,19 @@ async def test_saving_again_updates_the_record(make_engine: MakeEngine) -> None:
     assert await engine.get_connection("c1") == updated
 
 
+async def test_an_update_rewrites_channels_and_activity_of_a_saved_record_only(
+    make_engine: MakeEngine, peek: Peek
+) -> None:
+    engine, _ = await make_engine()
+    await engine.save_connections([record("c1")])
+    moved_on = ConnectionRecord("c1", "s1", "u1", ("a", "b"), 1.0, 9.0)
+    gone = ConnectionRecord("c9", "s1", "u1", ("a",), 1.0, 9.0)
+    await engine.update_connections([moved_on, gone])
+    assert await engine.get_connection("c1") == moved_on
+    assert await engine.get_connection("c9") is None
+    assert await peek.server_connections("s1") == {"c1"}
+
+
 async def test_removed_connection_leaves_nothing_behind(
     make_engine: MakeEngine, peek: Peek
 ) -> None:
