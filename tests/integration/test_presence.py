@@ -63,6 +63,7 @@ async def test_presence_counts_subscribers_on_every_node_and_forgets_a_killed_on
             await client.subscribe("room")
         await alice.subscribe("lobby")
         await expect_presence(farm, "room", 3, ["alice", "bob", "carol"])
+        await expect_presence(farm, "lobby", 1, ["alice"])
         status, active = farm.gateway.api("GET", "/channels")
         assert status == 200
         assert active["channels"] == [
