@@ -8,6 +8,8 @@ script (a restart, ``SCRIPT FLUSH``) costs nothing but a reload.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -17,7 +19,7 @@ from tests.integration.contracts.engines import HISTORY, Inbox, frame, has, payl
 from tests.support.waiting import eventually
 from wspool.core import control
 from wspool.core.history import StreamPosition
-from wspool.state.redis_bus import RedisBus
+from wspool.state.redis_bus import LINK_TIMEOUT, RedisBus
 
 
 @pytest.fixture
@@ -88,3 +90,32 @@ async def test_a_publish_after_redis_forgot_the_script_loads_it_again(
     await engine.publish({"news": [frame(2)], "other": [frame(3)]}, "batch-2")
     await eventually(has(inbox, "news", [1, 2]), message="both batches delivered")
     assert (await _top(engine, "other")).offset == 1
+
+
+async def test_a_batch_sent_again_gets_the_positions_of_its_first_write(
+    bus: tuple[RedisBus, Inbox],
+) -> None:
+    engine, _ = bus
+    batch = {"a": [frame(1), frame(2)], "b": [frame(3)]}
+    first = await engine.publish(batch, "batch-1")
+    assert {c: p.offset for c, p in first.items()} == {"a": 2, "b": 1}
+    assert await engine.publish(batch, "batch-1") == first  # no new offsets: not written again
+
+
+async def test_a_process_too_busy_to_read_does_not_take_its_link_for_lost(
+    bus: tuple[RedisBus, Inbox],
+) -> None:
+    engine, inbox = bus
+    await engine.subscribe("a")
+    statuses = len(inbox.statuses)
+
+    def hog() -> None:  # one pass of the event loop longer than the link's timeout
+        time.sleep(LINK_TIMEOUT + 1.5)
+
+    asyncio.get_running_loop().call_soon(hog)
+    await asyncio.sleep(0)
+    await engine.publish({"a": [frame(1)]})
+    await eventually(has(inbox, "a", [1]), message="delivered after the busy pass")
+    await asyncio.sleep(LINK_TIMEOUT)  # and no late verdict either
+    assert engine.available
+    assert inbox.statuses[statuses:] == []

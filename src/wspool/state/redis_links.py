@@ -137,7 +137,13 @@ class PubSubLink:
         # socket, and a blocking read would wait for TCP keepalive (hours).
         loop = asyncio.get_running_loop()
         while True:
+            asleep = loop.time()
             await asyncio.sleep(self._ping_interval)
+            if loop.time() - asleep > 2 * self._ping_interval:
+                # The process was too busy to run this task on time (a storm of subscribes),
+                # so the reader may not have had its turn either: what looks like silence
+                # may be replies not yet read. Count from now, and ping first.
+                self._heard = max(self._heard, loop.time() - self._ping_interval)
             silent = loop.time() - self._heard
             if silent >= self._timeout:
                 self._silence = f"no answer from Redis for {silent:.1f}s"
