@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# The standard benchmark set of docs/benchmarks.md. Results go to $BENCH_OUT (default
-# bench-results/), one JSON file per run, plus the latency chart and the side-by-side table.
-# Extra arguments are passed to every run (e.g. --workers 3).
+# The standard benchmark set of docs/benchmarks.md, $BENCH_RUNS times over (default 3, each
+# time with fresh processes). Results go to $BENCH_OUT (default bench-results/): run-N/ holds
+# one JSON file per invocation of repetition N, its latency chart and its side-by-side table;
+# summary.txt has every figure's median over the repetitions beside each one's value.
+# $BENCH_PEERS names the servers put side by side with ours. Extra arguments are passed to
+# every invocation (e.g. --workers 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${BENCH_OUT:-bench-results}"
-mkdir -p "$out"
+root="${BENCH_OUT:-bench-results}"
+runs="${BENCH_RUNS:-3}"
+read -r -a peers <<< "${BENCH_PEERS:-socketio socketio-node centrifugo centrifugo-redis centrifugo-redis-history}"
 wspool=.venv/bin/wspool
+
+one_run() {
+out="$1"
+shift
+mkdir -p "$out"
 
 # 1. One `wspool server` node on its own redis-server (both started by --spawn-servers).
 #    connect holds 19,000: a node needs a few descriptors of its own beside its clients, and
@@ -42,26 +51,39 @@ failover=("$wspool" bench --spawn-servers 3 --spawn-gateway failover --duration 
 
 # 4. Side by side with the peers users would otherwise pick, each with its Redis fan-out:
 #    python-socketio with its Redis manager, Socket.IO on Node.js with its Redis adapter, and
-#    Centrifugo with its Redis engine (and with its memory engine, which needs no Redis),
-#    without history like the others, then with channel history as our nodes keep it.
-#    The same scenarios, ours then each peer's, one server each on its own redis-server.
-peers=(socketio socketio-node centrifugo centrifugo-redis centrifugo-redis-history)
+#    Centrifugo with its Redis engine (without and with channel history, which a node always
+#    keeps) and with its memory engine, which needs no Redis. The same scenarios, ours then
+#    each peer's, one server each on its own redis-server.
 for who in wspool "${peers[@]}"; do
     side=("$wspool" bench --spawn-servers 1)
     [ "$who" != wspool ] && side+=(--peer "$who")
-    "${side[@]}" connect --connections 10000 --concurrency 8 --duration 3 \
+    # 5,000 idle connections (memory), then 2,000 opened one at a time (CPU per connection).
+    "${side[@]}" connect --connections 5000 --concurrency 8 --duration 3 \
         --json "$out/side-connect-$who.json" "$@"
-    "${side[@]}" fanout --subscribers 1000 --duration 10 --json "$out/side-fanout-$who.json" "$@"
+    "${side[@]}" connect --connections 2000 --concurrency 1 --workers 1 --duration 1 \
+        --json "$out/side-connect-one-at-a-time-$who.json" "$@"
+    "${side[@]}" fanout --subscribers 1000 --rate 200,1000 --duration 10 \
+        --json "$out/side-fanout-$who.json" "$@"
     "${side[@]}" latency --rate 1000,2000 --duration 8 --json "$out/side-latency-$who.json" "$@"
-    # 500 channels x 2 subscribers, 500 publishers at 2,000 msg/s in all; then 1,000
-    # subscribers over 100 channels subscribing at once.
+    # 500 channels x 2 subscribers, 500 publishers at 2,000 msg/s in all; then 10,000
+    # subscribers over 1,000 channels subscribing at once.
     "${side[@]}" many-channels --duration 10 --json "$out/side-many-channels-$who.json" "$@"
-    "${side[@]}" subscribe-storm --json "$out/side-subscribe-storm-$who.json" "$@"
+    "${side[@]}" subscribe-storm --subscribers 10000 --channels 1000 \
+        --json "$out/side-subscribe-storm-$who.json" "$@"
 done
 for peer in "${peers[@]}"; do
-    for scenario in connect fanout latency many-channels subscribe-storm; do
+    for scenario in connect connect-one-at-a-time fanout latency many-channels subscribe-storm; do
         echo "== $scenario: $peer ÷ wspool"
         .venv/bin/python -m wspool.bench.compare "$out/side-$scenario-wspool.json" \
             "$out/side-$scenario-$peer.json"
     done
 done | tee "$out/side-by-side.txt"
+}
+
+folders=()
+for i in $(seq 1 "$runs"); do
+    echo "=== repetition $i of $runs ($(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg))"
+    one_run "$root/run-$i" "$@"
+    folders+=("$root/run-$i")
+done
+.venv/bin/python -m wspool.bench.summary "${folders[@]}" | tee "$root/summary.txt"

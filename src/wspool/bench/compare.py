@@ -17,7 +17,7 @@ from typing import Any
 from wspool.bench.plan import UNPUBLISHED
 from wspool.bench.report import render_table
 
-__all__ = ["FIGURES", "compare", "main"]
+__all__ = ["FIGURES", "compare", "fmt", "main"]
 
 Figure = tuple[str, str, Callable[[dict[str, Any]], float | None]]
 
@@ -25,6 +25,28 @@ Figure = tuple[str, str, Callable[[dict[str, Any]], float | None]]
 def _node(run: dict[str, Any], key: str) -> float | None:
     values = [n[key] for n in run["nodes"] if n.get("role", "node") == "node" and n.get(key)]
     return sum(values) / len(values) if values else None
+
+
+def _gateway(key: str) -> Callable[[dict[str, Any]], float | None]:
+    def read(run: dict[str, Any]) -> float | None:
+        values = [n[key] for n in run["nodes"] if n.get("role") == "gateway" and n.get(key)]
+        return float(values[0]) if values else None
+
+    return read
+
+
+def _cpu_ms_per_connection(role: str) -> Callable[[dict[str, Any]], float | None]:
+    """CPU seconds of the servers of ``role`` over the run, per connection opened, in ms (a
+    connect run holds its connections idle after opening them, which costs next to nothing)."""
+
+    def read(run: dict[str, Any]) -> float | None:
+        opened = int(run["connections"]["opened"])
+        cpu = [n["cpu_seconds"] for n in run["nodes"] if n.get("role", "node") == role]
+        if not opened or not cpu or None in cpu:
+            return None
+        return sum(float(c) for c in cpu) * 1000 / opened
+
+    return read
 
 
 def _latency(q: str) -> Callable[[dict[str, Any]], float | None]:
@@ -48,17 +70,23 @@ def _storm(key: str) -> Callable[[dict[str, Any]], float | None]:
 FIGURES: dict[str, tuple[Figure, ...]] = {
     "connect": (
         ("MB per 1,000 connections", "lower", lambda r: _node(r, "rss_per_1000_connections_mb")),
+        ("server CPU ms per connection", "lower", _cpu_ms_per_connection("node")),
         ("setup p50 ms", "lower", lambda r: r["connections"]["setup_ms"]["p50_ms"]),
         ("setup p95 ms", "lower", lambda r: r["connections"]["setup_ms"]["p95_ms"]),
+        ("gateway MB per 1,000 connections", "lower", _gateway("rss_per_1000_connections_mb")),
+        ("gateway CPU ms per connection", "lower", _cpu_ms_per_connection("gateway")),
     ),
     "fanout": (
         ("server CPU µs per delivery", "lower", lambda r: _node(r, "cpu_us_per_delivery")),
         ("deliveries/s", "higher", lambda r: r["messages"]["deliveries_per_second"]),
         ("server CPU %", "-", lambda r: _node(r, "cpu_percent")),
+        ("deliveries missing", "lower", lambda r: r["messages"].get("missing")),
+        ("gateway CPU µs per relayed frame", "lower", _gateway("cpu_us_per_relayed_frame")),
     ),
     "throughput": (
         ("server CPU µs per inbound message", "lower", lambda r: _node(r, "cpu_us_per_inbound")),
         ("messages in/s", "higher", lambda r: r["messages"]["in_per_second"]),
+        ("gateway CPU µs per relayed frame", "lower", _gateway("cpu_us_per_relayed_frame")),
     ),
     "latency": (
         ("latency p50 ms", "lower", _latency("p50_ms")),
@@ -86,7 +114,7 @@ def _key(run: dict[str, Any]) -> tuple[str, float]:
     return run["scenario"], float(run["shape"]["rate"])
 
 
-def _fmt(value: float | None) -> str:
+def fmt(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
@@ -104,8 +132,10 @@ def compare(ours: Sequence[dict[str, Any]], peer: Sequence[dict[str, Any]]) -> s
         shown_rate = "-" if scenario in UNPUBLISHED else (f"{rate:,.0f}" if rate else "max")
         for name, better, read in FIGURES.get(scenario, ()):
             a, b = read(run), read(other)
+            if a is None and b is None:
+                continue
             ratio = f"{b / a:,.2f}x" if a and b is not None else "-"
-            rows.append([scenario, shown_rate, name, _fmt(a), _fmt(b), ratio, better])
+            rows.append([scenario, shown_rate, name, fmt(a), fmt(b), ratio, better])
     headers = ["scenario", "rate", "figure", "wspool", "peer", "peer ÷ wspool", "better"]
     return render_table(headers, rows)
 
