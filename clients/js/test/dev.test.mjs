@@ -30,10 +30,16 @@ function client(urls = GATEWAY, options = {}) {
 }
 after(() => Promise.all(clients.map((c) => c.close())));
 
-/** Closes the client's connection from the pool's side (the REST API). */
+/** Closes the client's connection from the pool's side (the REST API), once the pool's
+ * records show it: a node writes its new connections there in batches, tens of ms apart. */
 async function closeFromPool(c) {
-  const response = await fetch(`${API}/connections/${c.connectionId}`, { method: "DELETE" });
-  assert.ok(response.status === 200 || response.status === 202, `DELETE: ${response.status}`);
+  let status = 0;
+  await eventually(async () => {
+    const response = await fetch(`${API}/connections/${c.connectionId}`, { method: "DELETE" });
+    status = response.status;
+    return status !== 404;
+  }, "the pool knows the connection");
+  assert.ok(status === 200 || status === 202, `DELETE: ${status}`);
 }
 
 /** A client that waits about a second before reconnecting. */
