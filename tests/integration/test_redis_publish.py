@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from itertools import pairwise
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,6 +20,7 @@ from tests.integration.contracts.engines import HISTORY, Inbox, frame, has, payl
 from tests.support.waiting import eventually
 from wspool.core import control
 from wspool.core.history import StreamPosition
+from wspool.core.keys import Keys
 from wspool.state.redis_bus import LINK_TIMEOUT, RedisBus
 
 
@@ -119,3 +121,37 @@ async def test_a_process_too_busy_to_read_does_not_take_its_link_for_lost(
     await asyncio.sleep(LINK_TIMEOUT)  # and no late verdict either
     assert engine.available
     assert inbox.statuses[statuses:] == []
+
+
+async def test_a_backlog_on_the_link_does_not_keep_the_rest_of_the_process_waiting(
+    redis_url: str,
+) -> None:
+    backlog = 4_000
+    handled: list[float] = []
+
+    def on_message(channel: str, start: StreamPosition, frames: list[str]) -> None:
+        deadline = time.perf_counter() + 0.0005  # what a fan-out to many clients costs
+        while time.perf_counter() < deadline:
+            pass
+        handled.append(time.monotonic())
+
+    keys = Keys(prefix="backlog:")
+    engine = RedisBus(redis_url, keys=keys, history=HISTORY)
+    await engine.start(on_message, Inbox().on_status)
+    store = aioredis.from_url(redis_url)
+    try:
+        await eventually(_available(engine), message="bus available")
+        await engine.subscribe("a")
+        ticks: list[float] = []
+        async with store.pipeline(transaction=False) as pipe:
+            for n in range(backlog):  # as many nodes' publishes arrive at once
+                pipe.publish(keys.channel("a"), f"e:{n + 1}\n{frame(n)}")
+            await pipe.execute()
+        while len(handled) < backlog:  # about 2 s of handling, in the reader's turns
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.001)
+        assert len(ticks) > 20, len(ticks)
+        assert max(b - a for a, b in pairwise(ticks)) < 0.25
+    finally:
+        await store.aclose()
+        await engine.close()

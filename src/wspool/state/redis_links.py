@@ -28,6 +28,9 @@ from redis.exceptions import RedisError, ResponseError
 
 __all__ = ["PubSubLink", "ScriptLink", "pack"]
 
+READ_TURN = 0.005
+"""Seconds the pub/sub reader may keep the event loop before it lets the rest run."""
+
 Command = Sequence[str | int]
 Connect = Callable[[], AbstractConnection]
 """Makes a new connection (:func:`wspool.state.redis_client.dedicated`)."""
@@ -117,11 +120,18 @@ class PubSubLink:
         connection = self._connection
         loop = asyncio.get_running_loop()
         watchdog = loop.create_task(self._watch(), name="redis-pubsub-watchdog")
+        turn = loop.time()
         try:
             while True:
                 reply = await connection.read_response(timeout=math.inf)
-                self._heard = loop.time()
+                now = self._heard = loop.time()
                 on_reply(reply)
+                if now - turn >= READ_TURN:
+                    # Reading what is already buffered never suspends: behind a backlog the
+                    # loop would run this alone, and the sockets' writes, the clients and
+                    # /metrics would wait until the backlog is gone.
+                    await asyncio.sleep(0)
+                    turn = loop.time()
         except (RedisError, OSError) as error:
             if self._silence:
                 raise RedisConnectionError(self._silence) from error
