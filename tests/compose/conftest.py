@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cluster_host import remove_unused_cni_chains
 from tests.support.compose import ComposeProject, container_engine, missing
 from tests.support.images import TestImages
 from tests.support.processes import http_get
@@ -108,6 +109,7 @@ def compose_pool(
         yield pool
     finally:
         project.down()
+        remove_unused_cni_chains()
 
 
 def _wait_until_serving(pool: Pool) -> None:

@@ -6,7 +6,8 @@ the pod range, iptables chains (kube-proxy's and kubelet's ``KUBE-*``, the bridg
 ``CNI-*``), two forwarding sysctls, mounts under its own folders and ``kubepods`` cgroups.
 :func:`clean_host` removes every one of them and is idempotent, so it runs both before a cluster
 starts (a previous run may have been killed) and after it stops. Nothing outside these names is
-touched: the chains of other CNI users (podman's networks) are told apart by their comment.
+touched: the chains of other CNI users (podman's networks) are told apart by their comment, and
+the chains the CNI plugins share go only once no network has a rule in them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "HostLayout",
     "clean_host",
     "enable_forwarding",
+    "remove_unused_cni_chains",
     "require_host",
     "run",
 ]
@@ -120,9 +122,12 @@ def _kill_processes_using(folder: Path) -> None:
                 os.kill(int(entry.name), signal.SIGKILL)
 
 
-def _iptables_without_ours(saved: str, network: str) -> str | None:
-    """``iptables-save`` output with the cluster's chains and the rules that use them removed;
-    None when there is nothing of ours."""
+def _iptables_without_ours(saved: str, network: str | None) -> str | None:
+    """``iptables-save`` output with the cluster's chains (those of ``network``; with None,
+    only the CNI plugins' shared ones nothing uses) and the rules that use them removed; None
+    when there is nothing of ours."""
+    if network is None:
+        return _without(saved, _unused_cni_chains(saved, set()))
     ours = set(re.findall(r"^:((?:KUBE-\S+))", saved, flags=re.MULTILINE))
     # The bridge plugin's per-container chains carry the network's name in their rules.
     for chain, rule in re.findall(r"^-A (CNI-\S+) (.*)$", saved, flags=re.MULTILINE):
@@ -131,6 +136,10 @@ def _iptables_without_ours(saved: str, network: str) -> str | None:
     for match in re.finditer(r"^-A \S+ .*-j (CNI-\S+) .*$", saved, flags=re.MULTILINE):
         if network in match.group(0):
             ours.add(match.group(1))
+    return _without(saved, ours | _unused_cni_chains(saved, ours))
+
+
+def _without(saved: str, ours: set[str]) -> str | None:
     if not ours:
         return None
     kept = []
@@ -144,7 +153,44 @@ def _iptables_without_ours(saved: str, network: str) -> str | None:
     return "\n".join(kept) + "\n"
 
 
-def _clean_iptables(network: str) -> None:
+_FIXED_CNI_RULE = re.compile(r"-j (MASQUERADE|MARK)\b|-j CNI-")
+
+
+def _unused_cni_chains(saved: str, removed: set[str]) -> set[str]:
+    """The chains the CNI plugins share between networks (``CNI-FORWARD``, ``CNI-ADMIN``,
+    ``CNI-HOSTPORT-*``) once no network uses them: they hold only the plugins' fixed rules
+    (jumps between these chains, the masquerade mark) and no rule of any container. The
+    plugins make them again when a network next needs them."""
+    rules: dict[str, list[str]] = {
+        chain: [] for chain in re.findall(r"^:(CNI-\S+)", saved, flags=re.MULTILINE)
+    }
+    for chain, rule in re.findall(r"^-A (CNI-\S+) (.*)$", saved, flags=re.MULTILINE):
+        rules.setdefault(chain, []).append(rule)
+    unused = {chain for chain in rules if chain not in removed}
+    changed = True
+    while changed:  # a chain that jumps to one in use is in use
+        changed = False
+        for chain in list(unused):
+            for rule in rules[chain]:
+                target = re.search(r"-j (\S+)", rule)
+                jumps_to = target.group(1) if target else ""
+                in_use = not _FIXED_CNI_RULE.search(rule) or (
+                    jumps_to.startswith("CNI-") and jumps_to not in unused | removed
+                )
+                if in_use:
+                    unused.discard(chain)
+                    changed = True
+                    break
+    return unused
+
+
+def remove_unused_cni_chains() -> None:
+    """What container networks leave behind once their containers are gone (podman's too):
+    the CNI plugins' shared chains, when no network has a rule in them any more."""
+    _clean_iptables(None)
+
+
+def _clean_iptables(network: str | None) -> None:
     for tool in ("iptables", "ip6tables"):
         if shutil.which(f"{tool}-save") is None:
             continue
