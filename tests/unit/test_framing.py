@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 from websockets.frames import Close, Frame, Opcode
-from websockets.streams import StreamReader
 
+from tests.support.frames import parse_frames
 from wspool.gateway.model.framing import FrameScanner, close_frame
 
 MASK = b"\x01\x02\x03\x04"
@@ -28,19 +28,6 @@ def _feed(scanner: FrameScanner, stream: bytes, cuts: list[int]) -> bytes:
         passed += scanner.feed(stream[start:end])
         start = end
     return passed
-
-
-def _parse(data: bytes, *, mask: bool) -> list[Frame]:
-    reader = StreamReader()
-    reader.feed_data(data)
-    reader.feed_eof()
-    frames = []
-    while reader.buffer:
-        parser = Frame.parse(reader.read_exact, mask=mask)
-        with pytest.raises(StopIteration) as done:
-            next(parser)
-        frames.append(done.value.value)
-    return frames
 
 
 STREAM = b"".join(
@@ -85,7 +72,7 @@ def test_a_frame_split_across_two_reads_passes_and_headers_are_held_back(cut: in
 def test_the_frames_that_pass_are_the_frames_sent() -> None:
     scanner = FrameScanner()
     passed = _feed(scanner, STREAM, [7, 100, 5_000, 70_100])
-    frames = _parse(passed, mask=True)
+    frames = parse_frames(passed, mask=True)
     assert [(f.opcode, f.fin, len(f.data)) for f in frames] == [
         (Opcode.TEXT, True, 34),
         (Opcode.BINARY, True, 126),
@@ -145,6 +132,8 @@ def test_stop_lets_the_frame_under_way_finish_and_nothing_after_it() -> None:
 
 @pytest.mark.parametrize("mask", [None, MASK])
 def test_the_gateways_closing_frames_read_as_closing_frames(mask: bytes | None) -> None:
-    (frame,) = _parse(close_frame(1012, b"server node lost", mask=mask), mask=mask is not None)
+    (frame,) = parse_frames(
+        close_frame(1012, b"server node lost", mask=mask), mask=mask is not None
+    )
     assert frame.opcode is Opcode.CLOSE
     assert Close.parse(frame.data) == Close(1012, "server node lost")

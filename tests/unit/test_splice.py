@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import pytest
 from websockets.frames import Close, Frame, Opcode
-from websockets.streams import StreamReader
 
+from tests.support.frames import parse_frames
 from wspool.gateway.splice import ClientBytes, Ending, Splice
 from wspool.gateway.upstream import NodeLink
 
@@ -72,19 +72,6 @@ async def relay() -> AsyncIterator[Relay]:
         writer.close()
 
 
-def _frames(data: bytes, *, mask: bool) -> list[Frame]:
-    reader = StreamReader()
-    reader.feed_data(data)
-    reader.feed_eof()
-    frames = []
-    while reader.buffer:
-        parser = Frame.parse(reader.read_exact, mask=mask)
-        with pytest.raises(StopIteration) as done:
-            next(parser)
-        frames.append(done.value.value)
-    return frames
-
-
 async def _read_to_end(reader: asyncio.StreamReader) -> bytes:
     async with asyncio.timeout(5):
         return await reader.read()
@@ -107,9 +94,9 @@ async def test_frames_pass_both_ways_as_they_were_written_and_are_counted(relay:
 
 async def test_a_client_frame_over_the_limit_closes_both_sides_with_1009(relay: Relay) -> None:
     relay.client[1].write(Frame(Opcode.BINARY, bytes(2000)).serialize(mask=True)[:500])
-    (to_node,) = _frames(await _read_to_end(relay.node[0]), mask=True)
+    (to_node,) = parse_frames(await _read_to_end(relay.node[0]), mask=True)
     assert Close.parse(to_node.data).code == 1009
-    (to_client,) = _frames(await _read_to_end(relay.client[0]), mask=False)
+    (to_client,) = parse_frames(await _read_to_end(relay.client[0]), mask=False)
     assert Close.parse(to_client.data).code == 1009
     assert relay.endings == [Ending.TOO_BIG]
 
@@ -119,7 +106,7 @@ async def test_a_node_gone_between_frames_sends_its_client_1012(relay: Relay) ->
     relay.node[1].write(sent)
     await asyncio.sleep(0.01)
     relay.node[1].close()
-    frames = _frames(await _read_to_end(relay.client[0]), mask=False)
+    frames = parse_frames(await _read_to_end(relay.client[0]), mask=False)
     assert [f.opcode for f in frames] == [Opcode.TEXT, Opcode.CLOSE]
     assert Close.parse(frames[1].data) == Close(1012, "server node lost")
     assert relay.endings == [Ending.LOST]
@@ -143,7 +130,7 @@ async def test_a_nodes_closing_frame_reaches_the_client_and_is_answered_for_it(
     relay.node[1].write(closing)
     async with asyncio.timeout(5):
         assert await relay.client[0].readexactly(len(closing)) == closing
-    (answer,) = _frames(await _read_to_end(relay.node[0]), mask=True)
+    (answer,) = parse_frames(await _read_to_end(relay.node[0]), mask=True)
     assert Close.parse(answer.data).code == 1000
     relay.node[1].close()
     await asyncio.wait_for(relay.splice.finished, 5)
