@@ -2,9 +2,10 @@
 
 The node's parts, each in its own module: the :class:`ChannelRouter` (local subscribers,
 delivery), the :class:`PublishBatcher` (client messages out to the engine), the
-:class:`StateWriter` (connection records into the store), and plain HTTP for ``/health``
-and ``/metrics`` on the same port. This module wires them to websockets' server and owns
-the node's life: start, heartbeat, drain, stop.
+:class:`StateWriter` (connection records into the store), the :class:`Keepalive` (pings
+to every connection), and plain HTTP for ``/health`` and ``/metrics`` on the same port.
+This module wires them to websockets' server and owns the node's life: start, heartbeat,
+drain, stop.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from wspool.server.http import (
     refusal,
     text_response,
 )
+from wspool.server.keepalive import Keepalive
 from wspool.server.model.drain import drain_schedule
 from wspool.server.publisher import PublishBatcher
 from wspool.server.router import ChannelRouter
@@ -99,6 +101,9 @@ class ServerNode:
             self._close_interrupted,
         )
         self.guard = Guard(settings, engine, self._close)
+        self._keepalive = Keepalive(
+            self.sessions, settings.ping_interval, settings.ping_timeout, self._close
+        )
         self._publisher = PublishBatcher(engine, self.stats)
         self._writer = StateWriter(
             engine, self.sessions, settings.activity_flush_interval, settings.session_ttl / 3
@@ -152,6 +157,7 @@ class ServerNode:
         self._writer.start()
         self._publisher.start()
         self.guard.start()
+        self._keepalive.start()
         s = self.settings
         self._server = await serve(
             self._handle,
@@ -162,8 +168,7 @@ class ServerNode:
             compression=None,  # per-message deflate costs CPU and memory per connection
             max_size=s.max_frame_bytes,
             max_queue=16,
-            ping_interval=s.ping_interval,
-            ping_timeout=s.ping_timeout,
+            ping_interval=None,  # one keepalive for the node, not a task per connection
             close_timeout=CLOSE_TIMEOUT,
         )
         if not self.url:
@@ -208,6 +213,7 @@ class ServerNode:
             self._server = None
         await cancel_and_wait(self._heartbeat)
         self._heartbeat = None
+        await self._keepalive.stop()
         await self.guard.stop()
         await self.router.stop()
         await self._publisher.stop()
