@@ -45,6 +45,7 @@ from wspool.core.protocol import (
     parse_client_frame,
 )
 from wspool.core.records import NodeInfo
+from wspool.server.connection import NodeConnection
 from wspool.server.guard import Guard, select_subprotocol
 from wspool.server.http import (
     WEBSOCKET_PATHS,
@@ -165,6 +166,7 @@ class ServerNode:
             s.port,
             process_request=self._process_request,
             select_subprotocol=select_subprotocol,
+            create_connection=NodeConnection,
             compression=None,  # per-message deflate costs CPU and memory per connection
             max_size=s.max_frame_bytes,
             max_queue=16,
