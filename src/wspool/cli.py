@@ -213,7 +213,7 @@ _COMMANDS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]] = {
     "publish": _run_publish,
 }
 
-_ON_UVLOOP = frozenset({"gateway"})
+_ON_UVLOOP = frozenset({"gateway", "server"})
 """Commands run on uvloop (see :func:`wspool.runtime.run`)."""
 
 
