@@ -60,7 +60,8 @@ class StateWriter:
         self._changed: set[str] = set()
         self._removed: dict[str, ConnectionRecord] = {}
         self._present: dict[str, frozenset[str]] = {}
-        """The channels of each session that the store's presence holds."""
+        """The channels of each session that the store's presence holds (sessions in no
+        channel are left out: an idle connection costs no entry)."""
         self._full = False
         self._activity_since = 0.0
         self._refresh_interval = refresh_interval
@@ -158,7 +159,10 @@ class StateWriter:
             self._full |= full
             raise
         for record in records + updates:
-            self._present[record.id] = frozenset(record.channels)
+            if record.channels:
+                self._present[record.id] = frozenset(record.channels)
+            else:
+                self._present.pop(record.id, None)
         for sid in removed:
             self._present.pop(sid, None)
 
