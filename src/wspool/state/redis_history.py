@@ -1,11 +1,12 @@
 """Channel history in Redis: one stream and one small hash per channel, kept by two scripts.
 
 ``PUBLISH_SCRIPT`` runs once per publish batch, for every channel in it (one call per group
-of channels whose keys share a server: :func:`publish_call`). In one atomic step it takes
-each channel's next offsets (``HINCRBY`` on its meta hash), splices each frame's
-``"offset"`` in, appends the frames to the channel's history stream (trimmed by length,
-``MAXLEN ~``), and publishes them as one pub/sub message per channel. The age trim (``MINID
-~`` on the stream's time-based ids) and the keys' expiries are renewed only once per
+of channels whose keys share a server, on a cluster a slot: :func:`publish_call`). In one
+atomic step it takes each channel's next offsets (``HINCRBY`` on its meta hash), splices
+each frame's ``"offset"`` in, appends the frames to the channel's history stream (trimmed by
+length, ``MAXLEN ~``), and publishes them as one pub/sub message per channel (sharded
+pub/sub on a cluster: ``SHARDED_PUBLISH_SCRIPT``). The age trim (``MINID ~`` on the
+stream's time-based ids) and the keys' expiries are renewed only once per
 ``RENEWAL_SLACK`` of the ttl, as the meta hash's ``t`` records, so a steady publish costs
 four Redis calls per channel (``HMGET``, ``HINCRBY``, ``XADD``, ``PUBLISH``) and one per
 batch (``SET NX`` of its marker), and Lua's call overhead is paid once per batch. As nothing
@@ -46,6 +47,7 @@ __all__ = [
     "READ_SCRIPT",
     "RECENT_SCRIPT",
     "RENEWAL_SLACK",
+    "SHARDED_PUBLISH_SCRIPT",
     "new_epoch",
     "publish_call",
     "publish_result",
@@ -129,6 +131,10 @@ if marked then
 end
 return answer
 """
+
+SHARDED_PUBLISH_SCRIPT = PUBLISH_SCRIPT.replace("'PUBLISH'", "'SPUBLISH'")
+"""``PUBLISH_SCRIPT`` on a Redis Cluster: sharded pub/sub, on the shard of the channel's
+slot (its pub/sub name shares the history keys' hash tag)."""
 
 # The reading scripts' start: the channel's epoch and last offset, the epoch started (and a
 # stale stream dropped) when it has none. KEYS: stream, meta. ARGV: new epoch, position ttl ms.
