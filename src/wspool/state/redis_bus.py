@@ -50,10 +50,7 @@ from wspool.state.engine import (
 )
 from wspool.state.redis_client import close, connect, dedicated, run
 from wspool.state.redis_history import (
-    PUBLISH_SCRIPT,
-    READ_SCRIPT,
-    RECENT_SCRIPT,
-    SHARDED_PUBLISH_SCRIPT,
+    history_scripts,
     publish_call,
     publish_result,
     read_args,
@@ -126,12 +123,11 @@ class RedisBus:
         if isinstance(self._redis, RedisCluster):
             self._keys = replace(self._keys, sharded=True)
             self._scripts = ShardScripts(self._redis, PUBLISH_TIMEOUT)
-            self._publish_script = SHARDED_PUBLISH_SCRIPT
         else:
             # Kept: a Sentinel pool's connections only hold a weak reference to it.
             self._links = dedicated(target, self._redis)
             self._scripts = ScriptLink(self._links, PUBLISH_TIMEOUT)
-            self._publish_script = PUBLISH_SCRIPT
+        self._lua = history_scripts(target.kind)
         self._channels: set[str] = set()
         self._waiters: defaultdict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
         self._pubsub: PubSub | None = None
@@ -173,7 +169,7 @@ class RedisBus:
             calls: list[tuple[str | int, ...]] = []
             for group in groups:
                 script_keys, args = publish_call(self._keys, self._history, group, batch_id)
-                sha = self._shas[self._publish_script]
+                sha = self._shas[self._lua.publish]
                 calls.append(("EVALSHA", sha, len(script_keys), *script_keys, *args))
             try:
                 results = await run(self._scripts.pipeline(calls))
@@ -216,12 +212,12 @@ class RedisBus:
         if not self._shas:
             await self._load_scripts()
         try:
-            raw = await run(self._redis.evalsha(self._shas[RECENT_SCRIPT], 2, *keys, *args))
+            raw = await run(self._redis.evalsha(self._shas[self._lua.recent], 2, *keys, *args))
         except EngineUnavailableError as error:
             if not isinstance(error.__cause__, NoScriptError):
                 raise
             await self._load_scripts()
-            raw = await run(self._redis.evalsha(self._shas[RECENT_SCRIPT], 2, *keys, *args))
+            raw = await run(self._redis.evalsha(self._shas[self._lua.recent], 2, *keys, *args))
         return recent_result(raw)
 
     async def _read_batch(
@@ -234,7 +230,7 @@ class RedisBus:
         for _ in range(2):  # a second pass only after Redis forgot the script (restart)
             if not self._shas:
                 await self._load_scripts()
-            sha = self._shas[READ_SCRIPT]
+            sha = self._shas[self._lua.read]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for i in pending:
                     channel, since = requests[i]
@@ -258,7 +254,7 @@ class RedisBus:
 
     async def _load_scripts(self) -> None:
         shas = {}
-        for script in (self._publish_script, READ_SCRIPT, RECENT_SCRIPT):
+        for script in (self._lua.publish, self._lua.read, self._lua.recent):
             shas[script] = await run(self._redis.script_load(script))
         self._shas = shas
 
