@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.processes import NodeProcess
 from tests.support.redis_cluster import RedisCluster
+from tests.support.waiting import eventually
 from wspool.client import Client, Data, Error, Resubscribed
 from wspool.core.backoff import Backoff
 from wspool.core.keys import Keys
@@ -234,3 +235,44 @@ async def test_deleting_a_pools_keys_reaches_every_shard(
         node.stop()
     assert await delete_keys(redis_cluster.url, prefix) >= 2 * len(channels)
     assert await delete_keys(redis_cluster.url, prefix) == 0
+
+
+async def test_subscribers_hear_a_channel_again_after_its_slot_moves_to_another_shard(
+    redis_cluster: RedisCluster, farm: list[NodeProcess], prefix: str
+) -> None:
+    keys = Keys(prefix, sharded=True)
+    channel = channels_on_each_shard(redis_cluster, keys)[0]
+    subscribers = [Subscriber(Client([node.url], backoff=Backoff(0.05, 0.5))) for node in farm]
+    for subscriber in subscribers:
+        await subscriber.client.connect()
+        await subscriber.client.subscribe(channel)
+    consumers = [asyncio.create_task(s.consume()) for s in subscribers]
+    publisher = Client([farm[2].url])
+    await publisher.connect()
+
+    async def heard(seq: int) -> bool:
+        return all(seq in s.seqs.get(channel, []) for s in subscribers)
+
+    try:
+        await publisher.publish(channel, [0, 0.0])
+        await eventually(lambda: heard(0), message="the first message")
+        redis_cluster.move_slot_of(keys.history(channel))
+        seq = 1
+
+        async def heard_again() -> bool:
+            nonlocal seq
+            await publisher.publish(channel, [seq, time.monotonic()])
+            seq += 1
+            await asyncio.sleep(0.05)
+            return await heard(seq - 1)
+
+        await eventually(heard_again, within=10, message="a message after the move")
+    finally:
+        for consumer in consumers:
+            consumer.cancel()
+        for subscriber in subscribers:
+            await subscriber.client.close()
+        await publisher.close()
+    for subscriber in subscribers:
+        seqs = subscriber.seqs[channel]
+        assert seqs == sorted(set(seqs)), "a frame came twice or out of order"

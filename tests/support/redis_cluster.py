@@ -107,6 +107,25 @@ class RedisCluster:
                     return int(fields[1].split(":")[1].split("@")[0])
         raise RuntimeError(f"no primary serves the slot of {key}")
 
+    def move_slot_of(self, key: str) -> None:
+        """Move ``key``'s slot, keys and all, to another primary, as resharding does."""
+        slot = _cli(self.nodes[0].port, "cluster", "keyslot", key).strip()
+        source = self.primary_port_of(key)
+        target = next(
+            self.primary_port_of(f"{{probe-{i}}}")
+            for i in range(1000)
+            if self.primary_port_of(f"{{probe-{i}}}") != source
+        )
+        source_id = _cli(source, "cluster", "myid").strip()
+        target_id = _cli(target, "cluster", "myid").strip()
+        _cli(target, "cluster", "setslot", slot, "importing", source_id)
+        _cli(source, "cluster", "setslot", slot, "migrating", target_id)
+        while keys := _cli(source, "cluster", "getkeysinslot", slot, "100").split():
+            _cli(source, "migrate", "127.0.0.1", str(target), "", "0", "5000", "keys", *keys)
+        for port in (target, source, *(n.port for n in self.nodes)):
+            _cli(port, "cluster", "setslot", slot, "node", target_id)
+        self.wait_healthy()
+
     def node_at(self, port: int) -> RedisServer:
         return next(node for node in self.nodes if node.port == port)
 
