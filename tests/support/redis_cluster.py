@@ -191,6 +191,30 @@ class RedisSentinel:
             time.sleep(0.1)
         raise RuntimeError("the test Sentinel did not come up")
 
+    def primary_port(self) -> int:
+        reply = _cli(self.sentinel_port, "sentinel", "get-master-addr-by-name", self.NAME)
+        return int(reply.split()[1])
+
+    def fail_over(self) -> RedisServer:
+        """Kill the primary's process; Sentinel promotes the replica within a few seconds.
+        :meth:`heal` starts the killed process again, which Sentinel makes the replica."""
+        killed = self.primary if self.primary.port == self.primary_port() else self.replica
+        killed.stop()
+        deadline = time.monotonic() + 30
+        while self.primary_port() == killed.port:
+            if time.monotonic() > deadline:
+                raise RuntimeError("Sentinel did not promote the replica")
+            time.sleep(0.1)
+        return killed
+
+    def heal(self, killed: RedisServer) -> None:
+        killed.start()
+        deadline = time.monotonic() + 30
+        while "master_link_status:up" not in _cli(killed.port, "info", "replication"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the old primary did not come back as a replica")
+            time.sleep(0.1)
+
     def stop(self) -> None:
         if self.sentinel is not None:
             self.sentinel.kill()

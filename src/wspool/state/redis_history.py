@@ -32,12 +32,12 @@ flushed, lost in a restart) gets a new random epoch with its next publish or rea
 stale stream is dropped; positions of the old epoch then fail to recover, as they should.
 
 On a Redis whose primary can be replaced (a cluster, Sentinel's primary: :func:`history_scripts`)
-the meta hash also records its writer, the ``run_id`` of the Redis process that started
-the epoch, and a script that runs on another process (a replica promoted after a failover,
-a shard restarted, a slot moved to another shard) starts a new epoch too: the writes that
-the old primary made but never replicated may be gone, and the offsets they took would be
-given again to other frames. So clients that resume across a failover get every frame or
-``recovered: false``, never a silent gap (docs/recovery.md).
+the meta hash also records its writer, the Redis that started the epoch (a cluster node's id,
+the ``run_id`` of Sentinel's primary), and a script that runs on another (a replica promoted
+after a failover, a slot moved to another shard, Sentinel's primary restarted) starts a new
+epoch too: the writes that the old primary made but never replicated may be gone, and the
+offsets they took would be given again to other frames. So clients that resume across a
+failover get every frame or ``recovered: false``, never a silent gap (docs/recovery.md).
 """
 
 from __future__ import annotations
@@ -204,7 +204,14 @@ return result
 
 
 _NO_WRITER = "local writer = false\n"
-_THIS_WRITER = "local writer = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')\n"
+_WRITERS = {
+    # The cluster node's id (0.3 µs): another after a failover or a slot move.
+    RedisKind.CLUSTER: "local writer = redis.call('CLUSTER', 'MYID')\n",
+    # The process's run_id (about 10 µs with the match): another after a failover or a restart.
+    RedisKind.SENTINEL: (
+        "local writer = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')\n"
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +229,7 @@ def history_scripts(kind: RedisKind) -> HistoryScripts:
     if kind is RedisKind.SINGLE:
         return HistoryScripts(PUBLISH_SCRIPT, READ_SCRIPT, RECENT_SCRIPT)
     publish, read, recent = (
-        script.replace(_NO_WRITER, _THIS_WRITER, 1)
+        script.replace(_NO_WRITER, _WRITERS[kind], 1)
         for script in (PUBLISH_SCRIPT, READ_SCRIPT, RECENT_SCRIPT)
     )
     if kind is RedisKind.CLUSTER:
