@@ -12,7 +12,7 @@ import yaml
 
 from wspool.core.config import SERVER_OPTIONS, ServerSettings
 from wspool.core.options import ConfigError, load_settings
-from wspool.core.redisurl import RedisKind, parse_redis_url
+from wspool.core.redisurl import RedisKind, parse_redis_url, without_credentials
 from wspool.operator.model.podenv import config_environment
 from wspool.operator.model.poolspec import PoolSpecError, parse_pool_spec
 
@@ -124,3 +124,8 @@ def test_the_crd_and_the_chart_take_the_same_url_forms_as_the_engine() -> None:
     for url in ("redis+sentinel://s:26379", "http://cache"):
         assert not re.search(crd_pattern, url), url
         assert not re.search(chart_pattern, url), url
+
+
+def test_a_url_in_the_logs_has_no_credentials() -> None:
+    assert without_credentials(SENTINEL_URL) == "rediss+sentinel://***@sentinel:26379/primary"
+    assert without_credentials("redis://cache:6379/0") == "redis://cache:6379/0"

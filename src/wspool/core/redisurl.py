@@ -13,11 +13,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["RedisKind", "RedisTarget", "parse_redis_url"]
+__all__ = ["RedisKind", "RedisTarget", "parse_redis_url", "without_credentials"]
 
 SCHEMES = (
     "redis",
@@ -31,6 +32,8 @@ SCHEMES = (
 """Every scheme a Redis URL may have."""
 
 _DEFAULT_PORTS = {"cluster": 6379, "sentinel": 26379}
+
+_CREDENTIALS = re.compile(r"^([a-z+]+://)[^/@]*@", re.IGNORECASE)
 
 
 class RedisKind(Enum):
@@ -103,3 +106,8 @@ def _node(text: str, default_port: int) -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"has a bad port in {text!r}")
     return host, int(port)
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with its user and password replaced by ``***``, for logs."""
+    return _CREDENTIALS.sub(r"\1***@", url)

@@ -40,7 +40,7 @@ from redis.exceptions import NoScriptError, RedisError
 from wspool.core.backoff import Backoff
 from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
 from wspool.core.keys import Keys
-from wspool.core.redisurl import parse_redis_url
+from wspool.core.redisurl import parse_redis_url, without_credentials
 from wspool.state.coalesce import Coalescer
 from wspool.state.engine import (
     EngineUnavailableError,
@@ -114,7 +114,7 @@ class RedisBus:
         self, url: str, keys: Keys | None = None, history: HistoryPolicy | None = None
     ) -> None:
         target = parse_redis_url(url)
-        self._url = url
+        self._url = without_credentials(url)  # for logs
         self._keys = keys or Keys()
         self._history = history or HistoryPolicy()
         # Commands fail fast during an outage (callers keep their own retry state).
@@ -315,7 +315,7 @@ class RedisBus:
                 self._pubsub = None
                 self._set_available(False)
                 if not backoff.failures:
-                    reason = error or "no answer in time"
+                    reason = str(error) or "no answer in time"
                     log.warning("redis pub/sub link lost: %s", reason, extra={"redis": self._url})
                 for waiters in self._waiters.values():
                     for waiter in waiters:
