@@ -104,7 +104,7 @@ class PlaneSettings:
         "--key-prefix",
         "WSPOOL_KEY_PREFIX",
         checks.key_prefix,
-        "prefix of every Redis key and channel, to share one Redis between pools",
+        "prefix of every Redis key and channel, to share one Redis between pools (no braces)",
         metavar="PREFIX",
     )
     max_frame_bytes: int = option(
