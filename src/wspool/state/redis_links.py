@@ -31,7 +31,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-__all__ = ["LINK_UP", "PubSubLink", "ScriptLink", "SinglePubSub", "is_link_up", "pack"]
+__all__ = ["LINK_UP", "PubSubLink", "ScriptLink", "SinglePubSub", "pack"]
 
 READ_TURN = 0.005
 """Seconds the pub/sub reader may keep the event loop before it lets the rest run."""
@@ -102,7 +102,7 @@ LINK_UP = "wspool-link-up"
 order, so its answer says that every subscription before it is in place."""
 
 
-def is_link_up(reply: Any) -> bool:
+def _is_link_up(reply: Any) -> bool:
     """Whether ``reply`` answers the ``PING`` of :data:`LINK_UP` (a list once subscribed)."""
     return reply == LINK_UP or (isinstance(reply, list) and reply[1:2] == [LINK_UP])
 
@@ -135,7 +135,7 @@ class PubSubLink:
     async def confirm(self, on_reply: Reply) -> None:
         """Hand replies and messages to ``on_reply`` until Redis answers the ``PING`` of
         :data:`LINK_UP` (sent after the link's subscriptions); the caller bounds the wait."""
-        while not is_link_up(reply := await self._connection.read_response(timeout=math.inf)):
+        while not _is_link_up(reply := await self._connection.read_response(timeout=math.inf)):
             on_reply(reply)
         self._heard = asyncio.get_running_loop().time()
 
