@@ -1,5 +1,6 @@
-"""Nodes on a real Redis Cluster (3 primaries, a replica each): fan-out over shards, and a
-primary killed under load.
+"""Nodes on a real Redis Cluster (3 primaries, a replica each): fan-out over shards, a
+primary killed under load, a slot moved; and a pool served through its gateway on a cluster
+and on a Sentinel-watched primary.
 
 The cluster is the session's (tests/conftest.py); each test keeps its keys under a prefix
 of its own. The channels are chosen so that each lives on a different shard. The failover
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.support.processes import NodeProcess
+from tests.support.processes import NodeProcess, running_farm
 from tests.support.redis_cluster import RedisCluster
 from tests.support.waiting import eventually
 from wspool.client import Client, Data, Error, Resubscribed
@@ -276,3 +277,26 @@ async def test_subscribers_hear_a_channel_again_after_its_slot_moves_to_another_
     for subscriber in subscribers:
         seqs = subscriber.seqs[channel]
         assert seqs == sorted(set(seqs)), "a frame came twice or out of order"
+
+
+@pytest.mark.parametrize("topology", ["redis_cluster", "redis_sentinel"])
+async def test_a_pool_serves_clients_through_its_gateway(
+    request: pytest.FixtureRequest, topology: str
+) -> None:
+    url = request.getfixturevalue(topology).url
+    with running_farm(url, nodes=2) as farm:
+        subscriber = Client([farm.gateway.url])
+        publisher = Client([farm.gateway.url])
+        await subscriber.connect()
+        await publisher.connect()
+        try:
+            await subscriber.subscribe("news")
+            await publisher.publish("news", "hello")
+            async with asyncio.timeout(5):
+                async for message in subscriber.messages():
+                    if isinstance(message, Data):
+                        assert message.payload == "hello"
+                        break
+        finally:
+            await subscriber.close()
+            await publisher.close()
