@@ -209,6 +209,8 @@ class RedisSentinel:
 
     def heal(self, killed: RedisServer) -> None:
         killed.start()
+        # What Sentinel would do once it sees the process again, without waiting for it.
+        _cli(killed.port, "replicaof", "127.0.0.1", str(self.primary_port()))
         deadline = time.monotonic() + 30
         while "master_link_status:up" not in _cli(killed.port, "info", "replication"):
             if time.monotonic() > deadline:
