@@ -297,7 +297,8 @@ class RedisBus:
                 await pubsub.unsubscribe(self._keys.channel(channel))
 
     async def _read_forever(self) -> None:
-        backoff = Backoff(base=0.1, cap=2.0)
+        # A cluster replaces a failed primary within seconds: look for the new one often.
+        backoff = Backoff(base=0.1, cap=0.5 if self._keys.sharded else 2.0)
         while True:
             pubsub = self._new_pubsub()
             try:
