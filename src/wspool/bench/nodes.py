@@ -30,14 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 
 from wspool.bench.dialects import centrifugo_token
 from wspool.bench.measures import NodeReading
 from wspool.bench.peers import PEERS, peer_command
 from wspool.core.redisurl import parse_redis_url
-from wspool.state.redis_client import close, connect
+from wspool.state.redis_client import FAILURES, close, connect
 
 __all__ = ["Farm", "Spawned", "read_nodes", "read_redis", "spawned_farm"]
 
@@ -80,7 +79,7 @@ async def read_redis(url: str) -> NodeReading | None:
             infos = list(per_node.values())
         else:
             infos = [await client.info("all")]
-    except (redis.RedisError, OSError):
+    except FAILURES:
         return None
     finally:
         await close(client)

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from wspool.core.backoff import Backoff
 from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
@@ -48,7 +48,7 @@ from wspool.state.engine import (
     OutcomeUnknownError,
     StatusHandler,
 )
-from wspool.state.redis_client import close, connect, dedicated, run
+from wspool.state.redis_client import FAILURES, close, connect, dedicated, run
 from wspool.state.redis_history import (
     history_scripts,
     publish_call,
@@ -293,7 +293,7 @@ class RedisBus:
         if pubsub is not None:
             # A failure here is harmless: a stray subscription only delivers frames that the
             # node drops, and it ends with the link.
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*FAILURES):
                 await pubsub.unsubscribe(self._keys.channel(channel))
 
     async def _read_forever(self) -> None:
@@ -312,7 +312,7 @@ class RedisBus:
                 backoff.reset()
                 self._set_available(True)
                 await pubsub.read(self._on_reply)
-            except (RedisError, OSError) as error:  # TimeoutError is an OSError
+            except FAILURES as error:  # TimeoutError is an OSError
                 self._pubsub = None
                 self._set_available(False)
                 if not backoff.failures:
@@ -325,7 +325,7 @@ class RedisBus:
                 await asyncio.sleep(backoff.next_delay())
             finally:
                 self._pubsub = None
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*FAILURES):
                     await pubsub.close()
 
     def _new_pubsub(self) -> PubSub:

@@ -23,17 +23,31 @@ from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool,
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.typing import EncodableT, FieldT
 
 from wspool.core.redisurl import RedisKind, RedisTarget
 from wspool.state.engine import EngineUnavailableError
 
-__all__ = ["Client", "close", "connect", "dedicated", "fields", "ms", "node_connections", "run"]
+__all__ = [
+    "FAILURES",
+    "Client",
+    "close",
+    "connect",
+    "dedicated",
+    "fields",
+    "ms",
+    "node_connections",
+    "run",
+]
 
 Client = aioredis.Redis | RedisCluster
 """The command client: of one server (or Sentinel's primary), or of a cluster."""
 
+
+FAILURES = (RedisError, RedisClusterException, OSError)
+"""What a command raises when Redis cannot answer it (a cluster client's own errors, such as
+slots not covered while a shard fails over, are no ``RedisError``)."""
 
 MAX_LINKS = 64
 """Connections a client opens to Redis at most; requests beyond them queue for a free one."""
@@ -168,7 +182,7 @@ async def run(awaitable: Any) -> Any:
     cancelling = task.cancelling() if task is not None else 0
     try:
         result = await awaitable
-    except (RedisError, OSError) as error:
+    except FAILURES as error:
         if task is not None and task.cancelling() > cancelling:
             raise asyncio.CancelledError from error
         raise EngineUnavailableError(str(error)) from error
