@@ -1,7 +1,10 @@
 """Fixtures shared by every test tier.
 
 The session starts its own redis-server on a free port (or uses ``WSPOOL_TEST_REDIS_URL``)
-and every test that asks for Redis gets an empty database. The tiers that run containers
+and every test that asks for Redis gets an empty database. A Redis Cluster (3 primaries, a
+replica each) and a Sentinel-watched primary are started once, by the first test that asks
+for one (``redis_cluster``, ``redis_sentinel``); tests share them under key prefixes of
+their own. The tiers that run containers
 (tests/e2e, tests/compose) share one build of the images (``built_images``).
 """
 
@@ -15,6 +18,7 @@ import redis.asyncio as aioredis
 
 from tests.support.cluster_logs import cluster_for
 from tests.support.images import TestImages, build_test_images
+from tests.support.redis_cluster import RedisCluster, RedisSentinel
 from tests.support.redis_server import RedisServer
 from tests.support.store import Store
 
@@ -31,6 +35,28 @@ def redis_session_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """The session's Redis Cluster; a test that fails a primary over heals it again."""
+    cluster = RedisCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinel]:
+    """The session's Sentinel-watched primary (with one replica)."""
+    sentinel = RedisSentinel()
+    try:
+        sentinel.start()
+        yield sentinel
+    finally:
+        sentinel.stop()
 
 
 @pytest.fixture

@@ -40,6 +40,12 @@ pytestmark = [
         ({"healthCheck": {"interval": 2, "timeout": 3}}, "spec.healthCheck.timeout", "interval"),
         ({"redis": {}}, "spec.redis", "exactly one of url and secretRef"),
         ({"redis": {"url": "http://redis"}}, "spec.redis.url", "should match"),
+        ({"redis": {"url": "redis+sentinel://s:26379"}}, "spec.redis.url", "should match"),
+        (
+            {"redis": {"url": "redis+cluster://r:6379", "keyPrefix": "{chat}:"}},
+            "spec.redis.keyPrefix",
+            "should match",
+        ),
         ({"auth": {}}, "spec.auth", "give secretRef"),
         ({"autoscaling": {"targetConnectionsPerNode": 0}}, "targetConnectionsPerNode", ">= 1"),
         ({"replicas": 6, "maxReplicas": 5}, "spec.replicas", "must not exceed maxReplicas"),
@@ -87,6 +93,18 @@ def test_a_bad_pool_is_rejected_at_admission_with_the_field_and_the_reason(
     assert field in body, body
     assert reason.replace(">= 1", "greater than or equal to 1") in body, body
     assert read_pools(kube_api, namespace) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis+cluster://redis-0:6379,redis-1:6379", "rediss+sentinel://app:pw@s-0:26379/primary"],
+)
+def test_a_pool_on_a_cluster_or_behind_sentinel_is_admitted(
+    kube_api: client.ApiClient, namespace: str, url: str
+) -> None:
+    create_pool(kube_api, namespace, pool_manifest("chat", url))
+
+    assert read_pool(kube_api, namespace, "chat")["spec"]["redis"]["url"] == url
 
 
 def read_pools(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:

@@ -61,13 +61,14 @@ def free_port_run(count: int) -> int:
 class RedisServer:
     """One redis-server without persistence; can be stopped and started on the same port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *settings: str) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed; `make test` installs it")
         self.binary = binary
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="wspool-redis-"))
+        self.settings = settings  # more of redis-server's flags (--cluster-enabled yes…)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -90,6 +91,7 @@ class RedisServer:
                 str(self.dir),
                 "--logfile",
                 str(self.dir / "log"),
+                *self.settings,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -30,11 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 
 from wspool.bench.dialects import centrifugo_token
 from wspool.bench.measures import NodeReading
 from wspool.bench.peers import PEERS, peer_command
+from wspool.core.redisurl import parse_redis_url
+from wspool.state.redis_client import FAILURES, close, connect
 
 __all__ = ["Farm", "Spawned", "read_nodes", "read_redis", "spawned_farm"]
 
@@ -66,22 +68,26 @@ async def read_nodes(urls: Sequence[str], within: float = 5.0) -> list[NodeReadi
 
 
 async def read_redis(url: str) -> NodeReading | None:
-    """Redis's CPU seconds and resident memory (``INFO``); None without a Redis to ask."""
+    """Redis's CPU seconds, resident memory and clients (``INFO``), summed over every node
+    of a cluster (primaries and replicas); None without a Redis to ask."""
     if not url:
         return None
-    client = redis.from_url(url)
+    client = connect(parse_redis_url(url), socket_timeout=5.0)
     try:
-        info = await client.info("all")
-    except (redis.RedisError, OSError):
+        if isinstance(client, RedisCluster):
+            per_node = await client.info("all", target_nodes=RedisCluster.ALL_NODES)
+            infos = list(per_node.values())
+        else:
+            infos = [await client.info("all")]
+    except FAILURES:
         return None
     finally:
-        await client.aclose()
-    cpu = float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+        await close(client)
     return NodeReading(
         url=url,
-        cpu_seconds=cpu,
-        rss_bytes=float(info["used_memory_rss"]),
-        connections=float(info["connected_clients"]),
+        cpu_seconds=sum(float(i["used_cpu_sys"]) + float(i["used_cpu_user"]) for i in infos),
+        rss_bytes=sum(float(i["used_memory_rss"]) for i in infos),
+        connections=sum(float(i["connected_clients"]) for i in infos),
         received=None,
         deliveries=None,
         slow_consumers=None,

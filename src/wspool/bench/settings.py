@@ -281,8 +281,9 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "redis_url",
         "--redis-url",
         "WSPOOL_BENCH_REDIS_URL",
-        str,
-        "Redis for the spawned nodes (default: start a redis-server on a free port)",
+        checks.redis_url.text,
+        "Redis for the spawned nodes, one server, a cluster or Sentinel's primary (default:"
+        " start a redis-server on a free port)",
         metavar="URL",
     ),
     Option(

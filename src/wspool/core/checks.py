@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from wspool.core.addresses import parse_networks
+from wspool.core.redisurl import parse_redis_url
 
 __all__ = [
     "Check",
@@ -25,9 +26,11 @@ __all__ = [
     "choice",
     "each",
     "integer",
+    "key_prefix",
     "mapping",
     "networks",
     "number",
+    "redis_url",
     "seconds",
     "text",
     "url",
@@ -164,6 +167,28 @@ def url(*schemes: str) -> Check[str]:
         return str(value)
 
     return Check(test)
+
+
+def _redis_url(value: Any) -> str:
+    try:
+        return parse_redis_url(_text(value)).url
+    except ValueError as error:
+        raise Invalid(str(error)) from None
+
+
+redis_url: Check[str] = Check(_redis_url)
+"""A Redis URL: one server, a cluster's seed nodes or Sentinels (:mod:`wspool.core.redisurl`)."""
+
+
+def _key_prefix(value: Any) -> str:
+    prefix = _text(value)
+    if "{" in prefix or "}" in prefix:
+        raise Invalid("must not contain braces (on a Redis Cluster they decide a key's slot)")
+    return prefix
+
+
+key_prefix: Check[str] = Check(_key_prefix)
+"""A prefix of Redis keys and channels."""
 
 
 def _read_list(text: str) -> list[str]:

@@ -93,16 +93,18 @@ class PlaneSettings:
         None,
         "--redis-url",
         "REDIS_URL",
-        checks.url("redis", "rediss", "unix"),
-        "Redis URL; without it, the in-memory engine (one process only)",
+        checks.redis_url,
+        "Redis URL: redis://host[:port][/db], a cluster's redis+cluster://host:port[,host:port…]"
+        " or Sentinel's redis+sentinel://host:port[,host:port…]/primary-name (rediss… for TLS);"
+        " without it, the in-memory engine (one process only)",
         metavar="URL",
     )
     key_prefix: str = option(
         "",
         "--key-prefix",
         "WSPOOL_KEY_PREFIX",
-        Check(str),
-        "prefix of every Redis key and channel, to share one Redis between pools",
+        checks.key_prefix,
+        "prefix of every Redis key and channel, to share one Redis between pools (no braces)",
         metavar="PREFIX",
     )
     max_frame_bytes: int = option(

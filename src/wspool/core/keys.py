@@ -2,8 +2,10 @@
 
 A per-pool prefix lets several pools share one Redis. Keys of one node are not hash-tagged
 together: the schema works on Redis Cluster because no command here spans two keys, except
-the publish script, whose two history keys share the channel's hash tag (channel names
-cannot contain braces).
+the history scripts, whose keys share the channel's hash tag (channel names cannot contain
+braces), so a channel's history stream, meta hash and batch markers live in one slot. On a
+cluster (``sharded``) the channel's pub/sub name carries the same hash tag, so the publish
+script's ``SPUBLISH`` reaches the shard that the channel's subscribers listen on.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ class Keys:
     """Builds every key and pub/sub channel name for one pool."""
 
     prefix: str = ""
+    sharded: bool = False
+    """Whether channels use a cluster's sharded pub/sub (their names then hash-tagged)."""
 
     def conn(self, connection_id: str) -> str:
         return f"{self.prefix}conn:{connection_id}"
@@ -52,10 +56,14 @@ class Keys:
 
     def channel(self, name: str) -> str:
         """The pub/sub channel carrying a WebSocket channel's messages between nodes."""
+        if self.sharded:
+            return f"{self.prefix}ch:{{{name}}}"
         return f"{self.prefix}ch:{name}"
 
     def channel_name(self, pubsub_channel: str) -> str:
         """Inverse of :meth:`channel`."""
+        if self.sharded:
+            return pubsub_channel[len(self.prefix) + 4 : -1]
         return pubsub_channel[len(self.prefix) + 3 :]
 
     def history(self, name: str) -> str:

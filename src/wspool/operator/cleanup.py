@@ -21,13 +21,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from wspool.core.redisurl import parse_redis_url
 from wspool.operator import events
 from wspool.operator.kube import ApiException
 from wspool.operator.model.manifests import grace_period, selector_string
 from wspool.operator.model.poolspec import PoolSpec
 from wspool.operator.reconcile import OperatorContext, Pool, redis_url
+from wspool.state.redis_client import close, connect
 
 __all__ = ["POD_WAIT_LIMIT", "REDIS_TIMEOUT", "delete_keys", "forget_pool"]
 
@@ -44,13 +44,11 @@ async def delete_keys(url: str, prefix: str) -> int:
     timeout = REDIS_TIMEOUT
     if not prefix:
         raise ValueError("an empty key prefix would match every key of the Redis")
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        url, socket_connect_timeout=timeout, socket_timeout=timeout
-    )
+    client = connect(parse_redis_url(url), socket_timeout=timeout)  # a cluster: every primary
     deleted = 0
     try:
         async with asyncio.timeout(timeout):
-            batch: list[bytes] = []
+            batch: list[str] = []
             async for key in client.scan_iter(match=_GLOB.sub(r"\\\1", prefix) + "*", count=_BATCH):
                 batch.append(key)
                 if len(batch) >= _BATCH:
@@ -59,7 +57,7 @@ async def delete_keys(url: str, prefix: str) -> int:
             if batch:
                 deleted += await client.unlink(*batch)
     finally:
-        await client.aclose()
+        await close(client)
     return deleted
 
 

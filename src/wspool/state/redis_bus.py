@@ -1,17 +1,21 @@
 """The Redis message bus: cross-node pub/sub and channel history in Redis.
 
-Pub/sub uses one dedicated connection per process (:class:`~wspool.state.redis_links.PubSubLink`),
-read by a single task that hands every buffered message on as it parses it; when Redis goes
-away the task reports it, reconnects with backoff and resubscribes every channel the node
-still needs; it reports the link up only once Redis has confirmed them all, so the node can
-then read from each channel's history what the link missed.
+Pub/sub uses one dedicated connection per process (:class:`~wspool.state.redis_links.SinglePubSub`;
+on a Redis Cluster one per primary, with sharded pub/sub:
+:class:`~wspool.state.redis_shards.ShardedPubSub`), read by a single task that hands every
+buffered message on as it parses it; when Redis goes away the task reports it, reconnects
+with backoff and resubscribes every channel the node still needs; it reports the link up
+only once Redis has confirmed them all, so the node can then read from each channel's
+history what the link missed.
 
 A publish batch goes through one call of the history script
 (:mod:`wspool.state.redis_history`) for all its channels, which numbers, stores and
 publishes each channel's frames as one Redis message, on a connection of its own
 (:class:`~wspool.state.redis_links.ScriptLink`): a burst costs one round trip and one script
-call. Which channels share a call is decided in :meth:`RedisBus._script_groups` alone (on a
-Redis Cluster: those of one slot). Publishing needs no pub/sub link.
+call. Which channels share a call is decided in :meth:`RedisBus._script_groups` alone: on a
+Redis Cluster, those of one slot, and the calls go out as one pipeline per primary
+(:class:`~wspool.state.redis_shards.ShardScripts`), so a burst costs one round trip per
+shard. Publishing needs no pub/sub link.
 
 Subscribes and history reads asked for while one batch of them is in flight go out together
 as the next (:mod:`wspool.state.coalesce`): a storm of subscribes costs one SUBSCRIBE and one
@@ -25,12 +29,18 @@ import contextlib
 import logging
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Protocol
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 
 from wspool.core.backoff import Backoff
 from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
 from wspool.core.keys import Keys
+from wspool.core.redisurl import parse_redis_url, without_credentials
 from wspool.state.coalesce import Coalescer
 from wspool.state.engine import (
     EngineUnavailableError,
@@ -38,11 +48,9 @@ from wspool.state.engine import (
     OutcomeUnknownError,
     StatusHandler,
 )
-from wspool.state.redis_client import connect, dedicated, run
+from wspool.state.redis_client import FAILURES, close, connect, dedicated, run
 from wspool.state.redis_history import (
-    PUBLISH_SCRIPT,
-    READ_SCRIPT,
-    RECENT_SCRIPT,
+    history_scripts,
     publish_call,
     publish_result,
     read_args,
@@ -51,15 +59,13 @@ from wspool.state.redis_history import (
     recent_result,
     split_message,
 )
-from wspool.state.redis_links import PubSubLink, ScriptLink
+from wspool.state.redis_links import Command, Reply, ScriptLink, SinglePubSub
+from wspool.state.redis_shards import ShardedPubSub, ShardScripts
 from wspool.tasks import cancel_and_wait
 
 __all__ = ["LINK_PING_INTERVAL", "LINK_TIMEOUT", "PUBLISH_TIMEOUT", "SUBSCRIBE_TIMEOUT", "RedisBus"]
 
 log = logging.getLogger(__name__)
-
-_LINK_CHANNEL = ""
-"""Channel names are never empty, so this one can mark the link without clashing."""
 
 LINK_PING_INTERVAL = 1.0
 """Seconds of silence on the pub/sub link after which the reader pings Redis."""
@@ -78,22 +84,53 @@ BATCH_LIMIT = 500
 most; the requests made while one batch is in flight go out together as the next."""
 
 
+class Scripts(Protocol):
+    """Sends pipelined script calls: :class:`ScriptLink` or :class:`ShardScripts`."""
+
+    async def pipeline(self, commands: Sequence[Command]) -> list[Any]: ...
+
+    async def close(self) -> None: ...
+
+
+class PubSub(Protocol):
+    """The pub/sub links of one connection's life: :class:`SinglePubSub` or
+    :class:`ShardedPubSub`."""
+
+    async def open(self, channels: Sequence[str], on_reply: Reply) -> None: ...
+
+    async def read(self, on_reply: Reply) -> None: ...
+
+    async def subscribe(self, channels: Sequence[str]) -> None: ...
+
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class RedisBus:
-    """Implements ``MessageBus`` on a single Redis server."""
+    """Implements ``MessageBus`` on Redis: one server, a cluster, or Sentinel's primary."""
 
     def __init__(
         self, url: str, keys: Keys | None = None, history: HistoryPolicy | None = None
     ) -> None:
-        self._url = url
+        target = parse_redis_url(url)
+        self._url = without_credentials(url)  # for logs
         self._keys = keys or Keys()
         self._history = history or HistoryPolicy()
         # Commands fail fast during an outage (callers keep their own retry state).
-        self._redis = connect(url, socket_timeout=5.0)
-        self._links = dedicated(url)
-        self._scripts = ScriptLink(self._links, PUBLISH_TIMEOUT)
+        self._redis = connect(target, socket_timeout=5.0)
+        self._scripts: Scripts
+        if isinstance(self._redis, RedisCluster):
+            self._keys = replace(self._keys, sharded=True)
+            self._scripts = ShardScripts(self._redis, PUBLISH_TIMEOUT)
+        else:
+            # Kept: a Sentinel pool's connections only hold a weak reference to it.
+            self._links = dedicated(target, self._redis)
+            self._scripts = ScriptLink(self._links, PUBLISH_TIMEOUT)
+        self._lua = history_scripts(target.kind)
         self._channels: set[str] = set()
         self._waiters: defaultdict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
-        self._pubsub: PubSubLink | None = None
+        self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._on_message: MessageHandler | None = None
         self._on_status: StatusHandler | None = None
@@ -117,7 +154,7 @@ class RedisBus:
         await cancel_and_wait(self._reader)
         self._reader = None
         await self._scripts.close()
-        await self._redis.aclose()
+        await close(self._redis)
 
     async def publish(
         self, batches: Mapping[str, Sequence[str]], batch_id: str = ""
@@ -132,7 +169,7 @@ class RedisBus:
             calls: list[tuple[str | int, ...]] = []
             for group in groups:
                 script_keys, args = publish_call(self._keys, self._history, group, batch_id)
-                sha = self._shas[PUBLISH_SCRIPT]
+                sha = self._shas[self._lua.publish]
                 calls.append(("EVALSHA", sha, len(script_keys), *script_keys, *args))
             try:
                 results = await run(self._scripts.pipeline(calls))
@@ -154,11 +191,17 @@ class RedisBus:
             self._shas = {}
         raise EngineUnavailableError("Redis refuses the publish script")
 
-    @staticmethod
-    def _script_groups(batches: Mapping[str, Sequence[str]]) -> list[Mapping[str, Sequence[str]]]:
-        """Which channels of a batch share one script call: all of them, as one Redis server
-        holds every key. (A Redis Cluster would need one group per hash slot here.)"""
-        return [batches]
+    def _script_groups(
+        self, batches: Mapping[str, Sequence[str]]
+    ) -> list[Mapping[str, Sequence[str]]]:
+        """Which channels of a batch share one script call: all of them on one server; on a
+        cluster, those of one slot (a script's keys must share one)."""
+        if not self._keys.sharded:
+            return [batches]
+        groups: defaultdict[int, dict[str, Sequence[str]]] = defaultdict(dict)
+        for channel, frames in batches.items():
+            groups[key_slot(channel.encode())][channel] = frames
+        return list(groups.values())
 
     async def read_history(self, channel: str, since: StreamPosition | None) -> HistoryRead:
         return await self._reads.submit((channel, since))
@@ -169,12 +212,12 @@ class RedisBus:
         if not self._shas:
             await self._load_scripts()
         try:
-            raw = await run(self._redis.evalsha(self._shas[RECENT_SCRIPT], 2, *keys, *args))
+            raw = await run(self._redis.evalsha(self._shas[self._lua.recent], 2, *keys, *args))
         except EngineUnavailableError as error:
             if not isinstance(error.__cause__, NoScriptError):
                 raise
             await self._load_scripts()
-            raw = await run(self._redis.evalsha(self._shas[RECENT_SCRIPT], 2, *keys, *args))
+            raw = await run(self._redis.evalsha(self._shas[self._lua.recent], 2, *keys, *args))
         return recent_result(raw)
 
     async def _read_batch(
@@ -187,12 +230,13 @@ class RedisBus:
         for _ in range(2):  # a second pass only after Redis forgot the script (restart)
             if not self._shas:
                 await self._load_scripts()
-            sha = self._shas[READ_SCRIPT]
+            sha = self._shas[self._lua.read]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for i in pending:
                     channel, since = requests[i]
                     keys = (self._keys.history(channel), self._keys.history_meta(channel))
-                    pipe.evalsha(sha, 2, *keys, *read_args(self._history, since))
+                    # (execute_command: a cluster pipeline refuses evalsha() by name)
+                    pipe.execute_command("EVALSHA", sha, 2, *keys, *read_args(self._history, since))
                 results = await run(pipe.execute(raise_on_error=False))
             retry: list[int] = []
             for i, raw in zip(pending, results, strict=True):
@@ -210,7 +254,7 @@ class RedisBus:
 
     async def _load_scripts(self) -> None:
         shas = {}
-        for script in (PUBLISH_SCRIPT, READ_SCRIPT, RECENT_SCRIPT):
+        for script in (self._lua.publish, self._lua.read, self._lua.recent):
             shas[script] = await run(self._redis.script_load(script))
         self._shas = shas
 
@@ -240,7 +284,7 @@ class RedisBus:
         pubsub = self._pubsub
         if pubsub is None:
             raise EngineUnavailableError("pub/sub link to Redis is down")
-        await run(pubsub.send("SUBSCRIBE", *(self._keys.channel(c) for c in channels)))
+        await run(pubsub.subscribe([self._keys.channel(c) for c in channels]))
         return [None] * len(channels)
 
     async def unsubscribe(self, channel: str) -> None:
@@ -249,30 +293,31 @@ class RedisBus:
         if pubsub is not None:
             # A failure here is harmless: a stray subscription only delivers frames that the
             # node drops, and it ends with the link.
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.send("UNSUBSCRIBE", self._keys.channel(channel))
+            with contextlib.suppress(*FAILURES):
+                await pubsub.unsubscribe(self._keys.channel(channel))
 
     async def _read_forever(self) -> None:
-        backoff = Backoff(base=0.1, cap=2.0)
+        # A cluster replaces a failed primary within seconds: look for the new one often.
+        backoff = Backoff(base=0.1, cap=0.5 if self._keys.sharded else 2.0)
         while True:
-            link = PubSubLink(self._links, LINK_PING_INTERVAL, LINK_TIMEOUT)
+            pubsub = self._new_pubsub()
             try:
-                # Every channel the node needs, then a placeholder: Redis confirms in order,
-                # so the placeholder's confirmation says the link is up *and* every channel
-                # is subscribed again (the node then reads what it missed from history).
-                # The link's socket has no read timeout, so bound its setup here.
+                # Every channel the node needs: the links are up once Redis confirmed them
+                # all (the node then reads what it missed from history). The links' sockets
+                # have no read timeout, so bound their setup here.
                 wanted = [self._keys.channel(c) for c in sorted(self._channels)]
                 async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
-                    await link.connect()
-                    await link.send("SUBSCRIBE", *wanted, self._keys.channel(_LINK_CHANNEL))
-                self._pubsub = link
+                    await pubsub.open(wanted, self._on_reply)
+                self._pubsub = pubsub
                 backoff.reset()
-                await link.read(self._on_reply)
-            except (RedisError, OSError) as error:
+                self._set_available(True)
+                await pubsub.read(self._on_reply)
+            except FAILURES as error:  # TimeoutError is an OSError
                 self._pubsub = None
                 self._set_available(False)
                 if not backoff.failures:
-                    log.warning("redis pub/sub link lost: %s", error, extra={"redis": self._url})
+                    reason = str(error) or "no answer in time"
+                    log.warning("redis pub/sub link lost: %s", reason, extra={"redis": self._url})
                 for waiters in self._waiters.values():
                     for waiter in waiters:
                         if not waiter.done():
@@ -280,25 +325,31 @@ class RedisBus:
                 await asyncio.sleep(backoff.next_delay())
             finally:
                 self._pubsub = None
-                with contextlib.suppress(RedisError, OSError):
-                    await link.close()
+                with contextlib.suppress(*FAILURES):
+                    await pubsub.close()
+
+    def _new_pubsub(self) -> PubSub:
+        if isinstance(self._redis, RedisCluster):
+            return ShardedPubSub(self._redis, LINK_PING_INTERVAL, LINK_TIMEOUT)
+        return SinglePubSub(self._links, LINK_PING_INTERVAL, LINK_TIMEOUT)
 
     def _on_reply(self, reply: list[str]) -> None:
-        """One reply on the pub/sub link: a message, a confirmation, or a pong."""
+        """One reply on a pub/sub link: a message, a confirmation, or a pong."""
         kind = reply[0]
-        if kind == "message":
+        if kind == "message" or kind == "smessage":
             assert self._on_message is not None
             start, frames = split_message(reply[2])
             self._on_message(self._keys.channel_name(reply[1]), start, frames)
-        elif kind == "subscribe":
-            channel = self._keys.channel_name(reply[1])
-            if channel == _LINK_CHANNEL:
-                self._set_available(True)
-            waiters = self._waiters.get(channel)
+        elif kind == "subscribe" or kind == "ssubscribe":
+            waiters = self._waiters.get(self._keys.channel_name(reply[1]))
             if waiters:
                 waiter = waiters.popleft()
                 if not waiter.done():
                     waiter.set_result(None)
+        elif kind == "sunsubscribe" and self._keys.channel_name(reply[1]) in self._channels:
+            # The channel's slot moved to another shard, which unsubscribed the link: open
+            # the links anew on the new slot map.
+            raise RedisConnectionError(f"the slot of {reply[1]} moved")
 
     def _set_available(self, available: bool) -> None:
         if available != self._available:

@@ -1,8 +1,13 @@
 """What every part of the Redis engine shares: its clients, and how a command's failure reads.
 
+The engine's Redis is one server, a Redis Cluster or a primary watched by Sentinel, as the
+URL says (:mod:`wspool.core.redisurl`); :func:`connect` makes the command client of each,
+:func:`dedicated` and :func:`node_connections` the connections of the bus's own links.
+
 No part retries inside redis-py: a failure surfaces at once as ``EngineUnavailableError``
 through :func:`run`, and the caller's own loop (state writer, publisher, pub/sub reader)
-decides when to try again.
+decides when to try again. (A cluster client follows the cluster's redirections and
+refreshes its slot map, a few times with short pauses, before it gives up.)
 """
 
 from __future__ import annotations
@@ -13,16 +18,36 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import RedisClusterException, RedisError
 from redis.typing import EncodableT, FieldT
 
+from wspool.core.redisurl import RedisKind, RedisTarget
 from wspool.state.engine import EngineUnavailableError
 
-__all__ = ["connect", "dedicated", "fields", "ms", "run"]
+__all__ = [
+    "FAILURES",
+    "Client",
+    "close",
+    "connect",
+    "dedicated",
+    "fields",
+    "ms",
+    "node_connections",
+    "run",
+]
 
+Client = aioredis.Redis | RedisCluster
+"""The command client: of one server (or Sentinel's primary), or of a cluster."""
+
+
+FAILURES = (RedisError, RedisClusterException, OSError)
+"""What a command raises when Redis cannot answer it (a cluster client's own errors, such as
+slots not covered while a shard fails over, are no ``RedisError``)."""
 
 MAX_LINKS = 64
 """Connections a client opens to Redis at most; requests beyond them queue for a free one."""
@@ -31,36 +56,110 @@ POOL_WAIT = 5.0
 """Seconds a request waits for a free connection before it counts as the store unreachable."""
 
 
-def connect(url: str, socket_timeout: float | None) -> aioredis.Redis:
-    """A client of ``url`` that fails fast (it connects on first use).
+def connect(target: RedisTarget, socket_timeout: float | None) -> Client:
+    """A client of ``target`` that fails fast (it connects on first use).
 
-    Its pool holds at most :data:`MAX_LINKS` connections and makes a burst of requests (a
-    node's clients all subscribing again after a failover) wait their turn instead of failing
-    with "Too many connections"; one that waits :data:`POOL_WAIT` seconds fails as unreachable.
+    Its pool holds at most :data:`MAX_LINKS` connections (per node, on a cluster). On one
+    server or Sentinel's primary, it makes a burst of requests (a node's clients all
+    subscribing again after a failover) wait their turn instead of failing with "Too many
+    connections"; one that waits :data:`POOL_WAIT` seconds fails as unreachable.
     """
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_LINKS,
-        timeout=POOL_WAIT,
-        socket_timeout=socket_timeout,
-        **_options(),
-    )
+    if target.kind is RedisKind.CLUSTER:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+            max_connections=MAX_LINKS,
+            socket_timeout=socket_timeout,
+            **_credentials(target),
+            # Redirections and a refreshed slot map (a failover, a resharding) within ~1 s.
+            **{**_options(), "retry": Retry(ExponentialBackoff(cap=0.5, base=0.1), 3)},
+        )
+    pool: ConnectionPool
+    if target.kind is RedisKind.SENTINEL:
+        pool = _BlockingSentinelPool(  # type: ignore[no-untyped-call]
+            target.primary,
+            _sentinel(target),
+            max_connections=MAX_LINKS,
+            timeout=POOL_WAIT,
+            socket_timeout=socket_timeout,
+            **_credentials(target),
+            **_options(),
+        )
+    else:
+        pool = BlockingConnectionPool.from_url(
+            target.url,
+            max_connections=MAX_LINKS,
+            timeout=POOL_WAIT,
+            socket_timeout=socket_timeout,
+            **_options(),
+        )
     client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closes the pool with it
     return client
 
 
-def dedicated(url: str) -> Callable[[], AbstractConnection]:
-    """Makes connections to ``url`` that belong to no pool, with the options of
-    :func:`connect` and no read timeout: their user keeps its own deadlines
-    (:mod:`wspool.state.redis_links`). They speak RESP2, in which pub/sub messages are
-    plain replies rather than RESP3 pushes, which redis-py routes through a handler each."""
-    pool = ConnectionPool.from_url(url, socket_timeout=None, protocol=2, **_options())
+def dedicated(target: RedisTarget, client: aioredis.Redis) -> Callable[[], AbstractConnection]:
+    """Makes connections to ``target`` (one server, or Sentinel's current primary, asking the
+    Sentinels of ``client``, its command client) that belong to no pool, with the options
+    of :func:`connect` and no read timeout: their user keeps its own deadlines
+    (:mod:`wspool.state.redis_links`). They speak RESP2, in which pub/sub messages are plain
+    replies rather than RESP3 pushes, which redis-py routes through a handler each."""
+    pool: ConnectionPool
+    if isinstance(client.connection_pool, SentinelConnectionPool):
+        pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+            target.primary,
+            client.connection_pool.sentinel_manager,
+            socket_timeout=None,
+            protocol=2,
+            **_credentials(target),
+            **_options(),
+        )
+    else:
+        pool = ConnectionPool.from_url(target.url, socket_timeout=None, protocol=2, **_options())
 
     def make() -> AbstractConnection:
         connection: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
         return connection
 
     return make
+
+
+async def close(client: Client) -> None:
+    """Close ``client``'s connections, and those to its Sentinels if it has any."""
+    await client.aclose()
+    pool = client.connection_pool if isinstance(client, aioredis.Redis) else None
+    if isinstance(pool, SentinelConnectionPool):
+        for sentinel in pool.sentinel_manager.sentinels:
+            await sentinel.aclose()
+
+
+def node_connections(node: ClusterNode) -> Callable[[], AbstractConnection]:
+    """What :func:`dedicated` makes, to one node of a cluster (with the cluster client's
+    options: credentials, TLS)."""
+    options = {**node.connection_kwargs, "socket_timeout": None, "protocol": 2}
+    options["retry"] = Retry(NoBackoff(), 0)
+    for resp3_only in ("maint_notifications_config", "oss_cluster_maint_notifications_handler"):
+        options.pop(resp3_only, None)
+
+    def make() -> AbstractConnection:
+        connection: AbstractConnection = node.connection_class(**options)
+        return connection
+
+    return make
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Connections to Sentinel's current primary, with a blocking pool's queue."""
+
+
+def _sentinel(target: RedisTarget) -> Sentinel:
+    """The Sentinels of ``target``; they are asked without the data nodes' credentials."""
+    return Sentinel(  # type: ignore[no-untyped-call]
+        list(target.nodes),
+        sentinel_kwargs={"socket_connect_timeout": 2.0, "socket_timeout": 2.0, "ssl": target.tls},
+    )
+
+
+def _credentials(target: RedisTarget) -> dict[str, Any]:
+    return {"username": target.username, "password": target.password, "ssl": target.tls}
 
 
 def _options() -> dict[str, Any]:
@@ -83,7 +182,7 @@ async def run(awaitable: Any) -> Any:
     cancelling = task.cancelling() if task is not None else 0
     try:
         result = await awaitable
-    except (RedisError, OSError) as error:
+    except FAILURES as error:
         if task is not None and task.cancelling() > cancelling:
             raise asyncio.CancelledError from error
         raise EngineUnavailableError(str(error)) from error

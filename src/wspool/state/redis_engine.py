@@ -19,9 +19,12 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from wspool.core.history import HistoryPolicy
 from wspool.core.keys import Keys
 from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
+from wspool.state.engine import EngineUnavailableError
 from wspool.state.redis_bus import RedisBus
 from wspool.state.redis_client import fields, ms, run
 
@@ -59,8 +62,8 @@ end
 
 
 class RedisEngine(RedisBus):
-    """Implements every interface of :mod:`wspool.state.engine` on one Redis server (or a
-    Redis Cluster endpoint)."""
+    """Implements every interface of :mod:`wspool.state.engine` on Redis: one server, a
+    Redis Cluster or Sentinel's primary."""
 
     def __init__(
         self,
@@ -96,16 +99,27 @@ class RedisEngine(RedisBus):
             await run(pipe.execute())
 
     async def update_connections(self, records: Sequence[ConnectionRecord]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for record in records:
-                changed = [
-                    *("channels", json.dumps(list(record.channels))),
-                    *("lastActivity", repr(record.last_activity)),
-                ]
-                await self._update_record(
-                    keys=[self._keys.conn(record.id)], args=changed, client=pipe
-                )
-            await run(pipe.execute())
+        pending = list(records)
+        for _ in range(2):  # a second pass only for the records Redis had no script for
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for record in pending:
+                    changed = [
+                        *("channels", json.dumps(list(record.channels))),
+                        *("lastActivity", repr(record.last_activity)),
+                    ]
+                    key = self._keys.conn(record.id)
+                    # (execute_command: a cluster pipeline refuses evalsha() by name)
+                    pipe.execute_command("EVALSHA", self._update_record.sha, 1, key, *changed)
+                results = await run(pipe.execute(raise_on_error=False))
+            errors = [r for r in results if isinstance(r, Exception)]
+            if not errors:
+                return
+            if not all(isinstance(e, NoScriptError) for e in errors):
+                raise EngineUnavailableError(str(errors[0]))
+            # A restarted Redis (or a replica promoted in its place) lacks the script.
+            pending = [r for r, e in zip(pending, results, strict=True) if isinstance(e, Exception)]
+            await run(self._redis.script_load(_UPDATE_RECORD))
+        raise EngineUnavailableError("Redis refuses the record update script")
 
     async def remove_connections(self, records: Sequence[ConnectionRecord]) -> None:
         keys = self._keys
@@ -206,7 +220,10 @@ class RedisEngine(RedisBus):
     async def register_node(self, node: NodeInfo, ttl: float) -> bool:
         now = time.time()
         keys = self._keys
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # The info hash, then the registry entry: a reader that finds the entry first
+        # skips the node until its hash is there. (No transaction: on a cluster the two
+        # keys live in different slots.)
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.server_info(node.id), mapping=fields(node.with_heartbeat(now).to_hash()))
             pipe.pexpire(keys.server_info(node.id), int(ttl * 1000))
             pipe.zadd(keys.registry, {node.id: now + ttl})
@@ -240,12 +257,13 @@ class RedisEngine(RedisBus):
                     pipe.srem(keys.client_sessions(client_id), connection_id)
             for channel in channels:
                 pipe.delete(keys.presence(channel, server_id))
-            pipe.delete(
+            for key in (
                 keys.server_connections(server_id),
                 keys.server_channels(server_id),
                 keys.server_info(server_id),
                 keys.server_health(server_id),
-            )
+            ):
+                pipe.delete(key)  # one key each: on a cluster they live in different slots
             pipe.zrem(keys.registry, server_id)
             await run(pipe.execute())
         return len(ids)

@@ -1,11 +1,12 @@
 """Channel history in Redis: one stream and one small hash per channel, kept by two scripts.
 
 ``PUBLISH_SCRIPT`` runs once per publish batch, for every channel in it (one call per group
-of channels whose keys share a server: :func:`publish_call`). In one atomic step it takes
-each channel's next offsets (``HINCRBY`` on its meta hash), splices each frame's
-``"offset"`` in, appends the frames to the channel's history stream (trimmed by length,
-``MAXLEN ~``), and publishes them as one pub/sub message per channel. The age trim (``MINID
-~`` on the stream's time-based ids) and the keys' expiries are renewed only once per
+of channels whose keys share a server, on a cluster a slot: :func:`publish_call`). In one
+atomic step it takes each channel's next offsets (``HINCRBY`` on its meta hash), splices
+each frame's ``"offset"`` in, appends the frames to the channel's history stream (trimmed by
+length, ``MAXLEN ~``), and publishes them as one pub/sub message per channel (sharded
+pub/sub on a cluster: ``SHARDED_PUBLISH_SCRIPT``). The age trim (``MINID ~`` on the
+stream's time-based ids) and the keys' expiries are renewed only once per
 ``RENEWAL_SLACK`` of the ttl, as the meta hash's ``t`` records, so a steady publish costs
 four Redis calls per channel (``HMGET``, ``HINCRBY``, ``XADD``, ``PUBLISH``) and one per
 batch (``SET NX`` of its marker), and Lua's call overhead is paid once per batch. As nothing
@@ -29,16 +30,26 @@ separated by spaces. So a publish is written once, or not at all.
 A channel whose meta hash is gone (expired after ``HistoryPolicy.position_ttl`` of silence,
 flushed, lost in a restart) gets a new random epoch with its next publish or read, and its
 stale stream is dropped; positions of the old epoch then fail to recover, as they should.
+
+On a Redis whose primary can be replaced (a cluster, Sentinel's primary: :func:`history_scripts`)
+the meta hash also records its writer, the Redis that started the epoch (a cluster node's id,
+the ``run_id`` of Sentinel's primary), and a script that runs on another (a replica promoted
+after a failover, a slot moved to another shard, Sentinel's primary restarted) starts a new
+epoch too: the writes that the old primary made but never replicated may be gone, and the
+offsets they took would be given again to other frames. So clients that resume across a
+failover get every frame or ``recovered: false``, never a silent gap (docs/recovery.md).
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from wspool.core.history import HistoryPolicy, HistoryRead, StreamPosition
 from wspool.core.keys import Keys
+from wspool.core.redisurl import RedisKind
 
 __all__ = [
     "BATCH_MARKER_TTL",
@@ -46,6 +57,8 @@ __all__ = [
     "READ_SCRIPT",
     "RECENT_SCRIPT",
     "RENEWAL_SLACK",
+    "HistoryScripts",
+    "history_scripts",
     "new_epoch",
     "publish_call",
     "publish_result",
@@ -69,6 +82,7 @@ publishing, with expiries longer by as much, instead of on every publish."""
 # marker), ttl ms, position ttl ms, renewal slack ms, then for each channel: pub/sub channel,
 # size, new epoch, frame count, its frames.
 PUBLISH_SCRIPT = """
+local writer = false
 local marked = ARGV[1] ~= '0'
 if marked then
   local done = redis.call('GET', KEYS[1])
@@ -85,14 +99,14 @@ for k = 2, #KEYS, 2 do
   local stream, metakey = KEYS[k], KEYS[k + 1]
   local size = tonumber(ARGV[a + 1])
   local count = tonumber(ARGV[a + 3])
-  local meta = redis.call('HMGET', metakey, 'e', 't')
+  local meta = redis.call('HMGET', metakey, 'e', 't', 'w')
   local epoch = meta[1]
   local renewed = tonumber(meta[2]) or 0
-  if not epoch then
+  if not epoch or (writer and meta[3] ~= writer) then
     epoch = ARGV[a + 2]
     renewed = 0
     redis.call('DEL', stream)
-    redis.call('HSET', metakey, 'e', epoch, 'o', 0)
+    redis.call('HSET', metakey, 'e', epoch, 'o', 0, 'w', writer or '')
   end
   local last = redis.call('HINCRBY', metakey, 'o', count)
   local first = last - count + 1
@@ -133,14 +147,15 @@ return answer
 # The reading scripts' start: the channel's epoch and last offset, the epoch started (and a
 # stale stream dropped) when it has none. KEYS: stream, meta. ARGV: new epoch, position ttl ms.
 _CURRENT_POSITION = """
-local meta = redis.call('HMGET', KEYS[2], 'e', 'o')
+local writer = false
+local meta = redis.call('HMGET', KEYS[2], 'e', 'o', 'w')
 local epoch = meta[1]
 local top = tonumber(meta[2])
-if not epoch then
+if not epoch or (writer and meta[3] ~= writer) then
   epoch = ARGV[1]
   top = 0
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0)
+  redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0, 'w', writer or '')
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
 """
@@ -186,6 +201,40 @@ end
 return result
 """
 )
+
+
+_NO_WRITER = "local writer = false\n"
+_WRITERS = {
+    # The cluster node's id (0.3 µs): another after a failover or a slot move.
+    RedisKind.CLUSTER: "local writer = redis.call('CLUSTER', 'MYID')\n",
+    # The process's run_id (about 10 µs with the match): another after a failover or a restart.
+    RedisKind.SENTINEL: (
+        "local writer = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')\n"
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryScripts:
+    """The three scripts as one kind of Redis runs them."""
+
+    publish: str
+    read: str
+    recent: str
+
+
+def history_scripts(kind: RedisKind) -> HistoryScripts:
+    """The scripts for ``kind``: on a cluster or Sentinel's primary they check the writer
+    (and a cluster's publish uses sharded pub/sub)."""
+    if kind is RedisKind.SINGLE:
+        return HistoryScripts(PUBLISH_SCRIPT, READ_SCRIPT, RECENT_SCRIPT)
+    publish, read, recent = (
+        script.replace(_NO_WRITER, _WRITERS[kind], 1)
+        for script in (PUBLISH_SCRIPT, READ_SCRIPT, RECENT_SCRIPT)
+    )
+    if kind is RedisKind.CLUSTER:
+        publish = publish.replace("'PUBLISH'", "'SPUBLISH'")
+    return HistoryScripts(publish, read, recent)
 
 
 def new_epoch() -> str:

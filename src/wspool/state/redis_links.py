@@ -13,6 +13,11 @@ and talk to it directly:
 - :class:`PubSubLink` holds the pub/sub subscriptions: commands are written without awaiting
   their replies, and one loop reads replies and messages in order with no timer per message,
   while a watchdog pings a quiet link and cuts a silent one.
+
+:class:`SinglePubSub` is the bus's pub/sub on one server (or Sentinel's primary): one
+:class:`PubSubLink`. On a Redis Cluster, :class:`~wspool.state.redis_shards.ShardedPubSub`
+holds one per primary instead; both open the same way: subscribe, then ``PING``
+:data:`LINK_UP`, whose answer comes after every subscription's confirmation.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-__all__ = ["PubSubLink", "ScriptLink", "pack"]
+__all__ = ["LINK_UP", "PubSubLink", "ScriptLink", "SinglePubSub", "pack"]
 
 READ_TURN = 0.005
 """Seconds the pub/sub reader may keep the event loop before it lets the rest run."""
@@ -89,7 +94,17 @@ async def _reply(connection: AbstractConnection) -> Any:
         return error
 
 
-Reply = Callable[[list[Any]], None]
+Reply = Callable[[Any], None]
+"""Takes one reply or message of a pub/sub link (a list in the subscribed state)."""
+
+LINK_UP = "wspool-link-up"
+"""The argument of the ``PING`` that follows a link's subscriptions: Redis answers in
+order, so its answer says that every subscription before it is in place."""
+
+
+def _is_link_up(reply: Any) -> bool:
+    """Whether ``reply`` answers the ``PING`` of :data:`LINK_UP` (a list once subscribed)."""
+    return reply == LINK_UP or (isinstance(reply, list) and reply[1:2] == [LINK_UP])
 
 
 class PubSubLink:
@@ -108,10 +123,21 @@ class PubSubLink:
 
     async def send(self, *args: str) -> None:
         """Write a command (SUBSCRIBE, UNSUBSCRIBE…); its reply comes through :meth:`read`."""
+        await self.send_many([args])
+
+    async def send_many(self, commands: Sequence[Command]) -> None:
+        """Write ``commands`` at once; their replies come through :meth:`read`."""
         if not self._connection.is_connected:
             # Never reconnect behind the reader's back: a new socket has no subscriptions.
             raise RedisConnectionError("pub/sub link closed")
-        await self._connection.send_command(*args, check_health=False)
+        await self._connection.send_packed_command(pack(commands), check_health=False)
+
+    async def confirm(self, on_reply: Reply) -> None:
+        """Hand replies and messages to ``on_reply`` until Redis answers the ``PING`` of
+        :data:`LINK_UP` (sent after the link's subscriptions); the caller bounds the wait."""
+        while not _is_link_up(reply := await self._connection.read_response(timeout=math.inf)):
+            on_reply(reply)
+        self._heard = asyncio.get_running_loop().time()
 
     async def read(self, on_reply: Reply) -> None:
         """Hand every reply and message to ``on_reply`` in order, until the link fails
@@ -164,3 +190,30 @@ class PubSubLink:
                     await self.send("PING")
                 except (RedisError, OSError):
                     return  # the reader sees the link fail
+
+
+class SinglePubSub:
+    """The bus's pub/sub on one server: one :class:`PubSubLink`, opened per connection."""
+
+    def __init__(self, connect: Connect, ping_interval: float, timeout: float) -> None:
+        self._link = PubSubLink(connect, ping_interval, timeout)
+
+    async def open(self, channels: Sequence[str], on_reply: Reply) -> None:
+        """Connect and subscribe ``channels`` (pub/sub names); returns once Redis confirmed
+        them all, having handed ``on_reply`` what came meanwhile."""
+        await self._link.connect()
+        subscribe = [("SUBSCRIBE", *channels)] if channels else []
+        await self._link.send_many([*subscribe, ("PING", LINK_UP)])
+        await self._link.confirm(on_reply)
+
+    async def read(self, on_reply: Reply) -> None:
+        await self._link.read(on_reply)
+
+    async def subscribe(self, channels: Sequence[str]) -> None:
+        await self._link.send("SUBSCRIBE", *channels)
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self._link.send("UNSUBSCRIBE", channel)
+
+    async def close(self) -> None:
+        await self._link.close()

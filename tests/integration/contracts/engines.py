@@ -1,7 +1,8 @@
 """What the contract suites share: both engines on one store, and a look inside that store.
 
 Each suite takes ``make_engine``, which hands out several engines sharing one store (one
-Redis database under a fresh key prefix, or one in-memory broker), as several nodes do, and
+Redis, cluster or Sentinel-watched primary under a fresh key prefix, or one in-memory
+broker), as several nodes do, and
 ``peek``, which reads what no interface returns (the index sets and live address slots) the
 way each engine keeps it.
 """
@@ -15,13 +16,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
-import redis.asyncio as aioredis
-
 from tests.support.waiting import eventually
 from wspool.core.history import HistoryPolicy, StreamPosition
 from wspool.core.keys import Keys
 from wspool.core.records import ConnectionRecord
+from wspool.core.redisurl import parse_redis_url
 from wspool.state.memory import MemoryBroker, MemoryEngine
+from wspool.state.redis_client import Client, close, connect
 from wspool.state.redis_engine import RedisEngine
 
 __all__ = [
@@ -78,7 +79,7 @@ class Peek(Protocol):
 
 @dataclass
 class _RedisPeek:
-    redis: aioredis.Redis
+    redis: Client
     keys: Keys
 
     async def server_connections(self, server_id: str) -> set[str]:
@@ -110,20 +111,16 @@ class _MemoryPeek:
 
 
 @asynccontextmanager
-async def engines_on(
-    kind: str, redis_url: str, prefix: str
-) -> AsyncIterator[tuple[MakeEngine, Peek]]:
-    """Engines of ``kind`` (``"memory"`` or ``"redis"``) on one store; closed on exit."""
+async def engines_on(redis_url: str, prefix: str) -> AsyncIterator[tuple[MakeEngine, Peek]]:
+    """Redis engines on ``redis_url`` (in-memory ones without it), one store; closed on exit."""
     engines: list[Engine] = []
     broker = MemoryBroker(history_policy=HISTORY)
     keys = Keys(prefix)
-    redis: aioredis.Redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    peek: Peek = _RedisPeek(redis, keys) if kind == "redis" else _MemoryPeek(broker)
+    redis = connect(parse_redis_url(redis_url), socket_timeout=5.0) if redis_url else None
+    peek: Peek = _RedisPeek(redis, keys) if redis is not None else _MemoryPeek(broker)
 
     async def make(*, start: bool = True) -> tuple[Engine, Inbox]:
-        engine: Engine = (
-            RedisEngine(redis_url, keys, HISTORY) if kind == "redis" else broker.engine()
-        )
+        engine: Engine = RedisEngine(redis_url, keys, HISTORY) if redis_url else broker.engine()
         engines.append(engine)
         inbox = Inbox()
         if start:
@@ -140,7 +137,8 @@ async def engines_on(
     finally:
         for engine in engines:
             await engine.close()
-        await redis.aclose()
+        if redis is not None:
+            await close(redis)
 
 
 def record(connection_id: str, server: str = "s1", client: str = "u1") -> ConnectionRecord:

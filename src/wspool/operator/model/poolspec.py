@@ -206,7 +206,7 @@ def _redis(spec: _Reader) -> RedisSpec:
     if not spec.has("redis"):
         raise PoolSpecError("spec.redis", "is required: give url or secretRef")
     redis = spec.section("redis")
-    url = redis.get("url", checks.url("redis", "rediss", "unix"), "")
+    url = redis.get("url", checks.redis_url, "")
     secret = None
     if redis.has("secretRef"):
         ref = redis.section("secretRef")
@@ -215,7 +215,7 @@ def _redis(spec: _Reader) -> RedisSpec:
             raise PoolSpecError(f"{ref.path}.name", "is required")
     if bool(url) == (secret is not None):
         raise PoolSpecError(redis.path, "give exactly one of url and secretRef")
-    return RedisSpec(url, secret, redis.get("keyPrefix", str, ""))
+    return RedisSpec(url, secret, redis.get("keyPrefix", checks.key_prefix, ""))
 
 
 def _auth(spec: _Reader) -> AuthSpec:

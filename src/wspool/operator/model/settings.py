@@ -48,7 +48,7 @@ class OperatorSettings:
         None,
         "--redis-url",
         "WSPOOL_OPERATOR_REDIS_URL",
-        checks.url("redis", "rediss", "unix"),
+        checks.redis_url,
         "read stats and write pool config here for every pool, instead of each pool's own Redis",
         metavar="URL",
     )
