@@ -99,6 +99,12 @@ export class Charts {
     this.append(point, true);
   }
 
+  /** The latest figure of each series of the chart titled `title` (the tests read it). */
+  last(title: string): number[] {
+    const chart = this.charts[CHARTS.findIndex((spec) => spec.title === title)];
+    return chart === undefined ? [] : chart.data.slice(1).map((values) => values[values.length - 1] ?? NaN);
+  }
+
   /** How many points the charts hold (the tests read it). */
   get length(): number {
     return this.charts[0]?.data[0]?.length ?? 0;

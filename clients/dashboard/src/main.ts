@@ -34,10 +34,20 @@ let latest: Snapshot | null = null;
 /** What the page exposes for its tests and for a look from the console. */
 declare global {
   interface Window {
-    dashboard: { snapshots: number; latest: () => Snapshot | null; points: () => number };
+    dashboard: {
+      snapshots: number;
+      latest: () => Snapshot | null;
+      points: () => number;
+      chartLast: (title: string) => number[];
+    };
   }
 }
-window.dashboard = { snapshots: 0, latest: () => latest, points: () => charts.length };
+window.dashboard = {
+  snapshots: 0,
+  latest: () => latest,
+  points: () => charts.length,
+  chartLast: (title) => charts.last(title),
+};
 
 function canAct(): boolean {
   return (latest?.gateway.writesOpen ?? false) || credential() !== null;

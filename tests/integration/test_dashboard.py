@@ -1,0 +1,152 @@
+"""The dashboard (clients/dashboard), held to what the gateway serves and run in Chromium.
+
+- The files the gateway serves at ``/dashboard/`` (src/wspool/gateway/static/dashboard/) are
+  those a fresh build of clients/dashboard makes (its TypeScript type-checks, esbuild bundles
+  it with uPlot), so ``pip install .`` needs no Node.js.
+- The feed sends the same snapshot to every viewer once a second; a gateway that checks
+  credentials sends none to a stranger unless reads are open.
+- clients/dashboard/test/dashboard.test.mjs runs the page in headless Chromium (Debian's
+  ``chromium``, driven by playwright-core) against a farm of three nodes, a gateway with an
+  admin token and open reads, and Redis.
+
+They need ``npm ci`` done in clients/dashboard (``make js-client``) and /usr/bin/chromium
+(``make cluster-prerequisites``). Without them the tests are skipped, and under ``make test``
+(``WSPOOL_REQUIRE_JS=1``) they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import filecmp
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import NoReturn
+
+import aiohttp
+import pytest
+
+from tests.support.processes import running_farm
+from tests.support.tokens import SECRET
+from wspool.gateway.dashboard import PAGE
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "clients" / "dashboard"
+CHROMIUM = Path(os.environ.get("WSPOOL_CHROMIUM", "/usr/bin/chromium"))
+"""Debian's chromium; ``WSPOOL_CHROMIUM`` names another Chromium or Chrome."""
+ADMIN_TOKEN = "dashboard-admin-token-for-tests"
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("WSPOOL_REQUIRE_JS") == "1":
+        pytest.fail(f"the dashboard cannot be tested: {reason}", pytrace=False)
+    pytest.skip(f"the dashboard cannot be tested: {reason}")
+
+
+@pytest.fixture(scope="module")
+def node_modules() -> Path:
+    """clients/dashboard's dependencies, as ``npm ci`` installed them from the lock file."""
+    if shutil.which("node") is None:
+        _unavailable("no node on PATH")
+    installed = DASHBOARD / "node_modules"
+    if not (installed / ".bin" / "esbuild").exists():
+        _unavailable(f"no {installed}: run make js-client (npm ci)")
+    return installed
+
+
+def test_the_served_page_is_a_fresh_build_of_the_typescript(node_modules: Path) -> None:
+    subprocess.run([node_modules / ".bin" / "tsc", "-p", "."], cwd=DASHBOARD, check=True)
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run(["node", "build.mjs", out], cwd=DASHBOARD, check=True, capture_output=True)
+        built = sorted(path.name for path in Path(out).iterdir())
+        served = sorted(path.name for path in PAGE.iterdir())
+        assert served == built, "run npm run build in clients/dashboard"
+        _, differ, _ = filecmp.cmpfiles(out, PAGE, built, shallow=False)
+        assert differ == [], (
+            f"{differ} differ from a fresh build: npm run build in clients/dashboard"
+        )
+
+
+@pytest.fixture
+async def secured_gateway(redis_session_url: str) -> AsyncIterator[str]:
+    """A farm whose gateway checks tokens and an admin token, reads closed: its HTTP URL."""
+    with running_farm(
+        redis_session_url,
+        nodes=1,
+        gateway_security=("--jwt-secret", SECRET, "--admin-token", ADMIN_TOKEN),
+        gateway_id="gw-dash-closed",
+    ) as farm:
+        yield farm.gateway.http
+
+
+async def _snapshots(http: str, count: int, **options: object) -> list[dict[str, object]]:
+    """The first ``count`` frames after the history frame of one viewer."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(
+            f"{http.replace('http', 'ws', 1)}/api/v1/dashboard/feed", **options
+        ) as ws,  # type: ignore[arg-type]
+    ):
+        history = await ws.receive_json(timeout=5)
+        assert history["type"] == "history"
+        return [await ws.receive_json(timeout=5) for _ in range(count)]
+
+
+async def test_the_feed_needs_a_read_credential_unless_reads_are_open(secured_gateway: str) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await _snapshots(secured_gateway, 1)
+    assert refused.value.status == 401
+    frames = await _snapshots(secured_gateway, 1, protocols=("wspool", f"bearer.{ADMIN_TOKEN}"))
+    assert frames[0]["type"] == "snapshot"
+    assert frames[0]["gateway"]["writesOpen"] is False  # type: ignore[index]
+
+
+async def test_every_viewer_gets_the_same_snapshot_once_a_second(redis_session_url: str) -> None:
+    with running_farm(redis_session_url, nodes=2, gateway_id="gw-dash-feed") as farm:
+        started = asyncio.get_running_loop().time()
+        first, second = await asyncio.gather(
+            _snapshots(farm.gateway.http, 3), _snapshots(farm.gateway.http, 3)
+        )
+        elapsed = asyncio.get_running_loop().time() - started
+        assert [f["point"] for f in first[-2:]] == [f["point"] for f in second[-2:]]
+        at = [f["point"][0] for f in first]  # type: ignore[index]
+        assert 0.8 < at[2] - at[1] < 1.2
+        assert elapsed < 4
+        assert {n["id"] for n in first[-1]["nodes"]} == {"node-1", "node-2"}  # type: ignore[union-attr]
+        assert first[-1]["gateway"]["writesOpen"] is True  # type: ignore[index]
+
+
+@pytest.mark.timeout(300)
+def test_the_dashboard_in_chromium(node_modules: Path, redis_session_url: str) -> None:
+    if not CHROMIUM.exists():
+        _unavailable(f"no {CHROMIUM}: run make cluster-prerequisites")
+    security = ("--jwt-secret", SECRET, "--admin-token", ADMIN_TOKEN, "--api-open-reads")
+    with running_farm(
+        redis_session_url, nodes=3, gateway_security=security, gateway_id="gw-dash"
+    ) as farm:
+        pids = {node.id: node.process.pid for node in farm.nodes if node.process}
+        result = subprocess.run(
+            [
+                "node",
+                "--experimental-websocket",
+                "--test",
+                "--test-reporter=spec",
+                "test/dashboard.test.mjs",
+            ],
+            cwd=DASHBOARD,
+            env={
+                **os.environ,
+                "WSPOOL_GATEWAY_HTTP": farm.gateway.http,
+                "WSPOOL_ADMIN_TOKEN": ADMIN_TOKEN,
+                "WSPOOL_NODE_PIDS": json.dumps(pids),
+                "WSPOOL_CHROMIUM": str(CHROMIUM),
+            },
+            capture_output=True,
+            text=True,
+            timeout=280,
+            check=False,
+        )
+        assert result.returncode == 0, f"dashboard tests failed:\n{result.stdout}{result.stderr}"
