@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import aiohttp
 import pytest
@@ -82,13 +82,15 @@ async def secured_gateway(redis_session_url: str) -> AsyncIterator[str]:
         yield farm.gateway.http
 
 
-async def _snapshots(http: str, count: int, **options: object) -> list[dict[str, object]]:
+def _feed_url(http: str) -> str:
+    return f"{http.replace('http', 'ws', 1)}/api/v1/dashboard/feed"
+
+
+async def _snapshots(http: str, count: int, protocols: tuple[str, ...] = ()) -> list[Any]:
     """The first ``count`` frames after the history frame of one viewer."""
     async with (
         aiohttp.ClientSession() as session,
-        session.ws_connect(
-            f"{http.replace('http', 'ws', 1)}/api/v1/dashboard/feed", **options
-        ) as ws,  # type: ignore[arg-type]
+        session.ws_connect(_feed_url(http), protocols=protocols) as ws,
     ):
         history = await ws.receive_json(timeout=5)
         assert history["type"] == "history"
@@ -99,9 +101,9 @@ async def test_the_feed_needs_a_read_credential_unless_reads_are_open(secured_ga
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await _snapshots(secured_gateway, 1)
     assert refused.value.status == 401
-    frames = await _snapshots(secured_gateway, 1, protocols=("wspool", f"bearer.{ADMIN_TOKEN}"))
+    frames = await _snapshots(secured_gateway, 1, ("wspool", f"bearer.{ADMIN_TOKEN}"))
     assert frames[0]["type"] == "snapshot"
-    assert frames[0]["gateway"]["writesOpen"] is False  # type: ignore[index]
+    assert frames[0]["gateway"]["writesOpen"] is False
 
 
 async def test_every_viewer_gets_the_same_snapshot_once_a_second(redis_session_url: str) -> None:
@@ -112,11 +114,11 @@ async def test_every_viewer_gets_the_same_snapshot_once_a_second(redis_session_u
         )
         elapsed = asyncio.get_running_loop().time() - started
         assert [f["point"] for f in first[-2:]] == [f["point"] for f in second[-2:]]
-        at = [f["point"][0] for f in first]  # type: ignore[index]
+        at = [f["point"][0] for f in first]
         assert 0.8 < at[2] - at[1] < 1.2
         assert elapsed < 4
-        assert {n["id"] for n in first[-1]["nodes"]} == {"node-1", "node-2"}  # type: ignore[union-attr]
-        assert first[-1]["gateway"]["writesOpen"] is True  # type: ignore[index]
+        assert {n["id"] for n in first[-1]["nodes"]} == {"node-1", "node-2"}
+        assert first[-1]["gateway"]["writesOpen"] is True
 
 
 @pytest.mark.timeout(300)
