@@ -1,6 +1,7 @@
 // The pool's time series as uPlot charts: connections, messages per second, health-check
 // latency percentiles and the error rate. Every point of the feed is appended to all of
-// them; they keep the last MAX_POINTS.
+// them; they keep the last MAX_POINTS, and leave a gap where the gateway kept none (its feed
+// runs only while someone watches).
 
 import uPlot from "uplot";
 
@@ -8,6 +9,8 @@ import type { Point } from "./types.js";
 
 const MAX_POINTS = 600;
 const HEIGHT = 180;
+/** Seconds between two points beyond which the charts show a gap (nobody watched). */
+const GAP = 5;
 
 interface ChartSpec {
   readonly title: string;
@@ -45,7 +48,7 @@ interface Chart {
   /** For each series of the chart, where its figure sits in a point. */
   readonly columns: readonly number[];
   readonly factor: number;
-  readonly data: number[][];
+  readonly data: (number | null)[][];
 }
 
 export class Charts {
@@ -68,7 +71,7 @@ export class Charts {
       box.className = "chart";
       box.dataset["chart"] = spec.title;
       this.container.append(box);
-      const data: number[][] = [[], ...spec.series.map(() => [])];
+      const data: (number | null)[][] = [[], ...spec.series.map(() => [])];
       const plot = new uPlot(
         {
           title: spec.title,
@@ -77,6 +80,7 @@ export class Charts {
           scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), Math.max(max * 1.1, 1)] } },
           series: [{}, ...spec.series.map((s) => ({ label: s.label, stroke: s.stroke, width: 1.5 }))],
           axes: [{}, { size: 60 }],
+          legend: { live: false },
         },
         data as uPlot.AlignedData,
         box,
@@ -100,9 +104,9 @@ export class Charts {
   }
 
   /** The latest figure of each series of the chart titled `title` (the tests read it). */
-  last(title: string): number[] {
+  last(title: string): (number | null)[] {
     const chart = this.charts[CHARTS.findIndex((spec) => spec.title === title)];
-    return chart === undefined ? [] : chart.data.slice(1).map((values) => values[values.length - 1] ?? NaN);
+    return chart === undefined ? [] : chart.data.slice(1).map((values) => values.at(-1) ?? null);
   }
 
   /** How many points the charts hold (the tests read it). */
@@ -111,8 +115,13 @@ export class Charts {
   }
 
   private append(point: Point, redraw: boolean): void {
+    const at = point[this.atColumn] ?? 0;
     for (const chart of this.charts) {
-      chart.data[0]?.push(point[this.atColumn] ?? 0);
+      const previous = chart.data[0]?.at(-1);
+      if (typeof previous === "number" && at - previous > GAP) {
+        chart.data.forEach((values, index) => values.push(index === 0 ? previous + 1 : null));
+      }
+      chart.data[0]?.push(at);
       chart.columns.forEach((column, index) => chart.data[index + 1]?.push((point[column] ?? 0) * chart.factor));
       for (const values of chart.data) {
         values.splice(0, Math.max(0, values.length - MAX_POINTS));

@@ -38,7 +38,7 @@ declare global {
       snapshots: number;
       latest: () => Snapshot | null;
       points: () => number;
-      chartLast: (title: string) => number[];
+      chartLast: (title: string) => (number | null)[];
     };
   }
 }
