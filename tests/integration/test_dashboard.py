@@ -3,8 +3,8 @@
 - The files the gateway serves at ``/dashboard/`` (src/wspool/gateway/static/dashboard/) are
   those a fresh build of clients/dashboard makes (its TypeScript type-checks, esbuild bundles
   it with uPlot), so ``pip install .`` needs no Node.js.
-- The feed sends the same snapshot to every viewer once a second; a gateway that checks
-  credentials sends none to a stranger unless reads are open.
+- The feed sends the same snapshot to every viewer once a second, and builds none while nobody
+  watches; a gateway that checks credentials sends none to a stranger unless reads are open.
 - clients/dashboard/test/dashboard.test.mjs runs the page in headless Chromium (Debian's
   ``chromium``, driven by playwright-core) against a farm of three nodes, a gateway with an
   admin token and open reads, and Redis.
@@ -31,10 +31,15 @@ import aiohttp
 import pytest
 
 from tests.support.processes import running_farm
+from tests.support.redis_server import free_port
 from tests.support.tokens import SECRET
-from wspool.gateway.dashboard import PAGE
+from wspool.core.config import DEV_OPTIONS, DevSettings
+from wspool.core.options import load_settings
+from wspool.gateway.dashboard import DASHBOARD, PAGE
+from wspool.gateway.main import start_gateway
+from wspool.state.memory import MemoryBroker
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "clients" / "dashboard"
+PACKAGE = Path(__file__).resolve().parents[2] / "clients" / "dashboard"
 CHROMIUM = Path(os.environ.get("WSPOOL_CHROMIUM", "/usr/bin/chromium"))
 """Debian's chromium; ``WSPOOL_CHROMIUM`` names another Chromium or Chrome."""
 ADMIN_TOKEN = "dashboard-admin-token-for-tests"
@@ -51,16 +56,16 @@ def node_modules() -> Path:
     """clients/dashboard's dependencies, as ``npm ci`` installed them from the lock file."""
     if shutil.which("node") is None:
         _unavailable("no node on PATH")
-    installed = DASHBOARD / "node_modules"
+    installed = PACKAGE / "node_modules"
     if not (installed / ".bin" / "esbuild").exists():
         _unavailable(f"no {installed}: run make js-client (npm ci)")
     return installed
 
 
 def test_the_served_page_is_a_fresh_build_of_the_typescript(node_modules: Path) -> None:
-    subprocess.run([node_modules / ".bin" / "tsc", "-p", "."], cwd=DASHBOARD, check=True)
+    subprocess.run([node_modules / ".bin" / "tsc", "-p", "."], cwd=PACKAGE, check=True)
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run(["node", "build.mjs", out], cwd=DASHBOARD, check=True, capture_output=True)
+        subprocess.run(["node", "build.mjs", out], cwd=PACKAGE, check=True, capture_output=True)
         built = sorted(path.name for path in Path(out).iterdir())
         served = sorted(path.name for path in PAGE.iterdir())
         assert served == built, "run npm run build in clients/dashboard"
@@ -121,6 +126,23 @@ async def test_every_viewer_gets_the_same_snapshot_once_a_second(redis_session_u
         assert first[-1]["gateway"]["writesOpen"] is True
 
 
+async def test_the_feed_builds_snapshots_only_while_someone_watches() -> None:
+    port = free_port()
+    dev = load_settings(DevSettings, DEV_OPTIONS, {"port": str(port)}, environ={})
+    runner = await start_gateway(dev.gateway_settings(), MemoryBroker())
+    try:
+        feed = runner.app[DASHBOARD]
+        await asyncio.sleep(1.5)
+        assert feed.snapshots == 0
+        await _snapshots(f"http://127.0.0.1:{port}", 2)
+        watched = feed.snapshots
+        assert watched >= 2
+        await asyncio.sleep(1.5)  # the viewer gone, so is the producer
+        assert feed.snapshots == watched
+    finally:
+        await runner.cleanup()
+
+
 @pytest.mark.timeout(300)
 def test_the_dashboard_in_chromium(node_modules: Path, redis_session_url: str) -> None:
     if not CHROMIUM.exists():
@@ -138,7 +160,7 @@ def test_the_dashboard_in_chromium(node_modules: Path, redis_session_url: str) -
                 "--test-reporter=spec",
                 "test/dashboard.test.mjs",
             ],
-            cwd=DASHBOARD,
+            cwd=PACKAGE,
             env={
                 **os.environ,
                 "WSPOOL_GATEWAY_HTTP": farm.gateway.http,

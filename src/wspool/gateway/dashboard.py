@@ -85,9 +85,12 @@ class DashboardFeed:
         """Serve one prepared viewer until it goes: the history and the latest snapshot,
         then every snapshot."""
         history = {"type": "history", "series": SERIES, "points": list(self.points)}
-        await viewer.send_str(json.dumps(history, separators=_COMPACT))
-        if self._latest is not None:
-            await viewer.send_str(self._latest)
+        try:
+            await viewer.send_str(json.dumps(history, separators=_COMPACT))
+            if self._latest is not None:
+                await viewer.send_str(self._latest)
+        except ConnectionError:
+            return  # gone before its first frames
         self.viewers.add(viewer)
         if self._producer is None:
             self._producer = asyncio.create_task(self._produce(), name="dashboard-feed")
