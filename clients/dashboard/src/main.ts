@@ -109,6 +109,10 @@ const feed = new Feed(`${socketBase}/api/v1/dashboard/feed`, credential, {
   },
   state(state) {
     element("feed-state").textContent = state;
+    if (state === "reconnecting" && latest === null && credential() === null) {
+      element("access-state").textContent =
+        "This gateway shows the pool to its admins only: give the admin credential to watch.";
+    }
   },
 });
 
