@@ -1,8 +1,8 @@
 // Bundles the dashboard into one folder the gateway serves at /dashboard/: index.html,
-// dashboard.js (the page's TypeScript and uPlot, minified) and dashboard.css (the page's
-// styles and uPlot's). `npm run build` type-checks first and writes into the Python package;
+// dashboard.js (the page's TypeScript and uPlot, minified, headed by uPlot's licence) and
+// dashboard-styles.css (the page's styles and uPlot's, headed the same). `npm run build` type-checks first and writes into the Python package;
 // tests/integration/test_dashboard.py bundles into a temporary folder and compares.
-import { copyFile, mkdir } from "node:fs/promises";
+import { copyFile, mkdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -15,6 +15,8 @@ if (!out) {
   process.exit(2);
 }
 await mkdir(out, { recursive: true });
+const licence = await readFile(join(here, "node_modules", "uplot", "LICENSE"), "utf8");
+const header = `/*! Includes uPlot (https://github.com/leeoniya/uPlot):\n${licence.trim()}\n*/`;
 await build({
   absWorkingDir: here,
   entryPoints: { dashboard: "src/main.ts", "dashboard-styles": "src/dashboard.css" },
@@ -24,6 +26,7 @@ await build({
   format: "esm",
   target: "es2022",
   legalComments: "eof",
+  banner: { js: header, css: header },
   charset: "utf8",
   logLevel: "warning",
 });
