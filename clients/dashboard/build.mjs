@@ -1,7 +1,8 @@
 // Bundles the dashboard into one folder the gateway serves at /dashboard/: index.html,
 // dashboard.js (the page's TypeScript and uPlot, minified, headed by uPlot's licence) and
-// dashboard-styles.css (the page's styles and uPlot's, headed the same). `npm run build` type-checks first and writes into the Python package;
-// tests/integration/test_dashboard.py bundles into a temporary folder and compares.
+// dashboard-styles.css (the page's styles and uPlot's, headed the same). `npm run build`
+// type-checks first and writes into the Python package; tests/integration/test_dashboard.py
+// bundles into a temporary folder and compares.
 import { copyFile, mkdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
