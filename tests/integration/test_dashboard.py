@@ -174,3 +174,4 @@ def test_the_dashboard_in_chromium(node_modules: Path, redis_session_url: str) -
             check=False,
         )
         assert result.returncode == 0, f"dashboard tests failed:\n{result.stdout}{result.stderr}"
+        print(result.stdout)  # what Chromium measured, for pytest -s

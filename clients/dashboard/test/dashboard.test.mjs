@@ -108,6 +108,22 @@ test("the page loads with no console error and shows every node, live", async ()
   assert.deepEqual(problems, []);
 });
 
+test("what the page costs its browser, a second", async (t) => {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Performance.enable");
+  const metrics = async () => {
+    const { metrics } = await cdp.send("Performance.getMetrics");
+    const value = (name) => metrics.find((metric) => metric.name === name).value;
+    return { task: value("TaskDuration"), script: value("ScriptDuration"), at: performance.now() };
+  };
+  const start = await metrics();
+  await sleep(5_000);
+  const end = await metrics();
+  const perSecond = (key) => (((end[key] - start[key]) * 1000) / ((end.at - start.at) / 1000)).toFixed(2);
+  t.diagnostic(`main thread: ${perSecond("task")} ms a second, ${perSecond("script")} ms of it script`);
+  await cdp.detach();
+});
+
 test("without the credential the page can look but not act", async () => {
   assert.match(await page.textContent("#access-state"), /Read-only/);
   const enabled = await page.$$eval(".act", (controls) => controls.filter((c) => !c.disabled).length);
