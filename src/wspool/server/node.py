@@ -204,7 +204,10 @@ class ServerNode:
         await self.stop()
 
     async def stop(self) -> None:
-        """Close every connection (1001 unless already draining), flush state, deregister."""
+        """Close every connection (1001 unless already draining), flush state, deregister;
+        once."""
+        if self.stopped.is_set():
+            return
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
