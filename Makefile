@@ -39,7 +39,8 @@ workflows: testenv  ## actionlint on .github/workflows (built by tools/testenv.s
 
 # The operator and end-to-end tiers need the Kubernetes binaries and the real cluster's Debian
 # packages, the compose tier a container engine, the JavaScript client's tests its npm dev
-# dependencies and Chromium; under `make` their absence is a failure.
+# dependencies and Chromium (the client's and the dashboard's browser tests); under `make`
+# their absence is a failure.
 pytest: $(STAMP) redis-server cluster-prerequisites testenv js-client
 	WSPOOL_TESTENV_BIN="$$(tools/testenv.sh --print-dir)" WSPOOL_REQUIRE_KUBERNETES=1 \
 		WSPOOL_REQUIRE_CONTAINERS=1 WSPOOL_REQUIRE_JS=1 $(BIN)/pytest $(PYTEST_ARGS)
@@ -68,15 +69,20 @@ base-image:  ## a Debian bookworm base image from Debian packages (debootstrap; 
 	@tools/base-image.sh
 
 JS_CLIENT := clients/js
+DASHBOARD := clients/dashboard
 
-# The JavaScript client's dev dependencies (typescript, playwright-core), from its lock file.
-# Its compiled modules are committed in src/wspool/gateway/static/ (`npm run build` in
-# clients/js writes them; a test checks they equal a fresh build), so `pip install .` needs no
-# Node.js.
-js-client: $(JS_CLIENT)/node_modules/.package-lock.json  ## npm ci in clients/js (the JS client's tests)
+# The JavaScript client's dev dependencies (typescript, playwright-core) and the dashboard's
+# (uplot, esbuild, typescript, playwright-core), each from its lock file. The client's
+# compiled modules are committed in src/wspool/gateway/static/, the dashboard's bundle in
+# static/dashboard/ (`npm run build` in each folder writes them; tests check they equal a
+# fresh build), so `pip install .` needs no Node.js.
+js-client: $(JS_CLIENT)/node_modules/.package-lock.json $(DASHBOARD)/node_modules/.package-lock.json  ## npm ci in clients/js and clients/dashboard (their tests)
 
 $(JS_CLIENT)/node_modules/.package-lock.json: $(JS_CLIENT)/package-lock.json
 	npm ci --prefix $(JS_CLIENT) --no-audit --no-fund --loglevel=error
+
+$(DASHBOARD)/node_modules/.package-lock.json: $(DASHBOARD)/package-lock.json
+	npm ci --prefix $(DASHBOARD) --no-audit --no-fund --loglevel=error
 
 PEER_NODE := src/wspool/bench/peers/node
 

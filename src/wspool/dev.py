@@ -71,6 +71,7 @@ def _banner(settings: DevSettings, nodes: list[ServerNode]) -> str:
         f"{_limit(limits.messages_per_second)} messages/s per connection",
         f"  state     {store}",
         f"  gateway   ws://{gateway}/ws   REST http://{gateway}/api/v1/pool/health",
+        f"  dashboard http://{gateway}/dashboard/",
     ]
     lines += [f"  {node.id:9} {node.url}/ws (through the gateway only)" for node in nodes]
     lines.append(f"  try       {_python()} -m websockets ws://{gateway}/ws")

@@ -1,4 +1,5 @@
-"""Failover through the gateway: a killed node, a hung node, a draining node.
+"""Failover through the gateway: a killed node, a hung node, a draining node (by SIGTERM or
+by the REST API).
 
 Each test runs its own farm of real processes, since it breaks one of them. Timings are
 reported by ``wspool bench``; the bounds here only catch a tenfold regression.
@@ -129,6 +130,26 @@ async def test_a_draining_node_sends_its_clients_away_with_1012_through_the_gate
     async with open_clients(gateway.url, 3) as connected:
         on_node_1 = next(c for c in connected if server_of(c) == "node-1")
         nodes[0].signal(signal.SIGTERM)
+        assert await close_code(on_node_1) == (1012, "server draining")
+        assert nodes[0].wait(timeout=15) == 0
+        async with open_clients(gateway.url, 4) as after:
+            assert "node-1" not in set(map(server_of, after))
+
+
+async def test_a_node_drained_through_the_api_sends_its_clients_away_and_exits(
+    farm: Farm,
+) -> None:
+    nodes, gateway = farm.nodes, farm.gateway
+    assert gateway.api("POST", "/nodes/node-9/drain") == (
+        404,
+        {"error": {"code": "NOT_FOUND", "message": "no node node-9"}},
+    )
+    async with open_clients(gateway.url, 3) as connected:
+        on_node_1 = next(c for c in connected if server_of(c) == "node-1")
+        assert gateway.api("POST", "/nodes/node-1/drain") == (
+            202,
+            {"id": "node-1", "draining": True},
+        )
         assert await close_code(on_node_1) == (1012, "server draining")
         assert nodes[0].wait(timeout=15) == 0
         async with open_clients(gateway.url, 4) as after:

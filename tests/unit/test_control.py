@@ -15,6 +15,11 @@ def test_a_close_command_reads_back_as_sent() -> None:
     assert control.decode(control.encode(command)) == command
 
 
+def test_a_drain_command_reads_back_as_sent() -> None:
+    assert control.encode(control.DrainNode()) == '{"command":"drain"}'
+    assert control.decode(control.encode(control.DrainNode())) == control.DrainNode()
+
+
 def test_a_command_reads_back_with_the_offset_the_bus_adds() -> None:
     frame = with_offset(control.encode(control.CloseConnection("c1")), "ab12:7")
     assert control.decode(frame) == control.CloseConnection("c1")

@@ -6,10 +6,10 @@ so no client can subscribe or publish to it; and it keeps no history
 (:func:`is_control_channel`): a command is for whoever listens now, and a node that was not
 listening learns of closes from their tombstones instead.
 
-A command travels as a compact JSON object, ``{"command": "close", "connectionId": "…"}``;
-:func:`encode` writes one and :func:`decode` reads one back, with :class:`ControlError`
-saying what is wrong with a malformed frame. The bus adds an ``"offset"`` member to every
-frame it carries; members a command does not name are ignored.
+A command travels as a compact JSON object, ``{"command": "close", "connectionId": "…"}`` or
+``{"command": "drain"}``; :func:`encode` writes one and :func:`decode` reads one back, with
+:class:`ControlError` saying what is wrong with a malformed frame. The bus adds an
+``"offset"`` member to every frame it carries; members a command does not name are ignored.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ __all__ = [
     "CloseConnection",
     "Command",
     "ControlError",
+    "DrainNode",
     "channel",
     "decode",
     "encode",
@@ -48,7 +49,13 @@ class CloseConnection:
     connection_id: str
 
 
-Command = CloseConnection
+@dataclass(frozen=True, slots=True)
+class DrainNode:
+    """Drain: take no new connections, close every client with 1012 over the drain window,
+    then stop (as on SIGTERM)."""
+
+
+Command = CloseConnection | DrainNode
 """Every command a node takes."""
 
 
@@ -58,7 +65,11 @@ class ControlError(ValueError):
 
 def encode(command: Command) -> str:
     """The frame that carries ``command``."""
-    fields = {"command": "close", "connectionId": command.connection_id}
+    fields = (
+        {"command": "drain"}
+        if isinstance(command, DrainNode)
+        else {"command": "close", "connectionId": command.connection_id}
+    )
     return json.dumps(fields, separators=(",", ":"))
 
 
@@ -71,6 +82,8 @@ def decode(frame: str) -> Command:
     if not isinstance(document, dict):
         raise ControlError("a command must be a JSON object")
     name = document.get("command")
+    if name == "drain":
+        return DrainNode()
     if name != "close":
         raise ControlError(f"unknown command {name!r:.64}")
     connection_id = document.get("connectionId")

@@ -2,8 +2,10 @@
 
 The app holds one :class:`Gateway` under :data:`GATEWAY`, started and stopped by its
 cleanup context; ``/ws`` is the load balancer path, ``/client/wspool.js`` the JavaScript
-client (an ES module, with the modules it imports beside it), the rest is the REST API
-(:mod:`.rest` for the pool and its connections, :mod:`.channels` for publishing and history).
+client (an ES module, with the modules it imports beside it), ``/dashboard/`` the pool's live
+dashboard and its feed (:mod:`.dashboard`, whose producer the app stops before the gateway),
+the rest is the REST API (:mod:`.rest` for the pool and its connections, :mod:`.channels` for
+publishing and history).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from aiohttp import web
 from wspool.core.config import GatewaySettings
 from wspool.core.jsoninput import MAX_BODY_BYTES
 from wspool.gateway import channels
+from wspool.gateway.dashboard import DASHBOARD, DashboardFeed, dashboard_routes
 from wspool.gateway.gateway import GATEWAY, Gateway, GatewayEngine
 from wspool.gateway.relay import relay_websocket
 from wspool.gateway.rest import ApiError, error_middleware, routes
@@ -62,16 +65,19 @@ def create_app(settings: GatewaySettings, engine: GatewayEngine) -> web.Applicat
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     gateway = Gateway(settings.resolved(), engine)
     app[GATEWAY] = gateway
+    app[DASHBOARD] = feed = DashboardFeed(gateway)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gateway.start()
         yield
+        await feed.stop()
         await gateway.stop()
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/ws", _websocket)
     app.router.add_get("/", _websocket)
     app.add_routes([_client_modules()])
+    app.add_routes(dashboard_routes())
     app.add_routes(routes)
     app.add_routes(channels.routes)
     return app

@@ -211,11 +211,18 @@ class PoolManager:
             and node.samples  # answered at least once
             and not node.draining
             and node.circuit.allows(now)
-            and self._weight(node) > 0
+            and self.weight(node) > 0
         ]
 
-    def _weight(self, node: NodeState) -> int:
+    def weight(self, node: NodeState) -> int:
+        """The node's weight: the pool config's for it, else the one it registered."""
         return self.config.weights.get(node.server_id or node.id, node.info.weight)
+
+    def ramp(self, node: NodeState, now: float) -> float:
+        """The node's slow-start factor now, 0 to 1 (1: none, or its ramp is over)."""
+        if not node.ramp_from:
+            return 1.0
+        return ramp_of(now - node.ramp_from, self.config.slow_start)
 
     def select(self, exclude: frozenset[str] = frozenset()) -> NodeState | None:
         """The node for the next connection by the pool's strategy, or None."""
@@ -223,11 +230,9 @@ class PoolManager:
         candidates = [
             Candidate(
                 id=node.id,
-                weight=self._weight(node),
+                weight=self.weight(node),
                 connections=node.connections,
-                ramp=ramp_of(now - node.ramp_from, self.config.slow_start)
-                if node.ramp_from
-                else 1.0,
+                ramp=self.ramp(node, now),
             )
             for node in self.available(now)
             if node.id not in exclude

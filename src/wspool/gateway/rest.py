@@ -75,10 +75,13 @@ def _error(status: HTTPStatus, code: str, message: str) -> web.Response:
     return web.json_response(error_body(code, message), status=status)
 
 
-SELF_AUTHORIZED = frozenset({"create_connection", "publish", "broadcast", "openapi"})
+SELF_AUTHORIZED = frozenset(
+    {"create_connection", "publish", "broadcast", "openapi", "dashboard_feed"}
+)
 """The routes (by name) whose handlers check the caller: asking for a ticket takes any
-client's token, publishing a token allowed to publish (or an admin credential); the API's
-own description takes none."""
+client's token, publishing a token allowed to publish (or an admin credential), the
+dashboard's feed a read credential shown as a WebSocket subprotocol; the API's own
+description takes none."""
 
 
 def _access(request: web.Request) -> ApiAccess | None:
@@ -153,7 +156,7 @@ def _server_node(gateway: Gateway, node: NodeState) -> dict[str, Any]:
     return {
         "id": node.server_id or node.id,
         "url": node.info.url,
-        "weight": gateway.pool.config.weights.get(node.server_id or node.id, node.info.weight),
+        "weight": gateway.pool.weight(node),
         "activeConnections": node.connections,
         "isHealthy": node.healthy and bool(node.samples),
         "lastHealthCheck": iso_time(node.checked_at) if node.checked_at else None,
@@ -239,6 +242,23 @@ async def pool_health(request: web.Request) -> web.Response:
         },
         status=HTTPStatus.OK if serving else HTTPStatus.SERVICE_UNAVAILABLE,
     )
+
+
+@routes.post("/api/v1/nodes/{id}/drain")
+async def drain_node(request: web.Request) -> web.Response:
+    """Ask a node, over its control channel, to drain as on SIGTERM: it takes no new
+    connections, closes its clients with 1012 over its drain window, then stops. 202: the
+    command is sent; the node's ``draining`` flag shows on its next health check."""
+    gateway = _gateway(request)
+    wanted = request.match_info["id"]
+    node = next((n for n in gateway.pool if (n.server_id or n.id) == wanted), None)
+    if node is None or not node.server_id:
+        raise ApiError(HTTPStatus.NOT_FOUND, "NOT_FOUND", f"no node {wanted}")
+    await gateway.engine.publish(
+        {control.channel(node.server_id): [control.encode(control.DrainNode())]}
+    )
+    log.info("node %s asked to drain", node.server_id, extra={"serverId": node.server_id})
+    return web.json_response({"id": node.server_id, "draining": True}, status=HTTPStatus.ACCEPTED)
 
 
 # connections ----------------------------------------------------------------------------

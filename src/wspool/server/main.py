@@ -1,10 +1,14 @@
-"""``wspool server``: run one node until SIGTERM, then drain and exit 0."""
+"""``wspool server``: run one node until SIGTERM, then drain and exit 0; a drain the pool
+manager asked for (``POST /api/v1/nodes/{id}/drain``) ends it the same way."""
 
 from __future__ import annotations
+
+import asyncio
 
 from wspool.core.config import ServerSettings
 from wspool.runtime import create_engine, raise_open_file_limit, wait_for_shutdown_signal
 from wspool.server.node import ServerNode
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["run_server"]
 
@@ -20,7 +24,14 @@ async def run_server(settings: ServerSettings) -> None:
     node = ServerNode(settings.resolved(), engine)
     await node.start()
     try:
-        await wait_for_shutdown_signal()
+        waits = [
+            asyncio.create_task(wait_for_shutdown_signal()),
+            asyncio.create_task(node.stopped.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(*waits)
         await node.drain()
     finally:
         await node.stop()

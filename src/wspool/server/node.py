@@ -126,6 +126,10 @@ class ServerNode:
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._drainer: asyncio.Task[None] | None = None
+        self.stopped = asyncio.Event()
+        """Set once :meth:`stop` has run: by a shutdown, or at the end of a drain the pool
+        manager asked for."""
         self._started_at = 0.0
         self._degraded_since = 0.0
         self._control = control.channel(self.id)
@@ -207,7 +211,10 @@ class ServerNode:
         await self.stop()
 
     async def stop(self) -> None:
-        """Close every connection (1001 unless already draining), flush state, deregister."""
+        """Close every connection (1001 unless already draining), flush state, deregister;
+        once."""
+        if self.stopped.is_set():
+            return
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
@@ -227,6 +234,7 @@ class ServerNode:
                 "could not deregister; survivors will sweep this node", extra={"serverId": self.id}
             )
         log.info("server node stopped", extra={"serverId": self.id})
+        self.stopped.set()
 
     def node_info(self) -> NodeInfo:
         return NodeInfo(
@@ -369,9 +377,15 @@ class ServerNode:
                 "ignoring malformed command %r: %s", frame[:200], error, extra={"serverId": self.id}
             )
             return
-        session = self.sessions.get(command.connection_id)
-        if session is not None:
-            self._close_by_manager(session)
+        match command:
+            case control.DrainNode():
+                if self._drainer is None:
+                    log.info("draining on request of the pool manager", extra={"serverId": self.id})
+                    self._drainer = asyncio.create_task(self.drain(), name="drain")
+            case control.CloseConnection(connection_id):
+                session = self.sessions.get(connection_id)
+                if session is not None:
+                    self._close_by_manager(session)
 
     async def _close_tombstoned(self) -> None:
         """Close the connections the pool manager closed while this node did not listen."""

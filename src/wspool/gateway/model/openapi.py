@@ -203,6 +203,18 @@ _PATHS: dict[str, Any] = {
             },
         )
     },
+    "/api/v1/nodes/{id}/drain": {
+        "parameters": [_path_parameter("id", {"type": "string"})],
+        "post": _operation(
+            "Ask a node to drain (as on SIGTERM) over its control channel",
+            {
+                "202": _json(
+                    _object({"id": {"type": "string"}, "draining": {"const": True}}),
+                    "the command is sent; the node drains, then stops",
+                )
+            },
+        ),
+    },
     "/api/v1/connections": {
         "post": _operation(
             "Choose a node and hand out a ticket to connect to it (direct mode)",
