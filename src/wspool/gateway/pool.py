@@ -99,7 +99,11 @@ class PoolManager:
         self.registry = registry
         self.shared = shared
         self.config = PoolConfig.from_json(
-            {"strategy": settings.strategy, "maxConnections": settings.max_connections}
+            {
+                "strategy": settings.strategy,
+                "maxConnections": settings.max_connections,
+                "seamless": settings.seamless,
+            }
         )
         self.nodes: dict[str, NodeState] = {}
         self.replicas = 1

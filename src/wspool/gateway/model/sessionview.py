@@ -1,0 +1,154 @@
+"""What a relayed session holds on its node, read from the node's own frames.
+
+To move a client to another node the gateway needs its subscriptions and, for each, the
+offset of the last message that reached the client. The node writes its frames itself
+(``wspool.core.protocol``), so their bytes have a fixed shape, and a :class:`SessionView`
+reads them without parsing every frame as JSON:
+
+- ``data``: ``{"type":"data","channel":"<channel>",...,"offset":"<epoch>:<n>"}``, the
+  channel at a known place at the start, the offset the last member
+  (:func:`wspool.core.history.with_offset`); found with a prefix test and a bounded search
+  at each end. With one subscription (the common case) even that waits: the last data frame
+  is kept as it is and read only when the view is asked.
+- ``subscribed`` / ``unsubscribed``: rare, parsed. A ``subscribed`` names the channel's
+  position when the subscription took effect; one answering ``since`` with
+  ``recovered: true`` is followed by the history after ``since``, whose first frame gives
+  the position (until it arrives the channel's position is unknown, and the session cannot
+  be moved without a gap).
+
+:class:`Resumption` is the other half: the subscribes that restore the session on the new
+node, from the positions, and the reading of the new node's answers, which are the
+gateway's and never reach the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+__all__ = ["RESUME_PREFIX", "Resumption", "SessionView"]
+
+_DATA = b'{"type":"data","channel":"'
+_SUBSCRIBED = b'{"type":"subscribed",'
+_UNSUBSCRIBED = b'{"type":"unsubscribed",'
+_CONNECTED = b'{"type":"connected",'
+_OFFSET = b',"offset":"'
+_TAIL = 72
+"""Bytes at a data frame's end that hold its offset: ``,"offset":"`` (11), an epoch of at
+most 32 characters, ``:``, at most 18 digits and ``"}``."""
+_CHANNEL_END = len(_DATA) + 129
+RESUME_PREFIX = "wspool-gateway-resume-"
+"""The ``messageId`` of the gateway's own subscribes, whose answers it keeps to itself."""
+
+
+class SessionView:
+    """A session's subscriptions and, per channel, the last offset passed to its client.
+
+    :meth:`frame` is a :class:`~wspool.gateway.model.framing.FrameScanner`'s ``watch``.
+    """
+
+    __slots__ = ("_channels", "_last", "_last_start", "_last_stop")
+
+    def __init__(self) -> None:
+        self._channels: dict[str, str | None] = {}
+        self._last = b""
+        self._last_start = 0
+        self._last_stop = 0
+
+    def frame(self, data: bytes, start: int, stop: int) -> None:
+        """One text message from the node, ``data[start:stop]``, on its way to the client."""
+        if data.startswith(_DATA, start):
+            if len(self._channels) == 1:
+                self._last, self._last_start, self._last_stop = data, start, stop
+            else:
+                self._data(data, start, stop)
+        elif data.startswith(_SUBSCRIBED, start) or data.startswith(_UNSUBSCRIBED, start):
+            self._settle()
+            self.answer(orjson.loads(data[start:stop]))
+
+    def answer(self, frame: dict[str, Any]) -> None:
+        """A ``subscribed`` or ``unsubscribed`` the client gets."""
+        channel = frame.get("channel")
+        if not isinstance(channel, str):
+            return
+        if frame.get("type") == "unsubscribed":
+            self._channels.pop(channel, None)
+            return
+        offset = frame.get("offset")
+        if not isinstance(offset, str):
+            return  # already subscribed: nothing changes
+        self._channels[channel] = None if frame.get("recovered") is True else offset
+
+    def positions(self) -> dict[str, str | None]:
+        """Each subscribed channel and the offset of the last message its client got
+        (None: not known, the history that follows ``since`` has not begun yet)."""
+        self._settle()
+        return dict(self._channels)
+
+    def _settle(self) -> None:
+        if self._last_stop:
+            self._data(self._last, self._last_start, self._last_stop)
+            self._last, self._last_start, self._last_stop = b"", 0, 0
+
+    def _data(self, data: bytes, start: int, stop: int) -> None:
+        head = start + len(_DATA)
+        quote = data.find(b'"', head, min(stop, start + _CHANNEL_END))
+        offset = data.rfind(_OFFSET, max(head, stop - _TAIL), stop)
+        if quote < 0 or offset < 0:
+            return
+        channel = data[head:quote].decode()
+        if channel in self._channels:
+            self._channels[channel] = data[offset + len(_OFFSET) : stop - 2].decode()
+
+
+class Resumption:
+    """Restoring a session on a new node: the subscribes to send, and its answers.
+
+    The new node's ``connected`` and the answers to these subscribes are the gateway's; the
+    client already has its own. The session is restored once every subscribe is answered
+    with ``recovered: true``; any other answer means it cannot be restored without a gap.
+    """
+
+    __slots__ = ("_waiting", "failed", "greeted")
+
+    def __init__(self, positions: dict[str, str]) -> None:
+        self._waiting = {
+            f"{RESUME_PREFIX}{n}": (channel, since)
+            for n, (channel, since) in enumerate(positions.items())
+        }
+        self.failed: str | None = None
+        """Why the session cannot be restored, once known."""
+        self.greeted = False
+
+    def subscribes(self) -> list[bytes]:
+        """The subscribe frames' payloads, one per channel, from its last position."""
+        return [
+            orjson.dumps(
+                {"type": "subscribe", "channel": channel, "since": since, "messageId": message_id}
+            )
+            for message_id, (channel, since) in self._waiting.items()
+        ]
+
+    @property
+    def done(self) -> bool:
+        return self.greeted and not self._waiting and self.failed is None
+
+    def keeps(self, payload: bytes) -> bool:
+        """Whether this text message from the new node is the gateway's (not passed on)."""
+        if not self.greeted:
+            if payload.startswith(_CONNECTED):
+                self.greeted = True
+                return True
+            self.failed = "the new node did not greet the session"
+            return True
+        if payload.startswith(_DATA):
+            return False
+        frame = orjson.loads(payload)
+        message_id = frame.get("messageId") if isinstance(frame, dict) else None
+        if not isinstance(message_id, str) or message_id not in self._waiting:
+            return False
+        channel, _ = self._waiting.pop(message_id)
+        if frame.get("type") != "subscribed" or frame.get("recovered") is not True:
+            self.failed = f"{channel} could not be resumed"
+        return True
