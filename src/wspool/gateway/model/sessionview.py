@@ -8,8 +8,8 @@ reads them without parsing every frame as JSON:
 - ``data``: ``{"type":"data","channel":"<channel>",...,"offset":"<epoch>:<n>"}``, the
   channel at a known place at the start, the offset the last member
   (:func:`wspool.core.history.with_offset`); found with a prefix test and a bounded search
-  at each end. With one subscription (the common case) even that waits: the last data frame
-  is kept as it is and read only when the view is asked.
+  at each end. With one subscription (the common case) even that waits: only the last
+  data frame's final bytes are kept, read when the view is asked.
 - ``subscribed`` / ``unsubscribed``: rare, parsed. A ``subscribed`` names the channel's
   position when the subscription took effect; one answering ``since`` with
   ``recovered: true`` is followed by the history after ``since``, whose first frame gives
@@ -48,19 +48,20 @@ class SessionView:
     :meth:`frame` is a :class:`~wspool.gateway.model.framing.FrameScanner`'s ``watch``.
     """
 
-    __slots__ = ("_channels", "_last", "_last_start", "_last_stop")
+    __slots__ = ("_channels", "_tail")
 
     def __init__(self) -> None:
         self._channels: dict[str, str | None] = {}
-        self._last = b""
-        self._last_start = 0
-        self._last_stop = 0
+        self._tail = b""
+        """The end of the last data frame, not read yet (one subscription: it is its)."""
 
     def frame(self, data: bytes, start: int, stop: int) -> None:
         """One text message from the node, ``data[start:stop]``, on its way to the client."""
         if data.startswith(_DATA, start):
             if len(self._channels) == 1:
-                self._last, self._last_start, self._last_stop = data, start, stop
+                # The node sends a session only the data of its channels, so with one
+                # subscription the channel is known: only the offset at the end is kept.
+                self._tail = data[max(start, stop - _TAIL) : stop]
             else:
                 self._data(data, start, stop)
         elif data.startswith(_SUBSCRIBED, start) or data.startswith(_UNSUBSCRIBED, start):
@@ -87,19 +88,29 @@ class SessionView:
         return dict(self._channels)
 
     def _settle(self) -> None:
-        if self._last_stop:
-            self._data(self._last, self._last_start, self._last_stop)
-            self._last, self._last_start, self._last_stop = b"", 0, 0
+        tail, self._tail = self._tail, b""
+        if not tail or len(self._channels) != 1:
+            return
+        offset = _offset(tail, 0, len(tail))
+        if offset is not None:
+            (channel,) = self._channels
+            self._channels[channel] = offset
 
     def _data(self, data: bytes, start: int, stop: int) -> None:
         head = start + len(_DATA)
         quote = data.find(b'"', head, min(stop, start + _CHANNEL_END))
-        offset = data.rfind(_OFFSET, max(head, stop - _TAIL), stop)
-        if quote < 0 or offset < 0:
+        offset = _offset(data, head, stop)
+        if quote < 0 or offset is None:
             return
         channel = data[head:quote].decode()
         if channel in self._channels:
-            self._channels[channel] = data[offset + len(_OFFSET) : stop - 2].decode()
+            self._channels[channel] = offset
+
+
+def _offset(data: bytes, start: int, stop: int) -> str | None:
+    """The offset a data frame ends with, ``data[start:stop]`` holding its end."""
+    found = data.rfind(_OFFSET, max(start, stop - _TAIL), stop)
+    return None if found < 0 else data[found + len(_OFFSET) : stop - 2].decode()
 
 
 class Resumption:
