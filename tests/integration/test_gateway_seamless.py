@@ -24,7 +24,7 @@ from typing import Any, cast
 import pytest
 
 from tests.support.processes import Farm, GatewayProcess, running_farm
-from tests.support.rawsocket import frame_header
+from tests.support.rawsocket import frame_header, metric
 from tests.support.waiting import eventually
 from tests.support.wsclient import TestClient
 from wspool.gateway.model.framing import frame_end
@@ -203,7 +203,13 @@ async def test_clients_of_a_killed_and_a_drained_node_keep_every_message_and_the
         f" longest pause: {kill_pause * 1000:.0f} ms after the kill,"
         f" {drain_pause * 1000:.0f} ms during the drain"
     )
+    moved = sum(
+        metric(g.http, "wspool_gateway_sessions_moved_total")
+        for g in (farm.gateway, second_gateway)
+    )
     assert closed == []
+    # Every client of the two nodes moved (those of the killed node may have moved twice).
+    assert moved >= sum(node != "node-3" for _, node in placed)
     assert (lost, duplicated, out_of_order) == (0, 0, 0)
     # The targets are 1 s (kill) and 100 ms (drain), met with 30 clients on the test machine
     # (50 and 16 ms); with 300 the whole farm shares two busy cores and a surviving node

@@ -84,7 +84,12 @@ async def moving() -> AsyncIterator[Moving]:
     client_side.reader = splice.reader
     client = await asyncio.open_connection(sock=client_theirs)
     assert link.transport is not None
-    opened = [client_transport, link.transport, client[1].transport, node[1].transport]
+    opened: list[asyncio.BaseTransport] = [
+        client_transport,
+        link.transport,
+        client[1].transport,
+        node[1].transport,
+    ]
     yield Moving(splice, client, node, endings, moves, opened)
     for transport in opened:
         transport.close()
@@ -106,7 +111,7 @@ async def _read_texts(reader: asyncio.StreamReader, count: int) -> list[dict[str
         while len(texts) < count:
             buffer += await reader.read(65536)
             frames = parse_frames(buffer, mask=False) if buffer else []
-            texts = [json.loads(f.data) for f in frames]
+            texts = [json.loads(bytes(f.data)) for f in frames]
     return texts
 
 
@@ -129,7 +134,7 @@ async def _resume_on_a_new_node(moving: Moving) -> Pair:
         length = head[1] & 0x7F
         rest = await node[0].readexactly(4 + length)
     (subscribe,) = parse_frames(head + rest, mask=True)
-    asked = json.loads(subscribe.data)
+    asked = json.loads(bytes(subscribe.data))
     assert (asked["type"], asked["channel"], asked["since"]) == ("subscribe", "news", "e1:2")
     node[1].write(
         _text(encode_connected("c2", "node-2", "client"))
@@ -211,7 +216,7 @@ async def test_a_session_whose_history_is_gone_is_not_moved_with_a_gap(moving: M
     async with asyncio.timeout(5):
         head = await node[0].readexactly(2)
         rest = await node[0].readexactly(4 + (head[1] & 0x7F))
-    asked = json.loads(parse_frames(head + rest, mask=True)[0].data)
+    asked = json.loads(bytes(parse_frames(head + rest, mask=True)[0].data))
     node[1].write(
         _text(encode_connected("c2", "node-2", "client"))
         + _text(encode_subscribed("news", asked["messageId"], StreamPosition("e9", 0), False))

@@ -142,6 +142,16 @@ class _GatewayCollector(Collector):
                 stats.upstream_lost,
             ),
             (
+                "wspool_gateway_sessions_moved",
+                "relayed sessions moved to another node, their clients still connected",
+                stats.sessions_moved,
+            ),
+            (
+                "wspool_gateway_sessions_not_moved",
+                "relayed sessions that could not be moved (their clients got 1012)",
+                stats.sessions_not_moved,
+            ),
+            (
                 "wspool_gateway_refused_no_server",
                 "clients refused: no healthy node",
                 stats.refused_no_server,

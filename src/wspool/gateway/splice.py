@@ -183,6 +183,8 @@ class Splice:
         self.down.stop()
         self._end(Ending.CLOSED)
         if self.moving is not None:
+            if self._resuming is not None:
+                self._node.abort()  # the new node's session has no client any more
             self._finish()
             return
         self._close_node(CloseCode.NORMAL)

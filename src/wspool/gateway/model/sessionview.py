@@ -34,6 +34,8 @@ _SUBSCRIBED = b'{"type":"subscribed",'
 _UNSUBSCRIBED = b'{"type":"unsubscribed",'
 _CONNECTED = b'{"type":"connected",'
 _OFFSET = b',"offset":"'
+_TYPE = len(b'{"type":"')
+_D = ord("d")
 _TAIL = 72
 """Bytes at a data frame's end that hold its offset: ``,"offset":"`` (11), an epoch of at
 most 32 characters, ``:``, at most 18 digits and ``"}``."""
@@ -48,21 +50,26 @@ class SessionView:
     :meth:`frame` is a :class:`~wspool.gateway.model.framing.FrameScanner`'s ``watch``.
     """
 
-    __slots__ = ("_channels", "_tail")
+    __slots__ = ("_channels", "_single", "_tail")
 
     def __init__(self) -> None:
         self._channels: dict[str, str | None] = {}
+        self._single = False
+        """Exactly one subscription: its data frames' ends are kept, not read."""
         self._tail = b""
         """The end of the last data frame, not read yet (one subscription: it is its)."""
 
     def frame(self, data: bytes, start: int, stop: int) -> None:
         """One text message from the node, ``data[start:stop]``, on its way to the client."""
-        if data.startswith(_DATA, start):
-            if len(self._channels) == 1:
+        # Every frame of a node begins with {"type":" and only data's type begins with d:
+        # one byte tells a data frame (the whole prefix is checked where it is read).
+        if stop - start > _TYPE and data[start + _TYPE] == _D:
+            if self._single:
                 # The node sends a session only the data of its channels, so with one
-                # subscription the channel is known: only the offset at the end is kept.
-                self._tail = data[max(start, stop - _TAIL) : stop]
-            else:
+                # subscription the channel is known: only the offset at the end is kept
+                # (bytes before the frame, in a short one, are harmless: the offset is last).
+                self._tail = data[stop - _TAIL if stop > _TAIL else 0 : stop]
+            elif data.startswith(_DATA, start):
                 self._data(data, start, stop)
         elif data.startswith(_SUBSCRIBED, start) or data.startswith(_UNSUBSCRIBED, start):
             self._settle()
@@ -71,15 +78,14 @@ class SessionView:
     def answer(self, frame: dict[str, Any]) -> None:
         """A ``subscribed`` or ``unsubscribed`` the client gets."""
         channel = frame.get("channel")
+        offset = frame.get("offset")
         if not isinstance(channel, str):
             return
         if frame.get("type") == "unsubscribed":
             self._channels.pop(channel, None)
-            return
-        offset = frame.get("offset")
-        if not isinstance(offset, str):
-            return  # already subscribed: nothing changes
-        self._channels[channel] = None if frame.get("recovered") is True else offset
+        elif isinstance(offset, str):  # without one: already subscribed, nothing changes
+            self._channels[channel] = None if frame.get("recovered") is True else offset
+        self._single = len(self._channels) == 1
 
     def positions(self) -> dict[str, str | None]:
         """Each subscribed channel and the offset of the last message its client got
