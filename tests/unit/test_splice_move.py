@@ -227,3 +227,17 @@ async def test_a_session_whose_history_is_gone_is_not_moved_with_a_gap(moving: M
     assert Close.parse(closing.data) == Close(1012, "server node lost")
     assert moving.splice.unmoved == "news could not be resumed"
     node[1].close()
+
+
+async def test_a_node_marked_down_is_left_and_its_session_moved(moving: Moving) -> None:
+    await _subscribed_and_two_messages(moving)
+    moving.splice.node_down()
+    assert moving.moves == [Ending.DOWN]
+    async with asyncio.timeout(5):
+        left = await moving.node[0].read()  # our closing frame, then the connection dropped
+    (closing,) = parse_frames(left, mask=True)
+    assert Close.parse(closing.data).code == 1001
+    node = await _resume_on_a_new_node(moving)
+    assert [t["offset"] for t in await _read_texts(moving.client[0], 2)] == ["e1:3", "e1:4"]
+    assert moving.endings == []
+    node[1].close()
