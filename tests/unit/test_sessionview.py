@@ -34,6 +34,8 @@ def _data(channel: str, n: int, payload: object = None, epoch: str = "e1") -> st
 
 def test_a_subscription_starts_at_the_position_the_node_names_and_follows_each_message() -> None:
     view = SessionView()
+    _feed(view, encode_connected("c", "node-1", "client"))
+    assert view.greeted
     _feed(view, encode_subscribed("news", "s1", StreamPosition("e1", 4)))
     assert view.positions() == {"news": "e1:4"}
     _feed(view, _data("news", 5), encode_pong("p"), _data("news", 6))

@@ -116,9 +116,11 @@ async def _read_texts(reader: asyncio.StreamReader, count: int) -> list[dict[str
 
 
 async def _subscribed_and_two_messages(moving: Moving) -> None:
+    connected = encode_connected("c1", "node-1", "client")
     subscribed = encode_subscribed("news", "s1", StreamPosition("e1", 0))
-    moving.node[1].write(_text(subscribed) + _text(_data(1)) + _text(_data(2)))
-    assert [t.get("offset") for t in await _read_texts(moving.client[0], 3)] == [
+    moving.node[1].write(_text(connected) + _text(subscribed) + _text(_data(1)) + _text(_data(2)))
+    assert [t.get("offset") for t in await _read_texts(moving.client[0], 4)] == [
+        None,
         "e1:0",
         "e1:1",
         "e1:2",
@@ -157,7 +159,7 @@ async def test_a_lost_nodes_session_continues_on_another_without_a_frame_of_its_
     await asyncio.sleep(0.05)
     node = await _resume_on_a_new_node(moving)
     # The client reads on where it stopped: no connected, no subscribed, no close.
-    assert [t["offset"] for t in await _read_texts(moving.client[0], 2)] == ["e1:3", "e1:4"]
+    assert [t["offset"] for t in (await _read_texts(moving.client[0], 2))[-2:]] == ["e1:3", "e1:4"]
     async with asyncio.timeout(5):
         assert await node[0].readexactly(len(sent_meanwhile)) == sent_meanwhile
     assert moving.endings == []
@@ -177,7 +179,7 @@ async def test_a_draining_nodes_close_is_kept_from_the_client_and_answered(
     assert Close.parse(closing.data).code == 1000
     assert moving.moves == [Ending.CLOSED]
     node = await _resume_on_a_new_node(moving)
-    assert [t["offset"] for t in await _read_texts(moving.client[0], 2)] == ["e1:3", "e1:4"]
+    assert [t["offset"] for t in (await _read_texts(moving.client[0], 2))[-2:]] == ["e1:3", "e1:4"]
     node[1].close()
 
 
@@ -238,6 +240,6 @@ async def test_a_node_marked_down_is_left_and_its_session_moved(moving: Moving) 
     (closing,) = parse_frames(left, mask=True)
     assert Close.parse(closing.data).code == 1001
     node = await _resume_on_a_new_node(moving)
-    assert [t["offset"] for t in await _read_texts(moving.client[0], 2)] == ["e1:3", "e1:4"]
+    assert [t["offset"] for t in (await _read_texts(moving.client[0], 2))[-2:]] == ["e1:3", "e1:4"]
     assert moving.endings == []
     node[1].close()

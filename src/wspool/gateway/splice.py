@@ -282,13 +282,13 @@ class Splice:
     # moving to another node -------------------------------------------------------------
 
     def _begin_move(self, why: Ending) -> bool:
-        """Start moving the session, if it can be: both streams between frames, and the
-        position of every subscription known."""
+        """Start moving the session, if it can be: both streams between frames, the client
+        greeted by its node, and the position of every subscription known."""
         if self._move is None or self.view is None or self._client_done:
             return False
         if not (self.up.between_frames and self.down.between_frames):
             return False
-        if None in self.view.positions().values():
+        if not self.view.greeted or None in self.view.positions().values():
             return False
         self.moving = why
         self._node_link.relay_to(_ignore_data, _ignore, _ignore_writable)

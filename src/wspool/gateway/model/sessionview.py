@@ -50,9 +50,11 @@ class SessionView:
     :meth:`frame` is a :class:`~wspool.gateway.model.framing.FrameScanner`'s ``watch``.
     """
 
-    __slots__ = ("_channels", "_single", "_tail")
+    __slots__ = ("_channels", "_single", "_tail", "greeted")
 
     def __init__(self) -> None:
+        self.greeted = False
+        """Whether the client has its ``connected`` (a new node's is then the gateway's)."""
         self._channels: dict[str, str | None] = {}
         self._single = False
         """Exactly one subscription: its data frames' ends are kept, not read."""
@@ -74,6 +76,8 @@ class SessionView:
         elif data.startswith(_SUBSCRIBED, start) or data.startswith(_UNSUBSCRIBED, start):
             self._settle()
             self.answer(orjson.loads(data[start:stop]))
+        elif data.startswith(_CONNECTED, start):
+            self.greeted = True
 
     def answer(self, frame: dict[str, Any]) -> None:
         """A ``subscribed`` or ``unsubscribed`` the client gets."""
