@@ -203,11 +203,21 @@ async def test_clients_of_a_killed_and_a_drained_node_keep_every_message_and_the
         f" longest pause: {kill_pause * 1000:.0f} ms after the kill,"
         f" {drain_pause * 1000:.0f} ms during the drain"
     )
-    moved = sum(
-        metric(g.http, "wspool_gateway_sessions_moved_total")
-        for g in (farm.gateway, second_gateway)
+    both = (farm.gateway, second_gateway)
+    moved = sum(metric(g.http, "wspool_gateway_sessions_moved_total") for g in both)
+    took = sum(metric(g.http, "wspool_gateway_session_move_seconds_total") for g in both)
+    longest = max(metric(g.http, "wspool_gateway_longest_session_move_seconds") for g in both)
+    print(
+        f"{moved:.0f} sessions moved in {took / max(moved, 1) * 1000:.0f} ms on average,"
+        f" the longest in {longest * 1000:.0f} ms"
     )
-    assert closed == []
+    why = [
+        line
+        for gateway in both
+        for line in gateway.output().splitlines()
+        if "could not move" in line or "trying another node" in line
+    ]
+    assert closed == [], why[:10]
     # Every client of the two nodes moved (those of the killed node may have moved twice).
     assert moved >= sum(node != "node-3" for _, node in placed)
     assert (lost, duplicated, out_of_order) == (0, 0, 0)

@@ -57,6 +57,9 @@ class RelayStats:
     messages_to_client: int = 0
     sessions_moved: int = 0
     sessions_not_moved: int = 0
+    move_seconds: float = 0.0
+    """Time the moved sessions took to reach their new node, summed."""
+    longest_move: float = 0.0
 
 
 class _ClientSocket(web.WebSocketResponse):
@@ -244,8 +247,9 @@ async def _move(
     on_lost: Callable[[object], None],
 ) -> None:
     """Open the session's next node (any but the one it left) and continue there."""
+    began = time.monotonic()
     try:
-        async with asyncio.timeout(MOVE_TIMEOUT):
+        async with asyncio.timeout(MOVE_TIMEOUT), pool.moves:
             chosen = await _open_upstream(request, pool, monitor, stats, leaving=left.id)
     except (ClientRefusedError, TimeoutError):
         chosen = None
@@ -256,7 +260,10 @@ async def _move(
     placement.node = node
     pool.lost_signal(node).add_done_callback(on_lost)
     splice.attach(link)
+    took = time.monotonic() - began
     stats.sessions_moved += 1
+    stats.move_seconds += took
+    stats.longest_move = max(stats.longest_move, took)
 
 
 class _Upgraded(web.StreamResponse):
