@@ -243,3 +243,24 @@ async def test_a_node_marked_down_is_left_and_its_session_moved(moving: Moving) 
     assert [t["offset"] for t in (await _read_texts(moving.client[0], 2))[-2:]] == ["e1:3", "e1:4"]
     assert moving.endings == []
     node[1].close()
+
+
+async def test_a_new_node_that_drains_before_the_session_is_restored_passes_it_on(
+    moving: Moving,
+) -> None:
+    await _subscribed_and_two_messages(moving)
+    moving.node[1].close()
+    await asyncio.sleep(0.05)
+    link, second = await moving.node_pair()
+    moving.splice.attach(link)
+    draining = Frame(Opcode.CLOSE, Close(1012, "server draining").serialize())
+    second[1].write(
+        _text(encode_connected("c2", "node-2", "client")) + draining.serialize(mask=False)
+    )
+    await asyncio.sleep(0.05)
+    assert moving.moves == [Ending.LOST, Ending.CLOSED]
+    third = await _resume_on_a_new_node(moving)  # asked again from e1:2
+    assert [t["offset"] for t in (await _read_texts(moving.client[0], 2))[-2:]] == ["e1:3", "e1:4"]
+    assert moving.endings == []
+    second[1].close()
+    third[1].close()

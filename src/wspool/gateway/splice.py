@@ -238,7 +238,7 @@ class Splice:
         """The node's socket closed: after its closing frame, or not (then: 1012 lost)."""
         if self.moving is not None:
             if self._resuming is not None:
-                self.unmovable("the new node was lost too")
+                self._move_again(Ending.LOST, "the new node was lost too")
             return
         if not self.down.closed and self.ending is None:
             if self._begin_move(Ending.LOST):
@@ -323,6 +323,15 @@ class Splice:
             self._node.abort()
         self._finish()
 
+    def _move_again(self, why: Ending, reason: str) -> None:
+        """The new node went (or drains) before the session was restored there: on to the
+        next one, from the positions passed on so far."""
+        self._resuming = None
+        self.moving = None
+        if not self._begin_move(why):
+            self.moving = why
+            self.unmovable(reason)
+
     def _resume(self, data: bytes) -> None:
         """The new node's frames until every subscribe is answered: its answers are kept,
         history and live frames pass; then the relay goes on from there."""
@@ -333,12 +342,16 @@ class Splice:
         unread += data
         pos = 0
         passing = bytearray()
+        closing: bytes | None = None
         while not resuming.done and resuming.failed is None:
             frame = frame_end(unread, pos)
             if frame is None:
                 break
             opcode, start, end = frame
             payload = bytes(unread[start:end])
+            if opcode == CLOSE:
+                closing = payload
+                break
             if opcode != TEXT or not resuming.keeps(payload):
                 passing += unread[pos:end]
                 if opcode == TEXT:
@@ -347,6 +360,13 @@ class Splice:
             pos = end
         if passing and not self._client.is_closing():
             self._client.write(bytes(passing))
+        if closing is not None:
+            node = self._node
+            self._node_link.relay_to(_ignore_data, _ignore, _ignore_writable)
+            self._close_node(CloseCode.NORMAL, node=node)
+            why = Ending.CLOSED if closing == _DRAINING else Ending.LOST
+            self._move_again(why, "the new node closed the session")
+            return
         if resuming.failed is not None:
             self.unmovable(resuming.failed)
             return
