@@ -89,9 +89,21 @@ MOVE_TIMEOUT = 10.0
 
 @dataclass
 class _Placement:
-    """The node a relayed session is on (None while it moves)."""
+    """The node a relayed session is on (None while it moves), and the signal of its loss
+    that the session waits on."""
 
     node: NodeState | None
+    lost: asyncio.Future[None] | None = None
+
+    def watch(self, node: NodeState, pool: PoolManager, on_lost: Callable[[object], None]) -> None:
+        self.node = node
+        self.lost = pool.lost_signal(node)
+        self.lost.add_done_callback(on_lost)
+
+    def unwatch(self, on_lost: Callable[[object], None]) -> None:
+        if self.lost is not None:
+            self.lost.remove_done_callback(on_lost)
+            self.lost = None
 
 
 async def _refuse(request: web.Request, code: CloseCode, reason: str) -> web.WebSocketResponse:
@@ -200,12 +212,12 @@ async def _splice(
             monitor.check_now(left)
         placement.node = None
         pool.closed(left)
-        pool.lost_signal(left).remove_done_callback(on_lost)
-        moves.add(
-            asyncio.create_task(
-                _move(splice, left, request, placement, pool, monitor, stats, on_lost)
-            )
+        placement.unwatch(on_lost)
+        task = asyncio.create_task(
+            _move(splice, left, request, placement, pool, monitor, stats, on_lost)
         )
+        moves.add(task)
+        task.add_done_callback(moves.discard)
 
     def on_lost(_: object) -> None:
         splice.node_down()
@@ -221,15 +233,14 @@ async def _splice(
         move=move if pool.config.seamless else None,
     )
     moves: set[asyncio.Task[None]] = set()
-    pool.lost_signal(first).add_done_callback(on_lost)
+    placement.watch(first, pool, on_lost)
     # aiohttp hands each read after the upgrade to a payload parser: ours splices it.
     request.protocol.set_parser(splice.reader)  # type: ignore[arg-type]
     request.protocol.keep_alive(False)
     try:
         await splice.finished
     finally:
-        if placement.node is not None:
-            pool.lost_signal(placement.node).remove_done_callback(on_lost)
+        placement.unwatch(on_lost)
         await cancel_and_wait(*moves)
         if splice.finished.cancelled():  # the gateway is stopping
             transport.abort()
@@ -257,8 +268,7 @@ async def _move(
         splice.unmovable("no node could take it")
         return
     node, link, _ = chosen
-    placement.node = node
-    pool.lost_signal(node).add_done_callback(on_lost)
+    placement.watch(node, pool, on_lost)
     splice.attach(link)
     took = time.monotonic() - began
     stats.sessions_moved += 1

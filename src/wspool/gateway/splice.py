@@ -314,11 +314,11 @@ class Splice:
         self.unmoved = reason
         why = self.moving or Ending.LOST
         self._resuming = None
-        self.moving = None
         self._kept.clear()
         if self.ending is None:
-            self._end(why)
+            self._end(why)  # told while :attr:`moving` still says it was a move
             self._close_client(_DRAINED if why is Ending.CLOSED else _LOST, now=True)
+        self.moving = None
         if not self._node_closing and not self._node.is_closing():
             self._node.abort()
         self._finish()
