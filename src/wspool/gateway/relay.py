@@ -83,8 +83,13 @@ class _ClientSocket(web.WebSocketResponse):
 
 LINGER = 5.0
 """Seconds a client has to close its side after the gateway closed its own."""
-MOVE_TIMEOUT = 10.0
-"""Seconds a session has to find a new node; after that its client gets its 1012."""
+MOVE_TIMEOUT = 20.0
+"""Seconds a session has to find a new node once its turn comes; after that its client
+gets its 1012."""
+MOVE_HANDSHAKE = 8.0
+"""Seconds a moving session waits for a node's handshake (``--connect-timeout`` for a new
+client): the survivors of a node lost under load are busy taking its sessions, and a session
+waiting a little longer is better off than one sent away."""
 
 
 @dataclass
@@ -260,8 +265,10 @@ async def _move(
     """Open the session's next node (any but the one it left) and continue there."""
     began = time.monotonic()
     try:
-        async with asyncio.timeout(MOVE_TIMEOUT), pool.moves:
-            chosen = await _open_upstream(request, pool, monitor, stats, leaving=left.id)
+        async with pool.moves, asyncio.timeout(MOVE_TIMEOUT):
+            chosen = await _open_upstream(
+                request, pool, monitor, stats, leaving=left.id, handshake_seconds=MOVE_HANDSHAKE
+            )
     except (ClientRefusedError, TimeoutError):
         chosen = None
     if chosen is None:
@@ -303,9 +310,11 @@ async def _open_upstream(
     stats: RelayStats,
     *,
     leaving: str | None = None,
+    handshake_seconds: float | None = None,
 ) -> tuple[NodeState, NodeLink, bytes] | None:
     """Connect to the strategy's node, or the next one, within the attempt budget
-    (never to the node a session is ``leaving``).
+    (never to the node a session is ``leaving``; each handshake within ``handshake_seconds``,
+    ``--connect-timeout`` unless given).
 
     The chosen node counts the connection from the moment it is chosen (as pending until
     the handshake ends), so a burst of handshakes in flight spreads instead of all going to
@@ -326,7 +335,7 @@ async def _open_upstream(
                 node,
                 request,
                 secret=settings.ticket_secret,
-                handshake_seconds=settings.connect_timeout,
+                handshake_seconds=handshake_seconds or settings.connect_timeout,
             )
         except UpstreamError as error:
             pool.release(node, connected=False)
