@@ -200,10 +200,17 @@ async def test_a_session_no_node_takes_gets_the_1012_it_would_have_had(moving: M
     await _subscribed_and_two_messages(moving)
     moving.node[1].close()
     await asyncio.sleep(0.05)
+    publish = b'{"type":"data","channel":"news","payload":1,"messageId":"mine"}'
+    moving.client[1].write(Frame(Opcode.TEXT, publish).serialize(mask=True))
+    await asyncio.sleep(0.05)
     moving.splice.unmovable("no node could take it")
     async with asyncio.timeout(5):
         received = await moving.client[0].read()
-    (closing,) = parse_frames(received, mask=False)
+    # What it sent meanwhile is answered as not delivered, then the close says why.
+    answer, closing = parse_frames(received, mask=False)
+    error = json.loads(bytes(answer.data))
+    assert (error["type"], error["messageId"]) == ("error", "mine")
+    assert error["payload"]["message"].startswith("not delivered")
     assert Close.parse(closing.data) == Close(1012, "server node lost")
     assert moving.endings == [Ending.LOST]
     await asyncio.wait_for(moving.splice.finished, 5)

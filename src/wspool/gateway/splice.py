@@ -50,11 +50,12 @@ from wspool.gateway.model.framing import (
     CLOSE,
     TEXT,
     FrameScanner,
+    client_texts,
     close_frame,
     frame_end,
     text_frame,
 )
-from wspool.gateway.model.sessionview import Resumption, SessionView
+from wspool.gateway.model.sessionview import Resumption, SessionView, not_delivered
 from wspool.gateway.upstream import NodeLink
 
 __all__ = ["CLOSE_GRACE", "ClientBytes", "Ending", "MessageCounts", "Splice"]
@@ -314,10 +315,13 @@ class Splice:
         self.unmoved = reason
         why = self.moving or Ending.LOST
         self._resuming = None
-        self._kept.clear()
         if self.ending is None:
             self._end(why)  # told while :attr:`moving` still says it was a move
+            if not self._client.is_closing():
+                errors = not_delivered(client_texts(self._kept))
+                self._client.write(b"".join(text_frame(error) for error in errors))
             self._close_client(_DRAINED if why is Ending.CLOSED else _LOST, now=True)
+        self._kept.clear()
         self.moving = None
         if not self._node_closing and not self._node.is_closing():
             self._node.abort()

@@ -23,7 +23,15 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-__all__ = ["CLOSE", "TEXT", "FrameScanner", "close_frame", "frame_end", "text_frame"]
+__all__ = [
+    "CLOSE",
+    "TEXT",
+    "FrameScanner",
+    "client_texts",
+    "close_frame",
+    "frame_end",
+    "text_frame",
+]
 
 TEXT = 0x1
 CLOSE = 0x8
@@ -184,12 +192,13 @@ class FrameScanner:
 
 
 def frame_end(buffer: bytes | bytearray, pos: int = 0) -> tuple[int, int, int] | None:
-    """The complete unmasked frame at ``pos``: ``(opcode, payload start, end)``, or None
-    while it is not all in ``buffer`` yet."""
+    """The complete frame at ``pos``: ``(opcode, payload start, end)``, or None while it is
+    not all in ``buffer`` yet (a masked frame's 4-byte key is just before its payload)."""
     end = len(buffer)
     if end - pos < 2:
         return None
     length = buffer[pos + 1] & 0x7F
+    mask = 4 if buffer[pos + 1] & _MASKED else 0
     head = 2
     if length == 126:
         head = 4
@@ -201,9 +210,23 @@ def frame_end(buffer: bytes | bytearray, pos: int = 0) -> tuple[int, int, int] |
         if end - pos < head:
             return None
         length = _LONG.unpack_from(buffer, pos + 2)[0]
+    head += mask
     if end - pos < head + length:
         return None
     return buffer[pos] & 0x0F, pos + head, pos + head + length
+
+
+def client_texts(buffer: bytes | bytearray) -> list[bytes]:
+    """The unfragmented text messages among the complete client frames in ``buffer``,
+    unmasked."""
+    texts = []
+    at = 0
+    while (frame := frame_end(buffer, at)) is not None:
+        opcode, start, end = frame
+        if opcode == TEXT and buffer[at] & _FIN and buffer[at + 1] & _MASKED:
+            texts.append(_masked(bytes(buffer[start:end]), bytes(buffer[start - 4 : start])))
+        at = end
+    return texts
 
 
 def close_frame(code: int, reason: bytes = b"", *, mask: bytes | None = None) -> bytes:
@@ -215,15 +238,19 @@ def close_frame(code: int, reason: bytes = b"", *, mask: bytes | None = None) ->
     return bytes((_FIN | CLOSE, _MASKED | len(payload))) + mask + _masked(payload, mask)
 
 
-def text_frame(payload: bytes, mask: bytes) -> bytes:
-    """A text frame as a client sends it: ``payload`` masked with the 4-byte ``mask``."""
+def text_frame(payload: bytes, mask: bytes | None = None) -> bytes:
+    """A text frame: unmasked, as a server sends it, or as a client sends it, ``payload``
+    masked with the 4-byte ``mask``."""
     length = len(payload)
+    masked = 0 if mask is None else _MASKED
     if length < 126:
-        head = bytes((_FIN | TEXT, _MASKED | length))
+        head = bytes((_FIN | TEXT, masked | length))
     elif length < 1 << 16:
-        head = bytes((_FIN | TEXT, _MASKED | 126)) + _MEDIUM.pack(length)
+        head = bytes((_FIN | TEXT, masked | 126)) + _MEDIUM.pack(length)
     else:
-        head = bytes((_FIN | TEXT, _MASKED | 127)) + _LONG.pack(length)
+        head = bytes((_FIN | TEXT, masked | 127)) + _LONG.pack(length)
+    if mask is None:
+        return head + payload
     return head + mask + _masked(payload, mask)
 
 

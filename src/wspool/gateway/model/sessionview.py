@@ -27,7 +27,9 @@ from typing import Any
 
 import orjson
 
-__all__ = ["RESUME_PREFIX", "Resumption", "SessionView"]
+from wspool.core.protocol import ErrorCode, encode_error
+
+__all__ = ["RESUME_PREFIX", "Resumption", "SessionView", "not_delivered"]
 
 _DATA = b'{"type":"data","channel":"'
 _SUBSCRIBED = b'{"type":"subscribed",'
@@ -173,3 +175,24 @@ class Resumption:
         if frame.get("type") != "subscribed" or frame.get("recovered") is not True:
             self.failed = f"{channel} could not be resumed"
         return True
+
+
+_NOT_DELIVERED = (
+    "not delivered: the connection's server node went away; reconnect and send it again"
+)
+
+
+def not_delivered(texts: list[bytes]) -> list[bytes]:
+    """The ``error`` messages that tell a client which of the messages it sent during a move
+    that failed were not delivered: each one with a ``messageId`` (the protocol answers
+    nothing else)."""
+    errors = []
+    for text in texts:
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            continue
+        message_id = frame.get("messageId") if isinstance(frame, dict) else None
+        if isinstance(message_id, str):
+            errors.append(encode_error(ErrorCode.INTERNAL, _NOT_DELIVERED, message_id).encode())
+    return errors
