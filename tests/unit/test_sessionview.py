@@ -140,3 +140,31 @@ def _server_frame(payload: bytes) -> bytes:
     if length < 126:
         return bytes((0x81, length)) + payload
     return bytes((0x81, 126)) + length.to_bytes(2, "big") + payload
+
+
+def test_a_resumption_reads_the_new_nodes_stream_in_any_pieces_and_hands_on_the_rest() -> None:
+    resumption = Resumption({"a": "e1:4"})
+    (asked,) = [json.loads(frame) for frame in resumption.subscribes()]
+    stream = b"".join(
+        _server_frame(frame.encode())
+        for frame in (
+            encode_connected("c", "node-2", "client"),
+            encode_subscribed("a", asked["messageId"], StreamPosition("e1", 6), True),
+            _data("a", 5),
+            _data("a", 6),
+        )
+    )
+    view = SessionView()
+    _feed(view, encode_subscribed("a", "s", StreamPosition("e1", 4)))
+    passed, messages, rest = b"", 0, b""
+    for at in range(0, len(stream), 5):
+        step = resumption.read(stream[at : at + 5], view)
+        passed, messages, rest = passed + step.passing, messages + step.messages, rest + step.rest
+        if resumption.done and at + 5 < len(stream):
+            rest += stream[at + 5 :]
+            break
+    assert resumption.done
+    # The gateway's connected and subscribed are kept; what follows the answer (history,
+    # then live frames) is handed on whole, for the relay to pass as usual.
+    assert (passed, messages) == (b"", 0)
+    assert rest == b"".join(_server_frame(_data("a", n).encode()) for n in (5, 6))

@@ -48,11 +48,9 @@ from typing import Protocol
 from wspool.core.protocol import CloseCode
 from wspool.gateway.model.framing import (
     CLOSE,
-    TEXT,
     FrameScanner,
     client_texts,
     close_frame,
-    frame_end,
     text_frame,
 )
 from wspool.gateway.model.sessionview import Resumption, SessionView, not_delivered
@@ -140,7 +138,6 @@ class Splice:
         """Why the session could not be moved, if it could not."""
         self._kept = bytearray()  # what the client sent while moving
         self._resuming: Resumption | None = None
-        self._unread = bytearray()  # the new node's bytes, while its answers are read
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.reader = ClientBytes(self)
         self._link(node)
@@ -292,7 +289,7 @@ class Splice:
         if not self.view.greeted or None in self.view.positions().values():
             return False
         self.moving = why
-        self._node_link.relay_to(_ignore_data, _ignore, _ignore_writable)
+        self._node_link.detach()
         self._kept += self.up.take_rest()
         self._move(self, why)
         return True
@@ -305,7 +302,6 @@ class Splice:
             return
         positions = {c: p for c, p in self.view.positions().items() if p is not None}
         self._resuming = Resumption(positions)
-        self._unread.clear()
         self._link(node)
         for payload in self._resuming.subscribes():
             self._node.write(text_frame(payload, os.urandom(4)))
@@ -342,52 +338,28 @@ class Splice:
         resuming = self._resuming
         assert resuming is not None
         assert self.view is not None
-        unread = self._unread
-        unread += data
-        pos = 0
-        passing = bytearray()
-        closing: bytes | None = None
-        while not resuming.done and resuming.failed is None:
-            frame = frame_end(unread, pos)
-            if frame is None:
-                break
-            opcode, start, end = frame
-            payload = bytes(unread[start:end])
-            if opcode == CLOSE:
-                closing = payload
-                break
-            if opcode != TEXT or not resuming.keeps(payload):
-                passing += unread[pos:end]
-                if opcode == TEXT:
-                    self.view.frame(payload, 0, len(payload))
-                    self._counts.messages_to_client += 1
-            pos = end
-        if passing and not self._client.is_closing():
-            self._client.write(bytes(passing))
-        if closing is not None:
+        step = resuming.read(data, self.view)
+        self._counts.messages_to_client += step.messages
+        if step.passing and not self._client.is_closing():
+            self._client.write(step.passing)
+        if step.closing is not None:
             node = self._node
-            self._node_link.relay_to(_ignore_data, _ignore, _ignore_writable)
+            self._node_link.detach()
             self._close_node(CloseCode.NORMAL, node=node)
-            why = Ending.CLOSED if closing == _DRAINING else Ending.LOST
+            why = Ending.CLOSED if step.closing == _DRAINING else Ending.LOST
             self._move_again(why, "the new node closed the session")
-            return
-        if resuming.failed is not None:
+        elif resuming.failed is not None:
             self.unmovable(resuming.failed)
-            return
-        rest = bytes(unread[pos:])
-        unread.clear()
-        if not resuming.done:
-            unread += rest
-            return
-        self._resuming = None
-        self.moving = None
-        kept, self._kept = bytes(self._kept), bytearray()
-        if not self._client.is_closing():
-            self._client.resume_reading()
-        if kept:
-            self.from_client(kept)
-        if rest:
-            self.from_node(rest)
+        elif resuming.done:
+            self._resuming = None
+            self.moving = None
+            kept, self._kept = bytes(self._kept), bytearray()
+            if not self._client.is_closing():
+                self._client.resume_reading()
+            if kept:
+                self.from_client(kept)
+            if step.rest:
+                self.from_node(step.rest)
 
     # the gateway's own closes ---------------------------------------------------------
 
@@ -468,11 +440,3 @@ class Splice:
         if client.can_write_eof():
             client.write_eof()
         client.resume_reading()
-
-
-def _ignore(*_: object) -> None:
-    """What a link the session has left reports: nothing that concerns it any more."""
-
-
-_ignore_data: Callable[[bytes], None] = _ignore
-_ignore_writable: Callable[[bool], None] = _ignore

@@ -23,13 +23,15 @@ gateway's and never reach the client.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from wspool.core.protocol import ErrorCode, encode_error
+from wspool.gateway.model.framing import CLOSE, TEXT, frame_end
 
-__all__ = ["RESUME_PREFIX", "Resumption", "SessionView", "not_delivered"]
+__all__ = ["RESUME_PREFIX", "Resumption", "SessionView", "Step", "not_delivered"]
 
 _DATA = b'{"type":"data","channel":"'
 _SUBSCRIBED = b'{"type":"subscribed",'
@@ -125,6 +127,20 @@ def _offset(data: bytes, start: int, stop: int) -> str | None:
     return None if found < 0 else data[found + len(_OFFSET) : stop - 2].decode()
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What :meth:`Resumption.read` made of the new node's bytes so far."""
+
+    passing: bytes
+    """Whole frames for the client: history, live frames, the node's pings."""
+    messages: int
+    """Text messages among them."""
+    closing: bytes | None
+    """The payload of the closing frame the new node sent, if it did (nothing follows)."""
+    rest: bytes
+    """Once the session is restored: what followed, to relay as usual."""
+
+
 class Resumption:
     """Restoring a session on a new node: the subscribes to send, and its answers.
 
@@ -133,9 +149,10 @@ class Resumption:
     with ``recovered: true``; any other answer means it cannot be restored without a gap.
     """
 
-    __slots__ = ("_waiting", "failed", "greeted")
+    __slots__ = ("_unread", "_waiting", "failed", "greeted")
 
     def __init__(self, positions: dict[str, str]) -> None:
+        self._unread = bytearray()
         self._waiting = {
             f"{RESUME_PREFIX}{n}": (channel, since)
             for n, (channel, since) in enumerate(positions.items())
@@ -156,6 +173,35 @@ class Resumption:
     @property
     def done(self) -> bool:
         return self.greeted and not self._waiting and self.failed is None
+
+    def read(self, data: bytes, view: SessionView) -> Step:
+        """The new node's next bytes: its answers kept, the rest passed (and shown to
+        ``view``), up to the end of the last whole frame, a closing frame, a failure, or
+        the answer that restores the session."""
+        unread = self._unread
+        unread += data
+        pos = messages = 0
+        passing = bytearray()
+        while not self.done and self.failed is None:
+            frame = frame_end(unread, pos)
+            if frame is None:
+                break
+            opcode, start, end = frame
+            payload = bytes(unread[start:end])
+            if opcode == CLOSE:
+                unread.clear()
+                return Step(bytes(passing), messages, payload, b"")
+            if opcode != TEXT or not self.keeps(payload):
+                passing += unread[pos:end]
+                if opcode == TEXT:
+                    view.frame(payload, 0, len(payload))
+                    messages += 1
+            pos = end
+        del unread[:pos]
+        rest = b""
+        if self.done:
+            rest, self._unread = bytes(unread), bytearray()
+        return Step(bytes(passing), messages, None, rest)
 
     def keeps(self, payload: bytes) -> bool:
         """Whether this text message from the new node is the gateway's (not passed on)."""
