@@ -15,7 +15,8 @@ which is how the gateway follows a session's subscriptions and offsets
 (``wspool.gateway.model.sessionview``) without re-framing anything. With ``hold_close`` a
 node's closing frame is kept back instead of passed, so the gateway can decide what the
 client sees. :func:`close_frame` and :func:`text_frame` build the gateway's own frames;
-:func:`frame_end` finds where a complete frame ends in a buffer.
+:func:`frame_end` finds where a complete frame ends in a buffer, and :func:`client_texts`
+reads back, unmasked, the messages a client sent while its session was between two nodes.
 """
 
 from __future__ import annotations
