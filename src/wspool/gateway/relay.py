@@ -269,7 +269,10 @@ async def _move(
             chosen = await _open_upstream(
                 request, pool, monitor, stats, leaving=left.id, handshake_seconds=MOVE_HANDSHAKE
             )
-    except (ClientRefusedError, TimeoutError):
+    except ClientRefusedError as refusal:  # its token expired meanwhile, say
+        splice.unmovable(f"the node refused the client with {refusal.status}")
+        return
+    except TimeoutError:
         chosen = None
     if chosen is None:
         splice.unmovable("no node could take it")
