@@ -122,8 +122,10 @@ def release(kubectl: Kubectl, images: Images) -> Iterator[Release]:
 @pytest.fixture(scope="session")
 def chat(kubectl: Kubectl, release: Release) -> Iterator[Pool]:
     """A pool of two server nodes and two gateways, shared by the tests that only use it (or
-    hurt it and wait for it to heal)."""
-    pool = Pool("chat", "e2e-chat", default_spec(release))
+    hurt it and wait for it to heal). Its clients see the reconnects (``seamless`` off):
+    the tests that kill its pods check the clients' own failover; test_seamless.py has the
+    gateways move clients instead."""
+    pool = Pool("chat", "e2e-chat", default_spec(release, seamless=False))
     with applied_pool(kubectl, pool):
         yield pool
 

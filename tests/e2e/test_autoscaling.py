@@ -49,6 +49,9 @@ def scaling(kubectl: Kubectl, release: Release) -> Iterator[Pool]:
         # The load comes from one address: lift the per-address limits (100 connections, 20
         # attempts a second by default).
         limits={"connectionsPerAddress": 1000, "connectionAttemptsPerAddress": 1000},
+        # The drained nodes' clients reconnect, as the test checks (test_seamless.py: the
+        # gateways move them instead).
+        seamless=False,
     )
     pool = Pool("scaling", "e2e-scaling", spec)
     with applied_pool(kubectl, pool):

@@ -1,7 +1,8 @@
 """No message lost across node failures: a real farm, a steady publisher, a kill and a drain.
 
 Three ``wspool server`` processes share one Redis. Subscribers (``wspool.client``, given the
-list of node URLs, or the URL of a ``wspool gateway`` in front of the nodes) are spread over
+list of node URLs, or the URL of a ``wspool gateway`` in front of the nodes, which leaves
+the reconnects to them: ``seamless`` off) are spread over
 the three nodes; a publisher connected straight to the third node sends a
 numbered stream at a steady rate. Mid-stream the first node is killed (SIGKILL) and the
 second drained (SIGTERM, 1012 to its clients). Every subscriber must end with every message
@@ -84,7 +85,11 @@ def entry(
         urls = [node.url for node in farm]
         yield urls
         return
-    gateway = GatewayProcess("gw", redis_url, "--log-level", "warning", nodes=3).start()
+    # The clients' own failover: the gateway leaves the reconnects to them (seamless off;
+    # test_gateway_seamless.py has the gateway move them instead).
+    gateway = GatewayProcess(
+        "gw", redis_url, "--log-level", "warning", "--seamless", "false", nodes=3
+    ).start()
     try:
         yield [gateway.url]
     finally:

@@ -1,5 +1,8 @@
-"""Failover through the gateway: a killed node, a hung node, a draining node (by SIGTERM or
-by the REST API).
+"""Failover through the gateway with ``seamless`` off: a killed node, a hung node, a draining
+node (by SIGTERM or by the REST API).
+
+Their clients are told to reconnect (1012) and land elsewhere; with ``seamless`` on they
+stay connected instead (``test_gateway_seamless.py``).
 
 Each test runs its own farm of real processes, since it breaks one of them. Timings are
 reported by ``wspool bench``; the bounds here only catch a tenfold regression.
@@ -28,7 +31,8 @@ def farm(redis_session_url: str) -> Iterator[Farm]:
         # A registration outlives the hung node's tests: the gateway, not the registry,
         # must notice it.
         node_args=("--drain-window", "0.5", "--node-ttl", "60"),
-        gateway_args=("--strategy", "round-robin"),
+        # Clients that see the reconnects: the pool's seamless moves are off.
+        gateway_args=("--strategy", "round-robin", "--seamless", "false"),
     ) as farm:
         yield farm
 

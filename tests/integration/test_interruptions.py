@@ -199,7 +199,8 @@ async def test_clients_of_a_node_frozen_behind_a_gateway_resume_elsewhere_and_lo
         redis_session_url,
         # The registration outlives the freeze: the gateway's health checks must notice.
         node_args=("--node-ttl", "60"),
-        gateway_args=("--strategy", "round-robin"),
+        # The clients resume by themselves (the gateway's seamless moves are off).
+        gateway_args=("--strategy", "round-robin", "--seamless", "false"),
     ) as farm:
         gateway = farm.gateway
         config = {

@@ -11,7 +11,7 @@ import pytest
 from websockets.frames import Close, Frame, Opcode
 
 from tests.support.frames import parse_frames
-from wspool.gateway.model.framing import FrameScanner, close_frame
+from wspool.gateway.model.framing import FrameScanner, client_texts, close_frame, text_frame
 
 MASK = b"\x01\x02\x03\x04"
 
@@ -137,3 +137,48 @@ def test_the_gateways_closing_frames_read_as_closing_frames(mask: bytes | None) 
     )
     assert frame.opcode is Opcode.CLOSE
     assert Close.parse(frame.data) == Close(1012, "server node lost")
+
+
+def test_a_watch_sees_each_text_message_whole_however_it_was_read() -> None:
+    texts = [b'{"a":1}', b"x" * 300, b'{"b":2}']
+    stream = b"".join(_frame(Opcode.TEXT, t, masked=False) for t in texts)
+    stream += _frame(Opcode.PING, b"p", masked=False)
+    for cuts in ([], list(range(1, len(stream))), [3, 150, 310]):
+        seen: list[bytes] = []
+
+        def watch(data: bytes, start: int, stop: int, seen: list[bytes] = seen) -> None:
+            seen.append(data[start:stop])
+
+        assert _feed(FrameScanner(watch=watch), stream, cuts) == stream
+        assert seen == texts
+
+
+def test_a_held_closing_frame_does_not_pass_and_its_payload_is_kept() -> None:
+    closing = Close(1012, "server draining").serialize()
+    stream = _frame(Opcode.TEXT, b"last", masked=False) + _frame(
+        Opcode.CLOSE, closing, masked=False
+    )
+    for cuts in ([], list(range(1, len(stream)))):
+        scanner = FrameScanner(hold_close=True)
+        assert _feed(scanner, stream, cuts) == _frame(Opcode.TEXT, b"last", masked=False)
+        assert scanner.held_close == closing
+        assert scanner.closed
+
+
+def test_what_follows_a_stop_is_kept_for_whoever_takes_it() -> None:
+    first, second = _frame(Opcode.TEXT, b"one"), _frame(Opcode.TEXT, b"two")
+    scanner = FrameScanner()
+    assert scanner.feed(first[:7]) == first[:7]  # the header and one byte of the payload
+    scanner.stop()
+    assert scanner.feed(first[7:] + second) == first[7:]
+    assert scanner.take_rest() == second
+
+
+def test_client_texts_are_read_back_unmasked_and_gateway_frames_are_well_formed() -> None:
+    sent = [b'{"type":"ping","messageId":"1"}', b"y" * 200]
+    stream = b"".join(_frame(Opcode.TEXT, t) for t in sent) + _frame(Opcode.BINARY, b"z")
+    assert client_texts(stream) == sent
+    assert client_texts(stream[:-3]) == sent  # a frame not yet whole is not read
+    (masked,) = parse_frames(text_frame(b"hello", MASK), mask=True)
+    (plain,) = parse_frames(text_frame(b"x" * 70_000), mask=False)
+    assert (masked.data, len(plain.data)) == (b"hello", 70_000)

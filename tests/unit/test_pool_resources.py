@@ -58,6 +58,7 @@ def test_a_minimal_spec_gets_the_same_defaults_as_the_crd() -> None:
         ({"drainWindow": -1}, "spec.drainWindow"),
         ({"autoscaling": {"targetConnectionsPerNode": 0}}, "spec.autoscaling"),
         ({"gateway": {"serviceType": "Ingress"}}, "spec.gateway.serviceType"),
+        ({"seamless": "yes"}, "spec.seamless"),
     ],
 )
 def test_a_spec_the_operator_cannot_use_names_its_field(fields: dict[str, Any], field: str) -> None:
@@ -75,7 +76,9 @@ def test_the_declared_pool_config_is_what_the_gateways_read() -> None:
         "maxConnections": 100_000,
         "healthThreshold": 3,
         "healthCheck": {"interval": 2.0, "timeout": 1.0},
+        "seamless": True,
     }
+    assert parse_pool_spec(_spec(seamless=False)).pool_config()["seamless"] is False
 
 
 def _by_kind(spec: dict[str, Any], replicas: int = 3) -> dict[str, dict[str, Any]]:

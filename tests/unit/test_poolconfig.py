@@ -20,6 +20,8 @@ def test_a_partial_change_keeps_every_other_field() -> None:
     assert config.health_check.interval == 2.0
     assert config.health_check.timeout == PoolConfig().health_check.timeout
     assert config.max_connections == PoolConfig().max_connections
+    assert config.seamless is True
+    assert config.merged({"seamless": False}).seamless is False
 
 
 def test_the_json_form_round_trips() -> None:
@@ -40,6 +42,7 @@ def test_the_json_form_round_trips() -> None:
         ({"healthCheck": 5}, "healthCheck", "must be a JSON object"),
         ({"weights": {"node-1": -1}}, "weights.node-1", "must be at least 0"),
         ({"colour": "blue"}, "colour", "unknown field"),
+        ({"seamless": "no"}, "seamless", "must be true or false"),
     ],
 )
 def test_a_bad_value_is_refused_with_its_path(

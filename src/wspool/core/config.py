@@ -304,6 +304,15 @@ class GatewaySettings(PlaneSettings):
         "initial pool-wide connection limit, until the pool config says otherwise",
         metavar="N",
     )
+    seamless: bool = option(
+        True,
+        "--seamless",
+        "WSPOOL_SEAMLESS",
+        checks.boolean,
+        "initially move the clients of a draining or lost node to another node with their"
+        " WebSockets open (false: close them with 1012), until the pool config says otherwise",
+        metavar="BOOL",
+    )
     connect_timeout: float = _seconds(
         2.0,
         "--connect-timeout",

@@ -92,6 +92,9 @@ class PoolConfig:
     """Per-node weight overrides by server id; a node not named keeps its own weight."""
     slow_start: float = 10.0
     """Seconds over which a node that joins or recovers ramps up to its full share."""
+    seamless: bool = True
+    """Whether the gateway moves the clients of a node that drains or is lost to another
+    node, their WebSockets open; off, they are closed with 1012 and reconnect."""
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = _to_json(self)
@@ -156,6 +159,7 @@ _FIELDS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {
         "max_connections": _COUNT,
         "health_threshold": _COUNT,
         "slow_start": _SECONDS,
+        "seamless": checks.boolean,
     },
     HealthCheckConfig: {
         "interval": _POSITIVE_SECONDS,

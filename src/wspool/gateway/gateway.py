@@ -142,6 +142,21 @@ class _GatewayCollector(Collector):
                 stats.upstream_lost,
             ),
             (
+                "wspool_gateway_sessions_moved",
+                "relayed sessions moved to another node, their clients still connected",
+                stats.sessions_moved,
+            ),
+            (
+                "wspool_gateway_sessions_not_moved",
+                "relayed sessions that could not be moved (their clients got 1012)",
+                stats.sessions_not_moved,
+            ),
+            (
+                "wspool_gateway_session_move_seconds",
+                "seconds the moved sessions took to reach their new node, summed",
+                stats.move_seconds,
+            ),
+            (
                 "wspool_gateway_refused_no_server",
                 "clients refused: no healthy node",
                 stats.refused_no_server,
@@ -187,6 +202,11 @@ class _GatewayCollector(Collector):
             "wspool_gateway_connections",
             "client connections this replica relays now",
             value=stats.connections_open,
+        )
+        yield GaugeMetricFamily(
+            "wspool_gateway_longest_session_move_seconds",
+            "the longest any moved session took to reach its new node",
+            value=stats.longest_move,
         )
         yield GaugeMetricFamily(
             "wspool_gateway_open_files",

@@ -32,6 +32,12 @@ __all__ = ["NodeState", "PoolManager"]
 
 log = logging.getLogger(__name__)
 
+MOVES_IN_FLIGHT = 8
+"""Sessions one gateway moves to another node at once. A node killed under a thousand
+clients would otherwise send a thousand handshakes at the survivors in the same instant:
+slowed down by each other past ``--connect-timeout``, they would open healthy nodes'
+circuits. In turns the survivors answer each in milliseconds."""
+
 GATEWAY_TTL = 3.0
 """Seconds after its last refresh when a gateway replica stops counting as live."""
 
@@ -99,9 +105,15 @@ class PoolManager:
         self.registry = registry
         self.shared = shared
         self.config = PoolConfig.from_json(
-            {"strategy": settings.strategy, "maxConnections": settings.max_connections}
+            {
+                "strategy": settings.strategy,
+                "maxConnections": settings.max_connections,
+                "seamless": settings.seamless,
+            }
         )
         self.nodes: dict[str, NodeState] = {}
+        self.moves = asyncio.Semaphore(MOVES_IN_FLIGHT)
+        """Sessions being moved to another node at once (``wspool.gateway.relay``)."""
         self.replicas = 1
         self.store_reachable = False
         """Whether the last refresh reached the store (see :func:`refresh_safely`)."""

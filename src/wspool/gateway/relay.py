@@ -5,9 +5,12 @@ that refuses or stalls is retried on another one within ``connect_attempts`` and
 client never sees the failure. The node's handshake answers the client's, and from then on
 the bytes are spliced both ways (``wspool.gateway.splice``): frames pass as they were sent,
 closing frames with their codes included.
-An upstream that vanishes without a closing handshake gets its clients a 1012 (service
-restart: reconnect) and its node an immediate health check; so do the clients of a node
-that the health checks mark down while its connections stay open (hung, frozen).
+An upstream that vanishes without a closing handshake gets its node an immediate health
+check. Its clients, the clients of a node that the health checks mark down while its
+connections stay open (hung, frozen) and those of a node that drains are moved to another
+node with their subscriptions, their WebSockets open (the pool's ``seamless``, on unless
+the pool turns it off: ``wspool.gateway.splice``); a client that cannot be moved, or every
+client when ``seamless`` is off, gets a 1012 (service restart: reconnect).
 
 The node's limits hold here too, so that one client cannot spend the gateway's memory: a
 client frame over ``--max-frame-bytes`` closes the client with 1009 as soon as its header
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -31,6 +35,7 @@ from wspool.gateway.monitor import HealthMonitor
 from wspool.gateway.pool import NodeState, PoolManager
 from wspool.gateway.splice import Ending, Splice
 from wspool.gateway.upstream import ClientRefusedError, NodeLink, UpstreamError, connect_upstream
+from wspool.tasks import cancel_and_wait
 
 __all__ = ["RelayStats", "relay_websocket"]
 
@@ -50,6 +55,11 @@ class RelayStats:
     slow_consumers: int = 0
     messages_to_server: int = 0
     messages_to_client: int = 0
+    sessions_moved: int = 0
+    sessions_not_moved: int = 0
+    move_seconds: float = 0.0
+    """Time the moved sessions took to reach their new node, summed."""
+    longest_move: float = 0.0
 
 
 class _ClientSocket(web.WebSocketResponse):
@@ -73,6 +83,32 @@ class _ClientSocket(web.WebSocketResponse):
 
 LINGER = 5.0
 """Seconds a client has to close its side after the gateway closed its own."""
+MOVE_TIMEOUT = 20.0
+"""Seconds a session has to find a new node once its turn comes; after that its client
+gets its 1012."""
+MOVE_HANDSHAKE = 8.0
+"""Seconds a moving session waits for a node's handshake (``--connect-timeout`` for a new
+client): the survivors of a node lost under load are busy taking its sessions, and a session
+waiting a little longer is better off than one sent away."""
+
+
+@dataclass
+class _Placement:
+    """The node a relayed session is on (None while it moves), and the signal of its loss
+    that the session waits on."""
+
+    node: NodeState | None
+    lost: asyncio.Future[None] | None = None
+
+    def watch(self, node: NodeState, pool: PoolManager, on_lost: Callable[[object], None]) -> None:
+        self.node = node
+        self.lost = pool.lost_signal(node)
+        self.lost.add_done_callback(on_lost)
+
+    def unwatch(self, on_lost: Callable[[object], None]) -> None:
+        if self.lost is not None:
+            self.lost.remove_done_callback(on_lost)
+            self.lost = None
 
 
 async def _refuse(request: web.Request, code: CloseCode, reason: str) -> web.WebSocketResponse:
@@ -118,6 +154,7 @@ async def _relay(
         stats.refused_no_server += 1
         return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
     node, link, accept = chosen
+    placement = _Placement(node)
     try:
         transport = request.transport
         if transport is None or transport.is_closing():  # the client left meanwhile
@@ -128,11 +165,12 @@ async def _relay(
         stats.connections_opened += 1
         stats.connections_open += 1
         try:
-            await _splice(request, transport, link, node, pool, monitor, stats)
+            await _splice(request, transport, link, placement, pool, monitor, stats)
         finally:
             stats.connections_open -= 1
     finally:
-        pool.closed(node)
+        if placement.node is not None:
+            pool.closed(placement.node)
     await connection_closed(request, LINGER)
     return _Upgraded()
 
@@ -141,23 +179,53 @@ async def _splice(
     request: web.Request,
     transport: asyncio.Transport,
     link: NodeLink,
-    node: NodeState,
+    placement: _Placement,
     pool: PoolManager,
     monitor: HealthMonitor,
     stats: RelayStats,
 ) -> None:
-    """Relay until the node's socket is closed; count how it ended, as soon as it is known."""
+    """Relay until the node's socket is closed (the last node's, when the session moves);
+    count how it ended, as soon as it is known."""
+    assert placement.node is not None
+    first = placement.node
 
     def ended(ending: Ending) -> None:
+        node_id = placement.node.id if placement.node is not None else first.id
+        if splice.moving is not None:  # its loss was counted when the move began
+            stats.sessions_not_moved += 1
+            log.warning(
+                "could not move a session (%s); its client reconnects",
+                splice.unmoved,
+                extra={"serverId": node_id},
+            )
+            return
         if ending is Ending.SLOW:
             stats.slow_consumers += 1
-            log.warning("closing slow consumer", extra={"serverId": node.id})
+            log.warning("closing slow consumer", extra={"serverId": node_id})
         elif ending is Ending.LOST or ending is Ending.DOWN:
             # No closing handshake from the node: it died, the network cut, or it hangs.
             # The client reconnects elsewhere, and the node is checked now.
             stats.upstream_lost += 1
-            if ending is Ending.LOST:
-                monitor.check_now(node)
+            if ending is Ending.LOST and placement.node is not None:
+                monitor.check_now(placement.node)
+
+    def move(splice: Splice, why: Ending) -> None:
+        left = placement.node
+        assert left is not None
+        if why is Ending.LOST:
+            stats.upstream_lost += 1
+            monitor.check_now(left)
+        placement.node = None
+        pool.closed(left)
+        placement.unwatch(on_lost)
+        task = asyncio.create_task(
+            _move(splice, left, request, placement, pool, monitor, stats, on_lost)
+        )
+        moves.add(task)
+        task.add_done_callback(moves.discard)
+
+    def on_lost(_: object) -> None:
+        splice.node_down()
 
     settings = pool.settings
     splice = Splice(
@@ -167,21 +235,55 @@ async def _splice(
         send_buffer_limit=settings.send_buffer_limit,
         counts=stats,
         ended=ended,
+        move=move if pool.config.seamless else None,
     )
-    lost = pool.lost_signal(node)
-    on_lost = lambda _: splice.node_down()  # noqa: E731
-    lost.add_done_callback(on_lost)
+    moves: set[asyncio.Task[None]] = set()
+    placement.watch(first, pool, on_lost)
     # aiohttp hands each read after the upgrade to a payload parser: ours splices it.
     request.protocol.set_parser(splice.reader)  # type: ignore[arg-type]
     request.protocol.keep_alive(False)
     try:
         await splice.finished
     finally:
-        lost.remove_done_callback(on_lost)
+        placement.unwatch(on_lost)
+        await cancel_and_wait(*moves)
         if splice.finished.cancelled():  # the gateway is stopping
             transport.abort()
-            assert link.transport is not None
-            link.transport.abort()
+            splice.abort_node()
+
+
+async def _move(
+    splice: Splice,
+    left: NodeState,
+    request: web.Request,
+    placement: _Placement,
+    pool: PoolManager,
+    monitor: HealthMonitor,
+    stats: RelayStats,
+    on_lost: Callable[[object], None],
+) -> None:
+    """Open the session's next node (any but the one it left) and continue there."""
+    began = time.monotonic()
+    try:
+        async with pool.moves, asyncio.timeout(MOVE_TIMEOUT):
+            chosen = await _open_upstream(
+                request, pool, monitor, stats, leaving=left.id, handshake_seconds=MOVE_HANDSHAKE
+            )
+    except ClientRefusedError as refusal:  # its token expired meanwhile, say
+        splice.unmovable(f"the node refused the client with {refusal.status}")
+        return
+    except TimeoutError:
+        chosen = None
+    if chosen is None:
+        splice.unmovable("no node could take it")
+        return
+    node, link, _ = chosen
+    placement.watch(node, pool, on_lost)
+    splice.attach(link)
+    took = time.monotonic() - began
+    stats.sessions_moved += 1
+    stats.move_seconds += took
+    stats.longest_move = max(stats.longest_move, took)
 
 
 class _Upgraded(web.StreamResponse):
@@ -209,15 +311,20 @@ async def _open_upstream(
     pool: PoolManager,
     monitor: HealthMonitor,
     stats: RelayStats,
+    *,
+    leaving: str | None = None,
+    handshake_seconds: float | None = None,
 ) -> tuple[NodeState, NodeLink, bytes] | None:
-    """Connect to the strategy's node, or the next one, within the attempt budget.
+    """Connect to the strategy's node, or the next one, within the attempt budget
+    (never to the node a session is ``leaving``; each handshake within ``handshake_seconds``,
+    ``--connect-timeout`` unless given).
 
     The chosen node counts the connection from the moment it is chosen (as pending until
     the handshake ends), so a burst of handshakes in flight spreads instead of all going to
     the node that looked emptiest.
     """
     settings = pool.settings
-    tried: set[str] = set()
+    tried: set[str] = set() if leaving is None else {leaving}
     for _ in range(settings.connect_attempts):
         node = pool.select(frozenset(tried))
         if node is None:
@@ -231,7 +338,7 @@ async def _open_upstream(
                 node,
                 request,
                 secret=settings.ticket_secret,
-                handshake_seconds=settings.connect_timeout,
+                handshake_seconds=handshake_seconds or settings.connect_timeout,
             )
         except UpstreamError as error:
             pool.release(node, connected=False)

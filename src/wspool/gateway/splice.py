@@ -10,7 +10,19 @@ direction follows the frame headers, and the gateway steps in only where it must
 - a client whose socket holds more than ``--send-buffer-limit`` unsent bytes: 1008 ``slow
   consumer`` to both, behind what was queued;
 - a node gone without a closing frame (:attr:`Ending.LOST`), or marked down by the health
-  checks (:meth:`Splice.node_down`): 1012 ``server node lost`` to the client.
+  checks (:meth:`Splice.node_down`): 1012 ``server node lost`` to the client, unless the
+  session moves (below).
+
+A *seamless* splice (given a ``move``) also follows the session's subscriptions and offsets
+(:class:`~wspool.gateway.model.sessionview.SessionView`, reading only the node's frames) and
+holds back the node's closing frame. When the node is lost, marked down, or closes with
+1012 ``server draining``, and both streams are between frames, the client stays connected:
+what it sends is kept, ``move`` opens a link to another node and :meth:`Splice.attach`
+restores the subscriptions there from the last offsets
+(:class:`~wspool.gateway.model.sessionview.Resumption`), passes on the new node's history
+and live frames, then what the client sent meanwhile. A session that cannot be moved
+(a position unknown, history gone, no node) gets the 1012 it would have had
+(:meth:`Splice.unmovable`).
 
 The gateway's own closing frames go between two frames of the stream they join (a frame
 already begun would otherwise be cut); where one cannot (a node gone in the middle of a
@@ -34,7 +46,14 @@ from collections.abc import Callable
 from typing import Protocol
 
 from wspool.core.protocol import CloseCode
-from wspool.gateway.model.framing import FrameScanner, close_frame
+from wspool.gateway.model.framing import (
+    CLOSE,
+    FrameScanner,
+    client_texts,
+    close_frame,
+    text_frame,
+)
+from wspool.gateway.model.sessionview import Resumption, SessionView, not_delivered
 from wspool.gateway.upstream import NodeLink
 
 __all__ = ["CLOSE_GRACE", "ClientBytes", "Ending", "MessageCounts", "Splice"]
@@ -46,6 +65,8 @@ ABORT_GRACE = 0.1
 
 _LOST = close_frame(CloseCode.SERVICE_RESTART, b"server node lost")
 _SLOW = b"slow consumer"
+_DRAINING = CloseCode.SERVICE_RESTART.to_bytes(2, "big") + b"server draining"
+_DRAINED = close_frame(CloseCode.SERVICE_RESTART, b"server draining")
 
 
 class Ending(enum.Enum):
@@ -99,27 +120,47 @@ class Splice:
         send_buffer_limit: int,
         counts: MessageCounts,
         ended: Callable[[Ending], None],
+        move: Callable[[Splice, Ending], None] | None = None,
     ) -> None:
-        assert node.transport is not None
         self._client = client
-        self._node = node.transport
+        self._max_frame_bytes = max_frame_bytes
         self._limit = send_buffer_limit
         self._ended = ended
+        self._move = move
         self.ending: Ending | None = None
-        self.up = FrameScanner(max_frame_bytes)
-        self.down = FrameScanner()
+        self.view = SessionView() if move is not None else None
         self._counts = counts
         self._client_close: bytes | None = None  # ours, waiting for the end of a frame
         self._client_done = False  # nothing more is sent to the client
-        self._node_closing = False  # a closing frame went to the node, or will not
+        self.moving: Ending | None = None
+        """Why the session is between two nodes (LOST, DOWN, or CLOSED: drained)."""
+        self.unmoved = ""
+        """Why the session could not be moved, if it could not."""
+        self._kept = bytearray()  # what the client sent while moving
+        self._resuming: Resumption | None = None
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.reader = ClientBytes(self)
+        self._link(node)
+
+    def _link(self, node: NodeLink) -> None:
+        assert node.transport is not None
+        self._node_link = node
+        self._node = node.transport
+        self._node_closing = False  # a closing frame went to the node, or will not
+        self.up = FrameScanner(self._max_frame_bytes)
+        view = self.view
+        self.down = FrameScanner(
+            watch=None if view is None else view.frame, hold_close=view is not None
+        )
         node.relay_to(self.from_node, self.node_gone, self._node_writable)
 
     # client -> node -------------------------------------------------------------------
 
     def from_client(self, data: bytes) -> None:
         up = self.up
+        if self.moving is not None:
+            self._keep(data)
+            return
         if up.stopped:
             return  # closing: what a client sends after it is discarded
         passing = up.feed(data)
@@ -139,7 +180,17 @@ class Splice:
         self._client_done = True
         self.down.stop()
         self._end(Ending.CLOSED)
+        if self.moving is not None:
+            if self._resuming is not None:
+                self._node.abort()  # the new node's session has no client any more
+            self._finish()
+            return
         self._close_node(CloseCode.NORMAL)
+
+    def _keep(self, data: bytes) -> None:
+        self._kept += data
+        if len(self._kept) > self._limit and not self._client.is_closing():
+            self._client.pause_reading()
 
     def _node_writable(self, writable: bool) -> None:
         if self._client.is_closing():
@@ -152,6 +203,9 @@ class Splice:
     # node -> client -------------------------------------------------------------------
 
     def from_node(self, data: bytes) -> None:
+        if self._resuming is not None:
+            self._resume(data)
+            return
         down = self.down
         if down.stopped:
             return
@@ -162,6 +216,9 @@ class Splice:
         if down.messages:
             self._counts.messages_to_client += down.messages
             down.messages = 0
+        if down.held_close is not None:
+            self._node_closed(down.held_close)
+            return
         if down.closed and not self._node_closing:
             # Answered here, as the node's client would: the node's connection ends now
             # even while the client is busy, and the client's answer is not passed on.
@@ -177,26 +234,132 @@ class Splice:
 
     def node_gone(self) -> None:
         """The node's socket closed: after its closing frame, or not (then: 1012 lost)."""
+        if self.moving is not None:
+            if self._resuming is not None:
+                self._move_again(Ending.LOST, "the new node was lost too")
+            return
         if not self.down.closed and self.ending is None:
+            if self._begin_move(Ending.LOST):
+                return
             self._end(Ending.LOST)
             self._close_client(_LOST, now=True)
         elif self._client_close is not None:
             self._close_client(self._client_close, now=True)
         else:
             self._finish_client()
-        if not self.finished.done():
-            self.finished.set_result(None)
+        self._finish()
 
     def node_down(self) -> None:
         """The health checks marked the node down while its socket is open: 1012 to the
         client now, and the node's connection dropped without waiting for its answer."""
-        if self.finished.done():
+        if self.finished.done() or self.moving is not None:
             return
-        if self.ending is None:
+        node = self._node
+        moved = self.ending is None and self._begin_move(Ending.DOWN)
+        if self.ending is None and not moved:
             self._end(Ending.DOWN)
             self._close_client(_LOST, now=True)
-        self._close_node(CloseCode.GOING_AWAY)
-        asyncio.get_running_loop().call_later(ABORT_GRACE, self._node.abort)
+        self._close_node(CloseCode.GOING_AWAY, node=node if moved else None)
+        asyncio.get_running_loop().call_later(ABORT_GRACE, node.abort)
+
+    def _node_closed(self, payload: bytes) -> None:
+        """The node's closing frame, held back: a drain moves the session, anything else
+        reaches the client as it was sent."""
+        node = self._node
+        if payload == _DRAINING and self.ending is None and self._begin_move(Ending.CLOSED):
+            self._close_node(CloseCode.NORMAL, node=node)
+            return
+        self.down.held_close = None
+        if self._client_close is not None:
+            self._send_client_close()
+        elif not self._client.is_closing():
+            self._client.write(bytes((0x80 | CLOSE, len(payload))) + payload)
+        if not self._node_closing:
+            self._close_node(CloseCode.NORMAL)
+
+    # moving to another node -------------------------------------------------------------
+
+    def _begin_move(self, why: Ending) -> bool:
+        """Start moving the session, if it can be: both streams between frames, the client
+        greeted by its node, and the position of every subscription known."""
+        if self._move is None or self.view is None or self._client_done:
+            return False
+        if not (self.up.between_frames and self.down.between_frames):
+            return False
+        if not self.view.greeted or None in self.view.positions().values():
+            return False
+        self.moving = why
+        self._node_link.detach()
+        self._kept += self.up.take_rest()
+        self._move(self, why)
+        return True
+
+    def attach(self, node: NodeLink) -> None:
+        """Continue the session on ``node``: restore its subscriptions, then relay."""
+        if self._client_done or self.view is None:
+            assert node.transport is not None
+            node.transport.abort()
+            return
+        positions = {c: p for c, p in self.view.positions().items() if p is not None}
+        self._resuming = Resumption(positions)
+        self._link(node)
+        for payload in self._resuming.subscribes():
+            self._node.write(text_frame(payload, os.urandom(4)))
+
+    def unmovable(self, reason: str) -> None:
+        """No node took the session (``reason``): the client gets the 1012 it would have had."""
+        self.unmoved = reason
+        why = self.moving or Ending.LOST
+        self._resuming = None
+        if self.ending is None:
+            self._end(why)  # told while :attr:`moving` still says it was a move
+            if not self._client.is_closing():
+                errors = not_delivered(client_texts(self._kept))
+                self._client.write(b"".join(text_frame(error) for error in errors))
+            self._close_client(_DRAINED if why is Ending.CLOSED else _LOST, now=True)
+        self._kept.clear()
+        self.moving = None
+        if not self._node_closing and not self._node.is_closing():
+            self._node.abort()
+        self._finish()
+
+    def _move_again(self, why: Ending, reason: str) -> None:
+        """The new node went (or drains) before the session was restored there: on to the
+        next one, from the positions passed on so far."""
+        self._resuming = None
+        self.moving = None
+        if not self._begin_move(why):
+            self.moving = why
+            self.unmovable(reason)
+
+    def _resume(self, data: bytes) -> None:
+        """The new node's frames until every subscribe is answered: its answers are kept,
+        history and live frames pass; then the relay goes on from there."""
+        resuming = self._resuming
+        assert resuming is not None
+        assert self.view is not None
+        step = resuming.read(data, self.view)
+        self._counts.messages_to_client += step.messages
+        if step.passing and not self._client.is_closing():
+            self._client.write(step.passing)
+        if step.closing is not None:
+            node = self._node
+            self._node_link.detach()
+            self._close_node(CloseCode.NORMAL, node=node)
+            why = Ending.CLOSED if step.closing == _DRAINING else Ending.LOST
+            self._move_again(why, "the new node closed the session")
+        elif resuming.failed is not None:
+            self.unmovable(resuming.failed)
+        elif resuming.done:
+            self._resuming = None
+            self.moving = None
+            kept, self._kept = bytes(self._kept), bytearray()
+            if not self._client.is_closing():
+                self._client.resume_reading()
+            if kept:
+                self.from_client(kept)
+            if step.rest:
+                self.from_node(step.rest)
 
     # the gateway's own closes ---------------------------------------------------------
 
@@ -205,15 +368,24 @@ class Splice:
             self.ending = ending
             self._ended(ending)
 
-    def _close_node(self, code: int, reason: bytes = b"") -> None:
+    def _close_node(
+        self, code: int, reason: bytes = b"", *, node: asyncio.Transport | None = None
+    ) -> None:
         """Send the node our closing frame (between two of the client's frames, or drop the
-        connection), stop writing, and give it :data:`CLOSE_GRACE` to close its socket."""
+        connection), stop writing, and give it :data:`CLOSE_GRACE` to close its socket.
+
+        ``node``: a node the session is leaving (the client stays)."""
+        leaving = node is not None
         up = self.up
-        up.stop()
-        node = self._node
-        if self._node_closing or node.is_closing():
+        if not leaving:
+            up.stop()
+            node = self._node
+            if self._node_closing:
+                return
+            self._node_closing = True
+        assert node is not None
+        if node.is_closing():
             return
-        self._node_closing = True
         asyncio.get_running_loop().call_later(CLOSE_GRACE, node.abort)
         if up.closed:
             return  # the client's own closing frame has passed
@@ -223,7 +395,7 @@ class Splice:
         node.write(close_frame(code, reason, mask=os.urandom(4)))
         if node.can_write_eof():
             node.write_eof()
-        if not self._client.is_closing():
+        if not leaving and not self._client.is_closing():
             self._client.resume_reading()  # what the client still sends is read and dropped
 
     def _close_client(self, frame: bytes, *, now: bool = False) -> None:
@@ -249,6 +421,14 @@ class Splice:
             return
         client.write(frame)
         self._finish_client()
+
+    def abort_node(self) -> None:
+        """Drop the node's connection (the gateway is stopping)."""
+        self._node.abort()
+
+    def _finish(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
 
     def _finish_client(self) -> None:
         """Stop sending to the client (FIN) and read on until it closes: closing a socket

@@ -141,6 +141,11 @@ class NodeLink(asyncio.Protocol):
         if self.lost:
             on_lost()
 
+    def detach(self) -> None:
+        """Report nothing more (the session it carried went on elsewhere); what still
+        arrives is dropped."""
+        self.relay_to(_drop, _nothing, _drop)
+
     def data_received(self, data: bytes) -> None:
         if self._on_data is not None:
             self._on_data(data)
@@ -328,3 +333,11 @@ async def connect_upstream(
 def _abort(link: NodeLink | None) -> None:
     if link is not None and link.transport is not None:
         link.transport.abort()
+
+
+def _drop(_: object) -> None:
+    """What a detached link does with what it reads or learns."""
+
+
+def _nothing() -> None:
+    """What a detached link does when it is lost."""

@@ -9,16 +9,32 @@ announces more than the limit (refused before its payload is read), and the clos
 node as the client masked them.
 
 Each frame's header is read at the point where its payload's offset in the chunk is known,
-which is where a reader of chosen payloads (a subscription, a message's offset) would hook
-in, without re-framing anything. :func:`close_frame` builds the gateway's own closing frames.
+which is where a :class:`FrameScanner`'s ``watch`` hooks in: it is handed every complete
+text message (in place when it lies in one chunk, copied together when it spans several),
+which is how the gateway follows a session's subscriptions and offsets
+(``wspool.gateway.model.sessionview``) without re-framing anything. With ``hold_close`` a
+node's closing frame is kept back instead of passed, so the gateway can decide what the
+client sees. :func:`close_frame` and :func:`text_frame` build the gateway's own frames;
+:func:`frame_end` finds where a complete frame ends in a buffer, and :func:`client_texts`
+reads back, unmasked, the messages a client sent while its session was between two nodes.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
-__all__ = ["CLOSE", "FrameScanner", "close_frame"]
+__all__ = [
+    "CLOSE",
+    "TEXT",
+    "FrameScanner",
+    "client_texts",
+    "close_frame",
+    "frame_end",
+    "text_frame",
+]
 
+TEXT = 0x1
 CLOSE = 0x8
 _FIN = 0x80
 _MASKED = 0x80
@@ -36,19 +52,46 @@ class FrameScanner:
     ends inside a payload or between frames, never inside a header. It stops, and passes
     nothing more, at the start of a frame announcing more than ``limit`` bytes
     (:attr:`oversized`), after a closing frame (:attr:`closed`), or at the first frame
-    boundary once :meth:`stop` was called.
+    boundary once :meth:`stop` was called; what it did not pass from there on is kept for
+    :meth:`take_rest`.
     """
 
-    __slots__ = ("_held", "_remaining", "_stopping", "closed", "limit", "messages", "oversized")
+    __slots__ = (
+        "_capture",
+        "_held",
+        "_remaining",
+        "_rest",
+        "_stopping",
+        "closed",
+        "held_close",
+        "hold_close",
+        "limit",
+        "messages",
+        "oversized",
+        "watch",
+    )
 
-    def __init__(self, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        limit: int | None = None,
+        *,
+        watch: Callable[[bytes, int, int], None] | None = None,
+        hold_close: bool = False,
+    ) -> None:
         self.limit = _UNLIMITED if limit is None else limit
         self.messages = 0
         """Messages whose last frame has passed (data frames with FIN set), to be collected."""
         self.closed = False
         self.oversized = False
+        self.watch = watch
+        """Called with ``(buffer, start, stop)`` for each unfragmented text message."""
+        self.hold_close = hold_close
+        self.held_close: bytes | None = None
+        """The payload of the closing frame kept back (with ``hold_close``)."""
+        self._capture: bytearray | None = None
         self._held = b""
         self._remaining = 0
+        self._rest = b""
         self._stopping = False
 
     @property
@@ -66,6 +109,11 @@ class FrameScanner:
         """Pass nothing beyond the end of the current frame."""
         self._stopping = True
 
+    def take_rest(self) -> bytes:
+        """What was fed but not passed after :meth:`stop` took effect (frames not begun)."""
+        rest, self._rest, self._held = self._rest + self._held, b"", b""
+        return rest
+
     def feed(self, data: bytes) -> bytes:
         """Scan ``data``; return the part of it (with any header held back) that may pass."""
         if (self._stopping and self._remaining == 0) or self.oversized:
@@ -75,9 +123,15 @@ class FrameScanner:
             self._held = b""
         end = len(data)
         pos = self._remaining
+        if self._capture is not None:
+            self._capture += data[:pos]
+            if pos <= end:
+                self._watched()
+        watch = self.watch
         while pos < end:
             if self._stopping:
                 self._remaining = 0
+                self._rest = data[pos:]
                 return data[:pos]
             first = data[pos]
             if end - pos < 2:
@@ -104,10 +158,24 @@ class FrameScanner:
             opcode = first & 0x0F
             if opcode & _CONTROL:
                 if opcode == CLOSE:
+                    if self.hold_close:
+                        if end - pos < head + length:
+                            break  # kept back whole
+                        self.held_close = data[pos + head : pos + head + length]
+                        self.closed = True
+                        self._stopping = True
+                        self._remaining = 0
+                        return data[:pos]
                     self.closed = True
                     self._stopping = True
             elif first & _FIN:
                 self.messages += 1
+                if watch is not None and opcode == TEXT:
+                    start = pos + head
+                    if start + length <= end:
+                        watch(data, start, start + length)
+                    else:
+                        self._capture = bytearray(data[start:])
             pos += head + length
         else:
             self._remaining = pos - end
@@ -118,6 +186,49 @@ class FrameScanner:
         self._held = data[pos:]
         return data[:pos]
 
+    def _watched(self) -> None:
+        captured, self._capture = bytes(self._capture or b""), None
+        if self.watch is not None:
+            self.watch(captured, 0, len(captured))
+
+
+def frame_end(buffer: bytes | bytearray, pos: int = 0) -> tuple[int, int, int] | None:
+    """The complete frame at ``pos``: ``(opcode, payload start, end)``, or None while it is
+    not all in ``buffer`` yet (a masked frame's 4-byte key is just before its payload)."""
+    end = len(buffer)
+    if end - pos < 2:
+        return None
+    length = buffer[pos + 1] & 0x7F
+    mask = 4 if buffer[pos + 1] & _MASKED else 0
+    head = 2
+    if length == 126:
+        head = 4
+        if end - pos < head:
+            return None
+        length = _MEDIUM.unpack_from(buffer, pos + 2)[0]
+    elif length == 127:
+        head = 10
+        if end - pos < head:
+            return None
+        length = _LONG.unpack_from(buffer, pos + 2)[0]
+    head += mask
+    if end - pos < head + length:
+        return None
+    return buffer[pos] & 0x0F, pos + head, pos + head + length
+
+
+def client_texts(buffer: bytes | bytearray) -> list[bytes]:
+    """The unfragmented text messages among the complete client frames in ``buffer``,
+    unmasked."""
+    texts = []
+    at = 0
+    while (frame := frame_end(buffer, at)) is not None:
+        opcode, start, end = frame
+        if opcode == TEXT and buffer[at] & _FIN and buffer[at + 1] & _MASKED:
+            texts.append(_masked(bytes(buffer[start:end]), bytes(buffer[start - 4 : start])))
+        at = end
+    return texts
+
 
 def close_frame(code: int, reason: bytes = b"", *, mask: bytes | None = None) -> bytes:
     """A closing frame with ``code`` and ``reason`` (at most 123 bytes): unmasked, as a
@@ -125,6 +236,27 @@ def close_frame(code: int, reason: bytes = b"", *, mask: bytes | None = None) ->
     payload = code.to_bytes(2, "big") + reason[:123]
     if mask is None:
         return bytes((_FIN | CLOSE, len(payload))) + payload
-    key = mask
-    hidden = bytes(byte ^ key[i % 4] for i, byte in enumerate(payload))
-    return bytes((_FIN | CLOSE, _MASKED | len(payload))) + key + hidden
+    return bytes((_FIN | CLOSE, _MASKED | len(payload))) + mask + _masked(payload, mask)
+
+
+def text_frame(payload: bytes, mask: bytes | None = None) -> bytes:
+    """A text frame: unmasked, as a server sends it, or as a client sends it, ``payload``
+    masked with the 4-byte ``mask``."""
+    length = len(payload)
+    masked = 0 if mask is None else _MASKED
+    if length < 126:
+        head = bytes((_FIN | TEXT, masked | length))
+    elif length < 1 << 16:
+        head = bytes((_FIN | TEXT, masked | 126)) + _MEDIUM.pack(length)
+    else:
+        head = bytes((_FIN | TEXT, masked | 127)) + _LONG.pack(length)
+    if mask is None:
+        return head + payload
+    return head + mask + _masked(payload, mask)
+
+
+def _masked(payload: bytes, mask: bytes) -> bytes:
+    key = (mask * (len(payload) // 4 + 1))[: len(payload)]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(
+        len(payload), "big"
+    )

@@ -116,6 +116,7 @@ _POOL_CONFIG = {
         },
         "weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
         "slowStart": {"type": "number", "minimum": 0, "maximum": 3600},
+        "seamless": {"type": "boolean"},
     },
     "additionalProperties": False,
 }

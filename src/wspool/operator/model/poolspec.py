@@ -142,6 +142,7 @@ class PoolSpec:
     health_threshold: int = DEFAULT_HEALTH_THRESHOLD
     health_check: HealthCheckSpec = field(default_factory=HealthCheckSpec)
     drain_window: float = DRAIN_WINDOW
+    seamless: bool = True
     resources: Mapping[str, Any] = field(default_factory=dict)
     autoscaling: AutoscalingSpec = field(default_factory=AutoscalingSpec)
     gateway: GatewaySpec = field(default_factory=GatewaySpec)
@@ -167,6 +168,7 @@ class PoolSpec:
                 "interval": self.health_check.interval,
                 "timeout": self.health_check.timeout,
             },
+            "seamless": self.seamless,
         }
 
 
@@ -269,6 +271,7 @@ def parse_pool_spec(document: Mapping[str, Any]) -> PoolSpec:
             timeout=health.get("timeout", _POSITIVE_SECONDS, defaults.health_check.timeout),
         ),
         drain_window=spec.get("drainWindow", checks.seconds(0, MAX_SECONDS), defaults.drain_window),
+        seamless=spec.get("seamless", checks.boolean, defaults.seamless),
         resources=spec.get("resources", checks.mapping, {}),
         autoscaling=AutoscalingSpec(
             enabled=scaling.get("enabled", checks.boolean, defaults.autoscaling.enabled),
