@@ -169,7 +169,7 @@ def test_failover_kills_a_node_and_every_subscriber_comes_back_through_the_gatew
 ) -> None:
     out = tmp_path / "failover.json"
     finished = _bench(
-        *("failover", "--spawn-servers", "2", "--spawn-gateway"),
+        *("failover", "--spawn-servers", "2", "--spawn-gateway", "--seamless", "false"),
         *("--workers", "1", "--subscribers", "20", "--duration", "2", "--json", str(out)),
     )
     assert finished.returncode == 0, finished.stderr
@@ -189,6 +189,26 @@ def test_failover_kills_a_node_and_every_subscriber_comes_back_through_the_gatew
     assert messages["missing"] == messages["gaps"] == messages["duplicates"] == 0
     assert messages["delivered"] == messages["expected_deliveries"] > 0
     assert "failover: killed" in finished.stdout
+
+
+def test_failover_with_seamless_moves_cuts_no_subscriber_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "seamless.json"
+    finished = _bench(
+        *("failover", "--spawn-servers", "2", "--spawn-gateway"),
+        *("--workers", "1", "--subscribers", "20", "--duration", "2", "--json", str(out)),
+    )
+    assert finished.returncode == 0, finished.stderr
+    (run,) = json.loads(out.read_text())["runs"]
+    failover = run["failover"]
+    assert failover["on_killed_node"] == {"subscribers": 10, "publishers": 0}
+    # The gateway moved the killed node's sessions: no client saw its connection close.
+    assert failover["cut"] == failover["subscribers_cut"] == 0
+    assert run["connections"]["close_codes"] == {}
+    messages = run["messages"]
+    assert messages["missing"] == messages["gaps"] == messages["duplicates"] == 0
+    assert messages["delivered"] == messages["expected_deliveries"] > 0
 
 
 def test_many_channels_and_a_subscribe_storm_against_a_spawned_node_and_its_redis(

@@ -155,6 +155,9 @@ def test_chromium_against_a_farm(node_modules: Path, redis_session_url: str) -> 
         nodes=3,
         node_security=(*keyed, *unthrottled, "--max-connections-per-ip", "0"),
         gateway_security=("--jwt-secret", SECRET),
+        # The client's own recovery is under test: the gateway leaves a lost node's clients to
+        # reconnect rather than moving them (test_gateway_seamless.py covers the moves).
+        gateway_args=("--seamless", "false"),
         gateway_id="gw-js",
     ) as farm:
         _node_test(

@@ -55,6 +55,7 @@ async def relay() -> AsyncIterator[Relay]:
     node_ours, node_theirs = socket.socketpair()
     client_transport, client_side = await loop.connect_accepted_socket(_ClientSide, client_ours)
     _, link = await loop.connect_accepted_socket(NodeLink, node_ours)
+    link.answered.cancel()  # a relayed link is past its handshake
     counts, endings = Counts(), list[Ending]()
     splice = Splice(
         client_transport,

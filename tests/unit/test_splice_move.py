@@ -61,6 +61,7 @@ class Moving:
 async def _node_pair() -> tuple[NodeLink, Pair]:
     ours, theirs = socket.socketpair()
     _, link = await asyncio.get_running_loop().connect_accepted_socket(NodeLink, ours)
+    link.answered.cancel()  # a relayed link is past its handshake
     return link, await asyncio.open_connection(sock=theirs)
 
 

@@ -198,7 +198,12 @@ def _answers(body: dict[str, Any]) -> bool:
 
 @contextlib.asynccontextmanager
 async def spawned_farm(
-    count: int, redis_url: str, *, gateway: bool = False, peer: str = ""
+    count: int,
+    redis_url: str,
+    *,
+    gateway: bool = False,
+    seamless: bool = True,
+    peer: str = "",
 ) -> AsyncIterator[Farm]:
     """Start ``count`` nodes (or peer servers), a gateway if asked, and Redis if no URL is
     given and something of the farm uses it."""
@@ -240,6 +245,7 @@ async def spawned_farm(
                     *(sys.executable, "-m", "wspool", "gateway", "--id", "bench-gateway"),
                     *("--redis-url", redis_url, *_listen(port)),
                     *("--log-level", "warning", "--insecure"),
+                    *("--seamless", "true" if seamless else "false"),
                 ],
             )
             processes.append(process)

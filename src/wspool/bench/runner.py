@@ -319,6 +319,7 @@ async def run_bench(settings: BenchSettings, scenarios: Sequence[str]) -> None:
                     settings.spawn_servers,
                     settings.redis_url,
                     gateway=settings.spawn_gateway,
+                    seamless=settings.seamless,
                     peer=settings.peer,
                 )
             )

@@ -150,6 +150,7 @@ class BenchSettings:
     via: str = ""
     peer: str = ""
     at_most_once: bool = False
+    seamless: bool = True
     redis_url: str = ""
     workers: int = 2
     connections: int | None = None
@@ -176,6 +177,8 @@ class BenchSettings:
             raise ConfigError("--peer", "runs without the gateway (the peer has its own clients)")
         if self.via and not self.spawn_gateway:
             raise ConfigError("--via", "is only used with --spawn-gateway")
+        if not self.seamless and not self.spawn_gateway:
+            raise ConfigError("--seamless", "is only used with --spawn-gateway")
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -263,6 +266,15 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "failover: resubscribe without `since` (as a client that keeps no position), so "
         "what was published while it was away is lost",
         switch=True,
+    ),
+    Option(
+        "seamless",
+        "--seamless",
+        "WSPOOL_BENCH_SEAMLESS",
+        checks.boolean.text,
+        "with --spawn-gateway: the gateway's --seamless (true: it moves the clients of a lost "
+        "node itself; false: they are closed with 1012 and reconnect, as failover measures)",
+        metavar="BOOL",
     ),
     Option(
         "peer",
