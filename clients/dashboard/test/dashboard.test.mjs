@@ -178,6 +178,13 @@ test("a node killed shows down, and its clients show up on the others", async ()
     `the survivors hold the ${held} clients of ${victim} too`,
     20_000,
   );
+  // Once its registration lapses the node leaves the table, and the connections chart, which
+  // counted it, shows the pool's clients all still connected.
+  await eventually(
+    async () => (await table())[victim] === undefined && (await chartLast("Connections"))[0] >= total,
+    `${victim} gone from the table, the chart at ${total} connections`,
+    20_000,
+  );
   assert.ok(
     sockets.every((socket) => socket.readyState === WebSocket.OPEN),
     "every client's WebSocket is still open",
