@@ -13,12 +13,12 @@ A publish batch goes through one call of the history script
 publishes each channel's frames as one Redis message: a burst costs one round trip and one
 script call. On one server (or Sentinel's primary) the call goes out on the pub/sub
 connection itself, so Redis writes its answer and the messages it published to this node
-in one write; while that connection is down, a publish is not sent (its batch is sent again
-once the link is back). Which channels share a call is decided in
+in one write; while that connection is down, or in a process that subscribes to nothing,
+on a connection of its own. Which channels share a call is decided in
 :meth:`RedisBus._script_groups` alone: on a Redis Cluster, those of one slot, and the calls
 go out as one pipeline per primary (:class:`~wspool.state.redis_shards.ShardScripts`, on
-connections of their own, needing no pub/sub link), so a burst costs one round trip per
-shard.
+connections of their own), so a burst costs one round trip per shard. Publishing needs no
+pub/sub link.
 
 Subscribes and history reads asked for while one batch of them is in flight go out together
 as the next (:mod:`wspool.state.coalesce`): a storm of subscribes costs one SUBSCRIBE and one
