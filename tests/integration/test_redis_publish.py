@@ -104,6 +104,22 @@ async def test_a_batch_sent_again_gets_the_positions_of_its_first_write(
     assert await engine.publish(batch, "batch-1") == first  # no new offsets: not written again
 
 
+async def test_a_publish_goes_out_on_the_connection_that_receives_its_messages(
+    bus: tuple[RedisBus, Inbox], redis_url: str
+) -> None:
+    # So Redis answers the script and delivers what it published to this node in one write.
+    engine, inbox = bus
+    await engine.subscribe("a")
+    await engine.publish({"a": [frame(1)]}, "batch-1")
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        subscribed = [c for c in await client.client_list() if c["sub"] != "0"]
+    finally:
+        await client.aclose()
+    assert [c["cmd"] for c in subscribed] == ["evalsha"]
+    await eventually(has(inbox, "a", [1]), message="delivered")
+
+
 async def test_a_process_too_busy_to_read_does_not_take_its_link_for_lost(
     bus: tuple[RedisBus, Inbox],
 ) -> None:

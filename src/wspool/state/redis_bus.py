@@ -1,6 +1,6 @@
 """The Redis message bus: cross-node pub/sub and channel history in Redis.
 
-Pub/sub uses one dedicated connection per process (:class:`~wspool.state.redis_links.SinglePubSub`;
+Pub/sub uses one dedicated connection per process (:class:`~wspool.state.redis_links.SingleLink`;
 on a Redis Cluster one per primary, with sharded pub/sub:
 :class:`~wspool.state.redis_shards.ShardedPubSub`), read by a single task that hands every
 buffered message on as it parses it; when Redis goes away the task reports it, reconnects
@@ -10,12 +10,15 @@ history what the link missed.
 
 A publish batch goes through one call of the history script
 (:mod:`wspool.state.redis_history`) for all its channels, which numbers, stores and
-publishes each channel's frames as one Redis message, on a connection of its own
-(:class:`~wspool.state.redis_links.ScriptLink`): a burst costs one round trip and one script
-call. Which channels share a call is decided in :meth:`RedisBus._script_groups` alone: on a
-Redis Cluster, those of one slot, and the calls go out as one pipeline per primary
-(:class:`~wspool.state.redis_shards.ShardScripts`), so a burst costs one round trip per
-shard. Publishing needs no pub/sub link.
+publishes each channel's frames as one Redis message: a burst costs one round trip and one
+script call. On one server (or Sentinel's primary) the call goes out on the pub/sub
+connection itself, so Redis writes its answer and the messages it published to this node
+in one write; while that connection is down, or in a process that subscribes to nothing,
+on a connection of its own. Which channels share a call is decided in
+:meth:`RedisBus._script_groups` alone: on a Redis Cluster, those of one slot, and the calls
+go out as one pipeline per primary (:class:`~wspool.state.redis_shards.ShardScripts`, on
+connections of their own), so a burst costs one round trip per shard. Publishing needs no
+pub/sub link.
 
 Subscribes and history reads asked for while one batch of them is in flight go out together
 as the next (:mod:`wspool.state.coalesce`): a storm of subscribes costs one SUBSCRIBE and one
@@ -59,7 +62,7 @@ from wspool.state.redis_history import (
     recent_result,
     split_message,
 )
-from wspool.state.redis_links import Command, Reply, ScriptLink, SinglePubSub
+from wspool.state.redis_links import Command, Reply, SingleLink
 from wspool.state.redis_shards import ShardedPubSub, ShardScripts
 from wspool.tasks import cancel_and_wait
 
@@ -85,7 +88,7 @@ most; the requests made while one batch is in flight go out together as the next
 
 
 class Scripts(Protocol):
-    """Sends pipelined script calls: :class:`ScriptLink` or :class:`ShardScripts`."""
+    """Sends pipelined script calls: :class:`SingleLink` or :class:`ShardScripts`."""
 
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]: ...
 
@@ -93,7 +96,7 @@ class Scripts(Protocol):
 
 
 class PubSub(Protocol):
-    """The pub/sub links of one connection's life: :class:`SinglePubSub` or
+    """The pub/sub links, opened anew for each connection's life: :class:`SingleLink` or
     :class:`ShardedPubSub`."""
 
     async def open(self, channels: Sequence[str], on_reply: Reply) -> None: ...
@@ -120,13 +123,16 @@ class RedisBus:
         # Commands fail fast during an outage (callers keep their own retry state).
         self._redis = connect(target, socket_timeout=5.0)
         self._scripts: Scripts
+        self._single: SingleLink | None = None
         if isinstance(self._redis, RedisCluster):
             self._keys = replace(self._keys, sharded=True)
             self._scripts = ShardScripts(self._redis, PUBLISH_TIMEOUT)
         else:
-            # Kept: a Sentinel pool's connections only hold a weak reference to it.
-            self._links = dedicated(target, self._redis)
-            self._scripts = ScriptLink(self._links, PUBLISH_TIMEOUT)
+            # (It keeps the pool of a Sentinel, whose connections only hold a weak reference.)
+            self._single = SingleLink(
+                dedicated(target, self._redis), LINK_PING_INTERVAL, LINK_TIMEOUT, PUBLISH_TIMEOUT
+            )
+            self._scripts = self._single
         self._lua = history_scripts(target.kind)
         self._channels: set[str] = set()
         self._waiters: defaultdict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
@@ -329,9 +335,10 @@ class RedisBus:
                     await pubsub.close()
 
     def _new_pubsub(self) -> PubSub:
-        if isinstance(self._redis, RedisCluster):
-            return ShardedPubSub(self._redis, LINK_PING_INTERVAL, LINK_TIMEOUT)
-        return SinglePubSub(self._links, LINK_PING_INTERVAL, LINK_TIMEOUT)
+        if self._single is not None:
+            return self._single
+        assert isinstance(self._redis, RedisCluster)
+        return ShardedPubSub(self._redis, LINK_PING_INTERVAL, LINK_TIMEOUT)
 
     def _on_reply(self, reply: list[str]) -> None:
         """One reply on a pub/sub link: a message, a confirmation, or a pong."""

@@ -18,12 +18,14 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis._parsers import _AsyncRESP3Parser
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
+from redis.maint_notifications import MaintNotificationsConfig
 from redis.typing import EncodableT, FieldT
 
 from wspool.core.redisurl import RedisKind, RedisTarget
@@ -100,20 +102,27 @@ def dedicated(target: RedisTarget, client: aioredis.Redis) -> Callable[[], Abstr
     """Makes connections to ``target`` (one server, or Sentinel's current primary, asking the
     Sentinels of ``client``, its command client) that belong to no pool, with the options
     of :func:`connect` and no read timeout: their user keeps its own deadlines
-    (:mod:`wspool.state.redis_links`). They speak RESP2, in which pub/sub messages are plain
-    replies rather than RESP3 pushes, which redis-py routes through a handler each."""
+    (:class:`wspool.state.redis_links.SingleLink`). They speak RESP3, in which a subscribed
+    connection still takes commands, through redis-py's own RESP3 parser (whose push
+    handler tells pub/sub messages from replies), without redis-py's maintenance
+    notifications."""
+    options = {
+        "socket_timeout": None,
+        "protocol": 3,
+        "parser_class": _AsyncRESP3Parser,
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+        **_options(),
+    }
     pool: ConnectionPool
     if isinstance(client.connection_pool, SentinelConnectionPool):
         pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
             target.primary,
             client.connection_pool.sentinel_manager,
-            socket_timeout=None,
-            protocol=2,
+            **options,
             **_credentials(target),
-            **_options(),
         )
     else:
-        pool = ConnectionPool.from_url(target.url, socket_timeout=None, protocol=2, **_options())
+        pool = ConnectionPool.from_url(target.url, **options)
 
     def make() -> AbstractConnection:
         connection: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
