@@ -31,7 +31,14 @@ import orjson
 from wspool.core.protocol import ErrorCode, encode_error
 from wspool.gateway.model.framing import CLOSE, TEXT, frame_end
 
-__all__ = ["RESUME_PREFIX", "Resumption", "SessionView", "Step", "not_delivered"]
+__all__ = [
+    "RESUME_PREFIX",
+    "Resumption",
+    "SessionView",
+    "Step",
+    "channel_offset",
+    "not_delivered",
+]
 
 _DATA = b'{"type":"data","channel":"'
 _SUBSCRIBED = b'{"type":"subscribed",'
@@ -111,17 +118,24 @@ class SessionView:
             self._channels[channel] = offset
 
     def _data(self, data: bytes, start: int, stop: int) -> None:
-        head = start + len(_DATA)
-        quote = data.find(b'"', head, min(stop, start + _CHANNEL_END))
-        offset = _offset(data, head, stop)
-        if quote < 0 or offset is None:
-            return
-        channel = data[head:quote].decode()
-        if channel in self._channels:
-            self._channels[channel] = offset
+        found = channel_offset(data, start, stop)
+        if found is not None and found[0] in self._channels:
+            self._channels[found[0]] = found[1]
 
 
-def _offset(data: bytes, start: int, stop: int) -> str | None:
+def channel_offset(data: bytes | bytearray, start: int, stop: int) -> tuple[str, str] | None:
+    """The channel and offset of the data frame ``data[start:stop]`` (None if it is none)."""
+    if not data.startswith(_DATA, start):
+        return None
+    head = start + len(_DATA)
+    quote = data.find(b'"', head, min(stop, start + _CHANNEL_END))
+    offset = _offset(data, head, stop)
+    if quote < 0 or offset is None:
+        return None
+    return data[head:quote].decode(), offset
+
+
+def _offset(data: bytes | bytearray, start: int, stop: int) -> str | None:
     """The offset a data frame ends with, ``data[start:stop]`` holding its end."""
     found = data.rfind(_OFFSET, max(start, stop - _TAIL), stop)
     return None if found < 0 else data[found + len(_OFFSET) : stop - 2].decode()
@@ -174,10 +188,10 @@ class Resumption:
     def done(self) -> bool:
         return self.greeted and not self._waiting and self.failed is None
 
-    def read(self, data: bytes, view: SessionView) -> Step:
+    def read(self, data: bytes, view: SessionView | None) -> Step:
         """The new node's next bytes: its answers kept, the rest passed (and shown to
-        ``view``), up to the end of the last whole frame, a closing frame, a failure, or
-        the answer that restores the session."""
+        ``view``, if the client gets them now), up to the end of the last whole frame, a
+        closing frame, a failure, or the answer that restores the session."""
         unread = self._unread
         unread += data
         pos = messages = 0
@@ -194,8 +208,9 @@ class Resumption:
             if opcode != TEXT or not self.keeps(payload):
                 passing += unread[pos:end]
                 if opcode == TEXT:
-                    view.frame(payload, 0, len(payload))
                     messages += 1
+                    if view is not None:
+                        view.frame(payload, 0, len(payload))
             pos = end
         del unread[:pos]
         rest = b""
