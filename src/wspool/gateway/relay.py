@@ -58,6 +58,8 @@ class RelayStats:
     messages_to_server: int = 0
     messages_to_client: int = 0
     sessions_moved: int = 0
+    sessions_handed_over: int = 0
+    """Those of the moved sessions that a draining node handed over."""
     sessions_not_moved: int = 0
     move_seconds: float = 0.0
     """Time the moved sessions took to reach their new node, summed."""
@@ -316,6 +318,7 @@ async def _hand_over(
             pool.closed(left)
             placement.watch(node, pool, on_lost)
             _count_move(stats, time.monotonic() - began)
+            stats.sessions_handed_over += 1
             return
     log.info(
         "could not hand a session over (%s); its node serves it to the end of its drain",
