@@ -218,9 +218,10 @@ async def test_clients_of_a_killed_and_a_drained_node_keep_every_message_and_the
     moved = sum(metric(g.http, "wspool_gateway_sessions_moved_total") for g in both)
     took = sum(metric(g.http, "wspool_gateway_session_move_seconds_total") for g in both)
     longest = max(metric(g.http, "wspool_gateway_longest_session_move_seconds") for g in both)
+    handed = sum(metric(g.http, "wspool_gateway_sessions_handed_over_total") for g in both)
     print(
-        f"{moved:.0f} sessions moved in {took / max(moved, 1) * 1000:.0f} ms on average,"
-        f" the longest in {longest * 1000:.0f} ms"
+        f"{moved:.0f} sessions moved ({handed:.0f} handed over by the drained node) in"
+        f" {took / max(moved, 1) * 1000:.0f} ms on average, the longest in {longest * 1000:.0f} ms"
     )
     why = [
         line
@@ -229,8 +230,10 @@ async def test_clients_of_a_killed_and_a_drained_node_keep_every_message_and_the
         if "could not move" in line or "trying another node" in line
     ]
     assert closed == [], why[:10]
-    # Every client of the two nodes moved (those of the killed node may have moved twice).
+    # Every client of the two nodes moved (those of the killed node may have moved twice);
+    # the drained node's were handed over (moved before it was left).
     assert moved >= sum(node != "node-3" for _, node in placed)
+    assert handed >= sum(node == "node-2" for _, node in placed)
     assert (lost, duplicated, out_of_order) == (0, 0, 0)
     # The targets are 1 s (kill) and 100 ms (drain), met with 30 clients on the test machine
     # (50 and 16 ms); with 300 the whole farm shares two busy cores and the surviving node
