@@ -316,6 +316,7 @@ class Splice:
         if not self.view.greeted or None in self.view.positions().values():
             return False
         self.moving = why
+        self._overlap = None  # the new node resumes from the client's positions
         self._node_link.detach()
         self._kept += self.up.take_rest()
         self._move(self, why)
