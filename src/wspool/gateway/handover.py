@@ -109,6 +109,8 @@ class Handover:
         self.held += step.passing
         if step.closing is not None:
             self._on_failed("the new node closed the session")
+        elif resumption.noticed:
+            self._on_failed("the new node drains too")
         elif resumption.failed is not None:
             self._on_failed(resumption.failed)
         elif resumption.done:

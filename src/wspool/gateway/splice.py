@@ -386,6 +386,8 @@ class Splice:
                 self._client.resume_reading()
             if kept:
                 self.from_client(kept)
+            if resuming.noticed:  # the new node drains already: on to the next one
+                self._noticed()
             if step.rest:
                 self.from_node(step.rest)
 

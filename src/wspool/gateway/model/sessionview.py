@@ -28,8 +28,8 @@ from typing import Any
 
 import orjson
 
-from wspool.core.protocol import ErrorCode, encode_error
-from wspool.gateway.model.framing import CLOSE, TEXT, frame_end
+from wspool.core.protocol import HANDOVER_NOTICE, ErrorCode, encode_error
+from wspool.gateway.model.framing import CLOSE, PING, TEXT, frame_end
 
 __all__ = [
     "RESUME_PREFIX",
@@ -159,11 +159,12 @@ class Resumption:
     """Restoring a session on a new node: the subscribes to send, and its answers.
 
     The new node's ``connected`` and the answers to these subscribes are the gateway's; the
-    client already has its own. The session is restored once every subscribe is answered
+    client already has its own. So is a handover notice, should the new node drain already
+    (:attr:`noticed`). The session is restored once every subscribe is answered
     with ``recovered: true``; any other answer means it cannot be restored without a gap.
     """
 
-    __slots__ = ("_unread", "_waiting", "failed", "greeted")
+    __slots__ = ("_unread", "_waiting", "failed", "greeted", "noticed")
 
     def __init__(self, positions: dict[str, str]) -> None:
         self._unread = bytearray()
@@ -174,6 +175,8 @@ class Resumption:
         self.failed: str | None = None
         """Why the session cannot be restored, once known."""
         self.greeted = False
+        self.noticed = False
+        """Whether the new node sent a handover notice (it drains too): kept, not passed."""
 
     def subscribes(self) -> list[bytes]:
         """The subscribe frames' payloads, one per channel, from its last position."""
@@ -205,7 +208,9 @@ class Resumption:
             if opcode == CLOSE:
                 unread.clear()
                 return Step(bytes(passing), messages, payload, b"")
-            if opcode != TEXT or not self.keeps(payload):
+            if opcode == PING and payload == HANDOVER_NOTICE:
+                self.noticed = True
+            elif opcode != TEXT or not self.keeps(payload):
                 passing += unread[pos:end]
                 if opcode == TEXT:
                     messages += 1
