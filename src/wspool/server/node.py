@@ -186,7 +186,7 @@ class ServerNode:
         log.info("server node listening on %s", self.url, extra={"serverId": self.id})
 
     async def drain(self) -> None:
-        """Stop accepting, then close every client with 1012, spread over the drain window;
+        """Refuse new clients, then close every client with 1012, spread over the drain window;
         a client whose gateway moves it gets the handover notice instead, and the 1012 only
         if it is still here :data:`HANDOVER_GRACE` seconds after the window."""
         if self.draining or self._server is None:
@@ -200,7 +200,8 @@ class ServerNode:
         )
         with contextlib.suppress(EngineUnavailableError):
             await self.engine.register_node(self.node_info(), self.settings.node_ttl)
-        self._server.close(close_connections=False)
+        # It listens on, for its /health (503 draining: the gateways keep it as draining, not
+        # down, while it serves the sessions it hands over); new clients get 503.
         sessions = list(self.sessions.values())
         loop = asyncio.get_running_loop()
         start = loop.time()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __all__ = ["HANDOVER_GRACE", "drain_schedule"]
 
-HANDOVER_GRACE = 2.0
+HANDOVER_GRACE = 5.0
 """Seconds after the drain window before the sessions still handed over get their 1012."""
 
 
