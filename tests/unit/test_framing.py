@@ -182,3 +182,25 @@ def test_client_texts_are_read_back_unmasked_and_gateway_frames_are_well_formed(
     (masked,) = parse_frames(text_frame(b"hello", MASK), mask=True)
     (plain,) = parse_frames(text_frame(b"x" * 70_000), mask=False)
     assert (masked.data, len(plain.data)) == (b"hello", 70_000)
+
+
+def test_a_notice_ping_is_taken_out_wherever_the_reads_split_it() -> None:
+    notice = _frame(Opcode.PING, b"handover", masked=False)
+    before, after = _frame(Opcode.TEXT, b"one", masked=False), _frame(Opcode.TEXT, b"two")
+    other = _frame(Opcode.PING, b"handoveR", masked=False)
+    stream = before + notice + other + after
+    for cut in range(len(stream) + 1):
+        scanner = FrameScanner(notice=b"handover")
+        assert _feed(scanner, stream, [cut]) == before + other + after
+        assert (scanner.noticed, scanner.messages) == (1, 2)
+
+
+def test_a_stopped_stream_resumes_with_what_it_kept() -> None:
+    first, second = _frame(Opcode.TEXT, b"one"), _frame(Opcode.TEXT, b"two")
+    scanner = FrameScanner()
+    assert scanner.feed(first[:7]) == first[:7]
+    scanner.stop()
+    assert scanner.feed(first[7:] + second) == first[7:]
+    assert scanner.feed(second) == b""  # dropped: only what came with the frame's end is kept
+    assert scanner.feed(scanner.resume()) == second
+    assert scanner.feed(second) == second

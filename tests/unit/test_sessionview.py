@@ -10,6 +10,7 @@ import json
 
 from wspool.core.history import StreamPosition, with_offset
 from wspool.core.protocol import (
+    HANDOVER_NOTICE,
     ErrorCode,
     encode_connected,
     encode_data,
@@ -168,3 +169,22 @@ def test_a_resumption_reads_the_new_nodes_stream_in_any_pieces_and_hands_on_the_
     # then live frames) is handed on whole, for the relay to pass as usual.
     assert (passed, messages) == (b"", 0)
     assert rest == b"".join(_server_frame(_data("a", n).encode()) for n in (5, 6))
+
+
+def test_a_new_nodes_handover_notice_is_the_gateways_and_is_noted() -> None:
+    resumption = Resumption({"a": "e1:4"})
+    (asked,) = [json.loads(frame) for frame in resumption.subscribes()]
+    notice = bytes((0x89, len(HANDOVER_NOTICE))) + HANDOVER_NOTICE
+    ping = bytes((0x89, 2)) + b"hi"
+    stream = (
+        _server_frame(encode_connected("c", "node-2", "client").encode())
+        + notice
+        + ping
+        + _server_frame(
+            encode_subscribed("a", asked["messageId"], StreamPosition("e1", 4), True).encode()
+        )
+    )
+    step = resumption.read(stream, None)
+    assert resumption.done
+    assert resumption.noticed
+    assert step.passing == ping  # a ping of the node's own reaches the client

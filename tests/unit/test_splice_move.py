@@ -2,7 +2,9 @@
 
 The client's socket and two nodes' sockets are socket pairs. The first node is lost, or
 drains; what the client reads must be one unbroken stream, what the second node reads the
-subscribe that resumes the session and then what the client sent meanwhile.
+subscribe that resumes the session and then what the client sent meanwhile. A drain's
+handover notice moves the session while the first node still delivers: the client's stream
+goes on from the first node's frames to the second's, without an overlap.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from websockets.frames import Close, Frame, Opcode
 
 from tests.support.frames import parse_frames
 from wspool.core.history import StreamPosition, with_offset
-from wspool.core.protocol import encode_connected, encode_data, encode_subscribed
+from wspool.core.protocol import (
+    HANDOVER_NOTICE,
+    encode_connected,
+    encode_data,
+    encode_pong,
+    encode_subscribed,
+)
 from wspool.gateway.splice import ClientBytes, Ending, Splice
 from wspool.gateway.upstream import NodeLink
 
@@ -49,6 +57,7 @@ class Moving:
     node: Pair
     endings: list[Ending]
     moves: list[Ending] = field(default_factory=list)
+    handovers: list[Splice] = field(default_factory=list)
     opened: list[asyncio.BaseTransport] = field(default_factory=list)
 
     async def node_pair(self) -> tuple[NodeLink, Pair]:
@@ -73,6 +82,7 @@ async def moving() -> AsyncIterator[Moving]:
     link, node = await _node_pair()
     endings: list[Ending] = []
     moves: list[Ending] = []
+    handovers: list[Splice] = []
     splice = Splice(
         client_transport,
         link,
@@ -81,6 +91,7 @@ async def moving() -> AsyncIterator[Moving]:
         counts=Counts(),
         ended=endings.append,
         move=lambda _, why: moves.append(why),
+        hand_over=handovers.append,
     )
     client_side.reader = splice.reader
     client = await asyncio.open_connection(sock=client_theirs)
@@ -91,7 +102,7 @@ async def moving() -> AsyncIterator[Moving]:
         client[1].transport,
         node[1].transport,
     ]
-    yield Moving(splice, client, node, endings, moves, opened)
+    yield Moving(splice, client, node, endings, moves, handovers, opened)
     for transport in opened:
         transport.close()
     await asyncio.sleep(0.01)
@@ -272,3 +283,80 @@ async def test_a_new_node_that_drains_before_the_session_is_restored_passes_it_o
     assert moving.endings == []
     second[1].close()
     third[1].close()
+
+
+_NOTICE = Frame(Opcode.PING, HANDOVER_NOTICE).serialize(mask=False)
+_PING = Frame(Opcode.TEXT, b'{"type":"ping","messageId":"p"}').serialize(mask=True)
+
+
+async def _asked(node: Pair) -> dict[str, str]:
+    """The subscribe a new node is asked for."""
+    async with asyncio.timeout(5):
+        head = await node[0].readexactly(2)
+        rest = await node[0].readexactly(4 + (head[1] & 0x7F))
+    asked: dict[str, str] = json.loads(bytes(parse_frames(head + rest, mask=True)[0].data))
+    return asked
+
+
+async def test_a_handed_over_session_switches_after_its_node_s_last_frame_without_overlap(
+    moving: Moving,
+) -> None:
+    await _subscribed_and_two_messages(moving)
+    moving.node[1].write(_NOTICE + _text(_data(3)))
+    assert [t["offset"] for t in await _read_texts(moving.client[0], 1)] == ["e1:3"]
+    assert moving.handovers == [moving.splice]
+    moving.client[1].write(_PING)  # kept for the node the session goes on on
+    link, node = await moving.node_pair()
+    switched = moving.splice.hand_over_to(link)
+    asked = await _asked(node)
+    assert (asked["channel"], asked["since"]) == ("news", "e1:3")
+    moving.node[1].write(_text(_data(4)))  # the old node delivers on meanwhile
+    await asyncio.sleep(0.05)
+    node[1].write(
+        _text(encode_connected("c2", "node-2", "client"))
+        + _text(encode_subscribed("news", asked["messageId"], StreamPosition("e1", 3), True))
+        + _text(_data(4))  # what the client has already
+        + _text(_data(5))
+        + _text(encode_pong("p"))
+    )
+    assert await asyncio.wait_for(switched, 5) is None
+    moving.node[1].write(_text(_data(5)))  # the old node's frames after the switch: dropped
+    await asyncio.sleep(0.05)
+    texts = await _read_texts(moving.client[0], 3)
+    assert [t.get("offset") for t in texts] == ["e1:4", "e1:5", None]
+    assert texts[-1] == {"type": "pong", "messageId": "p"}
+    async with asyncio.timeout(5):
+        assert await node[0].readexactly(len(_PING)) == _PING
+        (closing,) = parse_frames(await moving.node[0].read(), mask=True)
+    assert Close.parse(closing.data).code == 1000
+    assert (moving.moves, moving.endings) == ([], [])
+    node[1].close()
+
+
+async def test_a_handover_the_new_node_cannot_take_leaves_the_session_on_its_node(
+    moving: Moving,
+) -> None:
+    await _subscribed_and_two_messages(moving)
+    moving.node[1].write(_NOTICE)
+    await asyncio.sleep(0.05)
+    moving.client[1].write(_PING)
+    link, node = await moving.node_pair()
+    switched = moving.splice.hand_over_to(link)
+    asked = await _asked(node)
+    node[1].write(
+        _text(encode_connected("c2", "node-2", "client"))
+        + _text(encode_subscribed("news", asked["messageId"], StreamPosition("e9", 0), False))
+    )
+    assert await asyncio.wait_for(switched, 5) == "news could not be resumed"
+    async with asyncio.timeout(5):
+        (closing,) = parse_frames(await node[0].read(), mask=True)
+        assert await moving.node[0].readexactly(len(_PING)) == _PING  # kept, then passed
+    assert Close.parse(closing.data).code == 1000
+    moving.node[1].write(_text(_data(3)))
+    assert [t["offset"] for t in await _read_texts(moving.client[0], 1)] == ["e1:3"]
+    # The node's 1012 at the end of its drain moves the session as before.
+    draining = Close(1012, "server draining").serialize()
+    moving.node[1].write(Frame(Opcode.CLOSE, draining).serialize(mask=False))
+    await asyncio.sleep(0.05)
+    assert moving.moves == [Ending.CLOSED]
+    node[1].close()

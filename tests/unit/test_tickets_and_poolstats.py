@@ -47,6 +47,12 @@ def test_a_relay_ticket_names_no_client_and_leaves_the_node_to_judge_it() -> Non
     ticket = verify_ticket(SECRET, token, "node-1")
     assert ticket.client_id is None
     assert ticket_refusal(ticket, "whoever") is None
+    assert not ticket.handover
+
+
+def test_a_seamless_relay_ticket_says_the_gateway_takes_the_handover_notice() -> None:
+    token = issue_ticket(SECRET, Ticket("c1", None, "node-1", handover=True), time.time())
+    assert verify_ticket(SECRET, token, "node-1").handover
 
 
 def test_a_ticket_naming_what_is_no_client_id_is_refused() -> None:

@@ -53,7 +53,8 @@ __all__ = [
 SERVER_PORT = 8081
 GATEWAY_PORT = 8080
 DRAIN_WINDOW = 10.0
-"""Seconds over which a stopping node spreads its 1012 closes (``wspool dev``: 2)."""
+"""Seconds over which a stopping node spreads its 1012 closes, or its handovers to a seamless
+gateway (``wspool dev``: 2)."""
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 MAX_DEV_SERVERS = 10
 
@@ -157,7 +158,7 @@ _DRAIN_WINDOW = Option(
     "--drain-window",
     "WSPOOL_DRAIN_WINDOW",
     checks.seconds(0).text,
-    "seconds over which a draining node spreads its 1012 closes",
+    "seconds over which a draining node spreads its 1012 closes (or handovers)",
     metavar="SECONDS",
 )
 

@@ -25,6 +25,7 @@ from wspool.core.history import StreamPosition
 
 __all__ = [
     "CHANNEL_PATTERN",
+    "HANDOVER_NOTICE",
     "ClientMessage",
     "CloseCode",
     "ErrorCode",
@@ -80,6 +81,12 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012  # node draining: reconnect through the gateway
     TRY_AGAIN_LATER = 1013  # no capacity (pool full, no healthy node)
+
+
+HANDOVER_NOTICE = b"wspool-handover"
+"""The payload of the ping a draining node sends, instead of its 1012, on a connection whose
+gateway moves sessions itself (a relay ticket with ``hov``): the gateway moves the session
+to another node and never passes this ping on. Not part of the client protocol."""
 
 
 class ProtocolError(Exception):

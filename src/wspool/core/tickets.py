@@ -3,8 +3,10 @@
 In direct mode the gateway picks a node, reserves a connection id and hands the client a
 ticket; the node accepts the WebSocket only with a valid, unexpired ticket naming itself,
 so clients cannot bypass the strategy, the pool limit or a draining node. The relay path
-mints one per upstream connection the same way. A ticket is a compact JWT (RFC 7519,
-HS256) whose audience is the node, with the reserved connection id as ``jti``.
+mints one per upstream connection the same way; in a seamless pool its ``hov`` claim tells
+the node that the gateway takes a drain's handover notice instead of the close
+(``wspool.gateway.handover``). A ticket is a compact JWT (RFC 7519, HS256) whose audience
+is the node, with the reserved connection id as ``jti``.
 
 A ticket opens one connection, for the client it names, within its lifetime: the node
 that accepts it marks its ``jti`` used until it expires (:func:`ticket_refusal` is the rule
@@ -51,6 +53,9 @@ class Ticket:
     """The client the ticket is for; None when the node decides (a relay ticket)."""
     server_id: str
     expires_at: float = field(default=0.0, compare=False)
+    handover: bool = False
+    """Whether the gateway takes a drain's handover notice instead of the close (a relay
+    ticket of a seamless pool)."""
 
 
 def _audience(server_id: str) -> str:
@@ -67,6 +72,8 @@ def issue_ticket(secret: str, ticket: Ticket, now: float, ttl: float = TICKET_TT
         "iat": int(now),
         "exp": int(now + ttl) + 1,
     }
+    if ticket.handover:
+        claims["hov"] = True
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -92,7 +99,7 @@ def verify_ticket(secret: str, token: str, server_id: str) -> Ticket:
     named = None if client_id == connection_id else client_id
     if named is not None and not is_client_id(named):
         raise TicketError(f"invalid ticket: sub must be {CLIENT_ID_RULE}")
-    return Ticket(connection_id, named, server_id, float(claims["exp"]))
+    return Ticket(connection_id, named, server_id, float(claims["exp"]), claims.get("hov") is True)
 
 
 def used_for(ticket: Ticket, now: float) -> float:

@@ -147,6 +147,11 @@ class _GatewayCollector(Collector):
                 stats.sessions_moved,
             ),
             (
+                "wspool_gateway_sessions_handed_over",
+                "moved sessions of draining nodes, moved before their node was left",
+                stats.sessions_handed_over,
+            ),
+            (
                 "wspool_gateway_sessions_not_moved",
                 "relayed sessions that could not be moved (their clients got 1012)",
                 stats.sessions_not_moved,

@@ -9,8 +9,10 @@ An upstream that vanishes without a closing handshake gets its node an immediate
 check. Its clients, the clients of a node that the health checks mark down while its
 connections stay open (hung, frozen) and those of a node that drains are moved to another
 node with their subscriptions, their WebSockets open (the pool's ``seamless``, on unless
-the pool turns it off: ``wspool.gateway.splice``); a client that cannot be moved, or every
-client when ``seamless`` is off, gets a 1012 (service restart: reconnect).
+the pool turns it off: ``wspool.gateway.splice``); a draining node's are handed over, the
+next node made ready before the old one is left (``wspool.gateway.handover``). A client
+that cannot be moved, or every client when ``seamless`` is off, gets a 1012 (service
+restart: reconnect).
 
 The node's limits hold here too, so that one client cannot spend the gateway's memory: a
 client frame over ``--max-frame-bytes`` closes the client with 1009 as soon as its header
@@ -56,6 +58,8 @@ class RelayStats:
     messages_to_server: int = 0
     messages_to_client: int = 0
     sessions_moved: int = 0
+    sessions_handed_over: int = 0
+    """Those of the moved sessions that a draining node handed over."""
     sessions_not_moved: int = 0
     move_seconds: float = 0.0
     """Time the moved sessions took to reach their new node, summed."""
@@ -224,6 +228,15 @@ async def _splice(
         moves.add(task)
         task.add_done_callback(moves.discard)
 
+    def hand_over(splice: Splice) -> None:
+        left = placement.node
+        assert left is not None
+        task = asyncio.create_task(
+            _hand_over(splice, left, request, placement, pool, monitor, stats, on_lost)
+        )
+        moves.add(task)
+        task.add_done_callback(moves.discard)
+
     def on_lost(_: object) -> None:
         splice.node_down()
 
@@ -236,6 +249,7 @@ async def _splice(
         counts=stats,
         ended=ended,
         move=move if pool.config.seamless else None,
+        hand_over=hand_over if pool.config.seamless else None,
     )
     moves: set[asyncio.Task[None]] = set()
     placement.watch(first, pool, on_lost)
@@ -264,23 +278,79 @@ async def _move(
 ) -> None:
     """Open the session's next node (any but the one it left) and continue there."""
     began = time.monotonic()
+    chosen = await _next_node(request, left, pool, monitor, stats)
+    if isinstance(chosen, str):
+        splice.unmovable(chosen)
+        return
+    node, link = chosen
+    placement.watch(node, pool, on_lost)
+    splice.attach(link)
+    _count_move(stats, time.monotonic() - began)
+
+
+async def _hand_over(
+    splice: Splice,
+    left: NodeState,
+    request: web.Request,
+    placement: _Placement,
+    pool: PoolManager,
+    monitor: HealthMonitor,
+    stats: RelayStats,
+    on_lost: Callable[[object], None],
+) -> None:
+    """Make the session's next node ready while ``left``, draining, still serves it, and
+    switch there; if that fails, the session stays on ``left`` until its drain ends."""
+    began = time.monotonic()
+    chosen = await _next_node(request, left, pool, monitor, stats)
+    if isinstance(chosen, str):
+        splice.hand_over_failed(chosen)
+        outcome: str | None = chosen
+    else:
+        node, link = chosen
+        outcome = "the session ended"
+        try:
+            outcome = await splice.hand_over_to(link)
+        finally:
+            if outcome is not None:
+                pool.closed(node)
+        if outcome is None:
+            placement.unwatch(on_lost)
+            pool.closed(left)
+            placement.watch(node, pool, on_lost)
+            _count_move(stats, time.monotonic() - began)
+            stats.sessions_handed_over += 1
+            return
+    log.info(
+        "could not hand a session over (%s); its node serves it to the end of its drain",
+        outcome,
+        extra={"serverId": left.id},
+    )
+
+
+async def _next_node(
+    request: web.Request,
+    left: NodeState,
+    pool: PoolManager,
+    monitor: HealthMonitor,
+    stats: RelayStats,
+) -> tuple[NodeState, NodeLink] | str:
+    """A link to a session's next node (any but the one it leaves), or why there is none."""
     try:
         async with pool.moves, asyncio.timeout(MOVE_TIMEOUT):
             chosen = await _open_upstream(
                 request, pool, monitor, stats, leaving=left.id, handshake_seconds=MOVE_HANDSHAKE
             )
     except ClientRefusedError as refusal:  # its token expired meanwhile, say
-        splice.unmovable(f"the node refused the client with {refusal.status}")
-        return
+        return f"the node refused the client with {refusal.status}"
     except TimeoutError:
         chosen = None
     if chosen is None:
-        splice.unmovable("no node could take it")
-        return
+        return "no node could take it"
     node, link, _ = chosen
-    placement.watch(node, pool, on_lost)
-    splice.attach(link)
-    took = time.monotonic() - began
+    return node, link
+
+
+def _count_move(stats: RelayStats, took: float) -> None:
     stats.sessions_moved += 1
     stats.move_seconds += took
     stats.longest_move = max(stats.longest_move, took)
@@ -339,6 +409,7 @@ async def _open_upstream(
                 request,
                 secret=settings.ticket_secret,
                 handshake_seconds=handshake_seconds or settings.connect_timeout,
+                handover=pool.config.seamless,
             )
         except UpstreamError as error:
             pool.release(node, connected=False)

@@ -24,6 +24,10 @@ and live frames, then what the client sent meanwhile. A session that cannot be m
 (a position unknown, history gone, no node) gets the 1012 it would have had
 (:meth:`Splice.unmovable`).
 
+A drain that hands the session over (given a ``hand_over``) moves it make-before-break
+instead: the node's handover notice starts a :class:`~wspool.gateway.handover.Handover`,
+and the old node serves on until the new one is ready (``wspool.gateway.handover``).
+
 The gateway's own closing frames go between two frames of the stream they join (a frame
 already begun would otherwise be cut); where one cannot (a node gone in the middle of a
 frame), the connection is dropped instead. Closing frames of either side pass through
@@ -45,7 +49,8 @@ import os
 from collections.abc import Callable
 from typing import Protocol
 
-from wspool.core.protocol import CloseCode
+from wspool.core.protocol import HANDOVER_NOTICE, CloseCode
+from wspool.gateway.handover import Handover
 from wspool.gateway.model.framing import (
     CLOSE,
     FrameScanner,
@@ -53,6 +58,7 @@ from wspool.gateway.model.framing import (
     close_frame,
     text_frame,
 )
+from wspool.gateway.model.overlap import Overlap
 from wspool.gateway.model.sessionview import Resumption, SessionView, not_delivered
 from wspool.gateway.upstream import NodeLink
 
@@ -121,6 +127,7 @@ class Splice:
         counts: MessageCounts,
         ended: Callable[[Ending], None],
         move: Callable[[Splice, Ending], None] | None = None,
+        hand_over: Callable[[Splice], None] | None = None,
     ) -> None:
         self._client = client
         self._max_frame_bytes = max_frame_bytes
@@ -138,6 +145,10 @@ class Splice:
         """Why the session could not be moved, if it could not."""
         self._kept = bytearray()  # what the client sent while moving
         self._resuming: Resumption | None = None
+        self._hand_over = hand_over
+        self.handover: Handover | None = None
+        """The next node being made ready while the draining one serves on."""
+        self._overlap: Overlap | None = None
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.reader = ClientBytes(self)
         self._link(node)
@@ -150,7 +161,9 @@ class Splice:
         self.up = FrameScanner(self._max_frame_bytes)
         view = self.view
         self.down = FrameScanner(
-            watch=None if view is None else view.frame, hold_close=view is not None
+            watch=None if view is None else view.frame,
+            hold_close=view is not None,
+            notice=None if self._hand_over is None else HANDOVER_NOTICE,
         )
         node.relay_to(self.from_node, self.node_gone, self._node_writable)
 
@@ -158,7 +171,7 @@ class Splice:
 
     def from_client(self, data: bytes) -> None:
         up = self.up
-        if self.moving is not None:
+        if self.moving is not None or (self.handover is not None and up.stopped):
             self._keep(data)
             return
         if up.stopped:
@@ -169,6 +182,8 @@ class Splice:
         if up.messages:
             self._counts.messages_to_server += up.messages
             up.messages = 0
+        if self.handover is not None and self._switch():
+            return
         if up.oversized:
             self._end(Ending.TOO_BIG)
             self._close_node(CloseCode.MESSAGE_TOO_BIG)
@@ -179,7 +194,7 @@ class Splice:
         self._client_close = None
         self._client_done = True
         self.down.stop()
-        self._end(Ending.CLOSED)
+        self._end(Ending.CLOSED)  # and any handover given up
         if self.moving is not None:
             if self._resuming is not None:
                 self._node.abort()  # the new node's session has no client any more
@@ -206,6 +221,10 @@ class Splice:
         if self._resuming is not None:
             self._resume(data)
             return
+        if self._overlap is not None:
+            data = self._overlap.filter(data)
+            if self._overlap.done:
+                self._overlap = None
         down = self.down
         if down.stopped:
             return
@@ -216,6 +235,11 @@ class Splice:
         if down.messages:
             self._counts.messages_to_client += down.messages
             down.messages = 0
+        if down.noticed:
+            down.noticed = 0
+            self._noticed()
+        if self.handover is not None and self._switch():
+            return
         if down.held_close is not None:
             self._node_closed(down.held_close)
             return
@@ -234,6 +258,7 @@ class Splice:
 
     def node_gone(self) -> None:
         """The node's socket closed: after its closing frame, or not (then: 1012 lost)."""
+        self._give_up_handover("the node it leaves was lost")
         if self.moving is not None:
             if self._resuming is not None:
                 self._move_again(Ending.LOST, "the new node was lost too")
@@ -254,6 +279,7 @@ class Splice:
         client now, and the node's connection dropped without waiting for its answer."""
         if self.finished.done() or self.moving is not None:
             return
+        self._give_up_handover("the node it leaves is down")
         node = self._node
         moved = self.ending is None and self._begin_move(Ending.DOWN)
         if self.ending is None and not moved:
@@ -265,6 +291,7 @@ class Splice:
     def _node_closed(self, payload: bytes) -> None:
         """The node's closing frame, held back: a drain moves the session, anything else
         reaches the client as it was sent."""
+        self._give_up_handover("the node it leaves closed it")
         node = self._node
         if payload == _DRAINING and self.ending is None and self._begin_move(Ending.CLOSED):
             self._close_node(CloseCode.NORMAL, node=node)
@@ -289,6 +316,7 @@ class Splice:
         if not self.view.greeted or None in self.view.positions().values():
             return False
         self.moving = why
+        self._overlap = None  # the new node resumes from the client's positions
         self._node_link.detach()
         self._kept += self.up.take_rest()
         self._move(self, why)
@@ -358,12 +386,106 @@ class Splice:
                 self._client.resume_reading()
             if kept:
                 self.from_client(kept)
+            if resuming.noticed:  # the new node drains already: on to the next one
+                self._noticed()
             if step.rest:
                 self.from_node(step.rest)
+
+    # handing over to another node before leaving this one -------------------------------
+
+    def _noticed(self) -> None:
+        """The node drains and hands the session over: its next node is made ready, while
+        this one serves on and what the client sends from its next frame on is kept."""
+        if (
+            self._hand_over is None
+            or self.view is None
+            or not self.view.greeted
+            or self.handover is not None
+            or self.ending is not None
+            or self._client_done
+        ):
+            return
+        self.up.stop()
+        self.handover = Handover(self._switch, self.hand_over_failed)
+        self._hand_over(self)
+
+    def hand_over_to(self, node: NodeLink) -> asyncio.Future[str | None]:
+        """Make ``node`` ready to take the session over; the future resolves with None once
+        the session switched to it, or with why it did not."""
+        handover = self.handover
+        assert self.view is not None
+        positions = {c: p for c, p in self.view.positions().items() if p is not None}
+        if handover is not None and len(positions) == len(self.view.positions()):
+            handover.attach(node, positions)
+            return handover.outcome
+        assert node.transport is not None
+        node.transport.abort()
+        if handover is None:
+            ended: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+            ended.set_result("the session moved on or ended")
+            return ended
+        self.hand_over_failed("the position of a subscription is not known")
+        return handover.outcome
+
+    def _switch(self) -> bool:
+        """Go on on the new node, once it is ready and both streams are between frames:
+        whether the session switched."""
+        handover = self.handover
+        if handover is None or not handover.ready or not self.up.stopped:
+            return False
+        self.down.stop()
+        if not self.down.stopped:
+            return False  # at the end of the node's frame under way
+        assert self.view is not None
+        positions = self.view.positions()
+        forwarded = {c: p for c, p in positions.items() if p is not None}
+        if set(forwarded) != handover.channels or len(forwarded) != len(positions):
+            self.hand_over_failed("its subscriptions changed meanwhile")
+            return False
+        self.handover = None
+        self._node_link.detach()
+        self._kept[:0] = self.up.take_rest()
+        self._close_node(CloseCode.NORMAL, node=self._node)
+        node, held = handover.take()
+        self._overlap = Overlap(forwarded)
+        self._link(node)
+        if held:
+            self.from_node(held)
+        kept, self._kept = bytes(self._kept), bytearray()
+        if not self._client.is_closing():
+            self._client.resume_reading()
+        if kept:
+            self.from_client(kept)
+        return True
+
+    def hand_over_failed(self, reason: str) -> None:
+        """No node can take the session (``reason``): the old one serves on."""
+        handover, self.handover = self.handover, None
+        if handover is None:
+            return
+        handover.abandon(reason)
+        kept = self.up.resume() + bytes(self._kept)
+        self._kept.clear()
+        rest = self.down.resume()
+        if not self._client.is_closing():
+            self._client.resume_reading()
+        if kept:
+            self.from_client(kept)
+        if rest:
+            self.from_node(rest)
+
+    def _give_up_handover(self, reason: str) -> None:
+        """The old node's connection ends (or the session does) before the switch: the new
+        node is given up, and what the client sent meanwhile waits for what follows."""
+        handover, self.handover = self.handover, None
+        if handover is not None:
+            handover.abandon(reason)
+            self._kept[:0] = self.up.take_rest()
 
     # the gateway's own closes ---------------------------------------------------------
 
     def _end(self, ending: Ending) -> None:
+        self._give_up_handover("the session ended")
         if self.ending is None:
             self.ending = ending
             self._ended(ending)

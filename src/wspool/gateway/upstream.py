@@ -272,14 +272,17 @@ async def connect_upstream(
     *,
     secret: str,
     handshake_seconds: float,
+    handover: bool = False,
 ) -> tuple[NodeLink, bytes]:
     """Open the WebSocket to ``node`` on behalf of ``request``'s client: the link, and the
-    101 to answer the client with."""
+    101 to answer the client with (``handover``: the ticket asks for a drain's notice)."""
     ticket = None
     if secret:
         # No client named: the node judges the client's own token and clientId, forwarded.
         ticket = issue_ticket(
-            secret, Ticket(uuid.uuid4().hex, None, node.server_id or node.id), time.time()
+            secret,
+            Ticket(uuid.uuid4().hex, None, node.server_id or node.id, handover=handover),
+            time.time(),
         )
     url = socket_url(node.info.url, upstream_query(request, ticket))
     parts = urlsplit(url)

@@ -30,6 +30,7 @@ from wspool.core.auth import CLIENT_ID_RULE, is_client_id
 from wspool.core.config import ServerSettings
 from wspool.core.history import StreamPosition
 from wspool.core.protocol import (
+    HANDOVER_NOTICE,
     ClientMessage,
     CloseCode,
     ErrorCode,
@@ -54,7 +55,7 @@ from wspool.server.http import (
     text_response,
 )
 from wspool.server.keepalive import Keepalive
-from wspool.server.model.drain import drain_schedule
+from wspool.server.model.drain import HANDOVER_GRACE, drain_schedule
 from wspool.server.publisher import PublishBatcher
 from wspool.server.router import ChannelRouter
 from wspool.server.session import Session
@@ -185,7 +186,9 @@ class ServerNode:
         log.info("server node listening on %s", self.url, extra={"serverId": self.id})
 
     async def drain(self) -> None:
-        """Stop accepting, then close every client with 1012, spread over the drain window."""
+        """Refuse new clients, then close every client with 1012, spread over the drain window;
+        a client whose gateway moves it gets the handover notice instead, and the 1012 only
+        if it is still here :data:`HANDOVER_GRACE` seconds after the window."""
         if self.draining or self._server is None:
             return
         self.draining = True
@@ -197,7 +200,8 @@ class ServerNode:
         )
         with contextlib.suppress(EngineUnavailableError):
             await self.engine.register_node(self.node_info(), self.settings.node_ttl)
-        self._server.close(close_connections=False)
+        # It listens on, for its /health (503 draining: the gateways keep it as draining, not
+        # down, while it serves the sessions it hands over); new clients get 503.
         sessions = list(self.sessions.values())
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -205,10 +209,23 @@ class ServerNode:
             sessions, drain_schedule(len(sessions), self.settings.drain_window), strict=True
         ):
             await asyncio.sleep(max(0.0, start + offset - loop.time()))
-            self._spawn(
-                close_promptly(session.websocket, CloseCode.SERVICE_RESTART, "server draining")
-            )
+            if session.handover:
+                hand_over(session.websocket)
+            else:
+                self._spawn(close_promptly(session.websocket, *_DRAINING))
+        handed = [s for s in sessions if s.handover]
+        if handed:
+            await self._handed_over(handed, HANDOVER_GRACE)
         await self.stop()
+
+    async def _handed_over(self, sessions: list[Session], grace: float) -> None:
+        """Wait up to ``grace`` seconds for the gateways to move ``sessions`` away; close
+        the ones left with 1012."""
+        waits = [asyncio.create_task(s.websocket.wait_closed()) for s in sessions]
+        await asyncio.wait(waits, timeout=grace)
+        await cancel_and_wait(*waits)
+        for session in sessions:
+            self._spawn(close_promptly(session.websocket, *_DRAINING))
 
     async def stop(self) -> None:
         """Close every connection (1001 unless already draining), flush state, deregister;
@@ -430,6 +447,7 @@ class ServerNode:
             websocket=websocket,
             created_at=now,
             last_activity=now,
+            handover=ticket is not None and ticket.handover,
         )
         self.sessions[connection_id] = session
         self.stats.connections_opened += 1
@@ -540,6 +558,17 @@ class ServerNode:
         )
         self._close(session, code, reason)
         return True
+
+
+_DRAINING = (CloseCode.SERVICE_RESTART, "server draining")
+
+
+def hand_over(websocket: ServerConnection) -> None:
+    """Tell a session's gateway to move it to another node (the notice, a ping, is the
+    gateway's: docs/gateway.md "Handover"); the session is served until the gateway closes it."""
+    if websocket.protocol.state is State.OPEN:
+        websocket.protocol.send_ping(HANDOVER_NOTICE)
+        websocket.send_data()
 
 
 async def close_promptly(

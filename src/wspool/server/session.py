@@ -27,6 +27,8 @@ class Session:
     last_activity: float
     channels: set[str] = field(default_factory=set)
     closing: bool = False
+    handover: bool = False
+    """Whether its gateway takes a drain's handover notice instead of the close."""
 
     def record(self) -> ConnectionRecord:
         return ConnectionRecord(

@@ -14,9 +14,11 @@ text message (in place when it lies in one chunk, copied together when it spans 
 which is how the gateway follows a session's subscriptions and offsets
 (``wspool.gateway.model.sessionview``) without re-framing anything. With ``hold_close`` a
 node's closing frame is kept back instead of passed, so the gateway can decide what the
-client sees. :func:`close_frame` and :func:`text_frame` build the gateway's own frames;
-:func:`frame_end` finds where a complete frame ends in a buffer, and :func:`client_texts`
-reads back, unmasked, the messages a client sent while its session was between two nodes.
+client sees; with ``notice`` a ping carrying that payload (a draining node's handover notice)
+is taken out of the stream and counted in :attr:`FrameScanner.noticed`. :func:`close_frame`
+and :func:`text_frame` build the gateway's own frames; :func:`frame_end` finds where a
+complete frame ends in a buffer, and :func:`client_texts` reads back, unmasked, the
+messages a client sent while its session was between two nodes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Callable
 
 __all__ = [
     "CLOSE",
+    "PING",
     "TEXT",
     "FrameScanner",
     "client_texts",
@@ -36,6 +39,7 @@ __all__ = [
 
 TEXT = 0x1
 CLOSE = 0x8
+PING = 0x9
 _FIN = 0x80
 _MASKED = 0x80
 _CONTROL = 0x8
@@ -67,6 +71,8 @@ class FrameScanner:
         "hold_close",
         "limit",
         "messages",
+        "notice",
+        "noticed",
         "oversized",
         "watch",
     )
@@ -77,6 +83,7 @@ class FrameScanner:
         *,
         watch: Callable[[bytes, int, int], None] | None = None,
         hold_close: bool = False,
+        notice: bytes | None = None,
     ) -> None:
         self.limit = _UNLIMITED if limit is None else limit
         self.messages = 0
@@ -88,6 +95,9 @@ class FrameScanner:
         self.hold_close = hold_close
         self.held_close: bytes | None = None
         """The payload of the closing frame kept back (with ``hold_close``)."""
+        self.notice = notice
+        self.noticed = 0
+        """Pings with the ``notice`` payload taken out of the stream, to be collected."""
         self._capture: bytearray | None = None
         self._held = b""
         self._remaining = 0
@@ -108,6 +118,11 @@ class FrameScanner:
     def stop(self) -> None:
         """Pass nothing beyond the end of the current frame."""
         self._stopping = True
+
+    def resume(self) -> bytes:
+        """Undo :meth:`stop`: frames pass again; returns what was kept, to feed again."""
+        self._stopping = False
+        return self.take_rest()
 
     def take_rest(self) -> bytes:
         """What was fed but not passed after :meth:`stop` took effect (frames not begun)."""
@@ -157,6 +172,14 @@ class FrameScanner:
                 return data[:pos]
             opcode = first & 0x0F
             if opcode & _CONTROL:
+                if opcode == PING and self.notice is not None and length == len(self.notice):
+                    if end - pos < head + length:
+                        break  # kept back whole
+                    if data[pos + head : pos + head + length] == self.notice:
+                        self.noticed += 1
+                        data = data[:pos] + data[pos + head + length :]
+                        end = len(data)
+                        continue
                 if opcode == CLOSE:
                     if self.hold_close:
                         if end - pos < head + length:

@@ -28,10 +28,17 @@ from typing import Any
 
 import orjson
 
-from wspool.core.protocol import ErrorCode, encode_error
-from wspool.gateway.model.framing import CLOSE, TEXT, frame_end
+from wspool.core.protocol import HANDOVER_NOTICE, ErrorCode, encode_error
+from wspool.gateway.model.framing import CLOSE, PING, TEXT, frame_end
 
-__all__ = ["RESUME_PREFIX", "Resumption", "SessionView", "Step", "not_delivered"]
+__all__ = [
+    "RESUME_PREFIX",
+    "Resumption",
+    "SessionView",
+    "Step",
+    "channel_offset",
+    "not_delivered",
+]
 
 _DATA = b'{"type":"data","channel":"'
 _SUBSCRIBED = b'{"type":"subscribed",'
@@ -111,17 +118,24 @@ class SessionView:
             self._channels[channel] = offset
 
     def _data(self, data: bytes, start: int, stop: int) -> None:
-        head = start + len(_DATA)
-        quote = data.find(b'"', head, min(stop, start + _CHANNEL_END))
-        offset = _offset(data, head, stop)
-        if quote < 0 or offset is None:
-            return
-        channel = data[head:quote].decode()
-        if channel in self._channels:
-            self._channels[channel] = offset
+        found = channel_offset(data, start, stop)
+        if found is not None and found[0] in self._channels:
+            self._channels[found[0]] = found[1]
 
 
-def _offset(data: bytes, start: int, stop: int) -> str | None:
+def channel_offset(data: bytes | bytearray, start: int, stop: int) -> tuple[str, str] | None:
+    """The channel and offset of the data frame ``data[start:stop]`` (None if it is none)."""
+    if not data.startswith(_DATA, start):
+        return None
+    head = start + len(_DATA)
+    quote = data.find(b'"', head, min(stop, start + _CHANNEL_END))
+    offset = _offset(data, head, stop)
+    if quote < 0 or offset is None:
+        return None
+    return data[head:quote].decode(), offset
+
+
+def _offset(data: bytes | bytearray, start: int, stop: int) -> str | None:
     """The offset a data frame ends with, ``data[start:stop]`` holding its end."""
     found = data.rfind(_OFFSET, max(start, stop - _TAIL), stop)
     return None if found < 0 else data[found + len(_OFFSET) : stop - 2].decode()
@@ -145,11 +159,12 @@ class Resumption:
     """Restoring a session on a new node: the subscribes to send, and its answers.
 
     The new node's ``connected`` and the answers to these subscribes are the gateway's; the
-    client already has its own. The session is restored once every subscribe is answered
+    client already has its own. So is a handover notice, should the new node drain already
+    (:attr:`noticed`). The session is restored once every subscribe is answered
     with ``recovered: true``; any other answer means it cannot be restored without a gap.
     """
 
-    __slots__ = ("_unread", "_waiting", "failed", "greeted")
+    __slots__ = ("_unread", "_waiting", "failed", "greeted", "noticed")
 
     def __init__(self, positions: dict[str, str]) -> None:
         self._unread = bytearray()
@@ -160,6 +175,8 @@ class Resumption:
         self.failed: str | None = None
         """Why the session cannot be restored, once known."""
         self.greeted = False
+        self.noticed = False
+        """Whether the new node sent a handover notice (it drains too): kept, not passed."""
 
     def subscribes(self) -> list[bytes]:
         """The subscribe frames' payloads, one per channel, from its last position."""
@@ -174,10 +191,10 @@ class Resumption:
     def done(self) -> bool:
         return self.greeted and not self._waiting and self.failed is None
 
-    def read(self, data: bytes, view: SessionView) -> Step:
+    def read(self, data: bytes, view: SessionView | None) -> Step:
         """The new node's next bytes: its answers kept, the rest passed (and shown to
-        ``view``), up to the end of the last whole frame, a closing frame, a failure, or
-        the answer that restores the session."""
+        ``view``, if the client gets them now), up to the end of the last whole frame, a
+        closing frame, a failure, or the answer that restores the session."""
         unread = self._unread
         unread += data
         pos = messages = 0
@@ -191,11 +208,14 @@ class Resumption:
             if opcode == CLOSE:
                 unread.clear()
                 return Step(bytes(passing), messages, payload, b"")
-            if opcode != TEXT or not self.keeps(payload):
+            if opcode == PING and payload == HANDOVER_NOTICE:
+                self.noticed = True
+            elif opcode != TEXT or not self.keeps(payload):
                 passing += unread[pos:end]
                 if opcode == TEXT:
-                    view.frame(payload, 0, len(payload))
                     messages += 1
+                    if view is not None:
+                        view.frame(payload, 0, len(payload))
             pos = end
         del unread[:pos]
         rest = b""

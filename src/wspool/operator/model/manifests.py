@@ -67,7 +67,7 @@ PLURAL = "websocketpools"
 PRESTOP_SECONDS = 2
 """Pause before SIGTERM, so endpoints stop sending new clients before the node drains."""
 GRACE_MARGIN_SECONDS = 10
-"""Time after the drain window for the node to deregister and exit."""
+"""Time after the drain window for the node to finish its handovers, deregister and exit."""
 PROBE_PERIOD_SECONDS = 5
 MANAGER = "wspool-operator"
 

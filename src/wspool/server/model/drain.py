@@ -2,12 +2,17 @@
 
 Closing every client at once would send them all back to the gateway in the same instant
 (a reconnect storm on the remaining nodes). Instead the closes are spread evenly over the
-drain window, first close at once, last one at the end of the window.
+drain window, first close at once, last one at the end of the window. A client whose
+gateway moves it itself gets, on the same schedule, the handover notice instead of the close;
+the gateways have :data:`HANDOVER_GRACE` seconds after the window to finish the moves.
 """
 
 from __future__ import annotations
 
-__all__ = ["drain_schedule"]
+__all__ = ["HANDOVER_GRACE", "drain_schedule"]
+
+HANDOVER_GRACE = 5.0
+"""Seconds after the drain window before the sessions still handed over get their 1012."""
 
 
 def drain_schedule(count: int, window: float) -> list[float]:
