@@ -8,11 +8,11 @@ closing frames with their codes included.
 An upstream that vanishes without a closing handshake gets its node an immediate health
 check. Its clients, the clients of a node that the health checks mark down while its
 connections stay open (hung, frozen) and those of a node that drains are moved to another
-node with their subscriptions, their WebSockets open (the pool's ``seamless``, on unless
-the pool turns it off: ``wspool.gateway.splice``); a draining node's are handed over, the
-next node made ready before the old one is left (``wspool.gateway.handover``). A client
-that cannot be moved, or every client when ``seamless`` is off, gets a 1012 (service
-restart: reconnect).
+node with their subscriptions and the token they renewed on the connection, their WebSockets
+open (the pool's ``seamless``, on unless the pool turns it off: ``wspool.gateway.splice``); a
+draining node's are handed over, the next node made ready before the old one is left
+(``wspool.gateway.handover``). A client that cannot be moved, or every client when
+``seamless`` is off, gets a 1012 (service restart: reconnect).
 
 The node's limits hold here too, so that one client cannot spend the gateway's memory: a
 client frame over ``--max-frame-bytes`` closes the client with 1009 as soon as its header
@@ -33,10 +33,17 @@ from aiohttp import web
 
 from wspool.core.protocol import CloseCode
 from wspool.gateway.admission import Admission, connection_closed
+from wspool.gateway.model.renewal import Handshake, carries_token
 from wspool.gateway.monitor import HealthMonitor
 from wspool.gateway.pool import NodeState, PoolManager
 from wspool.gateway.splice import Ending, Splice
-from wspool.gateway.upstream import ClientRefusedError, NodeLink, UpstreamError, connect_upstream
+from wspool.gateway.upstream import (
+    ClientRefusedError,
+    NodeLink,
+    UpstreamError,
+    client_handshake,
+    connect_upstream,
+)
 from wspool.tasks import cancel_and_wait
 
 __all__ = ["RelayStats", "relay_websocket"]
@@ -149,11 +156,14 @@ async def _relay(
     monitor: HealthMonitor,
     stats: RelayStats,
 ) -> web.StreamResponse:
+    handshake = client_handshake(request)
+    renewals = carries_token(handshake)
     try:
-        chosen = await _open_upstream(request, pool, monitor, stats)
+        chosen = await _open_upstream(request, handshake, pool, monitor, stats)
     except ClientRefusedError as refusal:
         stats.refused_by_node += 1
         return _client_refusal(refusal)
+    del handshake  # not held for the connection's life
     if chosen is None:
         stats.refused_no_server += 1
         return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
@@ -169,7 +179,7 @@ async def _relay(
         stats.connections_opened += 1
         stats.connections_open += 1
         try:
-            await _splice(request, transport, link, placement, pool, monitor, stats)
+            await _splice(request, transport, link, placement, pool, monitor, stats, renewals)
         finally:
             stats.connections_open -= 1
     finally:
@@ -187,9 +197,11 @@ async def _splice(
     pool: PoolManager,
     monitor: HealthMonitor,
     stats: RelayStats,
+    renewals: bool,
 ) -> None:
     """Relay until the node's socket is closed (the last node's, when the session moves);
-    count how it ended, as soon as it is known."""
+    count how it ended, as soon as it is known. ``renewals``: the client presented a token,
+    which a seamless session follows as the client renews it."""
     assert placement.node is not None
     first = placement.node
 
@@ -250,6 +262,7 @@ async def _splice(
         ended=ended,
         move=move if pool.config.seamless else None,
         hand_over=hand_over if pool.config.seamless else None,
+        renewals=renewals,
     )
     moves: set[asyncio.Task[None]] = set()
     placement.watch(first, pool, on_lost)
@@ -276,9 +289,10 @@ async def _move(
     stats: RelayStats,
     on_lost: Callable[[object], None],
 ) -> None:
-    """Open the session's next node (any but the one it left) and continue there."""
+    """Open the session's next node (any but the one it left) and continue there, presenting
+    the token its client renewed on the connection, if it did."""
     began = time.monotonic()
-    chosen = await _next_node(request, left, pool, monitor, stats)
+    chosen = await _next_node(request, splice.renewed_token, left, pool, monitor, stats)
     if isinstance(chosen, str):
         splice.unmovable(chosen)
         return
@@ -301,7 +315,7 @@ async def _hand_over(
     """Make the session's next node ready while ``left``, draining, still serves it, and
     switch there; if that fails, the session stays on ``left`` until its drain ends."""
     began = time.monotonic()
-    chosen = await _next_node(request, left, pool, monitor, stats)
+    chosen = await _next_node(request, splice.renewed_token, left, pool, monitor, stats)
     if isinstance(chosen, str):
         splice.hand_over_failed(chosen)
         outcome: str | None = chosen
@@ -329,16 +343,24 @@ async def _hand_over(
 
 async def _next_node(
     request: web.Request,
+    renewed_token: str | None,
     left: NodeState,
     pool: PoolManager,
     monitor: HealthMonitor,
     stats: RelayStats,
 ) -> tuple[NodeState, NodeLink] | str:
-    """A link to a session's next node (any but the one it leaves), or why there is none."""
+    """A link to a session's next node (any but the one it leaves), presenting the token its
+    client renewed on the connection if it did, or why there is none."""
     try:
         async with pool.moves, asyncio.timeout(MOVE_TIMEOUT):
             chosen = await _open_upstream(
-                request, pool, monitor, stats, leaving=left.id, handshake_seconds=MOVE_HANDSHAKE
+                request,
+                client_handshake(request, renewed_token),
+                pool,
+                monitor,
+                stats,
+                leaving=left.id,
+                handshake_seconds=MOVE_HANDSHAKE,
             )
     except ClientRefusedError as refusal:  # its token expired meanwhile, say
         return f"the node refused the client with {refusal.status}"
@@ -378,6 +400,7 @@ def _client_refusal(refusal: ClientRefusedError) -> web.Response:
 
 async def _open_upstream(
     request: web.Request,
+    handshake: Handshake,
     pool: PoolManager,
     monitor: HealthMonitor,
     stats: RelayStats,
@@ -385,9 +408,9 @@ async def _open_upstream(
     leaving: str | None = None,
     handshake_seconds: float | None = None,
 ) -> tuple[NodeState, NodeLink, bytes] | None:
-    """Connect to the strategy's node, or the next one, within the attempt budget
-    (never to the node a session is ``leaving``; each handshake within ``handshake_seconds``,
-    ``--connect-timeout`` unless given).
+    """Connect to the strategy's node, or the next one, within the attempt budget, with the
+    client's credentials ``handshake`` (never to the node a session is ``leaving``; each
+    handshake within ``handshake_seconds``, ``--connect-timeout`` unless given).
 
     The chosen node counts the connection from the moment it is chosen (as pending until
     the handshake ends), so a burst of handshakes in flight spreads instead of all going to
@@ -407,6 +430,7 @@ async def _open_upstream(
             link, accept = await connect_upstream(
                 node,
                 request,
+                handshake,
                 secret=settings.ticket_secret,
                 handshake_seconds=handshake_seconds or settings.connect_timeout,
                 handover=pool.config.seamless,

@@ -14,15 +14,17 @@ direction follows the frame headers, and the gateway steps in only where it must
   session moves (below).
 
 A *seamless* splice (given a ``move``) also follows the session's subscriptions and offsets
-(:class:`~wspool.gateway.model.sessionview.SessionView`, reading only the node's frames) and
-holds back the node's closing frame. When the node is lost, marked down, or closes with
-1012 ``server draining``, and both streams are between frames, the client stays connected:
-what it sends is kept, ``move`` opens a link to another node and :meth:`Splice.attach`
-restores the subscriptions there from the last offsets
-(:class:`~wspool.gateway.model.sessionview.Resumption`), passes on the new node's history
-and live frames, then what the client sent meanwhile. A session that cannot be moved
-(a position unknown, history gone, no node) gets the 1012 it would have had
-(:meth:`Splice.unmovable`).
+(:class:`~wspool.gateway.model.sessionview.SessionView`, reading the node's frames) and the
+token its client renews on the connection (:attr:`Splice.renewed_token`: the
+:class:`~wspool.gateway.model.renewal.Renewals` are the one reason to look into the
+client's text frames), and holds back the node's closing frame. When the node is lost,
+marked down, or closes with 1012 ``server draining``, and both streams are between frames,
+the client stays connected: what it sends is kept, ``move`` opens a link to another node
+(presenting the renewed token, if any) and :meth:`Splice.attach` restores the subscriptions
+there from the last offsets (:class:`~wspool.gateway.model.sessionview.Resumption`), passes
+on the new node's history and live frames, then what the client sent meanwhile. A session
+that cannot be moved (a position unknown, history gone, no node) gets the 1012 it would have
+had (:meth:`Splice.unmovable`).
 
 A drain that hands the session over (given a ``hand_over``) moves it make-before-break
 instead: the node's handover notice starts a :class:`~wspool.gateway.handover.Handover`,
@@ -59,6 +61,7 @@ from wspool.gateway.model.framing import (
     text_frame,
 )
 from wspool.gateway.model.overlap import Overlap
+from wspool.gateway.model.renewal import AUTH_MESSAGE_LIMIT
 from wspool.gateway.model.sessionview import Resumption, SessionView, not_delivered
 from wspool.gateway.upstream import NodeLink
 
@@ -128,7 +131,11 @@ class Splice:
         ended: Callable[[Ending], None],
         move: Callable[[Splice, Ending], None] | None = None,
         hand_over: Callable[[Splice], None] | None = None,
+        renewals: bool = False,
     ) -> None:
+        """``move``: the splice is seamless; ``hand_over``: a drain's notice hands the session
+        over; ``renewals``: it also follows the token its client renews (the client presented
+        one)."""
         self._client = client
         self._max_frame_bytes = max_frame_bytes
         self._limit = send_buffer_limit
@@ -136,6 +143,7 @@ class Splice:
         self._move = move
         self.ending: Ending | None = None
         self.view = SessionView() if move is not None else None
+        self._renewals = renewals and self.view is not None
         self._counts = counts
         self._client_close: bytes | None = None  # ours, waiting for the end of a frame
         self._client_done = False  # nothing more is sent to the client
@@ -158,14 +166,24 @@ class Splice:
         self._node_link = node
         self._node = node.transport
         self._node_closing = False  # a closing frame went to the node, or will not
-        self.up = FrameScanner(self._max_frame_bytes)
         view = self.view
+        self.up = FrameScanner(
+            self._max_frame_bytes,
+            watch=view.renewals.sent if view is not None and self._renewals else None,
+            watch_limit=AUTH_MESSAGE_LIMIT,
+        )
         self.down = FrameScanner(
             watch=None if view is None else view.frame,
             hold_close=view is not None,
             notice=None if self._hand_over is None else HANDOVER_NOTICE,
         )
         node.relay_to(self.from_node, self.node_gone, self._node_writable)
+
+    @property
+    def renewed_token(self) -> str | None:
+        """The newest token the client renewed on the connection and a node accepted (None:
+        its handshake's token holds)."""
+        return None if self.view is None else self.view.renewals.token
 
     # client -> node -------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ The gateway sends the client's upgrade request to the node itself, over a plain 
 TLS, for ``wss://``) connection: the client's ``Sec-WebSocket-Key`` (so the node's
 ``Sec-WebSocket-Accept`` is the one the client expects), its subprotocols, query,
 credentials and address (``X-Forwarded-For``), plus a ticket of the gateway's for this one
-connection, and no extension (compression stays off end to end). A :class:`NodeLink` reads
+connection, and no extension (compression stays off end to end). A session that moves
+presents the token its client renewed on the connection in the place of the first one
+(:func:`~wspool.gateway.model.renewal.with_token`). A :class:`NodeLink` reads
 the node's answer; after a 101 it carries the relayed bytes (``wspool.gateway.splice``).
 Two failures are told apart:
 
@@ -35,17 +37,19 @@ from aiohttp import web
 from wspool.core.auth import offered_subprotocols
 from wspool.core.tickets import Ticket, issue_ticket
 from wspool.gateway.model.nodeurls import socket_url
+from wspool.gateway.model.renewal import Handshake, with_token
 from wspool.gateway.pool import NodeState
 
 __all__ = [
     "ClientRefusedError",
     "NodeLink",
     "UpstreamError",
+    "client_handshake",
     "connect_upstream",
     "upstream_query",
 ]
 
-_FORWARDED_HEADERS = ("Authorization", "Origin", "User-Agent", "Cookie")
+_FORWARDED_HEADERS = ("Origin", "User-Agent", "Cookie")
 _PASSED_BACK_HEADERS = ("Content-Type", "WWW-Authenticate", "Retry-After")
 _MAX_REFUSAL_BODY = 4096
 _MAX_ANSWER_HEAD = 16 * 1024
@@ -208,17 +212,30 @@ class NodeLink(asyncio.Protocol):
             self._on_writable(True)
 
 
-def upstream_query(request: web.Request, ticket: str | None) -> str:
-    """The client's query string as the node should see it (any ``ticket`` is ours to set)."""
-    query = [(k, v) for k, v in request.query.items() if k != "ticket"]
+def client_handshake(request: web.Request, token: str | None = None) -> Handshake:
+    """Where ``request``'s client carries its token, as the node should see it: with
+    ``token`` (renewed since) in the place of its own, if given (any ``ticket`` query
+    parameter is ours)."""
+    headers = request.headers
+    handshake = Handshake(
+        headers.get("Authorization"),
+        [(k, v) for k, v in request.query.items() if k != "ticket"],
+        offered_subprotocols(headers.getall("Sec-WebSocket-Protocol", ())),
+    )
+    return handshake if token is None else with_token(handshake, token)
+
+
+def upstream_query(handshake: Handshake, ticket: str | None) -> str:
+    """The client's query string as the node should see it, with our ``ticket``."""
+    query = handshake.query
     if ticket is not None:
-        query.append(("ticket", ticket))
+        query = [*query, ("ticket", ticket)]
     return urlencode(query)
 
 
-def upgrade_request(request: web.Request, url: str) -> bytes:
+def upgrade_request(request: web.Request, handshake: Handshake, url: str) -> bytes:
     """The client's upgrade request as the node gets it (header values as aiohttp checked
-    them: no line breaks)."""
+    them, a renewed token as the node accepted it: no line breaks)."""
     parts = urlsplit(url)
     target = f"{parts.path}?{parts.query}" if parts.query else parts.path
     headers = request.headers
@@ -230,9 +247,10 @@ def upgrade_request(request: web.Request, url: str) -> bytes:
         f"Sec-WebSocket-Key: {headers['Sec-WebSocket-Key']}",
         "Sec-WebSocket-Version: 13",
     ]
-    offered = offered_subprotocols(headers.getall("Sec-WebSocket-Protocol", ()))
-    if offered:
-        lines.append(f"Sec-WebSocket-Protocol: {', '.join(offered)}")
+    if handshake.subprotocols:
+        lines.append(f"Sec-WebSocket-Protocol: {', '.join(handshake.subprotocols)}")
+    if handshake.authorization is not None:
+        lines.append(f"Authorization: {handshake.authorization}")
     for name in _FORWARDED_HEADERS:
         value = headers.get(name)
         if value is not None:
@@ -269,13 +287,15 @@ def _tls() -> ssl.SSLContext:
 async def connect_upstream(
     node: NodeState,
     request: web.Request,
+    handshake: Handshake,
     *,
     secret: str,
     handshake_seconds: float,
     handover: bool = False,
 ) -> tuple[NodeLink, bytes]:
-    """Open the WebSocket to ``node`` on behalf of ``request``'s client: the link, and the
-    101 to answer the client with (``handover``: the ticket asks for a drain's notice)."""
+    """Open the WebSocket to ``node`` on behalf of ``request``'s client, whose credentials
+    are ``handshake`` (:func:`client_handshake`): the link, and the 101 to answer the client
+    with (``handover``: the ticket asks for a drain's notice)."""
     ticket = None
     if secret:
         # No client named: the node judges the client's own token and clientId, forwarded.
@@ -284,7 +304,7 @@ async def connect_upstream(
             Ticket(uuid.uuid4().hex, None, node.server_id or node.id, handover=handover),
             time.time(),
         )
-    url = socket_url(node.info.url, upstream_query(request, ticket))
+    url = socket_url(node.info.url, upstream_query(handshake, ticket))
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
     host = parts.hostname or ""
@@ -297,7 +317,7 @@ async def connect_upstream(
                 NodeLink, host, port, ssl=_tls() if secure else None
             )
             assert link.transport is not None
-            link.transport.write(upgrade_request(request, url))
+            link.transport.write(upgrade_request(request, handshake, url))
             answer = await link.answered
     except TimeoutError:
         _abort(link)

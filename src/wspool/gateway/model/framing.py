@@ -17,8 +17,8 @@ node's closing frame is kept back instead of passed, so the gateway can decide w
 client sees; with ``notice`` a ping carrying that payload (a draining node's handover notice)
 is taken out of the stream and counted in :attr:`FrameScanner.noticed`. :func:`close_frame`
 and :func:`text_frame` build the gateway's own frames; :func:`frame_end` finds where a
-complete frame ends in a buffer, and :func:`client_texts` reads back, unmasked, the
-messages a client sent while its session was between two nodes.
+complete frame ends in a buffer, :func:`client_texts` reads back, unmasked, the messages a
+client sent while its session was between two nodes, and :func:`masked` (un)masks a payload.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ __all__ = [
     "client_texts",
     "close_frame",
     "frame_end",
+    "masked",
     "text_frame",
 ]
 
@@ -75,6 +76,7 @@ class FrameScanner:
         "noticed",
         "oversized",
         "watch",
+        "watch_limit",
     )
 
     def __init__(
@@ -82,6 +84,7 @@ class FrameScanner:
         limit: int | None = None,
         *,
         watch: Callable[[bytes, int, int], None] | None = None,
+        watch_limit: int | None = None,
         hold_close: bool = False,
         notice: bytes | None = None,
     ) -> None:
@@ -91,7 +94,9 @@ class FrameScanner:
         self.closed = False
         self.oversized = False
         self.watch = watch
-        """Called with ``(buffer, start, stop)`` for each unfragmented text message."""
+        """Called with ``(buffer, start, stop)`` for each unfragmented text message of at
+        most ``watch_limit`` bytes; a masked one is handed with its 4-byte key in front."""
+        self.watch_limit = _UNLIMITED if watch_limit is None else watch_limit
         self.hold_close = hold_close
         self.held_close: bytes | None = None
         """The payload of the closing frame kept back (with ``hold_close``)."""
@@ -193,10 +198,11 @@ class FrameScanner:
                     self._stopping = True
             elif first & _FIN:
                 self.messages += 1
-                if watch is not None and opcode == TEXT:
-                    start = pos + head
-                    if start + length <= end:
-                        watch(data, start, start + length)
+                if watch is not None and opcode == TEXT and length <= self.watch_limit:
+                    start = pos + head - 4 if second & _MASKED else pos + head
+                    stop = pos + head + length
+                    if stop <= end:
+                        watch(data, start, stop)
                     else:
                         self._capture = bytearray(data[start:])
             pos += head + length
@@ -248,7 +254,7 @@ def client_texts(buffer: bytes | bytearray) -> list[bytes]:
     while (frame := frame_end(buffer, at)) is not None:
         opcode, start, end = frame
         if opcode == TEXT and buffer[at] & _FIN and buffer[at + 1] & _MASKED:
-            texts.append(_masked(bytes(buffer[start:end]), bytes(buffer[start - 4 : start])))
+            texts.append(masked(bytes(buffer[start:end]), bytes(buffer[start - 4 : start])))
         at = end
     return texts
 
@@ -259,26 +265,27 @@ def close_frame(code: int, reason: bytes = b"", *, mask: bytes | None = None) ->
     payload = code.to_bytes(2, "big") + reason[:123]
     if mask is None:
         return bytes((_FIN | CLOSE, len(payload))) + payload
-    return bytes((_FIN | CLOSE, _MASKED | len(payload))) + mask + _masked(payload, mask)
+    return bytes((_FIN | CLOSE, _MASKED | len(payload))) + mask + masked(payload, mask)
 
 
 def text_frame(payload: bytes, mask: bytes | None = None) -> bytes:
     """A text frame: unmasked, as a server sends it, or as a client sends it, ``payload``
     masked with the 4-byte ``mask``."""
     length = len(payload)
-    masked = 0 if mask is None else _MASKED
+    bit = 0 if mask is None else _MASKED
     if length < 126:
-        head = bytes((_FIN | TEXT, masked | length))
+        head = bytes((_FIN | TEXT, bit | length))
     elif length < 1 << 16:
-        head = bytes((_FIN | TEXT, masked | 126)) + _MEDIUM.pack(length)
+        head = bytes((_FIN | TEXT, bit | 126)) + _MEDIUM.pack(length)
     else:
-        head = bytes((_FIN | TEXT, masked | 127)) + _LONG.pack(length)
+        head = bytes((_FIN | TEXT, bit | 127)) + _LONG.pack(length)
     if mask is None:
         return head + payload
-    return head + mask + _masked(payload, mask)
+    return head + mask + masked(payload, mask)
 
 
-def _masked(payload: bytes, mask: bytes) -> bytes:
+def masked(payload: bytes, mask: bytes) -> bytes:
+    """``payload`` XOR the 4-byte ``mask`` repeated: masked, or unmasked if it was masked."""
     key = (mask * (len(payload) // 4 + 1))[: len(payload)]
     return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(
         len(payload), "big"

@@ -15,6 +15,8 @@ reads them without parsing every frame as JSON:
   ``recovered: true`` is followed by the history after ``since``, whose first frame gives
   the position (until it arrives the channel's position is unknown, and the session cannot
   be moved without a gap).
+- ``authenticated``: rarer still, parsed; the token the client renewed holds
+  (:class:`~wspool.gateway.model.renewal.Renewals`, which reads the client's side).
 
 :class:`Resumption` is the other half: the subscribes that restore the session on the new
 node, from the positions, and the reading of the new node's answers, which are the
@@ -30,6 +32,7 @@ import orjson
 
 from wspool.core.protocol import HANDOVER_NOTICE, ErrorCode, encode_error
 from wspool.gateway.model.framing import CLOSE, PING, TEXT, frame_end
+from wspool.gateway.model.renewal import Renewals
 
 __all__ = [
     "RESUME_PREFIX",
@@ -44,6 +47,7 @@ _DATA = b'{"type":"data","channel":"'
 _SUBSCRIBED = b'{"type":"subscribed",'
 _UNSUBSCRIBED = b'{"type":"unsubscribed",'
 _CONNECTED = b'{"type":"connected",'
+_AUTHENTICATED = b'{"type":"authenticated",'
 _OFFSET = b',"offset":"'
 _TYPE = len(b'{"type":"')
 _D = ord("d")
@@ -56,14 +60,16 @@ RESUME_PREFIX = "wspool-gateway-resume-"
 
 
 class SessionView:
-    """A session's subscriptions and, per channel, the last offset passed to its client.
+    """A session's subscriptions and, per channel, the last offset passed to its client;
+    and its client's renewed token.
 
     :meth:`frame` is a :class:`~wspool.gateway.model.framing.FrameScanner`'s ``watch``.
     """
 
-    __slots__ = ("_channels", "_single", "_tail", "greeted")
+    __slots__ = ("_channels", "_single", "_tail", "greeted", "renewals")
 
     def __init__(self) -> None:
+        self.renewals = Renewals()
         self.greeted = False
         """Whether the client has its ``connected`` (a new node's is then the gateway's)."""
         self._channels: dict[str, str | None] = {}
@@ -89,6 +95,8 @@ class SessionView:
             self.answer(orjson.loads(data[start:stop]))
         elif data.startswith(_CONNECTED, start):
             self.greeted = True
+        elif data.startswith(_AUTHENTICATED, start):
+            self.renewals.accepted(orjson.loads(data[start:stop]))
 
     def answer(self, frame: dict[str, Any]) -> None:
         """A ``subscribed`` or ``unsubscribed`` the client gets."""
