@@ -195,6 +195,19 @@ def test_a_notice_ping_is_taken_out_wherever_the_reads_split_it() -> None:
         assert (scanner.noticed, scanner.messages) == (1, 2)
 
 
+def test_the_barrier_message_is_taken_out_wherever_the_reads_split_it() -> None:
+    barrier = b'{"type":"pong","messageId":"x"}'
+    answer = _frame(Opcode.TEXT, barrier, masked=False)
+    before, after = _frame(Opcode.TEXT, b"one", masked=False), _frame(Opcode.TEXT, b"two")
+    alike = _frame(Opcode.TEXT, barrier.replace(b"x", b"y"), masked=False)
+    stream = before + alike + answer + after
+    for cut in range(len(stream) + 1):
+        scanner = FrameScanner()
+        scanner.barrier = barrier
+        assert _feed(scanner, stream, [cut]) == before + alike + after
+        assert (scanner.barred, scanner.messages) == (1, 3)
+
+
 def test_a_stopped_stream_resumes_with_what_it_kept() -> None:
     first, second = _frame(Opcode.TEXT, b"one"), _frame(Opcode.TEXT, b"two")
     scanner = FrameScanner()

@@ -21,6 +21,7 @@ from websockets.frames import Close, Frame, Opcode
 from tests.support.frames import parse_frames
 from wspool.core.history import StreamPosition, with_offset
 from wspool.core.protocol import (
+    HANDOVER_BARRIER,
     HANDOVER_NOTICE,
     encode_connected,
     encode_data,
@@ -289,6 +290,24 @@ _NOTICE = Frame(Opcode.PING, HANDOVER_NOTICE).serialize(mask=False)
 _PING = Frame(Opcode.TEXT, b'{"type":"ping","messageId":"p"}').serialize(mask=True)
 
 
+async def _barrier(moving: Moving, before: bytes = b"", answers: bytes = b"") -> None:
+    """The draining node gets the gateway's ping behind what the client sent it (``before``),
+    and answers it, as a node does, after its ``answers`` to those."""
+    ping = json.dumps({"type": "ping", "messageId": HANDOVER_BARRIER}, separators=(",", ":"))
+    async with asyncio.timeout(5):
+        frames = parse_frames(
+            await moving.node[0].readexactly(len(before) + 6 + len(ping)), mask=True
+        )
+    assert [bytes(f.data) for f in frames] == [
+        *(bytes(f.data) for f in parse_frames(before, mask=True)),
+        ping.encode(),
+    ]
+    assert moving.handovers == []  # no next node before the barrier's answer
+    moving.node[1].write(answers + _text(encode_pong(HANDOVER_BARRIER)))
+    await asyncio.sleep(0.05)
+    assert moving.handovers == [moving.splice]
+
+
 async def _asked(node: Pair) -> dict[str, str]:
     """The subscribe a new node is asked for."""
     async with asyncio.timeout(5):
@@ -304,7 +323,7 @@ async def test_a_handed_over_session_switches_after_its_node_s_last_frame_withou
     await _subscribed_and_two_messages(moving)
     moving.node[1].write(_NOTICE + _text(_data(3)))
     assert [t["offset"] for t in await _read_texts(moving.client[0], 1)] == ["e1:3"]
-    assert moving.handovers == [moving.splice]
+    await _barrier(moving)
     moving.client[1].write(_PING)  # kept for the node the session goes on on
     link, node = await moving.node_pair()
     switched = moving.splice.hand_over_to(link)
@@ -338,7 +357,7 @@ async def test_a_handover_the_new_node_cannot_take_leaves_the_session_on_its_nod
 ) -> None:
     await _subscribed_and_two_messages(moving)
     moving.node[1].write(_NOTICE)
-    await asyncio.sleep(0.05)
+    await _barrier(moving)
     moving.client[1].write(_PING)
     link, node = await moving.node_pair()
     switched = moving.splice.hand_over_to(link)
@@ -359,4 +378,36 @@ async def test_a_handover_the_new_node_cannot_take_leaves_the_session_on_its_nod
     moving.node[1].write(Frame(Opcode.CLOSE, draining).serialize(mask=False))
     await asyncio.sleep(0.05)
     assert moving.moves == [Ending.CLOSED]
+    node[1].close()
+
+
+async def test_a_subscribe_answered_after_the_notice_is_handed_over_with_the_session(
+    moving: Moving,
+) -> None:
+    await _subscribed_and_two_messages(moving)
+    subscribe = Frame(
+        Opcode.TEXT, b'{"type":"subscribe","channel":"sports","messageId":"s2"}'
+    ).serialize(mask=True)
+    moving.client[1].write(subscribe)  # reaches the node just before its notice
+    await asyncio.sleep(0.05)
+    moving.node[1].write(_NOTICE)
+    subscribed = encode_subscribed("sports", "s2", StreamPosition("e1", 0))
+    await _barrier(moving, before=subscribe, answers=_text(subscribed))
+    assert (await _read_texts(moving.client[0], 1))[0]["messageId"] == "s2"
+    link, node = await moving.node_pair()
+    switched = moving.splice.hand_over_to(link)
+    asked = [await _asked(node), await _asked(node)]
+    assert sorted((a["channel"], a["since"]) for a in asked) == [
+        ("news", "e1:2"),
+        ("sports", "e1:0"),
+    ]
+    node[1].write(
+        _text(encode_connected("c2", "node-2", "client"))
+        + b"".join(
+            _text(encode_subscribed(a["channel"], a["messageId"], StreamPosition("e1", 0), True))
+            for a in asked
+        )
+    )
+    assert await asyncio.wait_for(switched, 5) is None
+    assert (moving.moves, moving.endings) == ([], [])
     node[1].close()

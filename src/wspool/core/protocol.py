@@ -25,6 +25,7 @@ from wspool.core.history import StreamPosition
 
 __all__ = [
     "CHANNEL_PATTERN",
+    "HANDOVER_BARRIER",
     "HANDOVER_NOTICE",
     "ClientMessage",
     "CloseCode",
@@ -87,6 +88,12 @@ HANDOVER_NOTICE = b"wspool-handover"
 """The payload of the ping a draining node sends, instead of its 1012, on a connection whose
 gateway moves sessions itself (a relay ticket with ``hov``): the gateway moves the session
 to another node and never passes this ping on. Not part of the client protocol."""
+
+HANDOVER_BARRIER = "wspool-handover"
+"""The ``messageId`` of the protocol ``ping`` a gateway sends a draining node behind what
+its client sent before the handover notice. The node answers a connection's messages in
+order, so its ``pong`` comes after every answer to them; the gateway takes that ``pong``
+out of the stream and only then makes the next node ready."""
 
 
 class ProtocolError(Exception):

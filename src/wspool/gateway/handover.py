@@ -6,8 +6,11 @@ same drain schedule it sends each one the handover notice, a ping carrying
 :class:`~wspool.gateway.model.framing.FrameScanner` takes out of the stream (the client
 never sees it), and serves on. The splice (``wspool.gateway.splice``) then:
 
-1. keeps what the client sends from its next frame boundary on, and has the relay open a
-   link to another node (``wspool.gateway.relay``), while the old node goes on delivering;
+1. keeps what the client sends from its next frame boundary on, sends the old node a
+   ``ping`` of its own behind the client's last frame
+   (:data:`~wspool.core.protocol.HANDOVER_BARRIER`), and once its ``pong`` is back (after
+   the node's answers to everything the client sent it) has the relay open a link to
+   another node (``wspool.gateway.relay``), while the old node goes on delivering;
 2. a :class:`Handover` subscribes there from the session's positions at that moment
    (:class:`~wspool.gateway.model.sessionview.Resumption`) and holds every frame the new
    node sends until each subscribe is answered with ``recovered: true`` (:attr:`ready`);

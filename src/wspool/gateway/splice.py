@@ -51,7 +51,7 @@ import os
 from collections.abc import Callable
 from typing import Protocol
 
-from wspool.core.protocol import HANDOVER_NOTICE, CloseCode
+from wspool.core.protocol import HANDOVER_BARRIER, HANDOVER_NOTICE, CloseCode, encode_pong
 from wspool.gateway.handover import Handover
 from wspool.gateway.model.framing import (
     CLOSE,
@@ -76,6 +76,8 @@ _LOST = close_frame(CloseCode.SERVICE_RESTART, b"server node lost")
 _SLOW = b"slow consumer"
 _DRAINING = CloseCode.SERVICE_RESTART.to_bytes(2, "big") + b"server draining"
 _DRAINED = close_frame(CloseCode.SERVICE_RESTART, b"server draining")
+_BARRIER = b'{"type":"ping","messageId":"%s"}' % HANDOVER_BARRIER.encode()
+_BARRIER_PASSED = encode_pong(HANDOVER_BARRIER).encode()
 
 
 class Ending(enum.Enum):
@@ -156,6 +158,7 @@ class Splice:
         self._hand_over = hand_over
         self.handover: Handover | None = None
         """The next node being made ready while the draining one serves on."""
+        self._barrier_due = False  # the handover's ping goes to the node at the next boundary
         self._overlap: Overlap | None = None
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.reader = ClientBytes(self)
@@ -200,6 +203,8 @@ class Splice:
         if up.messages:
             self._counts.messages_to_server += up.messages
             up.messages = 0
+        if self._barrier_due and up.stopped:
+            self._send_barrier()
         if self.handover is not None and self._switch():
             return
         if up.oversized:
@@ -256,6 +261,9 @@ class Splice:
         if down.noticed:
             down.noticed = 0
             self._noticed()
+        if down.barred:
+            down.barred = 0
+            self._barrier_passed()
         if self.handover is not None and self._switch():
             return
         if down.held_close is not None:
@@ -425,7 +433,24 @@ class Splice:
             return
         self.up.stop()
         self.handover = Handover(self._switch, self.hand_over_failed)
-        self._hand_over(self)
+        self.down.barrier = _BARRIER_PASSED
+        self._barrier_due = True
+        if self.up.stopped:
+            self._send_barrier()
+
+    def _send_barrier(self) -> None:
+        """Behind the client's last frame to the draining node, our ``ping``: its ``pong``
+        comes after the node's answers to everything the client sent it."""
+        self._barrier_due = False
+        if not self._node.is_closing():
+            self._node.write(text_frame(_BARRIER, os.urandom(4)))
+
+    def _barrier_passed(self) -> None:
+        """Every answer of the draining node to the client is through (and the session's
+        subscriptions with it): the next node is made ready now."""
+        self.down.barrier = None
+        if self.handover is not None and self._hand_over is not None:
+            self._hand_over(self)
 
     def hand_over_to(self, node: NodeLink) -> asyncio.Future[str | None]:
         """Make ``node`` ready to take the session over; the future resolves with None once
@@ -481,6 +506,7 @@ class Splice:
         handover, self.handover = self.handover, None
         if handover is None:
             return
+        self._barrier_due, self.down.barrier = False, None
         handover.abandon(reason)
         kept = self.up.resume() + bytes(self._kept)
         self._kept.clear()
@@ -497,6 +523,7 @@ class Splice:
         node is given up, and what the client sent meanwhile waits for what follows."""
         handover, self.handover = self.handover, None
         if handover is not None:
+            self._barrier_due, self.down.barrier = False, None
             handover.abandon(reason)
             self._kept[:0] = self.up.take_rest()
 

@@ -15,7 +15,8 @@ which is how the gateway follows a session's subscriptions and offsets
 (``wspool.gateway.model.sessionview``) without re-framing anything. With ``hold_close`` a
 node's closing frame is kept back instead of passed, so the gateway can decide what the
 client sees; with ``notice`` a ping carrying that payload (a draining node's handover notice)
-is taken out of the stream and counted in :attr:`FrameScanner.noticed`. :func:`close_frame`
+is taken out of the stream and counted in :attr:`FrameScanner.noticed`, and so is a text
+message equal to ``barrier`` (:attr:`FrameScanner.barred`). :func:`close_frame`
 and :func:`text_frame` build the gateway's own frames; :func:`frame_end` finds where a
 complete frame ends in a buffer, :func:`client_texts` reads back, unmasked, the messages a
 client sent while its session was between two nodes, and :func:`masked` (un)masks a payload.
@@ -67,6 +68,8 @@ class FrameScanner:
         "_remaining",
         "_rest",
         "_stopping",
+        "barred",
+        "barrier",
         "closed",
         "held_close",
         "hold_close",
@@ -103,6 +106,10 @@ class FrameScanner:
         self.notice = notice
         self.noticed = 0
         """Pings with the ``notice`` payload taken out of the stream, to be collected."""
+        self.barrier: bytes | None = None
+        """A text message to take out of the stream when it comes (set while awaited)."""
+        self.barred = 0
+        """Text messages equal to ``barrier`` taken out of the stream, to be collected."""
         self._capture: bytearray | None = None
         self._held = b""
         self._remaining = 0
@@ -197,6 +204,15 @@ class FrameScanner:
                     self.closed = True
                     self._stopping = True
             elif first & _FIN:
+                barrier = self.barrier
+                if barrier is not None and opcode == TEXT and length == len(barrier):
+                    if end - pos < head + length:
+                        break  # kept back whole
+                    if data[pos + head : pos + head + length] == barrier:
+                        self.barred += 1
+                        data = data[:pos] + data[pos + head + length :]
+                        end = len(data)
+                        continue
                 self.messages += 1
                 if watch is not None and opcode == TEXT and length <= self.watch_limit:
                     start = pos + head - 4 if second & _MASKED else pos + head
