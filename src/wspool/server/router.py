@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from wspool.core.history import StreamPosition
@@ -194,10 +195,12 @@ class ChannelRouter:
     def _fan_out(self, channel: str, start: StreamPosition, frames: list[str]) -> None:
         """Write ``frames`` to every local subscriber of ``channel``, in order.
 
-        Like ``websockets.broadcast`` (one encoding per frame, no awaiting), but a subscriber
-        gets the whole batch in one write, and one whose unsent bytes pass the send-buffer
-        limit is closed as a slow consumer instead of growing the node's memory. Sessions
-        still catching up keep the batch with its position.
+        Like ``websockets.broadcast`` (no awaiting), but the batch is framed once for every
+        subscriber (a server's frames are unmasked, and the node negotiates no extension, so
+        they are the same bytes for all), each subscriber gets it in one write, and one whose
+        unsent bytes pass the send-buffer limit is closed as a slow consumer instead of
+        growing the node's memory. Sessions still catching up keep the batch with its
+        position.
         """
         catching_up = self._catching_up.get(channel)
         if catching_up:
@@ -212,24 +215,27 @@ class ChannelRouter:
                 self._promote(channel, catch_up)
 
     def _write(self, subscribers: dict[ServerConnection, Session], frames: list[str]) -> None:
-        encoded = [frame.encode() for frame in frames]
+        wire = b"".join(
+            Frame(Opcode.TEXT, frame.encode()).serialize(mask=False, extensions=[])
+            for frame in frames
+        )
         slow: list[Session] = []
         delivered = 0
         for websocket, session in subscribers.items():
-            if websocket.protocol.state is not State.OPEN:
+            protocol = websocket.protocol
+            if protocol.state is not State.OPEN:
                 continue
             try:
-                for data in encoded:
-                    websocket.protocol.send_text(data)
-                websocket.send_data()
+                if protocol.writes:  # what websockets queued (a pong, say) goes first
+                    websocket.send_data()
+                websocket.transport.write(wire)
             except Exception as error:  # the transport broke; its handler cleans up
                 log.debug("delivery failed: %s", error, extra={"connectionId": session.id})
                 continue
             delivered += 1
-            transport = websocket.transport
-            if transport is not None and transport.get_write_buffer_size() > self._limit:
+            if websocket.transport.get_write_buffer_size() > self._limit:
                 slow.append(session)
-        self._stats.deliveries += delivered * len(encoded)
+        self._stats.deliveries += delivered * len(frames)
         for session in slow:
             self._on_slow_consumer(session)
 
