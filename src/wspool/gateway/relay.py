@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -100,23 +99,90 @@ client): the survivors of a node lost under load are busy taking its sessions, a
 waiting a little longer is better off than one sent away."""
 
 
-@dataclass
-class _Placement:
-    """The node a relayed session is on (None while it moves), and the signal of its loss
-    that the session waits on."""
+class _Session:
+    """One relayed session as the relay follows it: the node it is on (None while it moves)
+    and the node whose loss it watches; how it ended, counted as soon as it is known; its
+    moves to other nodes."""
 
-    node: NodeState | None
-    lost: asyncio.Future[None] | None = None
+    __slots__ = (
+        "first",
+        "monitor",
+        "moves",
+        "node",
+        "pool",
+        "request",
+        "splice",
+        "stats",
+        "watched",
+    )
 
-    def watch(self, node: NodeState, pool: PoolManager, on_lost: Callable[[object], None]) -> None:
-        self.node = node
-        self.lost = pool.lost_signal(node)
-        self.lost.add_done_callback(on_lost)
+    def __init__(
+        self,
+        request: web.Request,
+        node: NodeState,
+        pool: PoolManager,
+        monitor: HealthMonitor,
+        stats: RelayStats,
+    ) -> None:
+        self.request = request
+        self.node: NodeState | None = node
+        self.first = node
+        self.watched: NodeState | None = None
+        self.pool = pool
+        self.monitor = monitor
+        self.stats = stats
+        self.splice: Splice | None = None
+        self.moves: list[asyncio.Task[None]] = []  # a list: nearly always empty
 
-    def unwatch(self, on_lost: Callable[[object], None]) -> None:
-        if self.lost is not None:
-            self.lost.remove_done_callback(on_lost)
-            self.lost = None
+    def watch(self, node: NodeState) -> None:
+        self.node = self.watched = node
+        self.pool.watch(node, self.lost)
+
+    def unwatch(self) -> None:
+        if self.watched is not None:
+            self.pool.unwatch(self.watched, self.lost)
+            self.watched = None
+
+    def lost(self) -> None:
+        """The health checks marked the node down."""
+        if self.splice is not None:
+            self.splice.node_down()
+
+    def ended(self, ending: Ending) -> None:
+        """The splice's ``ended``: count it (and say why a move failed)."""
+        stats, splice = self.stats, self.splice
+        node_id = (self.node or self.first).id
+        if splice is not None and splice.moving is not None:  # counted when the move began
+            stats.sessions_not_moved += 1
+            log.warning(
+                "could not move a session (%s); its client reconnects",
+                splice.unmoved,
+                extra={"serverId": node_id},
+            )
+            return
+        if ending is Ending.SLOW:
+            stats.slow_consumers += 1
+            log.warning("closing slow consumer", extra={"serverId": node_id})
+        elif ending is Ending.LOST or ending is Ending.DOWN:
+            # No closing handshake from the node: it died, the network cut, or it hangs.
+            # The client reconnects elsewhere, and the node is checked now.
+            stats.upstream_lost += 1
+            if ending is Ending.LOST and self.node is not None:
+                self.monitor.check_now(self.node)
+
+    def move(self, splice: Splice, why: Ending) -> None:
+        """The splice's ``move``: leave the node, and find the session another one."""
+        left = self.node
+        assert left is not None
+        if why is Ending.LOST:
+            self.stats.upstream_lost += 1
+            self.monitor.check_now(left)
+        self.node = None
+        self.pool.closed(left)
+        self.unwatch()
+        task = asyncio.create_task(_move(self, splice, left))
+        self.moves.append(task)
+        task.add_done_callback(self.moves.remove)
 
 
 async def _refuse(request: web.Request, code: CloseCode, reason: str) -> web.WebSocketResponse:
@@ -165,7 +231,7 @@ async def _relay(
         stats.refused_no_server += 1
         return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
     node, link, accept = chosen
-    placement = _Placement(node)
+    session = _Session(request, node, pool, monitor, stats)
     try:
         transport = request.transport
         if transport is None or transport.is_closing():  # the client left meanwhile
@@ -176,108 +242,52 @@ async def _relay(
         stats.connections_opened += 1
         stats.connections_open += 1
         try:
-            await _splice(request, transport, link, placement, pool, monitor, stats, renewals)
+            await _splice(session, transport, link, renewals)
         finally:
             stats.connections_open -= 1
     finally:
-        if placement.node is not None:
-            pool.closed(placement.node)
+        if session.node is not None:
+            pool.closed(session.node)
     await connection_closed(request, LINGER)
     return _Upgraded()
 
 
 async def _splice(
-    request: web.Request,
-    transport: asyncio.Transport,
-    link: NodeLink,
-    placement: _Placement,
-    pool: PoolManager,
-    monitor: HealthMonitor,
-    stats: RelayStats,
-    renewals: bool,
+    session: _Session, transport: asyncio.Transport, link: NodeLink, renewals: bool
 ) -> None:
-    """Relay until the node's socket is closed (the last node's, when the session moves);
-    count how it ended, as soon as it is known. ``renewals``: the client presented a token,
-    which a seamless session follows as the client renews it."""
-    assert placement.node is not None
-    first = placement.node
-
-    def ended(ending: Ending) -> None:
-        node_id = placement.node.id if placement.node is not None else first.id
-        if splice.moving is not None:  # its loss was counted when the move began
-            stats.sessions_not_moved += 1
-            log.warning(
-                "could not move a session (%s); its client reconnects",
-                splice.unmoved,
-                extra={"serverId": node_id},
-            )
-            return
-        if ending is Ending.SLOW:
-            stats.slow_consumers += 1
-            log.warning("closing slow consumer", extra={"serverId": node_id})
-        elif ending is Ending.LOST or ending is Ending.DOWN:
-            # No closing handshake from the node: it died, the network cut, or it hangs.
-            # The client reconnects elsewhere, and the node is checked now.
-            stats.upstream_lost += 1
-            if ending is Ending.LOST and placement.node is not None:
-                monitor.check_now(placement.node)
-
-    def move(splice: Splice, why: Ending) -> None:
-        left = placement.node
-        assert left is not None
-        if why is Ending.LOST:
-            stats.upstream_lost += 1
-            monitor.check_now(left)
-        placement.node = None
-        pool.closed(left)
-        placement.unwatch(on_lost)
-        task = asyncio.create_task(
-            _move(splice, left, request, placement, pool, monitor, stats, on_lost)
-        )
-        moves.add(task)
-        task.add_done_callback(moves.discard)
-
-    def on_lost(_: object) -> None:
-        splice.node_down()
-
+    """Relay until the node's socket is closed (the last node's, when the session moves).
+    ``renewals``: the client presented a token, which a seamless session follows as the
+    client renews it."""
+    pool, request = session.pool, session.request
     settings = pool.settings
-    splice = Splice(
+    splice = session.splice = Splice(
         transport,
         link,
         max_frame_bytes=settings.max_frame_bytes,
         send_buffer_limit=settings.send_buffer_limit,
-        counts=stats,
-        ended=ended,
-        move=move if pool.config.seamless else None,
+        counts=session.stats,
+        ended=session.ended,
+        move=session.move if pool.config.seamless else None,
         renewals=renewals,
     )
-    moves: set[asyncio.Task[None]] = set()
-    placement.watch(first, pool, on_lost)
+    session.watch(session.first)
     # aiohttp hands each read after the upgrade to a payload parser: ours splices it.
     request.protocol.set_parser(splice.reader)  # type: ignore[arg-type]
     request.protocol.keep_alive(False)
     try:
         await splice.finished
     finally:
-        placement.unwatch(on_lost)
-        await cancel_and_wait(*moves)
+        session.unwatch()
+        await cancel_and_wait(*session.moves)
         if splice.finished.cancelled():  # the gateway is stopping
             transport.abort()
             splice.abort_node()
 
 
-async def _move(
-    splice: Splice,
-    left: NodeState,
-    request: web.Request,
-    placement: _Placement,
-    pool: PoolManager,
-    monitor: HealthMonitor,
-    stats: RelayStats,
-    on_lost: Callable[[object], None],
-) -> None:
+async def _move(session: _Session, splice: Splice, left: NodeState) -> None:
     """Open the session's next node (any but the one it left) and continue there, presenting
     the token its client renewed on the connection, if it did."""
+    request, pool, stats = session.request, session.pool, session.stats
     began = time.monotonic()
     try:
         async with pool.moves, asyncio.timeout(MOVE_TIMEOUT):
@@ -285,7 +295,7 @@ async def _move(
                 request,
                 client_handshake(request, splice.renewed_token),
                 pool,
-                monitor,
+                session.monitor,
                 stats,
                 leaving=left.id,
                 handshake_seconds=MOVE_HANDSHAKE,
@@ -299,7 +309,7 @@ async def _move(
         splice.unmovable("no node could take it")
         return
     node, link, _ = chosen
-    placement.watch(node, pool, on_lost)
+    session.watch(node)
     splice.attach(link)
     took = time.monotonic() - began
     stats.sessions_moved += 1

@@ -114,6 +114,31 @@ class Splice:
     client's side may linger.
     """
 
+    __slots__ = (
+        "_client",
+        "_client_close",
+        "_client_done",
+        "_counts",
+        "_ended",
+        "_kept",
+        "_limit",
+        "_max_frame_bytes",
+        "_move",
+        "_node",
+        "_node_closing",
+        "_node_link",
+        "_renewals",
+        "_resuming",
+        "down",
+        "ending",
+        "finished",
+        "moving",
+        "reader",
+        "unmoved",
+        "up",
+        "view",
+    )
+
     def __init__(
         self,
         client: asyncio.Transport,
