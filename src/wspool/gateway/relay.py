@@ -219,37 +219,53 @@ async def _relay(
     monitor: HealthMonitor,
     stats: RelayStats,
 ) -> web.StreamResponse:
+    opened = await _open(request, pool, monitor, stats)
+    if isinstance(opened, web.StreamResponse):
+        return opened
+    session, transport, link, renewals = opened
+    stats.connections_opened += 1
+    stats.connections_open += 1
+    try:
+        await _splice(session, transport, link, renewals)
+    finally:
+        stats.connections_open -= 1
+        if session.node is not None:
+            pool.closed(session.node)
+    await connection_closed(request, LINGER)
+    return _Upgraded()
+
+
+async def _open(
+    request: web.Request,
+    pool: PoolManager,
+    monitor: HealthMonitor,
+    stats: RelayStats,
+) -> web.StreamResponse | tuple[_Session, asyncio.Transport, NodeLink, bool]:
+    """Open the client's node and answer the client with the node's 101: the session, the
+    client's transport, the node's link and whether the session follows the client's
+    renewals (it presented a token); or the answer that refuses the client. What only the
+    handshake needs is not kept for the connection's life."""
     handshake = client_handshake(request)
-    renewals = carries_token(handshake)
     try:
         chosen = await _open_upstream(request, handshake, pool, monitor, stats)
     except ClientRefusedError as refusal:
         stats.refused_by_node += 1
         return _client_refusal(refusal)
-    del handshake  # not held for the connection's life
     if chosen is None:
         stats.refused_no_server += 1
         return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
     node, link, accept = chosen
-    session = _Session(request, node, pool, monitor, stats)
+    transport = request.transport
     try:
-        transport = request.transport
         if transport is None or transport.is_closing():  # the client left meanwhile
-            assert link.transport is not None
-            link.transport.abort()
             raise ConnectionResetError("the client left during the handshake")
         transport.write(accept)
-        stats.connections_opened += 1
-        stats.connections_open += 1
-        try:
-            await _splice(session, transport, link, renewals)
-        finally:
-            stats.connections_open -= 1
-    finally:
-        if session.node is not None:
-            pool.closed(session.node)
-    await connection_closed(request, LINGER)
-    return _Upgraded()
+    except BaseException:
+        pool.closed(node)
+        assert link.transport is not None
+        link.transport.abort()
+        raise
+    return _Session(request, node, pool, monitor, stats), transport, link, carries_token(handshake)
 
 
 async def _splice(
