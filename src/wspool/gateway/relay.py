@@ -17,7 +17,8 @@ The node's limits hold here too, so that one client cannot spend the gateway's m
 client frame over ``--max-frame-bytes`` closes the client with 1009 as soon as its header
 announces it, and a client that lets more than ``--send-buffer-limit`` bytes pile up is
 closed with 1008 ``slow consumer`` (behind what was queued, as a node does), which blames
-no node.
+no node. What a client is answered with besides its node's 101 (refusals, a node's refusal)
+is in ``wspool.gateway.answers``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aiohttp import web
 
 from wspool.core.protocol import CloseCode
 from wspool.gateway.admission import Admission, connection_closed
+from wspool.gateway.answers import LINGER, Upgraded, node_refusal, refuse
 from wspool.gateway.model.renewal import Handshake, carries_token
 from wspool.gateway.monitor import HealthMonitor
 from wspool.gateway.pool import NodeState, PoolManager
@@ -69,27 +71,6 @@ class RelayStats:
     longest_move: float = 0.0
 
 
-class _ClientSocket(web.WebSocketResponse):
-    """aiohttp's server WebSocket, for the refusals: ends its TCP connection as a node does.
-
-    aiohttp closes the socket right after the closing handshake; if the client is still
-    sending, the kernel answers with a reset, which can destroy the close frame before the
-    client has read it. Here the gateway stops sending (FIN), lets what still arrives be
-    discarded, and waits for the client to close, at most ``LINGER`` seconds.
-    """
-
-    def _close_transport(self) -> None:  # aiohttp's one place that ends the connection
-        transport = self._req.transport if self._req is not None else None
-        if transport is None or transport.is_closing() or not transport.can_write_eof():
-            super()._close_transport()
-            return
-        transport.write_eof()
-        transport.resume_reading()
-        asyncio.get_running_loop().call_later(LINGER, transport.abort)
-
-
-LINGER = 5.0
-"""Seconds a client has to close its side after the gateway closed its own."""
 MOVE_TIMEOUT = 20.0
 """Seconds a session has to find a new node once its turn comes; after that its client
 gets its 1012."""
@@ -185,15 +166,6 @@ class _Session:
         task.add_done_callback(self.moves.remove)
 
 
-async def _refuse(request: web.Request, code: CloseCode, reason: str) -> web.WebSocketResponse:
-    """Complete the handshake and close at once: browsers see close codes, not statuses."""
-    client = _ClientSocket(compress=False)
-    await client.prepare(request)
-    await client.close(code=code, message=reason.encode())
-    await connection_closed(request, LINGER)  # aiohttp ends the connection when we return
-    return client
-
-
 async def relay_websocket(
     request: web.Request,
     pool: PoolManager,
@@ -203,10 +175,10 @@ async def relay_websocket(
 ) -> web.StreamResponse:
     if pool.full:
         stats.refused_pool_full += 1
-        return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "pool full")
+        return await refuse(request, CloseCode.TRY_AGAIN_LATER, "pool full")
     if not admission.reserve_upstream():
         stats.refused_at_capacity += 1
-        return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "gateway at capacity")
+        return await refuse(request, CloseCode.TRY_AGAIN_LATER, "gateway at capacity")
     try:
         return await _relay(request, pool, monitor, stats)
     finally:
@@ -232,7 +204,7 @@ async def _relay(
         if session.node is not None:
             pool.closed(session.node)
     await connection_closed(request, LINGER)
-    return _Upgraded()
+    return Upgraded()
 
 
 async def _open(
@@ -250,10 +222,10 @@ async def _open(
         chosen = await _open_upstream(request, handshake, pool, monitor, stats)
     except ClientRefusedError as refusal:
         stats.refused_by_node += 1
-        return _client_refusal(refusal)
+        return node_refusal(refusal)
     if chosen is None:
         stats.refused_no_server += 1
-        return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
+        return await refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
     node, link, accept = chosen
     transport = request.transport
     try:
@@ -331,26 +303,6 @@ async def _move(session: _Session, splice: Splice, left: NodeState) -> None:
     stats.sessions_moved += 1
     stats.move_seconds += took
     stats.longest_move = max(stats.longest_move, took)
-
-
-class _Upgraded(web.StreamResponse):
-    """What the handler of a relayed connection returns: its 101 and everything after it
-    were written by the relay, so aiohttp has nothing left to send."""
-
-    def __init__(self) -> None:
-        super().__init__(status=101)
-        self.force_close()
-
-    async def prepare(self, request: web.BaseRequest) -> None:
-        return None
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None
-
-
-def _client_refusal(refusal: ClientRefusedError) -> web.Response:
-    """The node's refusal, as the node wrote it: status, body and the headers that explain it."""
-    return web.Response(status=refusal.status, body=refusal.body, headers=refusal.headers)
 
 
 async def _open_upstream(
