@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wspool.gateway.model.nodeurls import health_url, socket_url
+from wspool.gateway.model.nodeurls import health_url, node_address, socket_url
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,24 @@ def test_the_gateway_relays_to_the_url_a_node_advertises_with_its_own_query(
     advertised: str, dialed: str
 ) -> None:
     assert socket_url(advertised, "clientId=a") == dialed
+
+
+@pytest.mark.parametrize(
+    ("advertised", "address"),
+    [
+        ("ws://10.99.1.5:8081/ws", ("10.99.1.5", 8081, False, "10.99.1.5:8081", "/ws")),
+        ("ws://127.0.0.1:9001/", ("127.0.0.1", 9001, False, "127.0.0.1:9001", "/ws")),
+        (
+            "wss://node-1.example/socket?old=1",
+            ("node-1.example", 443, True, "node-1.example", "/socket"),
+        ),
+    ],
+)
+def test_the_address_dialed_is_the_one_the_url_names(
+    advertised: str, address: tuple[str, int, bool, str, str]
+) -> None:
+    dialed = node_address(advertised)
+    assert dialed == address
+    scheme = "wss" if dialed.secure else "ws"
+    target = dialed.target("clientId=a")
+    assert f"{scheme}://{dialed.netloc}{target}" == socket_url(advertised, "clientId=a")

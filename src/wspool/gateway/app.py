@@ -10,6 +10,8 @@ publishing and history).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 from pathlib import Path
@@ -30,9 +32,28 @@ CLIENT_MODULES = Path(__file__).with_name("static")
 """The JavaScript client compiled from clients/js (``npm run build`` there writes it here)."""
 
 
+def _opens_websocket(request: web.Request) -> bool:
+    """Whether ``request`` is a WebSocket opening handshake, by the checks of aiohttp's
+    ``WebSocketResponse.can_prepare`` (without building a response): ``Upgrade: websocket``,
+    a ``Connection`` that names ``upgrade``, a version aiohttp speaks and a 16-byte key."""
+    headers = request.headers
+    if headers.get("Upgrade", "").lower().strip() != "websocket":
+        return False
+    connection = (t.strip().lower() for h in headers.getall("Connection", ()) for t in h.split(","))
+    if "upgrade" not in connection:
+        return False
+    if headers.get("Sec-WebSocket-Version", "") not in ("13", "8", "7"):
+        return False
+    key = headers.get("Sec-WebSocket-Key")
+    try:
+        return key is not None and len(base64.b64decode(key)) == 16
+    except binascii.Error:
+        return False
+
+
 async def _websocket(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
-    if not web.WebSocketResponse().can_prepare(request).ok:
+    if not _opens_websocket(request):
         raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "expected a WebSocket upgrade")
     if not gateway.settings.security.origin_allowed(request.headers.get("Origin")):
         raise ApiError(HTTPStatus.FORBIDDEN, "FORBIDDEN", "origin not allowed")

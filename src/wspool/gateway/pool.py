@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from wspool.core.config import GatewaySettings
@@ -63,8 +63,9 @@ class NodeState:
     """Handshakes this replica has in flight to the node (not yet in any report)."""
     samples: deque[NodeSample] = field(default_factory=lambda: deque(maxlen=2))
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10))
-    lost: asyncio.Future[None] | None = None
-    """Resolved when the health checks mark the node down: its relays close their clients."""
+    watchers: set[Callable[[], None]] = field(default_factory=set)
+    """What each relay to the node does when the health checks mark it down (a set: each
+    relayed connection's goes in and out in constant time)."""
 
     @property
     def id(self) -> str:
@@ -270,16 +271,19 @@ class PoolManager:
 
     # what the health monitor and the relay learn ----------------------------------------
 
-    def lost_signal(self, node: NodeState) -> asyncio.Future[None]:
-        """What a relay to ``node`` waits on besides its frames (one future for them all)."""
-        if node.lost is None or node.lost.done():
-            node.lost = asyncio.get_running_loop().create_future()
-        return node.lost
+    def watch(self, node: NodeState, on_lost: Callable[[], None]) -> None:
+        """Call ``on_lost`` (at the event loop's next turn) when ``node`` is marked down."""
+        node.watchers.add(on_lost)
+
+    def unwatch(self, node: NodeState, on_lost: Callable[[], None]) -> None:
+        node.watchers.discard(on_lost)
 
     def lose(self, node: NodeState) -> None:
-        """The node stopped answering: every relay to it closes its client."""
-        if node.lost is not None and not node.lost.done():
-            node.lost.set_result(None)
+        """The node stopped answering: every relay to it closes its client (or moves it)."""
+        watchers, node.watchers = node.watchers, set()
+        loop = asyncio.get_running_loop()
+        for on_lost in watchers:
+            loop.call_soon(on_lost)
 
     def recovered(self, node: NodeState) -> None:
         node.ramp_from = time.time()

@@ -18,7 +18,8 @@ The node's limits hold here too, so that one client cannot spend the gateway's m
 client frame over ``--max-frame-bytes`` closes the client with 1009 as soon as its header
 announces it, and a client that lets more than ``--send-buffer-limit`` bytes pile up is
 closed with 1008 ``slow consumer`` (behind what was queued, as a node does), which blames
-no node.
+no node. What a client is answered with besides its node's 101 (refusals, a node's refusal)
+is in ``wspool.gateway.answers``.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from wspool.core.protocol import CloseCode
 from wspool.gateway.admission import Admission, connection_closed
+from wspool.gateway.answers import LINGER, Upgraded, node_refusal, refuse
 from wspool.gateway.model.renewal import Handshake, carries_token
 from wspool.gateway.monitor import HealthMonitor
 from wspool.gateway.pool import NodeState, PoolManager
@@ -73,27 +74,6 @@ class RelayStats:
     longest_move: float = 0.0
 
 
-class _ClientSocket(web.WebSocketResponse):
-    """aiohttp's server WebSocket, for the refusals: ends its TCP connection as a node does.
-
-    aiohttp closes the socket right after the closing handshake; if the client is still
-    sending, the kernel answers with a reset, which can destroy the close frame before the
-    client has read it. Here the gateway stops sending (FIN), lets what still arrives be
-    discarded, and waits for the client to close, at most ``LINGER`` seconds.
-    """
-
-    def _close_transport(self) -> None:  # aiohttp's one place that ends the connection
-        transport = self._req.transport if self._req is not None else None
-        if transport is None or transport.is_closing() or not transport.can_write_eof():
-            super()._close_transport()
-            return
-        transport.write_eof()
-        transport.resume_reading()
-        asyncio.get_running_loop().call_later(LINGER, transport.abort)
-
-
-LINGER = 5.0
-"""Seconds a client has to close its side after the gateway closed its own."""
 MOVE_TIMEOUT = 20.0
 """Seconds a session has to find a new node once its turn comes; after that its client
 gets its 1012."""
@@ -103,111 +83,60 @@ client): the survivors of a node lost under load are busy taking its sessions, a
 waiting a little longer is better off than one sent away."""
 
 
-@dataclass
-class _Placement:
-    """The node a relayed session is on (None while it moves), and the signal of its loss
-    that the session waits on."""
+class _Session:
+    """One relayed session as the relay follows it: the node it is on (None while it moves)
+    and the node whose loss it watches; how it ended, counted as soon as it is known; its
+    moves to other nodes."""
 
-    node: NodeState | None
-    lost: asyncio.Future[None] | None = None
+    __slots__ = (
+        "first",
+        "monitor",
+        "moves",
+        "node",
+        "pool",
+        "request",
+        "splice",
+        "stats",
+        "watched",
+    )
 
-    def watch(self, node: NodeState, pool: PoolManager, on_lost: Callable[[object], None]) -> None:
-        self.node = node
-        self.lost = pool.lost_signal(node)
-        self.lost.add_done_callback(on_lost)
+    def __init__(
+        self,
+        request: web.Request,
+        node: NodeState,
+        pool: PoolManager,
+        monitor: HealthMonitor,
+        stats: RelayStats,
+    ) -> None:
+        self.request = request
+        self.node: NodeState | None = node
+        self.first = node
+        self.watched: NodeState | None = None
+        self.pool = pool
+        self.monitor = monitor
+        self.stats = stats
+        self.splice: Splice | None = None
+        self.moves: list[asyncio.Task[None]] = []  # a list: nearly always empty
 
-    def unwatch(self, on_lost: Callable[[object], None]) -> None:
-        if self.lost is not None:
-            self.lost.remove_done_callback(on_lost)
-            self.lost = None
+    def watch(self, node: NodeState) -> None:
+        self.node = self.watched = node
+        self.pool.watch(node, self.lost)
 
+    def unwatch(self) -> None:
+        if self.watched is not None:
+            self.pool.unwatch(self.watched, self.lost)
+            self.watched = None
 
-async def _refuse(request: web.Request, code: CloseCode, reason: str) -> web.WebSocketResponse:
-    """Complete the handshake and close at once: browsers see close codes, not statuses."""
-    client = _ClientSocket(compress=False)
-    await client.prepare(request)
-    await client.close(code=code, message=reason.encode())
-    await connection_closed(request, LINGER)  # aiohttp ends the connection when we return
-    return client
+    def lost(self) -> None:
+        """The health checks marked the node down."""
+        if self.splice is not None:
+            self.splice.node_down()
 
-
-async def relay_websocket(
-    request: web.Request,
-    pool: PoolManager,
-    monitor: HealthMonitor,
-    stats: RelayStats,
-    admission: Admission,
-) -> web.StreamResponse:
-    if pool.full:
-        stats.refused_pool_full += 1
-        return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "pool full")
-    if not admission.reserve_upstream():
-        stats.refused_at_capacity += 1
-        return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "gateway at capacity")
-    try:
-        return await _relay(request, pool, monitor, stats)
-    finally:
-        admission.release_upstream()
-
-
-async def _relay(
-    request: web.Request,
-    pool: PoolManager,
-    monitor: HealthMonitor,
-    stats: RelayStats,
-) -> web.StreamResponse:
-    handshake = client_handshake(request)
-    renewals = carries_token(handshake)
-    try:
-        chosen = await _open_upstream(request, handshake, pool, monitor, stats)
-    except ClientRefusedError as refusal:
-        stats.refused_by_node += 1
-        return _client_refusal(refusal)
-    del handshake  # not held for the connection's life
-    if chosen is None:
-        stats.refused_no_server += 1
-        return await _refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
-    node, link, accept = chosen
-    placement = _Placement(node)
-    try:
-        transport = request.transport
-        if transport is None or transport.is_closing():  # the client left meanwhile
-            assert link.transport is not None
-            link.transport.abort()
-            raise ConnectionResetError("the client left during the handshake")
-        transport.write(accept)
-        stats.connections_opened += 1
-        stats.connections_open += 1
-        try:
-            await _splice(request, transport, link, placement, pool, monitor, stats, renewals)
-        finally:
-            stats.connections_open -= 1
-    finally:
-        if placement.node is not None:
-            pool.closed(placement.node)
-    await connection_closed(request, LINGER)
-    return _Upgraded()
-
-
-async def _splice(
-    request: web.Request,
-    transport: asyncio.Transport,
-    link: NodeLink,
-    placement: _Placement,
-    pool: PoolManager,
-    monitor: HealthMonitor,
-    stats: RelayStats,
-    renewals: bool,
-) -> None:
-    """Relay until the node's socket is closed (the last node's, when the session moves);
-    count how it ended, as soon as it is known. ``renewals``: the client presented a token,
-    which a seamless session follows as the client renews it."""
-    assert placement.node is not None
-    first = placement.node
-
-    def ended(ending: Ending) -> None:
-        node_id = placement.node.id if placement.node is not None else first.id
-        if splice.moving is not None:  # its loss was counted when the move began
+    def ended(self, ending: Ending) -> None:
+        """The splice's ``ended``: count it (and say why a move failed)."""
+        stats, splice = self.stats, self.splice
+        node_id = (self.node or self.first).id
+        if splice is not None and splice.moving is not None:  # counted when the move began
             stats.sessions_not_moved += 1
             log.warning(
                 "could not move a session (%s); its client reconnects",
@@ -222,100 +151,158 @@ async def _splice(
             # No closing handshake from the node: it died, the network cut, or it hangs.
             # The client reconnects elsewhere, and the node is checked now.
             stats.upstream_lost += 1
-            if ending is Ending.LOST and placement.node is not None:
-                monitor.check_now(placement.node)
+            if ending is Ending.LOST and self.node is not None:
+                self.monitor.check_now(self.node)
 
-    def move(splice: Splice, why: Ending) -> None:
-        left = placement.node
+    def move(self, splice: Splice, why: Ending) -> None:
+        """The splice's ``move``: leave the node, and find the session another one."""
+        left = self.node
         assert left is not None
         if why is Ending.LOST:
-            stats.upstream_lost += 1
-            monitor.check_now(left)
-        placement.node = None
-        pool.closed(left)
-        placement.unwatch(on_lost)
-        task = asyncio.create_task(
-            _move(splice, left, request, placement, pool, monitor, stats, on_lost)
-        )
-        moves.add(task)
-        task.add_done_callback(moves.discard)
+            self.stats.upstream_lost += 1
+            self.monitor.check_now(left)
+        self.node = None
+        self.pool.closed(left)
+        self.unwatch()
+        task = asyncio.create_task(_move(self, splice, left))
+        self.moves.append(task)
+        task.add_done_callback(self.moves.remove)
 
-    def hand_over(splice: Splice) -> None:
-        left = placement.node
+    def hand_over(self, splice: Splice) -> None:
+        """The splice's ``hand_over``: make the next node ready while this one drains."""
+        left = self.node
         assert left is not None
-        task = asyncio.create_task(
-            _hand_over(splice, left, request, placement, pool, monitor, stats, on_lost)
-        )
-        moves.add(task)
-        task.add_done_callback(moves.discard)
+        task = asyncio.create_task(_hand_over(self, splice, left))
+        self.moves.append(task)
+        task.add_done_callback(self.moves.remove)
 
-    def on_lost(_: object) -> None:
-        splice.node_down()
 
+async def relay_websocket(
+    request: web.Request,
+    pool: PoolManager,
+    monitor: HealthMonitor,
+    stats: RelayStats,
+    admission: Admission,
+) -> web.StreamResponse:
+    if pool.full:
+        stats.refused_pool_full += 1
+        return await refuse(request, CloseCode.TRY_AGAIN_LATER, "pool full")
+    if not admission.reserve_upstream():
+        stats.refused_at_capacity += 1
+        return await refuse(request, CloseCode.TRY_AGAIN_LATER, "gateway at capacity")
+    try:
+        return await _relay(request, pool, monitor, stats)
+    finally:
+        admission.release_upstream()
+
+
+async def _relay(
+    request: web.Request,
+    pool: PoolManager,
+    monitor: HealthMonitor,
+    stats: RelayStats,
+) -> web.StreamResponse:
+    opened = await _open(request, pool, monitor, stats)
+    if isinstance(opened, web.StreamResponse):
+        return opened
+    session, transport, link, renewals = opened
+    stats.connections_opened += 1
+    stats.connections_open += 1
+    try:
+        await _splice(session, transport, link, renewals)
+    finally:
+        stats.connections_open -= 1
+        if session.node is not None:
+            pool.closed(session.node)
+    await connection_closed(request, LINGER)
+    return Upgraded()
+
+
+async def _open(
+    request: web.Request,
+    pool: PoolManager,
+    monitor: HealthMonitor,
+    stats: RelayStats,
+) -> web.StreamResponse | tuple[_Session, asyncio.Transport, NodeLink, bool]:
+    """Open the client's node and answer the client with the node's 101: the session, the
+    client's transport, the node's link and whether the session follows the client's
+    renewals (it presented a token); or the answer that refuses the client. What only the
+    handshake needs is not kept for the connection's life."""
+    handshake = client_handshake(request)
+    try:
+        chosen = await _open_upstream(request, handshake, pool, monitor, stats)
+    except ClientRefusedError as refusal:
+        stats.refused_by_node += 1
+        return node_refusal(refusal)
+    if chosen is None:
+        stats.refused_no_server += 1
+        return await refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
+    node, link, accept = chosen
+    transport = request.transport
+    try:
+        if transport is None or transport.is_closing():  # the client left meanwhile
+            raise ConnectionResetError("the client left during the handshake")
+        transport.write(accept)
+    except BaseException:
+        pool.closed(node)
+        assert link.transport is not None
+        link.transport.abort()
+        raise
+    return _Session(request, node, pool, monitor, stats), transport, link, carries_token(handshake)
+
+
+async def _splice(
+    session: _Session, transport: asyncio.Transport, link: NodeLink, renewals: bool
+) -> None:
+    """Relay until the node's socket is closed (the last node's, when the session moves).
+    ``renewals``: the client presented a token, which a seamless session follows as the
+    client renews it."""
+    pool, request = session.pool, session.request
     settings = pool.settings
-    splice = Splice(
+    splice = session.splice = Splice(
         transport,
         link,
         max_frame_bytes=settings.max_frame_bytes,
         send_buffer_limit=settings.send_buffer_limit,
-        counts=stats,
-        ended=ended,
-        move=move if pool.config.seamless else None,
-        hand_over=hand_over if pool.config.seamless else None,
+        counts=session.stats,
+        ended=session.ended,
+        move=session.move if pool.config.seamless else None,
+        hand_over=session.hand_over if pool.config.seamless else None,
         renewals=renewals,
     )
-    moves: set[asyncio.Task[None]] = set()
-    placement.watch(first, pool, on_lost)
+    session.watch(session.first)
     # aiohttp hands each read after the upgrade to a payload parser: ours splices it.
     request.protocol.set_parser(splice.reader)  # type: ignore[arg-type]
     request.protocol.keep_alive(False)
     try:
         await splice.finished
     finally:
-        placement.unwatch(on_lost)
-        await cancel_and_wait(*moves)
+        session.unwatch()
+        await cancel_and_wait(*session.moves)
         if splice.finished.cancelled():  # the gateway is stopping
             transport.abort()
             splice.abort_node()
 
 
-async def _move(
-    splice: Splice,
-    left: NodeState,
-    request: web.Request,
-    placement: _Placement,
-    pool: PoolManager,
-    monitor: HealthMonitor,
-    stats: RelayStats,
-    on_lost: Callable[[object], None],
-) -> None:
+async def _move(session: _Session, splice: Splice, left: NodeState) -> None:
     """Open the session's next node (any but the one it left) and continue there, presenting
     the token its client renewed on the connection, if it did."""
     began = time.monotonic()
-    chosen = await _next_node(request, splice.renewed_token, left, pool, monitor, stats)
+    chosen = await _next_node(session, splice, left)
     if isinstance(chosen, str):
         splice.unmovable(chosen)
         return
     node, link = chosen
-    placement.watch(node, pool, on_lost)
+    session.watch(node)
     splice.attach(link)
-    _count_move(stats, time.monotonic() - began)
+    _count_move(session.stats, time.monotonic() - began)
 
 
-async def _hand_over(
-    splice: Splice,
-    left: NodeState,
-    request: web.Request,
-    placement: _Placement,
-    pool: PoolManager,
-    monitor: HealthMonitor,
-    stats: RelayStats,
-    on_lost: Callable[[object], None],
-) -> None:
+async def _hand_over(session: _Session, splice: Splice, left: NodeState) -> None:
     """Make the session's next node ready while ``left``, draining, still serves it, and
     switch there; if that fails, the session stays on ``left`` until its drain ends."""
     began = time.monotonic()
-    chosen = await _next_node(request, splice.renewed_token, left, pool, monitor, stats)
+    chosen = await _next_node(session, splice, left)
     if isinstance(chosen, str):
         splice.hand_over_failed(chosen)
         outcome: str | None = chosen
@@ -326,13 +313,13 @@ async def _hand_over(
             outcome = await splice.hand_over_to(link)
         finally:
             if outcome is not None:
-                pool.closed(node)
+                session.pool.closed(node)
         if outcome is None:
-            placement.unwatch(on_lost)
-            pool.closed(left)
-            placement.watch(node, pool, on_lost)
-            _count_move(stats, time.monotonic() - began)
-            stats.sessions_handed_over += 1
+            session.unwatch()
+            session.pool.closed(left)
+            session.watch(node)
+            _count_move(session.stats, time.monotonic() - began)
+            session.stats.sessions_handed_over += 1
             return
     log.info(
         "could not hand a session over (%s); its node serves it to the end of its drain",
@@ -342,23 +329,19 @@ async def _hand_over(
 
 
 async def _next_node(
-    request: web.Request,
-    renewed_token: str | None,
-    left: NodeState,
-    pool: PoolManager,
-    monitor: HealthMonitor,
-    stats: RelayStats,
+    session: _Session, splice: Splice, left: NodeState
 ) -> tuple[NodeState, NodeLink] | str:
     """A link to a session's next node (any but the one it leaves), presenting the token its
     client renewed on the connection if it did, or why there is none."""
+    request, pool = session.request, session.pool
     try:
         async with pool.moves, asyncio.timeout(MOVE_TIMEOUT):
             chosen = await _open_upstream(
                 request,
-                client_handshake(request, renewed_token),
+                client_handshake(request, splice.renewed_token),
                 pool,
-                monitor,
-                stats,
+                session.monitor,
+                session.stats,
                 leaving=left.id,
                 handshake_seconds=MOVE_HANDSHAKE,
             )
@@ -376,26 +359,6 @@ def _count_move(stats: RelayStats, took: float) -> None:
     stats.sessions_moved += 1
     stats.move_seconds += took
     stats.longest_move = max(stats.longest_move, took)
-
-
-class _Upgraded(web.StreamResponse):
-    """What the handler of a relayed connection returns: its 101 and everything after it
-    were written by the relay, so aiohttp has nothing left to send."""
-
-    def __init__(self) -> None:
-        super().__init__(status=101)
-        self.force_close()
-
-    async def prepare(self, request: web.BaseRequest) -> None:
-        return None
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None
-
-
-def _client_refusal(refusal: ClientRefusedError) -> web.Response:
-    """The node's refusal, as the node wrote it: status, body and the headers that explain it."""
-    return web.Response(status=refusal.status, body=refusal.body, headers=refusal.headers)
 
 
 async def _open_upstream(

@@ -122,6 +122,35 @@ class Splice:
     client's side may linger.
     """
 
+    __slots__ = (
+        "_barrier_due",
+        "_client",
+        "_client_close",
+        "_client_done",
+        "_counts",
+        "_ended",
+        "_hand_over",
+        "_kept",
+        "_limit",
+        "_max_frame_bytes",
+        "_move",
+        "_node",
+        "_node_closing",
+        "_node_link",
+        "_overlap",
+        "_renewals",
+        "_resuming",
+        "down",
+        "ending",
+        "finished",
+        "handover",
+        "moving",
+        "reader",
+        "unmoved",
+        "up",
+        "view",
+    )
+
     def __init__(
         self,
         client: asyncio.Transport,

@@ -30,13 +30,13 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import cast
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from wspool.core.auth import offered_subprotocols
 from wspool.core.tickets import Ticket, issue_ticket
-from wspool.gateway.model.nodeurls import socket_url
+from wspool.gateway.model.nodeurls import NodeAddress, node_address
 from wspool.gateway.model.renewal import Handshake, with_token
 from wspool.gateway.pool import NodeState
 
@@ -116,9 +116,21 @@ class NodeLink(asyncio.Protocol):
     (a node may send its first frames right behind its 101).
     """
 
+    __slots__ = (
+        "_answer",
+        "_buffer",
+        "_on_data",
+        "_on_lost",
+        "_on_writable",
+        "answered",
+        "lost",
+        "transport",
+    )
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.answered: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        self.answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Done once the node's answer is read (:meth:`take_answer`), or failed."""
         self._buffer = b""
         self._answer: _Answer | None = None
         self._on_data: Callable[[bytes], None] | None = None
@@ -145,6 +157,13 @@ class NodeLink(asyncio.Protocol):
         if self.lost:
             on_lost()
 
+    def take_answer(self) -> _Answer:
+        """The node's answer, once :attr:`answered`; the link holds it no longer (a relayed
+        connection does not keep its handshake)."""
+        answer, self._answer = self._answer, None
+        assert answer is not None
+        return answer
+
     def detach(self) -> None:
         """Report nothing more (the session it carried went on elsewhere); what still
         arrives is dropped."""
@@ -170,7 +189,7 @@ class NodeLink(asyncio.Protocol):
             self._fail(error)
             return
         if self._answer.status == 101:
-            self.answered.set_result(self._answer)
+            self.answered.set_result(None)
         else:
             self._read_body()
 
@@ -182,7 +201,7 @@ class NodeLink(asyncio.Protocol):
             answer.body = self._buffer[: answer.body_length]
             self._buffer = b""
             if not self.answered.done():
-                self.answered.set_result(answer)
+                self.answered.set_result(None)
 
     def _fail(self, error: Exception) -> None:
         if not self.answered.done():
@@ -233,15 +252,16 @@ def upstream_query(handshake: Handshake, ticket: str | None) -> str:
     return urlencode(query)
 
 
-def upgrade_request(request: web.Request, handshake: Handshake, url: str) -> bytes:
-    """The client's upgrade request as the node gets it (header values as aiohttp checked
-    them, a renewed token as the node accepted it: no line breaks)."""
-    parts = urlsplit(url)
-    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+def upgrade_request(
+    request: web.Request, handshake: Handshake, address: NodeAddress, query: str
+) -> bytes:
+    """The client's upgrade request as the node at ``address`` gets it, with ``query``
+    (header values as aiohttp checked them, a renewed token as the node accepted it: no line
+    breaks)."""
     headers = request.headers
     lines = [
-        f"GET {target} HTTP/1.1",
-        f"Host: {parts.netloc}",
+        f"GET {address.target(query)} HTTP/1.1",
+        f"Host: {address.netloc}",
         "Upgrade: websocket",
         "Connection: Upgrade",
         f"Sec-WebSocket-Key: {headers['Sec-WebSocket-Key']}",
@@ -304,21 +324,19 @@ async def connect_upstream(
             Ticket(uuid.uuid4().hex, None, node.server_id or node.id, handover=handover),
             time.time(),
         )
-    url = socket_url(node.info.url, upstream_query(handshake, ticket))
-    parts = urlsplit(url)
-    secure = parts.scheme == "wss"
-    host = parts.hostname or ""
-    port = parts.port or (443 if secure else 80)
+    address = node_address(node.info.url)
     loop = asyncio.get_running_loop()
     link: NodeLink | None = None
     try:
         async with asyncio.timeout(handshake_seconds):
             _, link = await loop.create_connection(
-                NodeLink, host, port, ssl=_tls() if secure else None
+                NodeLink, address.host, address.port, ssl=_tls() if address.secure else None
             )
             assert link.transport is not None
-            link.transport.write(upgrade_request(request, handshake, url))
-            answer = await link.answered
+            query = upstream_query(handshake, ticket)
+            link.transport.write(upgrade_request(request, handshake, address, query))
+            await link.answered
+            answer = link.take_answer()
     except TimeoutError:
         _abort(link)
         raise UpstreamError(

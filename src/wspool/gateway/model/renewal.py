@@ -6,7 +6,7 @@ token its node accepted, or the new node refuses it once the first token has exp
 
 :class:`Renewals` follows both halves: the client's ``auth`` messages (:meth:`~Renewals.sent`,
 a :class:`~wspool.gateway.model.framing.FrameScanner`'s ``watch`` on the client's masked
-frames, unmasking no more than it must: 10 bytes of a message that begins with its
+frames, unmasking no more than it must: 10 or 11 bytes of a message that begins with its
 ``type``) and the node's ``authenticated`` answers (:meth:`~Renewals.accepted`, handed on by
 the :class:`~wspool.gateway.model.sessionview.SessionView`). :func:`with_token` puts the
 token where the client's handshake carried its own: the ``Authorization`` header, the
@@ -66,7 +66,8 @@ class Renewals:
 
     def sent(self, data: bytes, start: int, stop: int) -> None:
         """One text message from the client, its 4-byte mask key at ``data[start:]`` and the
-        masked payload up to ``stop``."""
+        masked payload up to ``stop`` (a message that names its type twice is taken by the
+        first: at worst a renewal is missed, and the move is refused as without one)."""
         if stop - start - 4 < _SHORTEST:
             return
         key, head, then = _HEAD.unpack_from(data, start)
