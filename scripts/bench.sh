@@ -31,10 +31,11 @@ node=("$wspool" bench --spawn-servers 1)
     --json "$out/latency.json" --chart "$out/latency.png" "$@"
 
 # 2. The gateway: 2 nodes behind one `wspool gateway`, each scenario through the gateway and
-#    straight to the nodes in turn, on the same processes. connect holds 9,000: the gateway
-#    holds two sockets per client.
+#    straight to the nodes in turn, on the same processes. connect holds 8,000: the gateway
+#    holds two sockets per client, within its descriptor budget (the open-file limit less
+#    --file-reserve and its listen backlog; beyond it, it sheds connections and /metrics).
 gateway=("$wspool" bench --spawn-servers 2 --spawn-gateway --via gateway,direct)
-"${gateway[@]}" connect --connections 9000 --concurrency 8 --duration 3 \
+"${gateway[@]}" connect --connections 8000 --concurrency 8 --duration 3 \
     --json "$out/gateway-connect.json" "$@"
 "${gateway[@]}" connect --connections 1000 --concurrency 1 --workers 1 --duration 1 \
     --json "$out/gateway-connect-one-at-a-time.json" "$@"
@@ -44,10 +45,12 @@ gateway=("$wspool" bench --spawn-servers 2 --spawn-gateway --via gateway,direct)
 "${gateway[@]}" many-channels subscribe-storm --duration 10 \
     --json "$out/gateway-many-channels-storm.json" "$@"
 
-# 3. Failover: 3 nodes behind the gateway, one killed halfway; with `since`, then without.
+# 3. Failover: 3 nodes behind the gateway, one killed halfway; clients that reconnect themselves
+#    (`--seamless false`) with `since`, then without; then the gateway moving them (its default).
 failover=("$wspool" bench --spawn-servers 3 --spawn-gateway failover --duration 8)
-"${failover[@]}" --json "$out/failover.json" "$@"
-"${failover[@]}" --at-most-once --json "$out/failover-at-most-once.json" "$@"
+"${failover[@]}" --seamless false --json "$out/failover.json" "$@"
+"${failover[@]}" --seamless false --at-most-once --json "$out/failover-at-most-once.json" "$@"
+"${failover[@]}" --json "$out/failover-seamless.json" "$@"
 
 # 4. Side by side with the peers users would otherwise pick, each with its Redis fan-out:
 #    python-socketio with its Redis manager, Socket.IO on Node.js with its Redis adapter, and

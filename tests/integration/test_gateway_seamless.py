@@ -235,9 +235,9 @@ async def test_clients_of_a_killed_and_a_drained_node_keep_every_message_and_the
     assert moved >= sum(node != "node-3" for _, node in placed)
     assert handed >= sum(node == "node-2" for _, node in placed)
     assert (lost, duplicated, out_of_order) == (0, 0, 0)
-    # The targets are 1 s (kill) and 100 ms (drain), met with 30 clients on the test machine
-    # (50 and 16 ms); with 300 the whole farm shares two busy cores and the surviving node
-    # takes a hundred sessions at once (docs/benchmarks.md). The bounds catch a hang.
+    # The targets are 1 s (kill) and 100 ms (drain), met on a quiet machine (355-575 and
+    # 50-68 ms, docs/benchmarks.md); under CI the whole farm shares two busy cores with other
+    # work, so the bounds here only catch a hang or a 10x regression.
     assert kill_pause < 10.0
     assert drain_pause < 10.0
     for s in subscribers:
