@@ -14,13 +14,14 @@ async def test_replicas_count_each_other_until_they_lapse_or_leave(
     first, _ = await make_engine(start=False)
     second, _ = await make_engine(start=False)
     assert await first.register_gateway("gw-a", ttl=30) == 1
-    assert await second.register_gateway("gw-b", ttl=0.3) == 2
+    # Long enough to outlive the next call on a busy machine, short enough to watch lapse.
+    assert await second.register_gateway("gw-b", ttl=2) == 2
     assert await first.register_gateway("gw-a", ttl=30) == 2  # a refresh counts once
 
     async def alone() -> bool:
         return await first.register_gateway("gw-a", ttl=30) == 1
 
-    await eventually(alone, within=3, message="gw-b lapsed")
+    await eventually(alone, within=6, message="gw-b lapsed")
     assert await second.register_gateway("gw-b", ttl=30) == 2
     await second.deregister_gateway("gw-b")
     assert await first.register_gateway("gw-a", ttl=30) == 1
@@ -33,13 +34,13 @@ async def test_a_health_verdict_is_read_by_every_replica_until_it_lapses(
     reader, _ = await make_engine(start=False)
     verdict = NodeHealth("s1", healthy=False, last_health_check=5.0, checked_by="gw-a")
     assert await reader.get_node_health("s1") is None
-    await monitor.save_node_health(verdict, ttl=0.3)
+    await monitor.save_node_health(verdict, ttl=2)
     assert await reader.get_node_health("s1") == verdict
 
     async def lapsed() -> bool:
         return await reader.get_node_health("s1") is None
 
-    await eventually(lapsed, within=3, message="verdict lapsed")
+    await eventually(lapsed, within=6, message="verdict lapsed")
 
 
 async def test_purging_a_node_drops_its_health_verdict(make_engine: MakeEngine) -> None:
