@@ -19,17 +19,16 @@ from __future__ import annotations
 import asyncio
 import filecmp
 import json
-import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.support import npm
 from tests.support.processes import running_farm
 from tests.support.redis_server import free_port
 from tests.support.tokens import SECRET
@@ -40,26 +39,16 @@ from wspool.gateway.main import start_gateway
 from wspool.state.memory import MemoryBroker
 
 PACKAGE = Path(__file__).resolve().parents[2] / "clients" / "dashboard"
-CHROMIUM = Path(os.environ.get("WSPOOL_CHROMIUM", "/usr/bin/chromium"))
-"""Debian's chromium; ``WSPOOL_CHROMIUM`` names another Chromium or Chrome."""
 ADMIN_TOKEN = "dashboard-admin-token-for-tests"
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("WSPOOL_REQUIRE_JS") == "1":
-        pytest.fail(f"the dashboard cannot be tested: {reason}", pytrace=False)
-    pytest.skip(f"the dashboard cannot be tested: {reason}")
+WHAT = "the dashboard"
 
 
 @pytest.fixture(scope="module")
 def node_modules() -> Path:
     """clients/dashboard's dependencies, as ``npm ci`` installed them from the lock file."""
-    if shutil.which("node") is None:
-        _unavailable("no node on PATH")
-    installed = PACKAGE / "node_modules"
-    if not (installed / ".bin" / "esbuild").exists():
-        _unavailable(f"no {installed}: run make js-client (npm ci)")
-    return installed
+    return npm.node_modules(PACKAGE, "esbuild", WHAT)
 
 
 def test_the_served_page_is_a_fresh_build_of_the_typescript(node_modules: Path) -> None:
@@ -145,33 +134,19 @@ async def test_the_feed_builds_snapshots_only_while_someone_watches() -> None:
 
 @pytest.mark.timeout(300)
 def test_the_dashboard_in_chromium(node_modules: Path, redis_session_url: str) -> None:
-    if not CHROMIUM.exists():
-        _unavailable(f"no {CHROMIUM}: run make cluster-prerequisites")
+    chromium = npm.chromium(WHAT)
     security = ("--jwt-secret", SECRET, "--admin-token", ADMIN_TOKEN, "--api-open-reads")
     with running_farm(
         redis_session_url, nodes=3, gateway_security=security, gateway_id="gw-dash"
     ) as farm:
         pids = {node.id: node.process.pid for node in farm.nodes if node.process}
-        result = subprocess.run(
-            [
-                "node",
-                "--experimental-websocket",
-                "--test",
-                "--test-reporter=spec",
-                "test/dashboard.test.mjs",
-            ],
-            cwd=PACKAGE,
-            env={
-                **os.environ,
+        npm.node_test(
+            PACKAGE,
+            "dashboard.test.mjs",
+            {
                 "WSPOOL_GATEWAY_HTTP": farm.gateway.http,
                 "WSPOOL_ADMIN_TOKEN": ADMIN_TOKEN,
                 "WSPOOL_NODE_PIDS": json.dumps(pids),
-                "WSPOOL_CHROMIUM": str(CHROMIUM),
+                "WSPOOL_CHROMIUM": str(chromium),
             },
-            capture_output=True,
-            text=True,
-            timeout=280,
-            check=False,
         )
-        assert result.returncode == 0, f"dashboard tests failed:\n{result.stdout}{result.stderr}"
-        print(result.stdout)  # what Chromium measured, for pytest -s

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import filecmp
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,10 +22,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
+from tests.support import npm
 from tests.support.processes import running_farm
 from tests.support.redis_server import free_port, free_port_run
 from tests.support.tokens import SECRET
@@ -35,42 +33,21 @@ from tests.support.waiting import poll_until
 from wspool.gateway.app import CLIENT_MODULES
 
 CLIENT = Path(__file__).resolve().parents[2] / "clients" / "js"
-CHROMIUM = Path(os.environ.get("WSPOOL_CHROMIUM", "/usr/bin/chromium"))
-"""Debian's chromium; ``WSPOOL_CHROMIUM`` names another Chromium or Chrome."""
 HISTORY_SIZE = 5
 """The dev pool's history per channel: small, so a test can outrun it."""
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("WSPOOL_REQUIRE_JS") == "1":
-        pytest.fail(f"the JavaScript client cannot be tested: {reason}", pytrace=False)
-    pytest.skip(f"the JavaScript client cannot be tested: {reason}")
+WHAT = "the JavaScript client"
 
 
 @pytest.fixture(scope="module")
 def node_modules() -> Path:
     """clients/js's dev dependencies, as ``npm ci`` installed them from the lock file."""
-    if shutil.which("node") is None:
-        _unavailable("no node on PATH")
-    installed = CLIENT / "node_modules"
-    if not (installed / ".bin" / "tsc").exists():
-        _unavailable(f"no {installed}: run make js-client (npm ci)")
-    return installed
+    return npm.node_modules(CLIENT, "tsc", WHAT)
 
 
 def _node_test(script: str, env: dict[str, str]) -> None:
-    """``node --test`` one file; its report becomes the failure message."""
-    result = subprocess.run(
-        ["node", "--experimental-websocket", "--test", "--test-reporter=spec", f"test/{script}"],
-        cwd=CLIENT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
-    assert result.returncode == 0, f"node --test {script} failed:\n{result.stdout}{result.stderr}"
-    print(result.stdout)  # what Node measured, for pytest -s
+    npm.node_test(CLIENT, script, env)
 
 
 def test_the_served_modules_are_a_fresh_build_of_the_typescript(node_modules: Path) -> None:
@@ -146,8 +123,7 @@ def test_node_against_wspool_dev(
 
 @pytest.mark.timeout(300)
 def test_chromium_against_a_farm(node_modules: Path, redis_session_url: str) -> None:
-    if not CHROMIUM.exists():
-        _unavailable(f"no {CHROMIUM}: run make cluster-prerequisites")
+    chromium = npm.chromium(WHAT)
     keyed = ("--jwt-secret", SECRET, "--trusted-proxies", "127.0.0.0/8", "--jwt-leeway", "0")
     unthrottled = ("--messages-per-second", "0", "--connection-attempts-per-ip", "0")
     with running_farm(
@@ -168,6 +144,6 @@ def test_chromium_against_a_farm(node_modules: Path, redis_session_url: str) -> 
                 "WSPOOL_NODE_PIDS": json.dumps(
                     {node.id: node.process.pid for node in farm.nodes if node.process}
                 ),
-                "WSPOOL_CHROMIUM": str(CHROMIUM),
+                "WSPOOL_CHROMIUM": str(chromium),
             },
         )

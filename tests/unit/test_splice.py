@@ -17,26 +17,8 @@ import pytest
 from websockets.frames import Close, Frame, Opcode
 
 from tests.support.frames import parse_frames
-from wspool.gateway.splice import ClientBytes, Ending, Splice
-from wspool.gateway.upstream import NodeLink
-
-
-@dataclass
-class Counts:
-    messages_to_server: int = 0
-    messages_to_client: int = 0
-
-
-class _ClientSide(asyncio.Protocol):
-    """Stands in for aiohttp's connection handler: hands each read to the splice."""
-
-    reader: ClientBytes
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed_data(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.reader.feed_eof()
+from tests.support.splices import ClientSide, Counts, node_pair
+from wspool.gateway.splice import Ending, Splice
 
 
 @dataclass
@@ -52,10 +34,8 @@ class Relay:
 async def relay() -> AsyncIterator[Relay]:
     loop = asyncio.get_running_loop()
     client_ours, client_theirs = socket.socketpair()
-    node_ours, node_theirs = socket.socketpair()
-    client_transport, client_side = await loop.connect_accepted_socket(_ClientSide, client_ours)
-    _, link = await loop.connect_accepted_socket(NodeLink, node_ours)
-    link.answered.cancel()  # a relayed link is past its handshake
+    client_transport, client_side = await loop.connect_accepted_socket(ClientSide, client_ours)
+    link, node = await node_pair()
     counts, endings = Counts(), list[Ending]()
     splice = Splice(
         client_transport,
@@ -67,7 +47,6 @@ async def relay() -> AsyncIterator[Relay]:
     )
     client_side.reader = splice.reader
     client = await asyncio.open_connection(sock=client_theirs)
-    node = await asyncio.open_connection(sock=node_theirs)
     yield Relay(splice, counts, endings, client, node)
     for _, writer in (client, node):
         writer.close()

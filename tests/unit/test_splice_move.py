@@ -19,6 +19,7 @@ import pytest
 from websockets.frames import Close, Frame, Opcode
 
 from tests.support.frames import parse_frames
+from tests.support.splices import ClientSide, Counts, Pair, node_pair
 from wspool.core.history import StreamPosition, with_offset
 from wspool.core.protocol import (
     HANDOVER_BARRIER,
@@ -28,27 +29,8 @@ from wspool.core.protocol import (
     encode_pong,
     encode_subscribed,
 )
-from wspool.gateway.splice import ClientBytes, Ending, Splice
+from wspool.gateway.splice import Ending, Splice
 from wspool.gateway.upstream import NodeLink
-
-
-@dataclass
-class Counts:
-    messages_to_server: int = 0
-    messages_to_client: int = 0
-
-
-class _ClientSide(asyncio.Protocol):
-    reader: ClientBytes
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed_data(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.reader.feed_eof()
-
-
-Pair = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 @dataclass
@@ -60,30 +42,30 @@ class Moving:
     moves: list[Ending] = field(default_factory=list)
     handovers: list[Splice] = field(default_factory=list)
     opened: list[asyncio.BaseTransport] = field(default_factory=list)
+    handed_over: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def node_pair(self) -> tuple[NodeLink, Pair]:
-        link, node = await _node_pair()
+        link, node = await node_pair()
         assert link.transport is not None
         self.opened += [link.transport, node[1].transport]
         return link, node
-
-
-async def _node_pair() -> tuple[NodeLink, Pair]:
-    ours, theirs = socket.socketpair()
-    _, link = await asyncio.get_running_loop().connect_accepted_socket(NodeLink, ours)
-    link.answered.cancel()  # a relayed link is past its handshake
-    return link, await asyncio.open_connection(sock=theirs)
 
 
 @pytest.fixture
 async def moving() -> AsyncIterator[Moving]:
     loop = asyncio.get_running_loop()
     client_ours, client_theirs = socket.socketpair()
-    client_transport, client_side = await loop.connect_accepted_socket(_ClientSide, client_ours)
-    link, node = await _node_pair()
+    client_transport, client_side = await loop.connect_accepted_socket(ClientSide, client_ours)
+    link, node = await node_pair()
     endings: list[Ending] = []
     moves: list[Ending] = []
     handovers: list[Splice] = []
+    handed_over = asyncio.Event()
+
+    def hand_over(splice: Splice) -> None:
+        handovers.append(splice)
+        handed_over.set()
+
     splice = Splice(
         client_transport,
         link,
@@ -92,7 +74,7 @@ async def moving() -> AsyncIterator[Moving]:
         counts=Counts(),
         ended=endings.append,
         move=lambda _, why: moves.append(why),
-        hand_over=handovers.append,
+        hand_over=hand_over,
     )
     client_side.reader = splice.reader
     client = await asyncio.open_connection(sock=client_theirs)
@@ -103,7 +85,7 @@ async def moving() -> AsyncIterator[Moving]:
         client[1].transport,
         node[1].transport,
     ]
-    yield Moving(splice, client, node, endings, moves, handovers, opened)
+    yield Moving(splice, client, node, endings, moves, handovers, opened, handed_over)
     for transport in opened:
         transport.close()
     await asyncio.sleep(0.01)
@@ -304,7 +286,7 @@ async def _barrier(moving: Moving, before: bytes = b"", answers: bytes = b"") ->
     ]
     assert moving.handovers == []  # no next node before the barrier's answer
     moving.node[1].write(answers + _text(encode_pong(HANDOVER_BARRIER)))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(moving.handed_over.wait(), 5)  # once the pong is read
     assert moving.handovers == [moving.splice]
 
 
