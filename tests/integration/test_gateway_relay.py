@@ -3,13 +3,18 @@
 A real gateway in front of one real node: a message sent in fragments, written a byte at a
 time (so headers and payloads are split across the gateway's reads), reaches the node whole;
 a ping goes to the node and its pong comes back; a client offering permessage-deflate gets
-no extension, since the gateway does not negotiate one on the node's behalf.
+no extension, since the gateway does not negotiate one on the node's behalf. The gateway
+reads a connection's first request itself: a handshake split across reads is relayed, frames
+written right behind it reach the node, and an upgrade that follows another request on its
+connection is refused with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import struct
 from collections.abc import Iterator
 
@@ -89,3 +94,52 @@ async def test_a_client_offering_compression_gets_none_and_is_served(farm: Farm)
             while (reply := json.loads(await ws.recv())).get("messageId") != "m1":
                 pass
         assert reply["type"] == "subscribed"
+
+
+def _handshake(key: str) -> bytes:
+    return (
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+    ).encode()
+
+
+async def test_a_handshake_split_across_reads_with_frames_behind_it_is_relayed(
+    farm: Farm,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", farm.gateway.port)
+    request = _handshake(base64.b64encode(os.urandom(16)).decode())
+    subscribe = json.dumps({"type": "subscribe", "channel": "early", "messageId": "e1"})
+    frames = Frame(Opcode.TEXT, subscribe.encode()).serialize(mask=True)
+    # The head's end is split between two reads; the first frame rides in the second.
+    writer.write(request[:20])
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(request[20:-1])
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(request[-1:] + frames)
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    reply = await _reply_to(reader, "e1")
+    assert reply["type"] == "subscribed"
+    writer.close()
+
+
+async def test_an_upgrade_after_another_request_on_its_connection_is_refused_with_why(
+    farm: Farm,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", farm.gateway.port)
+    writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(_handshake(base64.b64encode(os.urandom(16)).decode()))
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), head
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        body = json.loads(await reader.readexactly(length))
+    assert "first request on its connection" in body["error"]["message"], body
+    writer.close()

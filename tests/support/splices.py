@@ -7,7 +7,7 @@ import asyncio
 import socket
 from dataclasses import dataclass
 
-from wspool.gateway.splice import ClientBytes
+from wspool.gateway.splice import Splice
 from wspool.gateway.upstream import NodeLink
 
 Pair = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -20,15 +20,15 @@ class Counts:
 
 
 class ClientSide(asyncio.Protocol):
-    """Stands in for aiohttp's connection handler: hands each read to the splice."""
+    """Stands in for the gateway's client connection: hands each read to the splice."""
 
-    reader: ClientBytes
+    splice: Splice
 
     def data_received(self, data: bytes) -> None:
-        self.reader.feed_data(data)
+        self.splice.from_client(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.reader.feed_eof()
+        self.splice.client_gone()
 
 
 async def node_pair() -> tuple[NodeLink, Pair]:

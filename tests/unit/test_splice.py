@@ -45,7 +45,7 @@ async def relay() -> AsyncIterator[Relay]:
         counts=counts,
         ended=endings.append,
     )
-    client_side.reader = splice.reader
+    client_side.splice = splice
     client = await asyncio.open_connection(sock=client_theirs)
     yield Relay(splice, counts, endings, client, node)
     for _, writer in (client, node):

@@ -76,7 +76,7 @@ async def moving() -> AsyncIterator[Moving]:
         move=lambda _, why: moves.append(why),
         hand_over=hand_over,
     )
-    client_side.reader = splice.reader
+    client_side.splice = splice
     client = await asyncio.open_connection(sock=client_theirs)
     assert link.transport is not None
     opened: list[asyncio.BaseTransport] = [

@@ -16,22 +16,20 @@ three bursts are in flight before the first closes take effect.
   there is none, it is closed with 1013 ``gateway at capacity``, and a request arriving
   while the gateway is beyond its budget is answered 503 ``AT_CAPACITY``.
 - A request whose headers are not complete within ``--handshake-timeout`` is closed
-  (aiohttp's keep-alive timer, which also runs from a connection's start to its first
-  request).
+  (``wspool.gateway.front``; then aiohttp's keep-alive timer between requests).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import resource
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Hashable
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-__all__ = ["MAX_BACKLOG", "Admission", "AdmittingSite", "connection_closed", "file_limit"]
+__all__ = ["MAX_BACKLOG", "Admission", "Connection", "CountedHandler", "file_limit"]
 
 MAX_BACKLOG = 1024
 """The listen queue (and the most sockets the event loop accepts in one go) when the file
@@ -41,6 +39,13 @@ limit allows: a reconnect storm waits in the kernel's queue instead of being ref
 def file_limit() -> int:
     """This process's limit on open descriptors (the soft one, which is what applies)."""
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Connection(Hashable, Protocol):
+    """A client connection as admission sees it: one it may close while it sends its
+    request."""
+
+    def force_close(self) -> None: ...
 
 
 class Admission:
@@ -55,10 +60,10 @@ class Admission:
         self.evicted = 0
         self.refused = 0
         # Accepted connections whose first request has not arrived yet, oldest first.
-        self._pending: OrderedDict[RequestHandler, None] = OrderedDict()
+        self._pending: OrderedDict[Connection, None] = OrderedDict()
         # Evicted, and released a few turns of the loop later: counted as free already, or
         # every connection accepted meanwhile would evict one more.
-        self._releasing: set[RequestHandler] = set()
+        self._releasing: set[Connection] = set()
 
     @property
     def in_use(self) -> int:
@@ -72,23 +77,25 @@ class Admission:
     def full(self) -> bool:
         return self.in_use > self.budget
 
-    def opened(self, handler: RequestHandler) -> None:
+    def opened(self, connection: Connection) -> None:
         self.sockets += 1
-        self._pending[handler] = None
+        self._pending[connection] = None
         if self.full:
-            self._evict(handler)
+            self._evict(connection)
 
-    def closed(self, handler: RequestHandler) -> None:
+    def closed(self, connection: Connection) -> None:
         self.sockets -= 1
-        self._pending.pop(handler, None)
-        self._releasing.discard(handler)
+        self._pending.pop(connection, None)
+        self._releasing.discard(connection)
 
-    def admit_request(self, handler: RequestHandler) -> bool:
-        """A request arrived on ``handler``'s connection; whether it may be served.
+    def arrived(self, connection: Connection) -> None:
+        """``connection``'s first request arrived: it is no longer one to close for room."""
+        self._pending.pop(connection, None)
 
-        The connection is no longer a candidate for eviction either way.
-        """
-        self._pending.pop(handler, None)
+    def admit_request(self, connection: Connection) -> bool:
+        """A request arrived on ``connection``; whether it may be served (and counted as
+        refused if not)."""
+        self._pending.pop(connection, None)
         if self.full:
             self.refused += 1
             return False
@@ -105,76 +112,26 @@ class Admission:
     def release_upstream(self) -> None:
         self.upstreams -= 1
 
-    def _evict(self, newcomer: RequestHandler | None) -> bool:
+    def _evict(self, newcomer: Connection | None) -> bool:
         """Close the oldest connection still sending its request (not ``newcomer``)."""
-        for handler in self._pending:
-            if handler is not newcomer:
-                del self._pending[handler]
+        for connection in self._pending:
+            if connection is not newcomer:
+                del self._pending[connection]
                 self.evicted += 1
-                self._releasing.add(handler)
-                handler.force_close()
+                self._releasing.add(connection)
+                connection.force_close()
                 return True
         return False
 
 
-class _CountedHandler(RequestHandler):
-    """aiohttp's connection handler, reporting its life to :class:`Admission`."""
+class CountedHandler(RequestHandler):
+    """aiohttp's connection handler, for a connection :class:`Admission` counts from its
+    accept (``wspool.gateway.front`` hands it over once its first request has arrived)."""
 
     def __init__(self, admission: Admission, manager: web.Server, **options: Any) -> None:
         super().__init__(manager, **options)
         self._admission = admission
-        self.lost: asyncio.Future[None] = options["loop"].create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._admission.opened(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._admission.closed(self)
-        if not self.lost.done():
-            self.lost.set_result(None)
         super().connection_lost(exc)
-
-
-async def connection_closed(request: web.Request, within: float) -> None:
-    """Wait until the client's TCP connection is gone, at most ``within`` seconds."""
-    protocol = request.protocol
-    if isinstance(protocol, _CountedHandler):
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(protocol.lost), within)
-
-
-class AdmittingSite(web.BaseSite):
-    """A TCP site whose connections :class:`Admission` counts (aiohttp's TCPSite does not)."""
-
-    def __init__(
-        self,
-        runner: web.BaseRunner,
-        host: str,
-        port: int,
-        admission: Admission,
-        options: dict[str, Any],
-    ) -> None:
-        """``options`` are aiohttp's connection-handler settings (timeouts, header limits)."""
-        super().__init__(runner, backlog=admission.backlog)
-        self._host = host
-        self._port = port
-        self._admission = admission
-        self._options = options
-
-    @property
-    def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
-
-    async def start(self) -> None:
-        await super().start()
-        server = self._runner.server
-        assert server is not None
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _CountedHandler(self._admission, server, loop=loop, **self._options),
-            self._host,
-            self._port,
-            backlog=self._admission.backlog,
-            reuse_address=True,
-        )

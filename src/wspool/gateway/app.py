@@ -1,17 +1,16 @@
 """``create_app``: the gateway as an aiohttp application, built by a factory.
 
 The app holds one :class:`Gateway` under :data:`GATEWAY`, started and stopped by its
-cleanup context; ``/ws`` is the load balancer path, ``/client/wspool.js`` the JavaScript
-client (an ES module, with the modules it imports beside it), ``/dashboard/`` the pool's live
-dashboard and its feed (:mod:`.dashboard`, whose producer the app stops before the gateway),
-the rest is the REST API (:mod:`.rest` for the pool and its connections, :mod:`.channels` for
-publishing and history).
+cleanup context; ``/ws`` is the load balancer path (relayed by ``wspool.gateway.front``
+before a request reaches the app, which only answers what is not an upgrade to relay),
+``/client/wspool.js`` the JavaScript client (an ES module, with the modules it imports beside
+it), ``/dashboard/`` the pool's live dashboard and its feed (:mod:`.dashboard`, whose producer
+the app stops before the gateway), the rest is the REST API (:mod:`.rest` for the pool and
+its connections, :mod:`.channels` for publishing and history).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 from pathlib import Path
@@ -23,7 +22,7 @@ from wspool.core.jsoninput import MAX_BODY_BYTES
 from wspool.gateway import channels
 from wspool.gateway.dashboard import DASHBOARD, DashboardFeed, dashboard_routes
 from wspool.gateway.gateway import GATEWAY, Gateway, GatewayEngine
-from wspool.gateway.relay import relay_websocket
+from wspool.gateway.model.upgrade import opens_websocket
 from wspool.gateway.rest import ApiError, error_middleware, routes
 
 __all__ = ["create_app"]
@@ -32,34 +31,18 @@ CLIENT_MODULES = Path(__file__).with_name("static")
 """The JavaScript client compiled from clients/js (``npm run build`` there writes it here)."""
 
 
-def _opens_websocket(request: web.Request) -> bool:
-    """Whether ``request`` is a WebSocket opening handshake, by the checks of aiohttp's
-    ``WebSocketResponse.can_prepare`` (without building a response): ``Upgrade: websocket``,
-    a ``Connection`` that names ``upgrade``, a version aiohttp speaks and a 16-byte key."""
-    headers = request.headers
-    if headers.get("Upgrade", "").lower().strip() != "websocket":
-        return False
-    connection = (t.strip().lower() for h in headers.getall("Connection", ()) for t in h.split(","))
-    if "upgrade" not in connection:
-        return False
-    if headers.get("Sec-WebSocket-Version", "") not in ("13", "8", "7"):
-        return False
-    key = headers.get("Sec-WebSocket-Key")
-    try:
-        return key is not None and len(base64.b64decode(key)) == 16
-    except binascii.Error:
-        return False
-
-
 async def _websocket(request: web.Request) -> web.StreamResponse:
+    """``/ws`` as aiohttp sees it: the upgrades the gateway relays never reach it
+    (``wspool.gateway.front`` takes them first), so what does is refused."""
     gateway = request.app[GATEWAY]
-    if not _opens_websocket(request):
+    if not opens_websocket(request.headers):
         raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "expected a WebSocket upgrade")
     if not gateway.settings.security.origin_allowed(request.headers.get("Origin")):
         raise ApiError(HTTPStatus.FORBIDDEN, "FORBIDDEN", "origin not allowed")
-    assert gateway.monitor is not None
-    return await relay_websocket(
-        request, gateway.pool, gateway.monitor, gateway.stats, gateway.admission
+    raise ApiError(
+        HTTPStatus.BAD_REQUEST,
+        "BAD_REQUEST",
+        "a WebSocket upgrade must be the first request on its connection",
     )
 
 

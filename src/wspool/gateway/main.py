@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from wspool.core.config import GatewaySettings
-from wspool.gateway.admission import AdmittingSite
 from wspool.gateway.app import create_app
+from wspool.gateway.front import FrontSite
 from wspool.gateway.gateway import GATEWAY
 from wspool.runtime import create_engine, raise_open_file_limit, wait_for_shutdown_signal
 from wspool.state.memory import MemoryBroker
@@ -28,8 +28,8 @@ def connection_options(settings: GatewaySettings) -> dict[str, Any]:
     """aiohttp's settings for each client connection."""
     return {
         "access_log": None,
-        # aiohttp's keep-alive timer runs from a connection's start until its first request
-        # (then between requests): a request not complete in time is closed.
+        # A first request not complete in time is closed (wspool.gateway.front); then
+        # aiohttp's keep-alive timer runs between requests.
         "keepalive_timeout": settings.handshake_timeout,
         "max_headers": MAX_HEADERS,
         "max_line_size": MAX_HEADER_LINE,
@@ -46,7 +46,7 @@ async def start_gateway(
     options = connection_options(settings)
     runner = web.AppRunner(app, shutdown_timeout=2.0, **options)
     await runner.setup()
-    site = AdmittingSite(runner, settings.host, settings.port, app[GATEWAY].admission, options)
+    site = FrontSite(runner, settings.host, settings.port, app[GATEWAY], options)
     try:
         await site.start()
     except BaseException:

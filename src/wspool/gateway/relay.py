@@ -28,13 +28,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from wspool.core.protocol import CloseCode
-from wspool.gateway.admission import Admission, connection_closed
-from wspool.gateway.answers import LINGER, Upgraded, node_refusal, refuse
+from wspool.gateway.admission import Admission
+from wspool.gateway.answers import node_refusal, refusal
 from wspool.gateway.model.renewal import Handshake, carries_token
+from wspool.gateway.model.upgrade import UpgradeRequest
 from wspool.gateway.monitor import HealthMonitor
 from wspool.gateway.pool import NodeState, PoolManager
 from wspool.gateway.splice import Ending, Splice
@@ -45,7 +45,9 @@ from wspool.gateway.upstream import (
     client_handshake,
     connect_upstream,
 )
-from wspool.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from wspool.gateway.front import ClientConnection
 
 __all__ = ["RelayStats", "relay_websocket"]
 
@@ -89,6 +91,8 @@ class _Session:
     moves to other nodes."""
 
     __slots__ = (
+        "admission",
+        "client",
         "first",
         "monitor",
         "moves",
@@ -102,7 +106,7 @@ class _Session:
 
     def __init__(
         self,
-        request: web.Request,
+        request: UpgradeRequest,
         node: NodeState,
         pool: PoolManager,
         monitor: HealthMonitor,
@@ -117,6 +121,46 @@ class _Session:
         self.stats = stats
         self.splice: Splice | None = None
         self.moves: list[asyncio.Task[None]] = []  # a list: nearly always empty
+        self.client: ClientConnection | None = None
+        self.admission: Admission | None = None
+
+    def splice_to(
+        self, client: ClientConnection, link: NodeLink, renewals: bool, admission: Admission
+    ) -> None:
+        """Relay between ``client`` and ``link`` until the node's socket is closed (the last
+        node's, when the session moves). ``renewals``: the client presented a token, which a
+        seamless session follows as the client renews it."""
+        pool = self.pool
+        settings = pool.settings
+        self.client, self.admission = client, admission
+        splice = self.splice = Splice(
+            client.transport,
+            link,
+            max_frame_bytes=settings.max_frame_bytes,
+            send_buffer_limit=settings.send_buffer_limit,
+            counts=self.stats,
+            ended=self.ended,
+            move=self.move if pool.config.seamless else None,
+            hand_over=self.hand_over if pool.config.seamless else None,
+            renewals=renewals,
+        )
+        self.watch(self.first)
+        splice.finished.add_done_callback(self.finished)
+        client.attach(splice)
+
+    def finished(self, _: object) -> None:
+        """The node's socket is closed: the session is over, but for the client's side,
+        which lingers until the client closes it."""
+        self.stats.connections_open -= 1
+        if self.node is not None:
+            self.pool.closed(self.node)
+        self.unwatch()
+        for task in self.moves:
+            task.cancel()
+        assert self.admission is not None
+        assert self.client is not None
+        self.admission.release_upstream()
+        self.client.linger()
 
     def watch(self, node: NodeState) -> None:
         self.node = self.watched = node
@@ -178,69 +222,64 @@ class _Session:
 
 
 async def relay_websocket(
-    request: web.Request,
+    client: ClientConnection,
+    request: UpgradeRequest,
     pool: PoolManager,
     monitor: HealthMonitor,
     stats: RelayStats,
     admission: Admission,
-) -> web.StreamResponse:
+) -> None:
+    """Open ``client``'s node and pass on its 101, or refuse the client; once it is open, the
+    session lives on in its splice's callbacks (no task follows it)."""
+    key = request.headers["Sec-WebSocket-Key"]
     if pool.full:
         stats.refused_pool_full += 1
-        return await refuse(request, CloseCode.TRY_AGAIN_LATER, "pool full")
+        client.answer(refusal(key, CloseCode.TRY_AGAIN_LATER, "pool full"))
+        return
     if not admission.reserve_upstream():
         stats.refused_at_capacity += 1
-        return await refuse(request, CloseCode.TRY_AGAIN_LATER, "gateway at capacity")
+        client.answer(refusal(key, CloseCode.TRY_AGAIN_LATER, "gateway at capacity"))
+        return
     try:
-        return await _relay(request, pool, monitor, stats)
-    finally:
+        opened = await _open(client, request, pool, monitor, stats)
+    except BaseException:
         admission.release_upstream()
-
-
-async def _relay(
-    request: web.Request,
-    pool: PoolManager,
-    monitor: HealthMonitor,
-    stats: RelayStats,
-) -> web.StreamResponse:
-    opened = await _open(request, pool, monitor, stats)
-    if isinstance(opened, web.StreamResponse):
-        return opened
-    session, transport, link, renewals = opened
+        raise
+    if isinstance(opened, bytes):
+        admission.release_upstream()
+        client.answer(opened)
+        return
+    session, link, renewals = opened
     stats.connections_opened += 1
     stats.connections_open += 1
-    try:
-        await _splice(session, transport, link, renewals)
-    finally:
-        stats.connections_open -= 1
-        if session.node is not None:
-            pool.closed(session.node)
-    await connection_closed(request, LINGER)
-    return Upgraded()
+    session.splice_to(client, link, renewals, admission)
 
 
 async def _open(
-    request: web.Request,
+    client: ClientConnection,
+    request: UpgradeRequest,
     pool: PoolManager,
     monitor: HealthMonitor,
     stats: RelayStats,
-) -> web.StreamResponse | tuple[_Session, asyncio.Transport, NodeLink, bool]:
+) -> tuple[_Session, NodeLink, bool] | bytes:
     """Open the client's node and answer the client with the node's 101: the session, the
-    client's transport, the node's link and whether the session follows the client's
-    renewals (it presented a token); or the answer that refuses the client. What only the
-    handshake needs is not kept for the connection's life."""
+    node's link and whether the session follows the client's renewals (it presented a
+    token); or the answer that refuses the client."""
     handshake = client_handshake(request)
     try:
         chosen = await _open_upstream(request, handshake, pool, monitor, stats)
-    except ClientRefusedError as refusal:
+    except ClientRefusedError as error:
         stats.refused_by_node += 1
-        return node_refusal(refusal)
+        return node_refusal(error)
     if chosen is None:
         stats.refused_no_server += 1
-        return await refuse(request, CloseCode.TRY_AGAIN_LATER, "no healthy server")
+        return refusal(
+            request.headers["Sec-WebSocket-Key"], CloseCode.TRY_AGAIN_LATER, "no healthy server"
+        )
     node, link, accept = chosen
-    transport = request.transport
+    transport = client.transport
     try:
-        if transport is None or transport.is_closing():  # the client left meanwhile
+        if transport.is_closing():  # the client left meanwhile
             raise ConnectionResetError("the client left during the handshake")
         transport.write(accept)
     except BaseException:
@@ -248,40 +287,7 @@ async def _open(
         assert link.transport is not None
         link.transport.abort()
         raise
-    return _Session(request, node, pool, monitor, stats), transport, link, carries_token(handshake)
-
-
-async def _splice(
-    session: _Session, transport: asyncio.Transport, link: NodeLink, renewals: bool
-) -> None:
-    """Relay until the node's socket is closed (the last node's, when the session moves).
-    ``renewals``: the client presented a token, which a seamless session follows as the
-    client renews it."""
-    pool, request = session.pool, session.request
-    settings = pool.settings
-    splice = session.splice = Splice(
-        transport,
-        link,
-        max_frame_bytes=settings.max_frame_bytes,
-        send_buffer_limit=settings.send_buffer_limit,
-        counts=session.stats,
-        ended=session.ended,
-        move=session.move if pool.config.seamless else None,
-        hand_over=session.hand_over if pool.config.seamless else None,
-        renewals=renewals,
-    )
-    session.watch(session.first)
-    # aiohttp hands each read after the upgrade to a payload parser: ours splices it.
-    request.protocol.set_parser(splice.reader)  # type: ignore[arg-type]
-    request.protocol.keep_alive(False)
-    try:
-        await splice.finished
-    finally:
-        session.unwatch()
-        await cancel_and_wait(*session.moves)
-        if splice.finished.cancelled():  # the gateway is stopping
-            transport.abort()
-            splice.abort_node()
+    return _Session(request, node, pool, monitor, stats), link, carries_token(handshake)
 
 
 async def _move(session: _Session, splice: Splice, left: NodeState) -> None:
@@ -362,7 +368,7 @@ def _count_move(stats: RelayStats, took: float) -> None:
 
 
 async def _open_upstream(
-    request: web.Request,
+    request: UpgradeRequest,
     handshake: Handshake,
     pool: PoolManager,
     monitor: HealthMonitor,

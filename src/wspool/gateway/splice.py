@@ -38,9 +38,9 @@ untouched, with their codes and reasons; the gateway answers a node's closing fr
 busy the client is. A node's socket that is full stops reading from
 the client: a client can only slow itself down.
 
-The client's side is fed by aiohttp's connection handler (:class:`ClientBytes` is the
-"payload parser" it hands each read to, the way its own WebSocket reader is); the node's by
-a :class:`~wspool.gateway.upstream.NodeLink`.
+The client's side is fed by its :class:`~wspool.gateway.front.ClientConnection`
+(:meth:`Splice.from_client`, :meth:`Splice.client_gone`); the node's by a
+:class:`~wspool.gateway.upstream.NodeLink`.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from wspool.gateway.model.renewal import AUTH_MESSAGE_LIMIT
 from wspool.gateway.model.sessionview import Resumption, SessionView, not_delivered
 from wspool.gateway.upstream import NodeLink
 
-__all__ = ["CLOSE_GRACE", "ClientBytes", "Ending", "MessageCounts", "Splice"]
+__all__ = ["CLOSE_GRACE", "Ending", "MessageCounts", "Splice"]
 
 CLOSE_GRACE = 5.0
 """Seconds a node has to close its socket after the closing handshake it was sent."""
@@ -96,22 +96,6 @@ class MessageCounts(Protocol):
 
     messages_to_server: int
     messages_to_client: int
-
-
-class ClientBytes:
-    """What aiohttp's connection handler feeds after the upgrade (its payload parser API)."""
-
-    __slots__ = ("_splice",)
-
-    def __init__(self, splice: Splice) -> None:
-        self._splice = splice
-
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self._splice.from_client(data)
-        return False, b""
-
-    def feed_eof(self) -> None:
-        self._splice.client_gone()
 
 
 class Splice:
@@ -145,7 +129,6 @@ class Splice:
         "finished",
         "handover",
         "moving",
-        "reader",
         "unmoved",
         "up",
         "view",
@@ -190,7 +173,6 @@ class Splice:
         self._barrier_due = False  # the handover's ping goes to the node at the next boundary
         self._overlap: Overlap | None = None
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.reader = ClientBytes(self)
         self._link(node)
 
     def _link(self, node: NodeLink) -> None:

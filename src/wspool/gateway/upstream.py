@@ -32,12 +32,11 @@ from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlencode
 
-from aiohttp import web
-
 from wspool.core.auth import offered_subprotocols
 from wspool.core.tickets import Ticket, issue_ticket
 from wspool.gateway.model.nodeurls import NodeAddress, node_address
 from wspool.gateway.model.renewal import Handshake, with_token
+from wspool.gateway.model.upgrade import FORWARDED_HEADERS, UpgradeRequest
 from wspool.gateway.pool import NodeState
 
 __all__ = [
@@ -47,9 +46,9 @@ __all__ = [
     "client_handshake",
     "connect_upstream",
     "upstream_query",
+    "websocket_accept",
 ]
 
-_FORWARDED_HEADERS = ("Origin", "User-Agent", "Cookie")
 _PASSED_BACK_HEADERS = ("Content-Type", "WWW-Authenticate", "Retry-After")
 _MAX_REFUSAL_BODY = 4096
 _MAX_ANSWER_HEAD = 16 * 1024
@@ -231,14 +230,14 @@ class NodeLink(asyncio.Protocol):
             self._on_writable(True)
 
 
-def client_handshake(request: web.Request, token: str | None = None) -> Handshake:
+def client_handshake(request: UpgradeRequest, token: str | None = None) -> Handshake:
     """Where ``request``'s client carries its token, as the node should see it: with
     ``token`` (renewed since) in the place of its own, if given (any ``ticket`` query
     parameter is ours)."""
     headers = request.headers
     handshake = Handshake(
         headers.get("Authorization"),
-        [(k, v) for k, v in request.query.items() if k != "ticket"],
+        [(k, v) for k, v in request.query if k != "ticket"],
         offered_subprotocols(headers.getall("Sec-WebSocket-Protocol", ())),
     )
     return handshake if token is None else with_token(handshake, token)
@@ -253,11 +252,11 @@ def upstream_query(handshake: Handshake, ticket: str | None) -> str:
 
 
 def upgrade_request(
-    request: web.Request, handshake: Handshake, address: NodeAddress, query: str
+    request: UpgradeRequest, handshake: Handshake, address: NodeAddress, query: str
 ) -> bytes:
     """The client's upgrade request as the node at ``address`` gets it, with ``query``
-    (header values as aiohttp checked them, a renewed token as the node accepted it: no line
-    breaks)."""
+    (header values as aiohttp's parser checked them, a renewed token as the node accepted it:
+    no line breaks)."""
     headers = request.headers
     lines = [
         f"GET {address.target(query)} HTTP/1.1",
@@ -271,7 +270,7 @@ def upgrade_request(
         lines.append(f"Sec-WebSocket-Protocol: {', '.join(handshake.subprotocols)}")
     if handshake.authorization is not None:
         lines.append(f"Authorization: {handshake.authorization}")
-    for name in _FORWARDED_HEADERS:
+    for name in FORWARDED_HEADERS:
         value = headers.get(name)
         if value is not None:
             lines.append(f"{name}: {value}")
@@ -295,7 +294,8 @@ def switching_protocols(answer: _Answer) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def _expected_accept(key: str) -> str:
+def websocket_accept(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` that answers ``key``."""
     return base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest()).decode()
 
 
@@ -306,7 +306,7 @@ def _tls() -> ssl.SSLContext:
 
 async def connect_upstream(
     node: NodeState,
-    request: web.Request,
+    request: UpgradeRequest,
     handshake: Handshake,
     *,
     secret: str,
@@ -365,7 +365,7 @@ async def connect_upstream(
             raise ClientRefusedError(answer.status, answer.body, passed)
         raise UpstreamError(f"{node.id} answered the handshake with {answer.status}")
     accept = answer.headers.get("sec-websocket-accept")
-    if accept != _expected_accept(request.headers["Sec-WebSocket-Key"]):
+    if accept != websocket_accept(request.headers["Sec-WebSocket-Key"]):
         _abort(link)
         raise UpstreamError(f"handshake with {node.id} failed: wrong Sec-WebSocket-Accept")
     return link, switching_protocols(answer)
