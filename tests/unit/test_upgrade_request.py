@@ -40,7 +40,7 @@ def test_only_what_a_node_is_sent_is_kept_with_every_query_parameter_in_order() 
     headers.add("Cookie", "b=2")
     headers.add("Sec-WebSocket-Protocol", "bearer.t, chat")
     query = MultiDictProxy(MultiDict([("token", "t"), ("tag", "x"), ("tag", "y")]))
-    kept = UpgradeRequest.of(headers, query, "10.0.0.7")
+    kept = UpgradeRequest.of(headers, query.items(), "10.0.0.7")
     assert kept.headers.getall("Cookie") == ["a=1", "b=2"]
     assert kept.headers["Authorization"] == "Bearer t"
     assert kept.headers["Sec-WebSocket-Key"] == KEY

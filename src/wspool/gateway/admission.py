@@ -21,6 +21,7 @@ three bursts are in flight before the first closes take effect.
 
 from __future__ import annotations
 
+import asyncio
 import resource
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -131,7 +132,20 @@ class CountedHandler(RequestHandler):
     def __init__(self, admission: Admission, manager: web.Server, **options: Any) -> None:
         super().__init__(manager, **options)
         self._admission = admission
+        self._detached = False
+
+    def detach(self) -> asyncio.Transport:
+        """Let go of the connection without closing it (another protocol carries it on):
+        aiohttp ends its handling as if the client had left, and the socket stays counted,
+        for its new owner to release."""
+        transport = self.transport
+        assert transport is not None
+        self._detached = True
+        self.transport = None  # nothing of aiohttp's writes to it or closes it any more
+        self.connection_lost(None)
+        return transport
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._admission.closed(self)
+        if not self._detached:
+            self._admission.closed(self)
         super().connection_lost(exc)

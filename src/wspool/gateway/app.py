@@ -32,18 +32,18 @@ CLIENT_MODULES = Path(__file__).with_name("static")
 
 
 async def _websocket(request: web.Request) -> web.StreamResponse:
-    """``/ws`` as aiohttp sees it: the upgrades the gateway relays never reach it
-    (``wspool.gateway.front`` takes them first), so what does is refused."""
+    """``/ws`` as aiohttp sees it: a connection's first upgrade never reaches it
+    (``wspool.gateway.front`` relays it first); one that followed another request on its
+    connection (clients that share a keep-alive pool with their HTTP calls send those) is
+    handed to the front door, and what is not an upgrade to relay is refused."""
     gateway = request.app[GATEWAY]
     if not opens_websocket(request.headers):
         raise ApiError(HTTPStatus.BAD_REQUEST, "BAD_REQUEST", "expected a WebSocket upgrade")
     if not gateway.settings.security.origin_allowed(request.headers.get("Origin")):
         raise ApiError(HTTPStatus.FORBIDDEN, "FORBIDDEN", "origin not allowed")
-    raise ApiError(
-        HTTPStatus.BAD_REQUEST,
-        "BAD_REQUEST",
-        "a WebSocket upgrade must be the first request on its connection",
-    )
+    if gateway.front is None:
+        raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "UNAVAILABLE", "not relaying yet")
+    return gateway.front.adopt(request)
 
 
 def _client_modules() -> web.RouteDef:

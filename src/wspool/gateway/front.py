@@ -103,7 +103,21 @@ class FrontDoor:
             return None
         peer = connection.transport.get_extra_info("peername")
         remote = peer[0] if isinstance(peer, tuple) else None
-        return UpgradeRequest.of(headers, message.url.query, remote), early
+        return UpgradeRequest.of(headers, message.url.query.items(), remote), early
+
+    def adopt(self, request: web.Request) -> web.StreamResponse:
+        """Relay an upgrade that aiohttp read (it followed another request on its
+        connection): the connection leaves aiohttp's handler for a :class:`ClientConnection`.
+        What the handler returns to aiohttp."""
+        handler = request.protocol
+        if not isinstance(handler, CountedHandler) or handler.transport is None:
+            raise ConnectionResetError("the client left")
+        upgrade = UpgradeRequest.of(request.headers, request.query.items(), request.remote)
+        connection = ClientConnection(self)
+        connection.adopt(handler.detach())
+        self.relayed.add(connection)
+        connection.relay(upgrade, b"")
+        return Upgraded()
 
     def _hand_off(self, connection: ClientConnection, head: bytes) -> None:
         transport = connection.transport
@@ -140,6 +154,12 @@ class ClientConnection(asyncio.Protocol):
         self._door.admission.opened(self)
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._door.handshake_timeout, self.force_close)
+
+    def adopt(self, transport: asyncio.Transport) -> None:
+        """Carry on a connection whose request another protocol read (counted already)."""
+        self.transport = transport
+        self._head = None
+        transport.set_protocol(self)
 
     def data_received(self, data: bytes) -> None:
         splice = self.splice
@@ -240,6 +260,21 @@ class ClientConnection(asyncio.Protocol):
             self._timer = None
 
 
+class Upgraded(web.StreamResponse):
+    """What aiohttp's handler of an adopted upgrade returns: the relay writes everything the
+    client gets, so aiohttp has nothing to send."""
+
+    def __init__(self) -> None:
+        super().__init__(status=101)
+        self.force_close()
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
 class FrontSite(web.BaseSite):
     """The gateway's TCP site: its connections come in through a :class:`FrontDoor`, counted
     by the gateway's :class:`~wspool.gateway.admission.Admission` (aiohttp's TCPSite counts
@@ -270,6 +305,7 @@ class FrontSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         self._door = door = FrontDoor(self._gateway, server, self._options)
+        self._gateway.front = door
         self._server = await asyncio.get_running_loop().create_server(
             door,
             self._host,

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -37,6 +37,9 @@ from wspool.state.engine import (
     Publisher,
 )
 from wspool.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from wspool.gateway.front import FrontDoor
 
 __all__ = ["GATEWAY", "Gateway", "GatewayEngine"]
 
@@ -69,6 +72,8 @@ class Gateway:
         ProcessCollector(registry=self.metrics)
         self.session: aiohttp.ClientSession | None = None
         self.monitor: HealthMonitor | None = None
+        self.front: FrontDoor | None = None
+        """The listener's front door, once the gateway listens (``wspool.gateway.front``)."""
         self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

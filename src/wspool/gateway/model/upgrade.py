@@ -15,7 +15,7 @@ import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 
 __all__ = ["FORWARDED_HEADERS", "UpgradeRequest", "opens_websocket"]
 
@@ -60,12 +60,11 @@ class UpgradeRequest:
     def of(
         cls,
         headers: CIMultiDictProxy[str] | CIMultiDict[str],
-        query: MultiDictProxy[str] | Iterable[tuple[str, str]],
+        query: Iterable[tuple[str, str]],
         remote: str | None,
     ) -> UpgradeRequest:
         kept: CIMultiDict[str] = CIMultiDict()
         for name in _KEPT_HEADERS:
             for value in headers.getall(name, ()):
                 kept.add(name, value)
-        pairs = query.items() if isinstance(query, MultiDictProxy) else query
-        return cls(kept, tuple(pairs), remote)
+        return cls(kept, tuple(query), remote)
