@@ -74,6 +74,38 @@ async def test_last_activity_advances_without_a_redis_write_per_message(
         assert hset_calls <= 5, f"{hset_calls} HSETs for 300 messages"
 
 
+async def test_a_silent_session_is_written_once(redis_url: str, store: Store) -> None:
+    db = store.redis.connection_pool.connection_kwargs.get("db", 0)
+    await store.redis.config_set("notify-keyspace-events", "Kh")  # every hash write, by key
+    watch = store.redis.pubsub()
+    try:
+        async with (
+            running_node(redis_url, activity_flush_interval=0.2) as node,
+            TestClient(ws_url(node)) as client,
+        ):
+            key = f"conn:{client.connection_id}"
+
+            async def written() -> str | None:
+                return await store.hget(key, "lastActivity")
+
+            await eventually(written, message="record written")
+            await watch.subscribe(f"__keyspace@{db}__:{key}")
+
+            async def writes(seconds: float) -> int:
+                count, deadline = 0, asyncio.get_running_loop().time() + seconds
+                while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                    event = await watch.get_message(ignore_subscribe_messages=True, timeout=left)
+                    count += event is not None
+                return count
+
+            assert await writes(1.0) == 0  # five activity flushes, nothing new to write
+            await client.request(type="ping")
+            assert await writes(1.0) >= 1  # new activity is written
+    finally:
+        await watch.aclose()
+        await store.redis.config_set("notify-keyspace-events", "")
+
+
 async def test_health_reports_counts_and_metrics_count_traffic(redis_url: str) -> None:
     async with running_node(redis_url, "node-h") as node:
         base = f"http://127.0.0.1:{node.port}"

@@ -29,6 +29,8 @@ class Session:
     closing: bool = False
     handover: bool = False
     """Whether its gateway takes a drain's handover notice instead of the close."""
+    written_activity: float = 0.0
+    """The ``last_activity`` the store holds (the state writer's last write of it)."""
 
     def record(self) -> ConnectionRecord:
         return ConnectionRecord(

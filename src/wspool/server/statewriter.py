@@ -5,11 +5,12 @@ gateway, the REST API and the other nodes. Opens, closes and channel changes are
 within about 20 ms in one pipelined batch; ``lastActivity`` is copied at a slow
 interval. An open writes the whole record and its index sets; a channel change or new
 activity of a session written before rewrites only those fields (one Redis call instead of
-six), so a storm of subscribes costs the store little. Every live session is rewritten in
-full at ``refresh_interval`` (a third of the records' TTL in the store) so that only records
-of connections that are gone can expire. When the store is unreachable the writer keeps what
-it owes, and once the store is back it rewrites every live session, so the copy converges
-after an outage.
+six), so a storm of subscribes costs the store little; a session whose last activity the
+store already holds (one opened and silent since) is not rewritten. Every live session is
+rewritten in full at ``refresh_interval`` (a third of the records' TTL in the store) so that
+only records of connections that are gone can expire. When the store is unreachable the
+writer keeps what it owes, and once the store is back it rewrites every live session, so the
+copy converges after an outage.
 
 Presence (who is subscribed where, ``ConnectionStore.update_presence``) rides on the same
 batches: the writer remembers which channels of each session it wrote and sends only the
@@ -124,9 +125,9 @@ class StateWriter:
     async def _write(self) -> None:
         now = time.time()
         if now - self._activity_since >= self._activity_interval:
-            since, self._activity_since = self._activity_since, now
+            self._activity_since = now
             self._changed.update(
-                sid for sid, s in self._sessions.items() if s.last_activity >= since
+                sid for sid, s in self._sessions.items() if s.last_activity > s.written_activity
             )
         if now - self._refreshed_at >= self._refresh_interval:
             self._refreshed_at = now
@@ -159,6 +160,8 @@ class StateWriter:
             self._full |= full
             raise
         for record in records + updates:
+            if (session := sessions.get(record.id)) is not None:
+                session.written_activity = max(session.written_activity, record.last_activity)
             if record.channels:
                 self._present[record.id] = frozenset(record.channels)
             else:
