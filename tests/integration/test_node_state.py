@@ -102,7 +102,7 @@ async def test_a_silent_session_is_written_once(redis_url: str, store: Store) ->
             await client.request(type="ping")
             assert await writes(1.0) >= 1  # new activity is written
     finally:
-        await watch.aclose()
+        await watch.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         await store.redis.config_set("notify-keyspace-events", "")
 
 
