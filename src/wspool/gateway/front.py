@@ -167,8 +167,10 @@ class ClientConnection(asyncio.Protocol):
             splice.from_client(data)
             return
         head = self._head
-        if head is None:  # the relay is opening the node
-            self.early += data
+        if head is None:
+            if self._opening is None:  # answered with a refusal: the rest is dropped
+                return
+            self.early += data  # the relay is opening the node
             if len(self.early) > EARLY_BYTES:
                 self.transport.pause_reading()
             return
