@@ -85,11 +85,13 @@ class FrontDoor:
     ) -> tuple[UpgradeRequest, bytes] | None:
         """The upgrade the relay serves, and what the client sent after it; None for the
         requests aiohttp serves."""
+        if not head.startswith(b"GET "):
+            return None
         parser = HttpRequestParser(None, asyncio.get_running_loop(), 2**16, **self._limits)
         try:
             messages, upgraded, early = parser.feed_data(head)
-        except Exception:  # aiohttp answers a malformed request
-            return None
+        except Exception:  # aiohttp answers what its parser refuses, and
+            return None  # a request with a body, whose reader this parser cannot make
         if not messages or not upgraded:
             return None
         message = messages[0][0]
