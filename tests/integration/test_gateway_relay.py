@@ -12,9 +12,7 @@ keep-alive connection is relayed too.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import struct
 from collections.abc import Iterator
 
@@ -23,7 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 
 from tests.support.processes import Farm, running_farm
-from tests.support.rawsocket import metric, open_websocket
+from tests.support.rawsocket import handshake, metric, open_websocket
 from tests.support.waiting import eventually
 
 
@@ -42,6 +40,15 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     elif length == 127:
         (length,) = struct.unpack("!Q", await reader.readexactly(8))
     return first & 0x0F, await reader.readexactly(length)
+
+
+async def _until(reader: asyncio.StreamReader, opcode: Opcode) -> bytes:
+    """Skip frames up to the first of ``opcode``: its payload."""
+    async with asyncio.timeout(10):
+        while True:
+            found, payload = await _read_frame(reader)
+            if found == opcode.value:
+                return payload
 
 
 async def _reply_to(reader: asyncio.StreamReader, message_id: str) -> dict[str, object]:
@@ -78,12 +85,7 @@ async def test_a_fragmented_message_written_a_byte_at_a_time_reaches_the_node_wh
 async def test_a_ping_reaches_the_node_and_its_pong_comes_back(farm: Farm) -> None:
     reader, writer = await open_websocket(farm.gateway.port)
     writer.write(Frame(Opcode.PING, b"are you there").serialize(mask=True))
-    async with asyncio.timeout(10):
-        while True:
-            opcode, payload = await _read_frame(reader)
-            if opcode == Opcode.PONG.value:
-                break
-    assert payload == b"are you there"
+    assert await _until(reader, Opcode.PONG) == b"are you there"
     writer.close()
 
 
@@ -97,18 +99,11 @@ async def test_a_client_offering_compression_gets_none_and_is_served(farm: Farm)
         assert reply["type"] == "subscribed"
 
 
-def _handshake(key: str) -> bytes:
-    return (
-        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
-    ).encode()
-
-
 async def test_a_handshake_split_across_reads_with_frames_behind_it_is_relayed(
     farm: Farm,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", farm.gateway.port)
-    request = _handshake(base64.b64encode(os.urandom(16)).decode())
+    request = handshake()
     subscribe = json.dumps({"type": "subscribe", "channel": "early", "messageId": "e1"})
     frames = Frame(Opcode.TEXT, subscribe.encode()).serialize(mask=True)
     # The head's end is split between two reads; the first frame rides in the second.
@@ -129,8 +124,11 @@ async def test_a_handshake_split_across_reads_with_frames_behind_it_is_relayed(
 
 async def test_an_upgrade_after_another_request_on_its_connection_is_relayed(farm: Farm) -> None:
     # Node's WebSocket shares its keep-alive pool with fetch: its upgrade can follow a call.
-    await asyncio.sleep(0.5)  # the sockets of the tests before are closed
-    held = metric(farm.gateway.http, "wspool_gateway_open_files")
+
+    async def idle() -> bool:  # the tests before have closed theirs: only /metrics' own
+        return metric(farm.gateway.http, "wspool_gateway_open_files") == 1
+
+    await eventually(idle, within=10, interval=0.1, message="no client connected")
     reader, writer = await asyncio.open_connection("127.0.0.1", farm.gateway.port)
     for _ in range(2):
         writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -139,7 +137,7 @@ async def test_an_upgrade_after_another_request_on_its_connection_is_relayed(far
             assert head.startswith(b"HTTP/1.1 200"), head
             length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
             await reader.readexactly(length)
-    writer.write(_handshake(base64.b64encode(os.urandom(16)).decode()))
+    writer.write(handshake())
     async with asyncio.timeout(5):
         head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
@@ -147,16 +145,10 @@ async def test_an_upgrade_after_another_request_on_its_connection_is_relayed(far
     writer.write(Frame(Opcode.TEXT, subscribe.encode()).serialize(mask=True))
     assert (await _reply_to(reader, "k1"))["type"] == "subscribed"
     writer.write(Frame(Opcode.CLOSE, b"\x03\xe8").serialize(mask=True))
+    assert await _until(reader, Opcode.CLOSE) == b"\x03\xe8"  # the node's answer
     async with asyncio.timeout(5):
-        while True:
-            opcode, _ = await _read_frame(reader)
-            if opcode == Opcode.CLOSE.value:
-                break
         assert await reader.read() == b""  # and the gateway ends the connection
     writer.close()
 
     # Both of its sockets (the client's, the node's) are released, each once.
-    async def released() -> bool:
-        return metric(farm.gateway.http, "wspool_gateway_open_files") == held
-
-    await eventually(released, within=10, interval=0.1, message="the sockets released")
+    await eventually(idle, within=10, interval=0.1, message="the sockets released")

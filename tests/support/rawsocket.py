@@ -12,6 +12,7 @@ import urllib.request
 __all__ = [
     "frame_header",
     "half_sent_handshakes",
+    "handshake",
     "metric",
     "open_websocket",
     "read_close_code",
@@ -23,11 +24,15 @@ _HANDSHAKE = (
 )
 
 
+def handshake() -> bytes:
+    """An opening handshake for ``/ws``, with a fresh key."""
+    return _HANDSHAKE.format(key=base64.b64encode(os.urandom(16)).decode()).encode()
+
+
 async def open_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection past its opening handshake (the 101 read), frames still unread."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(_HANDSHAKE.format(key=key).encode())
+    writer.write(handshake())
     async with asyncio.timeout(5):
         head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head

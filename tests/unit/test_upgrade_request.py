@@ -48,3 +48,5 @@ def test_only_what_a_node_is_sent_is_kept_with_every_query_parameter_in_order() 
     assert "Host" not in kept.headers
     assert kept.query == (("token", "t"), ("tag", "x"), ("tag", "y"))
     assert kept.remote == "10.0.0.7"
+    assert "Bearer" not in repr(kept)
+    assert "token" not in repr(kept)

@@ -147,7 +147,7 @@ class ClientConnection(asyncio.Protocol):
         self._head: bytearray | None = bytearray()  # None once the head is read
         self._timer: asyncio.TimerHandle | None = None  # the handshake's, then the linger's
         self._opening: asyncio.Task[None] | None = None
-        self.early = bytearray()
+        self.early = b""
         """What the client sent after its request, before the relay took over."""
         self.splice: Splice | None = None
 
@@ -206,9 +206,9 @@ class ClientConnection(asyncio.Protocol):
     def attach(self, splice: Splice) -> None:
         """From now on the client's bytes go to ``splice``, beginning with what came early."""
         self.splice = splice
-        early, self.early = self.early, bytearray()
+        early, self.early = self.early, b""
         if early:
-            splice.from_client(bytes(early))
+            splice.from_client(early)
         if not self.transport.is_closing():
             self.transport.resume_reading()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -50,10 +50,11 @@ def opens_websocket(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> bool:
 @dataclass(frozen=True, slots=True)
 class UpgradeRequest:
     """What the relay keeps of a client's upgrade request: the headers a node is sent, the
-    query (every parameter, in order) and the client's address."""
+    query (every parameter, in order) and the client's address. Its repr shows neither the
+    headers nor the query: both may carry the client's token."""
 
-    headers: CIMultiDict[str]
-    query: tuple[tuple[str, str], ...]
+    headers: CIMultiDict[str] = field(repr=False)
+    query: tuple[tuple[str, str], ...] = field(repr=False)
     remote: str | None
 
     @classmethod
