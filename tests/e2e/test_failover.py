@@ -18,6 +18,7 @@ from tests.support.e2e_pools import Pool, Release, gateway_url, published_number
 from tests.support.e2e_traffic import Publisher, Subscriber, losses, out_of_order, settle
 from tests.support.kubectl import Kubectl
 from tests.support.waiting import poll_until
+from wspool.core.config import GATEWAY_PORT
 
 pytestmark = pytest.mark.kubernetes
 
@@ -31,6 +32,14 @@ def _ready_pods(kubectl: Kubectl, namespace: str, selector: str) -> list[str]:
         if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
             names.append(pod["metadata"]["name"])
     return names
+
+
+def _relayed_connections(kubectl: Kubectl, namespace: str, pod: str) -> float:
+    """What the gateway pod's ``/metrics`` says it relays now, read through the API server."""
+    path = f"/api/v1/namespaces/{namespace}/pods/{pod}:{GATEWAY_PORT}/proxy/metrics"
+    text = kubectl("get", "--raw", path)
+    line = next(x for x in text.splitlines() if x.startswith("wspool_gateway_connections "))
+    return float(line.split()[-1])
 
 
 def _force_delete(kubectl: Kubectl, namespace: str, pod: str) -> None:
@@ -58,8 +67,12 @@ async def _run_fault(
             )
             _force_delete(kubectl, pool.namespace, victim)
         else:
+            # The gateway relaying the most of them: the Service need not have spread them.
             gateways = _ready_pods(kubectl, pool.namespace, pool.gateways_selector())
-            _force_delete(kubectl, pool.namespace, gateways[0])
+            relayed = {g: _relayed_connections(kubectl, pool.namespace, g) for g in gateways}
+            victim = max(relayed, key=lambda g: relayed[g])
+            print(f"\n[e2e] connections relayed per gateway pod: {sorted(relayed.values())}")
+            _force_delete(kubectl, pool.namespace, victim)
         # The fault lasts until the Deployment has its pods back.
         started = time.monotonic()
         selector = pool.servers_selector() if fault == "server" else pool.gateways_selector()
