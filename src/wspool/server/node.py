@@ -492,7 +492,7 @@ class ServerNode:
         match message.type:
             case MessageType.DATA:
                 assert message.channel is not None
-                if not self.engine.available:
+                if not self.engine.publishable:
                     raise ProtocolError(
                         ErrorCode.INTERNAL,
                         "message not delivered: message bus unavailable",

@@ -38,6 +38,7 @@ __all__ = [
     "MessageHandler",
     "NodeRegistry",
     "OutcomeUnknownError",
+    "PublishIncompleteError",
     "Publisher",
     "StatusHandler",
 ]
@@ -59,6 +60,19 @@ class OutcomeUnknownError(EngineUnavailableError):
     it again with the same batch id (which the store never writes twice) settles it."""
 
 
+class PublishIncompleteError(EngineUnavailableError):
+    """A batch published on some of its channels and not on others (a Redis Cluster with one
+    shard failing): the frames of ``unknown`` channels were sent without an answer, as with
+    :class:`OutcomeUnknownError`; those of ``refused`` channels were not written; those of
+    every other channel of the batch were. Sending again, under the same batch id, exactly
+    the batch of the ``unknown`` channels settles them."""
+
+    def __init__(self, message: str, unknown: frozenset[str], refused: frozenset[str]) -> None:
+        super().__init__(message)
+        self.unknown = unknown
+        self.refused = refused
+
+
 class Publisher(Protocol):
     """Publishing on channels; works without a subscription link (:meth:`MessageBus.start`)."""
 
@@ -73,7 +87,7 @@ class Publisher(Protocol):
         nothing that was written before (for ten minutes) and returns the same positions
         as the first time. ``OutcomeUnknownError`` when
         the request went out and no answer came; ``EngineUnavailableError`` when nothing
-        was written.
+        was written; ``PublishIncompleteError`` when that is so of some channels only.
         """
         ...
 
@@ -101,6 +115,13 @@ class MessageBus(Publisher, HistoryReader, Protocol):
     @property
     def available(self) -> bool:
         """Whether the store is reachable (pub/sub link up)."""
+        ...
+
+    @property
+    def publishable(self) -> bool:
+        """Whether a publish may go through now: on one server, while it is reachable
+        (:attr:`available`); on a Redis Cluster always, as each shard answers for its own
+        channels whatever the state of the others."""
         ...
 
     async def start(self, on_message: MessageHandler, on_status: StatusHandler) -> None:

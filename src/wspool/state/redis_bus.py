@@ -49,6 +49,7 @@ from wspool.state.engine import (
     EngineUnavailableError,
     MessageHandler,
     OutcomeUnknownError,
+    PublishIncompleteError,
     StatusHandler,
 )
 from wspool.state.redis_client import FAILURES, close, connect, dedicated, run
@@ -62,7 +63,7 @@ from wspool.state.redis_history import (
     recent_result,
     split_message,
 )
-from wspool.state.redis_links import Command, Reply, SingleLink
+from wspool.state.redis_links import Command, NoAnswer, Reply, SingleLink
 from wspool.state.redis_shards import ShardedPubSub, ShardScripts
 from wspool.tasks import cancel_and_wait
 
@@ -149,6 +150,10 @@ class RedisBus:
     def available(self) -> bool:
         return self._available
 
+    @property
+    def publishable(self) -> bool:
+        return self._available or self._keys.sharded
+
     async def start(self, on_message: MessageHandler, on_status: StatusHandler) -> None:
         self._on_message = on_message
         self._on_status = on_status
@@ -169,9 +174,17 @@ class RedisBus:
         if not batches:
             return positions
         groups = self._script_groups(batches)
+        unknown: set[str] = set()  # sent to a shard that did not answer
+        refused: set[str] = set()
+        errors: list[Exception] = []
         for _ in range(2):  # a second pass only after Redis forgot the script (restart)
-            if not self._shas:
-                await self._load_scripts()
+            try:
+                if not self._shas:
+                    await self._load_scripts()
+            except EngineUnavailableError as error:
+                refused.update(channel for group in groups for channel in group)
+                errors.append(error)
+                break
             calls: list[tuple[str | int, ...]] = []
             for group in groups:
                 script_keys, args = publish_call(self._keys, self._history, group, batch_id)
@@ -181,21 +194,36 @@ class RedisBus:
                 results = await run(self._scripts.pipeline(calls))
             except EngineUnavailableError as error:
                 # Sent, perhaps run, never answered (Redis frozen, link cut mid-request).
-                raise OutcomeUnknownError(str(error)) from error.__cause__
+                unknown.update(channel for group in groups for channel in group)
+                errors.append(error)
+                break
+            again: list[Mapping[str, Sequence[str]]] = []
             for group, result in zip(groups, results, strict=True):
-                if not isinstance(result, Exception):
+                if isinstance(result, NoScriptError):
+                    # The script did not run, so publishing that group again is safe.
+                    again.append(group)
+                elif isinstance(result, NoAnswer):
+                    unknown.update(group)
+                    errors.append(result)
+                elif isinstance(result, Exception):
+                    refused.update(group)
+                    errors.append(result)
+                else:
                     positions.update(publish_result(group, result))
-            # NOSCRIPT means the script did not run, so publishing that group again is safe.
-            groups = [
-                g for g, r in zip(groups, results, strict=True) if isinstance(r, NoScriptError)
-            ]
-            errors = [r for r in results if isinstance(r, Exception)]
-            if not groups:
-                if errors:
-                    raise EngineUnavailableError(str(errors[0]))
-                return positions
+            if not again:
+                break
+            groups = again
             self._shas = {}
-        raise EngineUnavailableError("Redis refuses the publish script")
+        else:
+            refused.update(channel for group in groups for channel in group)
+            errors.append(EngineUnavailableError("Redis refuses the publish script"))
+        if not errors:
+            return positions
+        if len(unknown) == len(batches):
+            raise OutcomeUnknownError(str(errors[0]))
+        if len(refused) == len(batches):
+            raise EngineUnavailableError(str(errors[0]))
+        raise PublishIncompleteError(str(errors[0]), frozenset(unknown), frozenset(refused))
 
     def _script_groups(
         self, batches: Mapping[str, Sequence[str]]

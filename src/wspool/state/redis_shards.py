@@ -6,9 +6,10 @@ meta hash share one hash tag, so they live in one slot (:class:`~wspool.core.key
 
 - :class:`ShardScripts` sends each script call to the primary of its first key's slot: the
   calls of a burst go out as one pipeline per primary, all at once, so a burst costs one
-  round trip per shard. A call refused with a redirection (``MOVED``, ``ASK``,
-  ``TRYAGAIN``, ``CLUSTERDOWN``: the slot moved or its shard fails over) did not run; it is
-  sent again once the slot map is read anew.
+  round trip per shard, and a shard that does not answer costs only its own calls. A call
+  refused with a redirection (``MOVED``, ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``: the slot
+  moved or its shard fails over) did not run; it is sent again once the slot map is read
+  anew.
 - :class:`ShardedPubSub` holds one :class:`~wspool.state.redis_links.PubSubLink` per
   primary and subscribes each channel on its slot's primary. Any link failing (its primary
   died, a slot moved away and Redis unsubscribed its channels) ends the whole set: the bus
@@ -28,7 +29,14 @@ from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainErr
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from wspool.state.redis_client import node_connections
-from wspool.state.redis_links import LINK_UP, Command, PubSubLink, Reply, ScriptLink
+from wspool.state.redis_links import (
+    LINK_UP,
+    Command,
+    NoAnswer,
+    PubSubLink,
+    Reply,
+    ScriptLink,
+)
 
 __all__ = ["ShardScripts", "ShardedPubSub"]
 
@@ -81,7 +89,9 @@ class ShardScripts:
 
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
         """The replies of ``commands`` (``EVAL``/``EVALSHA`` calls with at least one key),
-        in order, as :meth:`ScriptLink.pipeline` answers them."""
+        in order, as :meth:`ScriptLink.pipeline` answers them; the calls sent to a primary
+        whose link failed have a :class:`NoAnswer` in their place, so one failing shard
+        leaves the others' answers standing."""
         replies: list[Any] = [None] * len(commands)
         pending = list(range(len(commands)))
         for attempt in range(ATTEMPTS):
@@ -91,17 +101,22 @@ class ShardScripts:
             by_node: defaultdict[ClusterNode, list[int]] = defaultdict(list)
             for i in pending:
                 by_node[self._slots.primary_of(str(commands[i][3]))].append(i)
-            try:
-                answers = await asyncio.gather(
-                    *(
-                        self._link(node).pipeline([commands[i] for i in calls])
-                        for node, calls in by_node.items()
-                    )
-                )
-            except BaseException:
-                self._slots.stale = True  # a primary gone may have been replaced
-                raise
+            answers = await asyncio.gather(
+                *(
+                    self._link(node).pipeline([commands[i] for i in calls])
+                    for node, calls in by_node.items()
+                ),
+                return_exceptions=True,
+            )
             for calls, answer in zip(by_node.values(), answers, strict=True):
+                if isinstance(answer, BaseException):
+                    if not isinstance(answer, Exception):
+                        raise answer
+                    # That primary's link failed: its calls have no answer, the others stand.
+                    self._slots.stale = True  # a primary gone may have been replaced
+                    for i in calls:
+                        replies[i] = NoAnswer(f"{type(answer).__name__}: {answer}")
+                    continue
                 for i, reply in zip(calls, answer, strict=True):
                     replies[i] = reply
             pending = [i for i in pending if isinstance(replies[i], REDIRECTED)]
