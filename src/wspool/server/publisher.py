@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 STOP_GRACE = 5.0
 """Seconds a stopping node spends publishing what is still queued."""
 
+SETTLE_WAIT = 5.0
+"""Seconds :meth:`PublishBatcher.settled` waits at most (a publish's own timeout)."""
+
 _Pending = tuple[str, str, ServerConnection, str]
 
 
@@ -67,6 +70,9 @@ class PublishBatcher:
         """Per channel with an unanswered batch: its messages queued since, in order."""
         self._held_count = 0
         self._settling: set[asyncio.Task[None]] = set()
+        self._unsettled: dict[ServerConnection, int] = {}
+        """Per publisher, its messages queued and not yet published or refused."""
+        self._waiters: dict[ServerConnection, asyncio.Event] = {}
         self._stopping = False
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
@@ -106,7 +112,36 @@ class PublishBatcher:
             self._room.clear()
             await self._room.wait()
         self._pending.append((channel, frame, publisher, message_id))
+        self._unsettled[publisher] = self._unsettled.get(publisher, 0) + 1
         self._wakeup.set()
+
+    async def settled(self, publisher: ServerConnection, within: float = SETTLE_WAIT) -> None:
+        """Return once every message ``publisher`` queued so far is published or refused
+        (its refusals sent), or after ``within`` seconds."""
+        if publisher not in self._unsettled:
+            return
+        waiter = self._waiters.setdefault(publisher, asyncio.Event())
+        try:
+            async with asyncio.timeout(within):
+                await waiter.wait()
+        except TimeoutError:
+            log.warning("publishes still unsettled after %.0f s; answering anyway", within)
+        finally:
+            if self._waiters.get(publisher) is waiter and publisher not in self._unsettled:
+                del self._waiters[publisher]
+
+    def _answered(self, items: list[_Pending]) -> None:
+        """``items`` are published or refused: their publishers have nothing more to wait for."""
+        unsettled = self._unsettled
+        for _, _, publisher, _ in items:
+            left = unsettled.get(publisher, 0) - 1
+            if left > 0:
+                unsettled[publisher] = left
+                continue
+            unsettled.pop(publisher, None)
+            waiter = self._waiters.pop(publisher, None)
+            if waiter is not None:
+                waiter.set()
 
     async def _run(self) -> None:
         while True:
@@ -143,6 +178,7 @@ class PublishBatcher:
             reason = str(error)
         else:
             self._stats.messages_published += len(pending)
+            self._answered(pending)
             return
         if not left:
             return
@@ -151,7 +187,7 @@ class PublishBatcher:
         for channel in unanswered:
             self._held[channel] = []
         log.warning("publish unanswered, sending %d messages again: %s", len(left), reason)
-        settling = self._settle(left, unanswered, batch_id)
+        settling = self._resend(left, unanswered, batch_id)
         if self._stopping:
             await settling
             return
@@ -170,13 +206,15 @@ class PublishBatcher:
             unknown, refused = frozenset(), frozenset(channel for channel, *_ in sent)
         left = [item for item in sent if item[0] in unknown]
         turned_down = [item for item in sent if item[0] in refused]
-        self._stats.messages_published += len(sent) - len(left) - len(turned_down)
+        published = [item for item in sent if item[0] not in unknown and item[0] not in refused]
+        self._stats.messages_published += len(published)
+        self._answered(published)
         if turned_down:
             log.warning("publish failed, %d messages refused: %s", len(turned_down), error)
             self._refuse(turned_down)
         return left
 
-    async def _settle(
+    async def _resend(
         self, sent: list[_Pending], batches: dict[str, list[str]], batch_id: str
     ) -> None:
         """Send an unanswered batch again, under its id, until Redis answers for each of its
@@ -193,6 +231,7 @@ class PublishBatcher:
                     left = self._settle_part(sent, error)
                 else:
                     self._stats.messages_published += len(sent)
+                    self._answered(sent)
                     left = []
                 still = {item[0] for item in left}
                 self._release([channel for channel in batches if channel not in still])
@@ -238,3 +277,4 @@ class PublishBatcher:
                 ErrorCode.INTERNAL, "message not delivered: message bus unavailable", message_id
             )
             websockets.broadcast([publisher], frame)
+        self._answered(pending)
