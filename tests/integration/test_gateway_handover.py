@@ -13,6 +13,7 @@ import contextlib
 import json
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,8 +25,10 @@ from tests.support.rawsocket import metric
 from tests.support.redis_server import RedisServer
 from tests.support.wsclient import TestClient, open_clients
 from wspool.core.protocol import HANDOVER_BARRIER
+from wspool.core.tickets import Ticket, issue_ticket
 
 CHANNEL = "handover"
+SECRET = "relay-ticket-secret-0123456789abcdef"
 
 
 async def _publish(publisher: TestClient, stop: asyncio.Event, every: float) -> int:
@@ -133,11 +136,13 @@ async def test_the_barrier_is_answered_after_a_publish_before_it_is_refused(
     """The gateway switches a session once the old node answers the handover's barrier, and
     drops what that node sends after: a publish sent before the barrier and refused by
     Redis only later must have its error answered first, or the client never hears of it."""
-    node = NodeProcess("node-1", own_redis.url)
+    node = NodeProcess("node-1", own_redis.url, "--ticket-secret", SECRET)
     await node.start_async()
     store = redis.Redis.from_url(own_redis.url)
+    # The relay ticket a seamless gateway opens its link with: it takes handover notices.
+    ticket = issue_ticket(SECRET, Ticket(uuid.uuid4().hex, None, node.id, handover=True), 0, 1e10)
     try:
-        async with TestClient(node.url) as client:
+        async with TestClient(f"{node.url}?ticket={ticket}") as client:
             await store.config_set("min-replicas-to-write", 1)  # Redis now refuses writes
             own_redis.freeze()  # and answers nothing for a while
             try:

@@ -169,3 +169,25 @@ async def test_what_waits_behind_a_silent_batch_is_refused_while_the_store_is_do
     assert bus.published("a")[-1] == "a1"  # the silent batch itself is settled, not refused
     assert "a2" not in bus.published("a")
     assert told == ["a2"]
+
+
+async def test_settled_returns_once_a_tracked_publishers_messages_are_answered(
+    told: list[str],
+) -> None:
+    down = {"a"}
+    bus = ShardedBus(shard_down(down, refused=False))
+    stats = NodeStats()
+    batcher = PublishBatcher(bus, stats)  # type: ignore[arg-type]
+    batcher.start()
+    publisher: Any = object()
+    try:
+        await batcher.publish("a", "a1", publisher, "a1", tracked=True)
+        waiting = asyncio.ensure_future(batcher.settled(publisher))
+        await until(lambda: len(bus.calls) >= 2)  # resent: still no answer
+        assert not waiting.done()
+        down.clear()
+        await asyncio.wait_for(waiting, 5)
+        assert bus.published("a")[-1] == "a1"
+        await batcher.settled(object())  # type: ignore[arg-type]  # nothing of its own: at once
+    finally:
+        await batcher.stop()

@@ -500,7 +500,10 @@ class ServerNode:
                         message_id,
                     )
                 frame = encode_data(message.channel, message.payload, message_id)
-                await self._publisher.publish(message.channel, frame, websocket, message_id)
+                # A gateway that hands sessions over waits for its publishes' answers.
+                await self._publisher.publish(
+                    message.channel, frame, websocket, message_id, session.handover
+                )
             case MessageType.PING:
                 if message_id == HANDOVER_BARRIER:
                     # A gateway moves the session to another node once this pong is back:

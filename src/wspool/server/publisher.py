@@ -105,19 +105,26 @@ class PublishBatcher:
                     await self._flush()
 
     async def publish(
-        self, channel: str, frame: str, publisher: ServerConnection, message_id: str
+        self,
+        channel: str,
+        frame: str,
+        publisher: ServerConnection,
+        message_id: str,
+        tracked: bool = False,
     ) -> None:
-        """Queue a frame; waits only when the queue is full."""
+        """Queue a frame; waits only when the queue is full. A ``tracked`` publisher's
+        messages count until they are written or refused, for :meth:`settled`."""
         while len(self._pending) + self._held_count >= self._max_pending:
             self._room.clear()
             await self._room.wait()
         self._pending.append((channel, frame, publisher, message_id))
-        self._unsettled[publisher] = self._unsettled.get(publisher, 0) + 1
+        if tracked:
+            self._unsettled[publisher] = self._unsettled.get(publisher, 0) + 1
         self._wakeup.set()
 
     async def settled(self, publisher: ServerConnection, within: float = SETTLE_WAIT) -> None:
-        """Return once every message ``publisher`` queued so far is published or refused
-        (its refusals sent), or after ``within`` seconds."""
+        """Return once every message ``publisher`` queued so far, tracked, is published or
+        refused (its refusals sent), or after ``within`` seconds."""
         if publisher not in self._unsettled:
             return
         waiter = self._waiters.setdefault(publisher, asyncio.Event())
@@ -133,8 +140,12 @@ class PublishBatcher:
     def _answered(self, items: list[_Pending]) -> None:
         """``items`` are published or refused: their publishers have nothing more to wait for."""
         unsettled = self._unsettled
+        if not unsettled:  # no tracked publisher has any: the common case costs nothing
+            return
         for _, _, publisher, _ in items:
-            left = unsettled.get(publisher, 0) - 1
+            if publisher not in unsettled:
+                continue
+            left = unsettled[publisher] - 1
             if left > 0:
                 unsettled[publisher] = left
                 continue
