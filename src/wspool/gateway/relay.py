@@ -111,6 +111,8 @@ class _Session:
         pool: PoolManager,
         monitor: HealthMonitor,
         stats: RelayStats,
+        client: ClientConnection,
+        admission: Admission,
     ) -> None:
         self.request = request
         self.node: NodeState | None = node
@@ -121,18 +123,16 @@ class _Session:
         self.stats = stats
         self.splice: Splice | None = None
         self.moves: list[asyncio.Task[None]] = []  # a list: nearly always empty
-        self.client: ClientConnection | None = None
-        self.admission: Admission | None = None
+        self.client = client
+        self.admission = admission
 
-    def splice_to(
-        self, client: ClientConnection, link: NodeLink, renewals: bool, admission: Admission
-    ) -> None:
-        """Relay between ``client`` and ``link`` until the node's socket is closed (the last
+    def splice_to(self, link: NodeLink, renewals: bool) -> None:
+        """Relay between the client and ``link`` until the node's socket is closed (the last
         node's, when the session moves). ``renewals``: the client presented a token, which a
         seamless session follows as the client renews it."""
         pool = self.pool
         settings = pool.settings
-        self.client, self.admission = client, admission
+        client = self.client
         splice = self.splice = Splice(
             client.transport,
             link,
@@ -157,8 +157,6 @@ class _Session:
         self.unwatch()
         for task in self.moves:
             task.cancel()
-        assert self.admission is not None
-        assert self.client is not None
         self.admission.release_upstream()
         self.client.linger()
 
@@ -249,10 +247,11 @@ async def relay_websocket(
         admission.release_upstream()
         client.answer(opened)
         return
-    session, link, renewals = opened
+    node, link, renewals = opened
     stats.connections_opened += 1
     stats.connections_open += 1
-    session.splice_to(client, link, renewals, admission)
+    session = _Session(request, node, pool, monitor, stats, client, admission)
+    session.splice_to(link, renewals)
 
 
 async def _open(
@@ -261,10 +260,10 @@ async def _open(
     pool: PoolManager,
     monitor: HealthMonitor,
     stats: RelayStats,
-) -> tuple[_Session, NodeLink, bool] | bytes:
-    """Open the client's node and answer the client with the node's 101: the session, the
-    node's link and whether the session follows the client's renewals (it presented a
-    token); or the answer that refuses the client."""
+) -> tuple[NodeState, NodeLink, bool] | bytes:
+    """Open the client's node and answer the client with the node's 101: the node, its link
+    and whether the session follows the client's renewals (it presented a token); or the
+    answer that refuses the client."""
     handshake = client_handshake(request)
     try:
         chosen = await _open_upstream(request, handshake, pool, monitor, stats)
@@ -287,7 +286,7 @@ async def _open(
         assert link.transport is not None
         link.transport.abort()
         raise
-    return _Session(request, node, pool, monitor, stats), link, carries_token(handshake)
+    return node, link, carries_token(handshake)
 
 
 async def _move(session: _Session, splice: Splice, left: NodeState) -> None:
