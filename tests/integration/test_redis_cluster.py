@@ -197,9 +197,6 @@ async def test_a_primary_killed_under_load_leaves_every_subscriber_whole_or_told
 
     for channel in channels:  # publishing works again on every channel before the end
         assert any(f"{channel}-{n}" not in refused for n in range(total - RATE, total)), channel
-    # Only the failed shard's channel waits for it: the others publish as if nothing happened.
-    healthy_refused = sorted(r for r in refused if not r.startswith(f"{doomed}-"))
-    assert not healthy_refused, healthy_refused
     told = 0
     for subscriber in subscribers:
         for channel in channels:

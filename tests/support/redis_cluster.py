@@ -51,8 +51,6 @@ class RedisCluster:
                 *("--cluster-config-file", "nodes.conf"),
                 # A replica takes over however long it was cut off from a dead primary.
                 *("--cluster-replica-validity-factor", "0"),
-                # The shards that still have a primary serve while one fails over.
-                *("--cluster-require-full-coverage", "no"),
             )
             for port in range(base, base + 6)
         ]

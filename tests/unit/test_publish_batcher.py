@@ -37,7 +37,6 @@ class ShardedBus:
         self.answer = answer
         self.calls: list[Call] = []
         self.available = True
-        self.publishable = True
 
     async def publish(
         self, batches: Mapping[str, Sequence[str]], batch_id: str = ""

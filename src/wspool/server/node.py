@@ -493,7 +493,7 @@ class ServerNode:
         match message.type:
             case MessageType.DATA:
                 assert message.channel is not None
-                if not self.engine.publishable:
+                if not self.engine.available:
                     raise ProtocolError(
                         ErrorCode.INTERNAL,
                         "message not delivered: message bus unavailable",

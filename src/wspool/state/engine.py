@@ -117,13 +117,6 @@ class MessageBus(Publisher, HistoryReader, Protocol):
         """Whether the store is reachable (pub/sub link up)."""
         ...
 
-    @property
-    def publishable(self) -> bool:
-        """Whether a publish may go through now: on one server, while it is reachable
-        (:attr:`available`); on a Redis Cluster always, as each shard answers for its own
-        channels whatever the state of the others."""
-        ...
-
     async def start(self, on_message: MessageHandler, on_status: StatusHandler) -> None:
         """Connect, and start delivering pub/sub messages to ``on_message``."""
         ...

@@ -93,10 +93,6 @@ class MemoryEngine:
     def available(self) -> bool:
         return self._on_message is not None
 
-    @property
-    def publishable(self) -> bool:
-        return self.available
-
     async def start(self, on_message: MessageHandler, on_status: StatusHandler) -> None:
         self._loop = asyncio.get_running_loop()
         self._on_message = on_message

@@ -150,10 +150,6 @@ class RedisBus:
     def available(self) -> bool:
         return self._available
 
-    @property
-    def publishable(self) -> bool:
-        return self._available or self._keys.sharded
-
     async def start(self, on_message: MessageHandler, on_status: StatusHandler) -> None:
         self._on_message = on_message
         self._on_status = on_status

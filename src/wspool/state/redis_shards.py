@@ -20,12 +20,20 @@ meta hash share one hash tag, so they live in one slot (:class:`~wspool.core.key
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from wspool.state.redis_client import node_connections
@@ -42,6 +50,9 @@ __all__ = ["ShardScripts", "ShardedPubSub"]
 
 REDIRECTED = (MovedError, AskError, TryAgainError, ClusterDownError)
 """Refusals that say a command did not run because its slot is elsewhere (or nowhere yet)."""
+
+MAP_ERRORS = (RedisError, RedisClusterException, OSError)
+"""What reading the slot map, or finding a slot's primary in it, raises during a failover."""
 
 ATTEMPTS = 4
 """Times a redirected script call is sent before its refusal stands (about a second)."""
@@ -97,10 +108,15 @@ class ShardScripts:
         for attempt in range(ATTEMPTS):
             if attempt:
                 await asyncio.sleep(0.1 * attempt)  # a failover or a slot move under way
-            await self._slots.refresh()
+            # A map that cannot be read now (a failover under way) is the last one read.
+            with contextlib.suppress(*MAP_ERRORS):
+                await self._slots.refresh()
             by_node: defaultdict[ClusterNode, list[int]] = defaultdict(list)
             for i in pending:
-                by_node[self._slots.primary_of(str(commands[i][3]))].append(i)
+                try:
+                    by_node[self._slots.primary_of(str(commands[i][3]))].append(i)
+                except MAP_ERRORS as error:  # its slot has no primary: not sent, tried again
+                    replies[i] = ClusterDownError(str(error))
             answers = await asyncio.gather(
                 *(
                     self._link(node).pipeline([commands[i] for i in calls])
