@@ -92,9 +92,8 @@ to another node and never passes this ping on. Not part of the client protocol."
 HANDOVER_BARRIER = "wspool-handover"
 """The ``messageId`` of the protocol ``ping`` a gateway sends a draining node behind what
 its client sent before the handover notice. The node answers a connection's messages in
-order, and answers this ping only once the connection's publishes are written or refused,
-so its ``pong`` comes after every answer to them; the gateway takes that ``pong`` out of
-the stream and only then makes the next node ready."""
+order, so its ``pong`` comes after every answer to them; the gateway takes that ``pong``
+out of the stream and only then makes the next node ready."""
 
 
 class ProtocolError(Exception):

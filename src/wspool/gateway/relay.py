@@ -111,8 +111,6 @@ class _Session:
         pool: PoolManager,
         monitor: HealthMonitor,
         stats: RelayStats,
-        client: ClientConnection,
-        admission: Admission,
     ) -> None:
         self.request = request
         self.node: NodeState | None = node
@@ -123,16 +121,18 @@ class _Session:
         self.stats = stats
         self.splice: Splice | None = None
         self.moves: list[asyncio.Task[None]] = []  # a list: nearly always empty
-        self.client = client
-        self.admission = admission
+        self.client: ClientConnection | None = None
+        self.admission: Admission | None = None
 
-    def splice_to(self, link: NodeLink, renewals: bool) -> None:
-        """Relay between the client and ``link`` until the node's socket is closed (the last
+    def splice_to(
+        self, client: ClientConnection, link: NodeLink, renewals: bool, admission: Admission
+    ) -> None:
+        """Relay between ``client`` and ``link`` until the node's socket is closed (the last
         node's, when the session moves). ``renewals``: the client presented a token, which a
         seamless session follows as the client renews it."""
         pool = self.pool
         settings = pool.settings
-        client = self.client
+        self.client, self.admission = client, admission
         splice = self.splice = Splice(
             client.transport,
             link,
@@ -157,6 +157,8 @@ class _Session:
         self.unwatch()
         for task in self.moves:
             task.cancel()
+        assert self.admission is not None
+        assert self.client is not None
         self.admission.release_upstream()
         self.client.linger()
 
@@ -247,11 +249,10 @@ async def relay_websocket(
         admission.release_upstream()
         client.answer(opened)
         return
-    node, link, renewals = opened
+    session, link, renewals = opened
     stats.connections_opened += 1
     stats.connections_open += 1
-    session = _Session(request, node, pool, monitor, stats, client, admission)
-    session.splice_to(link, renewals)
+    session.splice_to(client, link, renewals, admission)
 
 
 async def _open(
@@ -260,10 +261,10 @@ async def _open(
     pool: PoolManager,
     monitor: HealthMonitor,
     stats: RelayStats,
-) -> tuple[NodeState, NodeLink, bool] | bytes:
-    """Open the client's node and answer the client with the node's 101: the node, its link
-    and whether the session follows the client's renewals (it presented a token); or the
-    answer that refuses the client."""
+) -> tuple[_Session, NodeLink, bool] | bytes:
+    """Open the client's node and answer the client with the node's 101: the session, the
+    node's link and whether the session follows the client's renewals (it presented a
+    token); or the answer that refuses the client."""
     handshake = client_handshake(request)
     try:
         chosen = await _open_upstream(request, handshake, pool, monitor, stats)
@@ -286,7 +287,7 @@ async def _open(
         assert link.transport is not None
         link.transport.abort()
         raise
-    return node, link, carries_token(handshake)
+    return _Session(request, node, pool, monitor, stats), link, carries_token(handshake)
 
 
 async def _move(session: _Session, splice: Splice, left: NodeState) -> None:

@@ -30,7 +30,6 @@ from wspool.core.auth import CLIENT_ID_RULE, is_client_id
 from wspool.core.config import ServerSettings
 from wspool.core.history import StreamPosition
 from wspool.core.protocol import (
-    HANDOVER_BARRIER,
     HANDOVER_NOTICE,
     ClientMessage,
     CloseCode,
@@ -500,15 +499,8 @@ class ServerNode:
                         message_id,
                     )
                 frame = encode_data(message.channel, message.payload, message_id)
-                # A gateway that hands sessions over waits for its publishes' answers.
-                await self._publisher.publish(
-                    message.channel, frame, websocket, message_id, session.handover
-                )
+                await self._publisher.publish(message.channel, frame, websocket, message_id)
             case MessageType.PING:
-                if message_id == HANDOVER_BARRIER:
-                    # A gateway moves the session to another node once this pong is back:
-                    # the answers to its publishes (a late refusal) must come first.
-                    await self._publisher.settled(websocket)
                 await websocket.send(encode_pong(message_id))
             case MessageType.SUBSCRIBE:
                 assert message.channel is not None

@@ -38,7 +38,6 @@ __all__ = [
     "MessageHandler",
     "NodeRegistry",
     "OutcomeUnknownError",
-    "PublishIncompleteError",
     "Publisher",
     "StatusHandler",
 ]
@@ -60,19 +59,6 @@ class OutcomeUnknownError(EngineUnavailableError):
     it again with the same batch id (which the store never writes twice) settles it."""
 
 
-class PublishIncompleteError(EngineUnavailableError):
-    """A batch published on some of its channels and not on others (a Redis Cluster with one
-    shard failing): the frames of ``unknown`` channels were sent without an answer, as with
-    :class:`OutcomeUnknownError`; those of ``refused`` channels were not written; those of
-    every other channel of the batch were. Sending again, under the same batch id, exactly
-    the batch of the ``unknown`` channels settles them."""
-
-    def __init__(self, message: str, unknown: frozenset[str], refused: frozenset[str]) -> None:
-        super().__init__(message)
-        self.unknown = unknown
-        self.refused = refused
-
-
 class Publisher(Protocol):
     """Publishing on channels; works without a subscription link (:meth:`MessageBus.start`)."""
 
@@ -87,7 +73,7 @@ class Publisher(Protocol):
         nothing that was written before (for ten minutes) and returns the same positions
         as the first time. ``OutcomeUnknownError`` when
         the request went out and no answer came; ``EngineUnavailableError`` when nothing
-        was written; ``PublishIncompleteError`` when that is so of some channels only.
+        was written.
         """
         ...
 

@@ -49,7 +49,6 @@ from wspool.state.engine import (
     EngineUnavailableError,
     MessageHandler,
     OutcomeUnknownError,
-    PublishIncompleteError,
     StatusHandler,
 )
 from wspool.state.redis_client import FAILURES, close, connect, dedicated, run
@@ -63,7 +62,7 @@ from wspool.state.redis_history import (
     recent_result,
     split_message,
 )
-from wspool.state.redis_links import Command, NoAnswer, Reply, SingleLink
+from wspool.state.redis_links import Command, Reply, SingleLink
 from wspool.state.redis_shards import ShardedPubSub, ShardScripts
 from wspool.tasks import cancel_and_wait
 
@@ -170,17 +169,9 @@ class RedisBus:
         if not batches:
             return positions
         groups = self._script_groups(batches)
-        unknown: set[str] = set()  # sent to a shard that did not answer
-        refused: set[str] = set()
-        errors: list[Exception] = []
         for _ in range(2):  # a second pass only after Redis forgot the script (restart)
-            try:
-                if not self._shas:
-                    await self._load_scripts()
-            except EngineUnavailableError as error:
-                refused.update(channel for group in groups for channel in group)
-                errors.append(error)
-                break
+            if not self._shas:
+                await self._load_scripts()
             calls: list[tuple[str | int, ...]] = []
             for group in groups:
                 script_keys, args = publish_call(self._keys, self._history, group, batch_id)
@@ -190,36 +181,21 @@ class RedisBus:
                 results = await run(self._scripts.pipeline(calls))
             except EngineUnavailableError as error:
                 # Sent, perhaps run, never answered (Redis frozen, link cut mid-request).
-                unknown.update(channel for group in groups for channel in group)
-                errors.append(error)
-                break
-            again: list[Mapping[str, Sequence[str]]] = []
+                raise OutcomeUnknownError(str(error)) from error.__cause__
             for group, result in zip(groups, results, strict=True):
-                if isinstance(result, NoScriptError):
-                    # The script did not run, so publishing that group again is safe.
-                    again.append(group)
-                elif isinstance(result, NoAnswer):
-                    unknown.update(group)
-                    errors.append(result)
-                elif isinstance(result, Exception):
-                    refused.update(group)
-                    errors.append(result)
-                else:
+                if not isinstance(result, Exception):
                     positions.update(publish_result(group, result))
-            if not again:
-                break
-            groups = again
+            # NOSCRIPT means the script did not run, so publishing that group again is safe.
+            groups = [
+                g for g, r in zip(groups, results, strict=True) if isinstance(r, NoScriptError)
+            ]
+            errors = [r for r in results if isinstance(r, Exception)]
+            if not groups:
+                if errors:
+                    raise EngineUnavailableError(str(errors[0]))
+                return positions
             self._shas = {}
-        else:
-            refused.update(channel for group in groups for channel in group)
-            errors.append(EngineUnavailableError("Redis refuses the publish script"))
-        if not errors:
-            return positions
-        if len(unknown) == len(batches):
-            raise OutcomeUnknownError(str(errors[0]))
-        if len(refused) == len(batches):
-            raise EngineUnavailableError(str(errors[0]))
-        raise PublishIncompleteError(str(errors[0]), frozenset(unknown), frozenset(refused))
+        raise EngineUnavailableError("Redis refuses the publish script")
 
     def _script_groups(
         self, batches: Mapping[str, Sequence[str]]

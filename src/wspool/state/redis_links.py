@@ -38,7 +38,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-__all__ = ["LINK_UP", "NoAnswer", "PubSubLink", "ScriptLink", "SharedLink", "SingleLink", "pack"]
+__all__ = ["LINK_UP", "PubSubLink", "ScriptLink", "SharedLink", "SingleLink", "pack"]
 
 READ_TURN = 0.005
 """Seconds the pub/sub reader may keep the event loop before it lets the rest run."""
@@ -46,10 +46,6 @@ READ_TURN = 0.005
 Command = Sequence[str | int]
 Connect = Callable[[], AbstractConnection]
 """Makes a new connection (:func:`wspool.state.redis_client.dedicated`)."""
-
-
-class NoAnswer(Exception):
-    """In place of a pipelined call's reply when its link failed first: it may have run."""
 
 
 class ScriptLink:

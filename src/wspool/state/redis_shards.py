@@ -6,10 +6,9 @@ meta hash share one hash tag, so they live in one slot (:class:`~wspool.core.key
 
 - :class:`ShardScripts` sends each script call to the primary of its first key's slot: the
   calls of a burst go out as one pipeline per primary, all at once, so a burst costs one
-  round trip per shard, and a shard that does not answer costs only its own calls. A call
-  refused with a redirection (``MOVED``, ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``: the slot
-  moved or its shard fails over) did not run; it is sent again once the slot map is read
-  anew.
+  round trip per shard. A call refused with a redirection (``MOVED``, ``ASK``,
+  ``TRYAGAIN``, ``CLUSTERDOWN``: the slot moved or its shard fails over) did not run; it is
+  sent again once the slot map is read anew.
 - :class:`ShardedPubSub` holds one :class:`~wspool.state.redis_links.PubSubLink` per
   primary and subscribes each channel on its slot's primary. Any link failing (its primary
   died, a slot moved away and Redis unsubscribed its channels) ends the whole set: the bus
@@ -20,39 +19,21 @@ meta hash share one hash tag, so they live in one slot (:class:`~wspool.core.key
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import (
-    AskError,
-    ClusterDownError,
-    MovedError,
-    RedisClusterException,
-    RedisError,
-    TryAgainError,
-)
+from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from wspool.state.redis_client import node_connections
-from wspool.state.redis_links import (
-    LINK_UP,
-    Command,
-    NoAnswer,
-    PubSubLink,
-    Reply,
-    ScriptLink,
-)
+from wspool.state.redis_links import LINK_UP, Command, PubSubLink, Reply, ScriptLink
 
 __all__ = ["ShardScripts", "ShardedPubSub"]
 
 REDIRECTED = (MovedError, AskError, TryAgainError, ClusterDownError)
 """Refusals that say a command did not run because its slot is elsewhere (or nowhere yet)."""
-
-MAP_ERRORS = (RedisError, RedisClusterException, OSError)
-"""What reading the slot map, or finding a slot's primary in it, raises during a failover."""
 
 ATTEMPTS = 4
 """Times a redirected script call is sent before its refusal stands (about a second)."""
@@ -100,39 +81,27 @@ class ShardScripts:
 
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
         """The replies of ``commands`` (``EVAL``/``EVALSHA`` calls with at least one key),
-        in order, as :meth:`ScriptLink.pipeline` answers them; the calls sent to a primary
-        whose link failed have a :class:`NoAnswer` in their place, so one failing shard
-        leaves the others' answers standing."""
+        in order, as :meth:`ScriptLink.pipeline` answers them."""
         replies: list[Any] = [None] * len(commands)
         pending = list(range(len(commands)))
         for attempt in range(ATTEMPTS):
             if attempt:
                 await asyncio.sleep(0.1 * attempt)  # a failover or a slot move under way
-            # A map that cannot be read now (a failover under way) is the last one read.
-            with contextlib.suppress(*MAP_ERRORS):
-                await self._slots.refresh()
+            await self._slots.refresh()
             by_node: defaultdict[ClusterNode, list[int]] = defaultdict(list)
             for i in pending:
-                try:
-                    by_node[self._slots.primary_of(str(commands[i][3]))].append(i)
-                except MAP_ERRORS as error:  # its slot has no primary: not sent, tried again
-                    replies[i] = ClusterDownError(str(error))
-            answers = await asyncio.gather(
-                *(
-                    self._link(node).pipeline([commands[i] for i in calls])
-                    for node, calls in by_node.items()
-                ),
-                return_exceptions=True,
-            )
+                by_node[self._slots.primary_of(str(commands[i][3]))].append(i)
+            try:
+                answers = await asyncio.gather(
+                    *(
+                        self._link(node).pipeline([commands[i] for i in calls])
+                        for node, calls in by_node.items()
+                    )
+                )
+            except BaseException:
+                self._slots.stale = True  # a primary gone may have been replaced
+                raise
             for calls, answer in zip(by_node.values(), answers, strict=True):
-                if isinstance(answer, BaseException):
-                    if not isinstance(answer, Exception):
-                        raise answer
-                    # That primary's link failed: its calls have no answer, the others stand.
-                    self._slots.stale = True  # a primary gone may have been replaced
-                    for i in calls:
-                        replies[i] = NoAnswer(f"{type(answer).__name__}: {answer}")
-                    continue
                 for i, reply in zip(calls, answer, strict=True):
                     replies[i] = reply
             pending = [i for i in pending if isinstance(replies[i], REDIRECTED)]
