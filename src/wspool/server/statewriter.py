@@ -2,15 +2,15 @@
 
 The node's memory is the truth about its own connections; the store holds a copy for the
 gateway, the REST API and the other nodes. Opens, closes and channel changes are written
-within about 20 ms in one pipelined batch; ``lastActivity`` is copied at a slow
-interval. An open writes the whole record and its index sets; a channel change or new
-activity of a session written before rewrites only those fields (one Redis call instead of
-six), so a storm of subscribes costs the store little; a session whose last activity the
-store already holds (one opened and silent since) is not rewritten. Every live session is
-rewritten in full at ``refresh_interval`` (a third of the records' TTL in the store) so that
-only records of connections that are gone can expire. When the store is unreachable the
-writer keeps what it owes, and once the store is back it rewrites every live session, so the
-copy converges after an outage.
+within about 20 ms in one batch (one Redis call on one server: see
+:mod:`wspool.state.redis_writes`); ``lastActivity`` is copied at a slow interval. An open
+writes the whole record and its index sets; a channel change or new activity of a session
+written before rewrites only those fields, so a storm of subscribes costs the store little;
+a session whose last activity the store already holds (one opened and silent since) is not
+rewritten. Every live session is rewritten in full at ``refresh_interval`` (a third of the
+records' TTL in the store) so that only records of connections that are gone can expire.
+When the store is unreachable the writer keeps what it owes, and once the store is back it
+rewrites every live session, so the copy converges after an outage.
 
 Presence (who is subscribed where, ``ConnectionStore.update_presence``) rides on the same
 batches: the writer remembers which channels of each session it wrote and sends only the

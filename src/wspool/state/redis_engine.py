@@ -27,6 +27,7 @@ from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
 from wspool.state.engine import EngineUnavailableError
 from wspool.state.redis_bus import RedisBus
 from wspool.state.redis_client import fields, ms, run
+from wspool.state.redis_writes import WRITE_KEYS, KeyWrites, Write, pairs
 
 __all__ = ["RedisEngine"]
 
@@ -77,58 +78,65 @@ class RedisEngine(RedisBus):
         self._acquire_slot = self._redis.register_script(_ACQUIRE_SLOT)
         self._record_attempt = self._redis.register_script(_RECORD_ATTEMPT)
         self._update_record = self._redis.register_script(_UPDATE_RECORD)
+        self._write_keys = self._redis.register_script(WRITE_KEYS)
 
     # connections -----------------------------------------------------------------------
 
     async def save_connections(self, records: Sequence[ConnectionRecord]) -> None:
-        keys = self._keys
-        ttl = self._session_ttl_ms
-        servers: dict[str, list[str]] = {}
-        clients: dict[str, list[str]] = {}
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for record in records:
-                pipe.hset(keys.conn(record.id), mapping=fields(record.to_hash()))
-                pipe.pexpire(keys.conn(record.id), ttl)
-                servers.setdefault(record.server_id, []).append(record.id)
-                clients.setdefault(record.client_id, []).append(record.id)
-            # One SADD and one PEXPIRE per index set, however many records join it.
-            for sets, key in ((servers, keys.server_connections), (clients, keys.client_sessions)):
-                for owner, ids in sets.items():
-                    pipe.sadd(key(owner), *ids)
-                    pipe.pexpire(key(owner), ttl)
-            await run(pipe.execute())
+        writes = KeyWrites(self._session_ttl_ms)
+        for record in records:
+            writes.add(Write.HASH, self._keys.conn(record.id), pairs(record.to_hash().items()))
+        for key, ids in self._index_sets(records).items():  # one SADD per set, however many join
+            writes.add(Write.SET_ADD, key, ids)
+        await self._write(writes)
 
     async def update_connections(self, records: Sequence[ConnectionRecord]) -> None:
-        pending = list(records)
-        for _ in range(2):  # a second pass only for the records Redis had no script for
+        writes = KeyWrites(self._session_ttl_ms)
+        for record in records:
+            changed = [
+                *("channels", json.dumps(list(record.channels))),
+                *("lastActivity", repr(record.last_activity)),
+            ]
+            writes.add(Write.HASH_IF_EXISTS, self._keys.conn(record.id), changed)
+        await self._write(writes)
+
+    async def remove_connections(self, records: Sequence[ConnectionRecord]) -> None:
+        writes = KeyWrites(self._session_ttl_ms)
+        for record in records:
+            writes.add(Write.DELETE, self._keys.conn(record.id))
+        for key, ids in self._index_sets(records).items():
+            writes.add(Write.SET_REMOVE, key, ids)
+        await self._write(writes)
+
+    def _index_sets(self, records: Sequence[ConnectionRecord]) -> dict[str, list[str]]:
+        """The index sets of ``records`` (their node's, their client's), each with the ids of
+        those of ``records`` it holds."""
+        sets: dict[str, list[str]] = {}
+        for record in records:
+            sets.setdefault(self._keys.server_connections(record.server_id), []).append(record.id)
+            sets.setdefault(self._keys.client_sessions(record.client_id), []).append(record.id)
+        return sets
+
+    async def _write(self, writes: KeyWrites) -> None:
+        """Apply ``writes``: one script call on one server, a pipeline on a cluster."""
+        if not writes:
+            return
+        if not self._keys.sharded:
+            await run(writes.call(self._write_keys))  # (it loads the script when Redis lacks it)
+            return
+        for _ in range(2):  # a second pass only if Redis had no script for a record update
             async with self._redis.pipeline(transaction=False) as pipe:
-                for record in pending:
-                    changed = [
-                        *("channels", json.dumps(list(record.channels))),
-                        *("lastActivity", repr(record.last_activity)),
-                    ]
-                    key = self._keys.conn(record.id)
-                    # (execute_command: a cluster pipeline refuses evalsha() by name)
-                    pipe.execute_command("EVALSHA", self._update_record.sha, 1, key, *changed)
+                writes.queue(pipe, self._update_record.sha)
                 results = await run(pipe.execute(raise_on_error=False))
             errors = [r for r in results if isinstance(r, Exception)]
             if not errors:
                 return
             if not all(isinstance(e, NoScriptError) for e in errors):
                 raise EngineUnavailableError(str(errors[0]))
-            # A restarted Redis (or a replica promoted in its place) lacks the script.
-            pending = [r for r, e in zip(pending, results, strict=True) if isinstance(e, Exception)]
+            # A restarted primary (or a replica promoted in its place) lacks the script;
+            # the batch's other writes are written again alike.
             await run(self._redis.script_load(_UPDATE_RECORD))
         raise EngineUnavailableError("Redis refuses the record update script")
-
-    async def remove_connections(self, records: Sequence[ConnectionRecord]) -> None:
-        keys = self._keys
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for record in records:
-                pipe.delete(keys.conn(record.id))
-                pipe.srem(keys.server_connections(record.server_id), record.id)
-                pipe.srem(keys.client_sessions(record.client_id), record.id)
-            await run(pipe.execute())
 
     async def get_connection(self, connection_id: str) -> ConnectionRecord | None:
         data = await run(self._redis.hgetall(self._keys.conn(connection_id)))
