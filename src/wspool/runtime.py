@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import resource
 import signal
 from collections.abc import Coroutine
@@ -17,14 +18,23 @@ from wspool.state.redis_engine import RedisEngine
 
 __all__ = ["create_engine", "raise_open_file_limit", "run", "wait_for_shutdown_signal"]
 
+GC_THRESHOLDS = (50_000, 20, 20)
+"""The cyclic garbage collector's thresholds for a long-running command (CPython's are
+700, 10, 10). A server allocates objects by the thousand for every connection it sets up
+and keeps most of them while the connection lives; with the defaults the collector ran
+every 700 allocations and took 7.5 % of a node's CPU while connections were opening
+(perf), 3 % with these."""
+
 
 def run(main: Coroutine[Any, Any, None], *, uvloop: bool) -> None:
     """Run a command's coroutine to its end, on uvloop's event loop or asyncio's own.
 
     uvloop does the loop's work (polling, socket reads and writes, callbacks) in C: the
     gateway, whose CPU goes to moving frames between sockets, spends less per frame on it,
-    and a server node less per connection it sets up.
+    and a server node less per connection it sets up. The garbage collector runs less often
+    (:data:`GC_THRESHOLDS`).
     """
+    gc.set_threshold(*GC_THRESHOLDS)
     if not uvloop:
         asyncio.run(main)
         return
