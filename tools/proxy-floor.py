@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""What it costs a proxy on this machine to set up one relayed WebSocket connection, at
+the least (docs/benchmarks.md, "What a relayed connection costs any proxy here").
+
+It starts one ``wspool server`` node (in-memory engine) and opens WebSocket connections
+to it, each up to the node's first frame, and holds them: straight to the node, then
+through each proxy in turn, fresh processes every time. For each it prints the CPU (user
+and kernel, from /proc) that the node and the proxy spent per connection while they were
+set up. The proxies:
+
+- ``splice``: the least a Python proxy on uvloop can do per connection: accept, read the
+  client's request up to its blank line, connect to the node, write the request, and from
+  then on copy bytes both ways without looking at them (no parsing, no routing, no
+  credentials, no record of the connection);
+- ``haproxy``, if installed: HAProxy 2 in HTTP mode, which routes on the upgrade and then
+  moves bytes (``apt install haproxy``).
+
+Run from a checkout with its virtualenv: ``.venv/bin/python tools/proxy-floor.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    """User and kernel CPU seconds of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def _wait_listening(port: int, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on port {port} after {within:.0f}s")
+
+
+# The splice proxy (run in its own process) ---------------------------------------------
+
+
+class _Half(asyncio.Protocol):
+    """One side of a spliced pair: what it receives goes to the other side."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Half | None = None
+        self.head = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.write(data)
+        else:
+            self.head += data
+            if b"\r\n\r\n" in self.head:
+                asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        _, upstream = await loop.create_connection(_Half, "127.0.0.1", _UPSTREAM_PORT)
+        upstream.peer, self.peer = self, upstream
+        assert upstream.transport is not None
+        upstream.transport.write(self.head)
+        self.head = b""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.close()
+
+
+_UPSTREAM_PORT = 0
+
+
+def _serve_splice(port: int, upstream: int) -> None:
+    import uvloop
+
+    global _UPSTREAM_PORT
+    _UPSTREAM_PORT = upstream
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(_Half, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(main())
+
+
+# Proxies --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _splice(port: int, upstream: int) -> Iterator[int]:
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve-splice", str(port), str(upstream)]
+    )
+    try:
+        _wait_listening(port)
+        yield process.pid
+    finally:
+        process.terminate()
+        process.wait()
+
+
+HAPROXY_CONFIG = """
+global
+    maxconn 8000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 60s
+frontend ws
+    bind 127.0.0.1:{port}
+    default_backend nodes
+backend nodes
+    server node 127.0.0.1:{upstream}
+"""
+
+
+@contextlib.contextmanager
+def _haproxy(port: int, upstream: int) -> Iterator[int]:
+    with tempfile.NamedTemporaryFile("w", suffix=".cfg") as config:
+        config.write(HAPROXY_CONFIG.format(port=port, upstream=upstream))
+        config.flush()
+        process = subprocess.Popen(["haproxy", "-db", "-f", config.name])
+        try:
+            _wait_listening(port)
+            yield process.pid
+        finally:
+            process.terminate()
+            process.wait()
+
+
+@contextlib.contextmanager
+def _node(port: int) -> Iterator[int]:
+    command = [sys.executable, "-m", "wspool", "server", "--insecure", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--log-level", "warning"]
+    command += ["--connection-attempts-per-ip", "0", "--max-connections-per-ip", "0"]
+    process = subprocess.Popen(command)
+    try:
+        _wait_listening(port)
+        yield process.pid
+    finally:
+        process.terminate()
+        process.wait()
+
+
+# The clients ----------------------------------------------------------------------------
+
+
+async def _open(port: int, count: int, in_flight: int) -> list[asyncio.StreamWriter]:
+    """``count`` WebSocket connections, ``in_flight`` at a time, each until its first frame."""
+    held: list[asyncio.StreamWriter] = []
+    todo = iter(range(count))
+
+    async def one_after_another() -> None:
+        for _ in todo:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            key = base64.b64encode(os.urandom(16)).decode()
+            writer.write(
+                (
+                    "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 101"):
+                raise SystemExit(f"refused: {head.splitlines()[0].decode()}")
+            await reader.readexactly(2)  # the first frame's header: the node's `connected`
+            held.append(writer)
+
+    await asyncio.gather(*(one_after_another() for _ in range(in_flight)))
+    return held
+
+
+def _measure(label: str, port: int, pids: dict[str, int], count: int, in_flight: int) -> None:
+    before = {name: _cpu(pid) for name, pid in pids.items()}
+    started = time.perf_counter()
+
+    async def run() -> None:
+        held = await _open(port, count, in_flight)
+        for name, pid in pids.items():  # before the connections close
+            user, kernel = _cpu(pid)
+            user0, kernel0 = before[name]
+            user, kernel = (user - user0) * 1000 / count, (kernel - kernel0) * 1000 / count
+            print(
+                f"{label:<10} {name:<8} {user:>9.3f} {kernel:>9.3f} {user + kernel:>9.3f}"
+                f" {time.perf_counter() - started:>7.1f} s"
+            )
+        for writer in held:
+            writer.close()
+
+    asyncio.run(run())
+    time.sleep(0.5)  # the closes, outside of the next measurement
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=2000)
+    parser.add_argument("--in-flight", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    proxies = {"splice": _splice}
+    if shutil.which("haproxy"):
+        proxies["haproxy"] = _haproxy
+    else:
+        print("(haproxy is not installed: `apt install haproxy` to measure it too)")
+    print(f"{args.connections} connections, {args.in_flight} in flight; CPU ms per connection")
+    print(f"{'route':<10} {'process':<8} {'user':>9} {'kernel':>9} {'in all':>9} {'setup':>9}")
+    for _ in range(args.rounds):
+        node_port = _free_port()
+        with _node(node_port) as node:
+            _measure("direct", node_port, {"node": node}, args.connections, args.in_flight)
+        for name, proxy in proxies.items():
+            node_port, proxy_port = _free_port(), _free_port()
+            with _node(node_port) as node, proxy(proxy_port, node_port) as pid:
+                pids = {"node": node, name: pid}
+                _measure(name, proxy_port, pids, args.connections, args.in_flight)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve-splice":
+        _serve_splice(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        main()
