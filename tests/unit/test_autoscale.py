@@ -34,6 +34,7 @@ def _decide(
     now: float = 10_000.0,
     last_scale_down: float | None = None,
     policy: ScalePolicy = POLICY,
+    unreported: int = 0,
 ) -> ScaleDecision:
     return decide_scale(
         connections=connections,
@@ -42,6 +43,7 @@ def _decide(
         history=history,
         last_scale_down=last_scale_down,
         now=now,
+        unreported=unreported,
     )
 
 
@@ -68,6 +70,23 @@ def test_scaling_up_follows_the_load_at_once_but_by_at_most_the_step() -> None:
     assert _decide(4500, 3).replicas == 5
     assert _decide(9500, 3).replicas == 7
     assert _decide(9500, 7).replicas == 10
+
+
+def test_a_node_that_did_not_report_counts_at_its_target_before_nodes_are_removed() -> None:
+    eager = ScalePolicy(max_replicas=10, target_per_node=1000, stabilization=0, cooldown=0)
+    before = (Recommendation(9_000.0, 10),)
+    # 10 nodes run; 9 reported 8,550 connections, the tenth's registration had lapsed.
+    assert _decide(8550, 10, before, policy=eager).replicas == 9
+    held = _decide(8550, 10, before, policy=eager, unreported=1)
+    assert held.replicas == 10
+    assert "1 node not reporting" in held.reason
+    # Counted at its target, the load still fits fewer nodes: one goes.
+    assert _decide(7000, 10, before, policy=eager, unreported=1).replicas == 9
+
+
+def test_a_node_that_did_not_report_adds_nothing_to_a_scale_up() -> None:
+    assert _decide(9500, 8, unreported=1).replicas == 10
+    assert _decide(7500, 7, unreported=2).replicas == 8
 
 
 def test_a_dip_within_the_stabilization_window_keeps_the_nodes() -> None:

@@ -47,7 +47,9 @@ async def _mark_deletion_costs(context: OperatorContext, pool: Pool, stats: Pool
     )
     for pod in pods:
         name = pod["metadata"]["name"]
-        cost = str(load.get(name, 0))
+        if name not in load:
+            continue  # not reporting now: its last known cost stands (none: a new pod)
+        cost = str(load[name])
         if (pod["metadata"].get("annotations") or {}).get(DELETION_COST) != cost:
             await context.kube.merge_patch(
                 "v1",
@@ -65,7 +67,8 @@ async def _autoscale(
     deployment = await context.kube.get("apps/v1", "Deployment", namespace, name)
     if deployment is None:
         return None  # not created yet: the next reconcile creates it
-    current = deployment_counts(deployment).desired
+    counts = deployment_counts(deployment)
+    current = counts.desired
     history, last_scale_down = read_autoscaling_status(pool.status)
     policy = ScalePolicy.of(pool.spec, cooldown=float(grace_period(pool.spec)))
     decision = decide_scale(
@@ -75,6 +78,8 @@ async def _autoscale(
         history=history,
         last_scale_down=last_scale_down,
         now=now,
+        # Ready node pods that the registry does not list (node ids are pod names).
+        unreported=max(0, counts.ready - len(stats.nodes)),
     )
     if decision.changes(current):
         if decision.replicas < current:

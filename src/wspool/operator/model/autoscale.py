@@ -5,6 +5,11 @@ and scaling policies), with the drain of a WebSocket node in mind:
 
 - the recommendation is ``ceil(connections / targetConnectionsPerNode)``, clamped to
   [minReplicas, maxReplicas] and never above :data:`MAX_NODES`;
+- a node that runs but whose count was not read (its registration lapsed for a moment: a
+  late heartbeat on a loaded node) counts as carrying its target when the recommendation
+  would shed nodes, as the HPA counts a pod missing its metrics at 100 % of the target
+  before it scales down, and as none when it would add nodes: a missed report never
+  removes a node that is serving;
 - scaling up follows the recommendation at once, by at most ``scaleUpStep`` nodes a decision;
 - scaling down follows the *highest* recommendation of the last
   ``scaleDownStabilizationSeconds`` (a dip in traffic does not shed nodes that the next peak
@@ -125,8 +130,10 @@ def decide_scale(
     history: Sequence[Recommendation],
     last_scale_down: float | None,
     now: float,
+    unreported: int = 0,
 ) -> ScaleDecision:
-    """The node count for ``connections`` when ``current`` nodes run, at time ``now``.
+    """The node count for ``connections`` when ``current`` nodes run, at time ``now``;
+    ``unreported`` of the running nodes are not in ``connections``.
 
     ``history`` is what the previous decision returned (empty the first time: the window
     then starts with the current count, so a fresh operator does not shed nodes at once).
@@ -134,6 +141,11 @@ def decide_scale(
     upper = min(policy.max_replicas, MAX_NODES)
     lower = min(policy.min_replicas, upper)
     wanted = recommend(connections, policy)
+    load = f"{connections} connections"
+    if unreported > 0 and wanted < current:
+        assumed = connections + unreported * policy.target_per_node
+        wanted = min(current, recommend(assumed, policy))
+        load += f" and {_nodes(unreported)} not reporting"
     seeded = history or (Recommendation(now, max(lower, min(upper, current))),)
     window = _window(seeded, Recommendation(now, wanted), now, policy.stabilization)
     if current > upper or current < lower:
@@ -141,24 +153,22 @@ def decide_scale(
         return ScaleDecision(bounded, f"outside {lower}..{upper} nodes", window)
     if wanted > current:
         target = min(wanted, current + max(1, policy.scale_up_step))
-        return ScaleDecision(
-            target, f"{connections} connections want {_nodes(wanted)}: scaling up", window
-        )
+        return ScaleDecision(target, f"{load} want {_nodes(wanted)}: scaling up", window)
     stabilized = max(entry.replicas for entry in window)
     if stabilized >= current:
         if wanted < current:
             return ScaleDecision(
                 current,
-                f"{connections} connections want {_nodes(wanted)}; holding {current} for the"
+                f"{load} want {_nodes(wanted)}; holding {current} for the"
                 f" {policy.stabilization:g} s stabilization window",
                 window,
             )
-        return ScaleDecision(current, f"{connections} connections: {_nodes(current)} fit", window)
+        return ScaleDecision(current, f"{load}: {_nodes(current)} fit", window)
     if last_scale_down is not None and now - last_scale_down < policy.cooldown:
         return ScaleDecision(current, "waiting for the last removed node to drain", window)
     return ScaleDecision(
         current - 1,
-        f"{connections} connections want {_nodes(stabilized)}: removing one (it drains first)",
+        f"{load} want {_nodes(stabilized)}: removing one (it drains first)",
         window,
     )
 
