@@ -35,14 +35,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from wspool.bench.ports import free_port
+
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _cpu(pid: int) -> tuple[float, float]:
@@ -240,11 +235,11 @@ def main() -> None:
     print(f"{args.connections} connections, {args.in_flight} in flight; CPU ms per connection")
     print(f"{'route':<10} {'process':<8} {'user':>9} {'kernel':>9} {'in all':>9} {'setup':>9}")
     for _ in range(args.rounds):
-        node_port = _free_port()
+        node_port = free_port()
         with _node(node_port) as node:
             _measure("direct", node_port, {"node": node}, args.connections, args.in_flight)
         for name, proxy in proxies.items():
-            node_port, proxy_port = _free_port(), _free_port()
+            node_port, proxy_port = free_port(), free_port()
             with _node(node_port) as node, proxy(proxy_port, node_port) as pid:
                 pids = {"node": node, name: pid}
                 _measure(name, proxy_port, pids, args.connections, args.in_flight)

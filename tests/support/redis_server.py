@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import random
 import shutil
 import signal
 import socket
@@ -12,33 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from wspool.bench.ports import free_port
+
 __all__ = ["RedisServer", "free_port", "free_port_run"]
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A free port on ``host`` (loopback by default) below the ephemeral range.
-
-    A port the kernel hands out for ``bind(0)`` comes from the ephemeral range, where any
-    outgoing connection may take it as its source port before the child process binds it;
-    below that range only another listener can.
-    """
-    high = _ephemeral_low() - 1
-    for _ in range(200):
-        port = random.randint(10000, high)
-        with socket.socket() as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 def free_port_run(count: int) -> int:

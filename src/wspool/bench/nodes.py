@@ -35,6 +35,7 @@ from redis.asyncio.cluster import RedisCluster
 from wspool.bench.dialects import centrifugo_token
 from wspool.bench.measures import NodeReading
 from wspool.bench.peers import PEERS, peer_command
+from wspool.bench.ports import free_port
 from wspool.core.redisurl import parse_redis_url
 from wspool.state.redis_client import FAILURES, close, connect
 
@@ -92,13 +93,6 @@ async def read_redis(url: str) -> NodeReading | None:
         deliveries=None,
         slow_consumers=None,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -162,7 +156,7 @@ async def _start_redis(folder: Path) -> tuple[asyncio.subprocess.Process, str]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed; give --redis-url or install it")
-    port = _free_port()
+    port = free_port()
     process = await asyncio.create_subprocess_exec(
         binary,
         *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
@@ -220,7 +214,7 @@ async def spawned_farm(
             farm.token = centrifugo_token(secret)
         for index in range(count):
             name = f"{peer or 'bench'}-{index + 1}"
-            port = _free_port()
+            port = free_port()
             command: list[str]
             if peer:
                 command = peer_command(peer, port, farm.redis_url, folder, secret)
@@ -237,7 +231,7 @@ async def spawned_farm(
         for node in farm.nodes:
             await _wait_for(f"http://127.0.0.1:{node.port}/health", ready, 15.0)
         if gateway:
-            port = _free_port()
+            port = free_port()
             process = await _spawn(
                 folder,
                 "gateway",

@@ -33,6 +33,7 @@ from wspool.bench.plan import (
     shape_for,
     subscribers_per_channel,
 )
+from wspool.bench.ports import ephemeral_range
 from wspool.bench.report import RunTiming, render_text, summarize
 from wspool.bench.settings import BenchSettings
 from wspool.bench.tally import Progress, WorkerResult
@@ -51,11 +52,8 @@ class BenchError(Exception):
 
 def ephemeral_ports() -> int:
     """How many local ports one source address offers (Linux's ip_local_port_range)."""
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(high) - int(low) + 1
-    except (OSError, ValueError):
-        return 28_232
+    low, high = ephemeral_range()
+    return high - low + 1
 
 
 class _Crew:
