@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """What it costs a proxy on this machine to set up one relayed WebSocket connection, at
-the least (docs/benchmarks.md, "What a relayed connection costs any proxy here").
+the least (docs/benchmarks.md, "What a relayed connection costs any proxy on this
+machine").
 
 It starts one ``wspool server`` node (in-memory engine) and opens WebSocket connections
 to it, each up to the node's first frame, and holds them: straight to the node, then
