@@ -62,7 +62,9 @@ def _wait_listening(port: int, within: float = 20.0) -> None:
 class _Half(asyncio.Protocol):
     """One side of a spliced pair: what it receives goes to the other side."""
 
-    def __init__(self) -> None:
+    def __init__(self, upstream: int = 0) -> None:
+        self.upstream = upstream
+        """The node's port, for the client's side of a pair."""
         self.transport: asyncio.Transport | None = None
         self.peer: _Half | None = None
         self.head = b""
@@ -81,7 +83,7 @@ class _Half(asyncio.Protocol):
     async def _connect(self) -> None:
         assert self.transport is not None
         loop = asyncio.get_running_loop()
-        _, upstream = await loop.create_connection(_Half, "127.0.0.1", _UPSTREAM_PORT)
+        _, upstream = await loop.create_connection(_Half, "127.0.0.1", self.upstream)
         upstream.peer, self.peer = self, upstream
         assert upstream.transport is not None
         upstream.transport.write(self.head)
@@ -92,17 +94,12 @@ class _Half(asyncio.Protocol):
             self.peer.transport.close()
 
 
-_UPSTREAM_PORT = 0
-
-
 def _serve_splice(port: int, upstream: int) -> None:
     import uvloop
 
-    global _UPSTREAM_PORT
-    _UPSTREAM_PORT = upstream
-
     async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(_Half, "127.0.0.1", port)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _Half(upstream), "127.0.0.1", port)
         await server.serve_forever()
 
     uvloop.run(main())
@@ -112,16 +109,19 @@ def _serve_splice(port: int, upstream: int) -> None:
 
 
 @contextlib.contextmanager
-def _splice(port: int, upstream: int) -> Iterator[int]:
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--serve-splice", str(port), str(upstream)]
-    )
+def _running(command: list[str], port: int) -> Iterator[int]:
+    """The pid of ``command`` once something listens on ``port``; stopped on exit."""
+    process = subprocess.Popen(command)
     try:
         _wait_listening(port)
         yield process.pid
     finally:
         process.terminate()
         process.wait()
+
+
+def _splice(port: int, upstream: int) -> contextlib.AbstractContextManager[int]:
+    return _running([sys.executable, __file__, "--serve-splice", str(port), str(upstream)], port)
 
 
 HAPROXY_CONFIG = """
@@ -146,27 +146,15 @@ def _haproxy(port: int, upstream: int) -> Iterator[int]:
     with tempfile.NamedTemporaryFile("w", suffix=".cfg") as config:
         config.write(HAPROXY_CONFIG.format(port=port, upstream=upstream))
         config.flush()
-        process = subprocess.Popen(["haproxy", "-db", "-f", config.name])
-        try:
-            _wait_listening(port)
-            yield process.pid
-        finally:
-            process.terminate()
-            process.wait()
+        with _running(["haproxy", "-db", "-f", config.name], port) as pid:
+            yield pid
 
 
-@contextlib.contextmanager
-def _node(port: int) -> Iterator[int]:
+def _node(port: int) -> contextlib.AbstractContextManager[int]:
     command = [sys.executable, "-m", "wspool", "server", "--insecure", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--log-level", "warning"]
     command += ["--connection-attempts-per-ip", "0", "--max-connections-per-ip", "0"]
-    process = subprocess.Popen(command)
-    try:
-        _wait_listening(port)
-        yield process.pid
-    finally:
-        process.terminate()
-        process.wait()
+    return _running(command, port)
 
 
 # The clients ----------------------------------------------------------------------------
