@@ -117,20 +117,21 @@ class RedisEngine(RedisBus):
             sets.setdefault(self._keys.client_sessions(record.client_id), []).append(record.id)
         return sets
 
-    async def _write(self, writes: KeyWrites) -> None:
-        """Apply ``writes``: one script call on one server, a pipeline on a cluster."""
+    async def _write(self, writes: KeyWrites) -> list[int]:
+        """Apply ``writes``: one script call on one server, a pipeline on a cluster. The
+        length left of each hash a :attr:`Write.HASH_REMOVE` wrote to, in order."""
         if not writes:
-            return
+            return []
         if not self._keys.sharded:
-            await run(writes.call(self._write_keys))  # (it loads the script when Redis lacks it)
-            return
+            lengths: list[int] = await run(writes.call(self._write_keys))  # (loads the script)
+            return lengths
         for _ in range(2):  # a second pass only if Redis had no script for a record update
             async with self._redis.pipeline(transaction=False) as pipe:
                 writes.queue(pipe, self._update_record.sha)
                 results = await run(pipe.execute(raise_on_error=False))
             errors = [r for r in results if isinstance(r, Exception)]
             if not errors:
-                return
+                return writes.lengths_left(results)
             if not all(isinstance(e, NoScriptError) for e in errors):
                 raise EngineUnavailableError(str(errors[0]))
             # A restarted primary (or a replica promoted in its place) lacks the script;
@@ -177,22 +178,16 @@ class RedisEngine(RedisBus):
         joined: Mapping[str, Mapping[str, str]],
         left: Mapping[str, Collection[str]],
     ) -> None:
-        keys, ttl = self._keys, self._session_ttl_ms
-        channels = list(left)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for channel, members in joined.items():
-                pipe.hset(keys.presence(channel, server_id), mapping=fields(dict(members)))
-                pipe.pexpire(keys.presence(channel, server_id), ttl)
-            if joined:
-                pipe.sadd(keys.server_channels(server_id), *joined)
-                pipe.pexpire(keys.server_channels(server_id), ttl)
-            for channel in channels:
-                pipe.hdel(keys.presence(channel, server_id), *left[channel])
-                pipe.hlen(keys.presence(channel, server_id))
-            results = await run(pipe.execute())
+        keys, writes = self._keys, KeyWrites(self._session_ttl_ms)
+        for channel, members in joined.items():
+            writes.add(Write.HASH, keys.presence(channel, server_id), pairs(members.items()))
+        writes.add(Write.SET_ADD, keys.server_channels(server_id), list(joined))
+        channels = [c for c, members in left.items() if members]
+        for channel in channels:
+            writes.add(Write.HASH_REMOVE, keys.presence(channel, server_id), list(left[channel]))
+        sizes = await self._write(writes)
         # Only this node writes its presence, one batch at a time: a channel found empty
         # stays empty until its next batch.
-        sizes = results[len(results) - 2 * len(channels) :][1::2]  # each HLEN
         emptied = [c for c, size in zip(channels, sizes, strict=True) if size == 0]
         if emptied:
             await run(self._redis.srem(keys.server_channels(server_id), *emptied))

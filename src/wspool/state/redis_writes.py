@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
@@ -36,12 +37,14 @@ class Write(StrEnum):
     """Add members to a set, then its expiry."""
     SET_REMOVE = "srem"
     """Remove members from a set."""
+    HASH_REMOVE = "hdel"
+    """Remove fields of a hash; the batch answers with how many it has left."""
     DELETE = "del"
     """Delete the key."""
 
 
 WRITE_KEYS = """
-local ttl, at = ARGV[1], 2
+local ttl, at, left = ARGV[1], 2, {}
 for _, key in ipairs(KEYS) do
     local op, n = ARGV[at], tonumber(ARGV[at + 1])
     local first, last = at + 2, at + 1 + n
@@ -57,15 +60,20 @@ for _, key in ipairs(KEYS) do
         redis.call('PEXPIRE', key, ttl)
     elseif op == 'srem' then
         redis.call('SREM', key, unpack(ARGV, first, last))
+    elseif op == 'hdel' then
+        redis.call('HDEL', key, unpack(ARGV, first, last))
+        left[#left + 1] = redis.call('HLEN', key)
     elseif op == 'del' then
         redis.call('DEL', key)
     end
     at = last + 1
 end
+return left
 """
 """Applies a batch of :class:`Write` in order: KEYS are the keys, ARGV the expiry in ms,
 then for each key its operation, the number of values and the values (field and value
-pairs of a hash, members of a set)."""
+pairs of a hash, members of a set or fields to remove). Answers with the length left of
+each hash a :attr:`Write.HASH_REMOVE` wrote to, in order."""
 
 
 @dataclass
@@ -82,13 +90,14 @@ class KeyWrites:
     def __bool__(self) -> bool:
         return bool(self.writes)
 
-    async def call(self, script: AsyncScript) -> None:
-        """Apply them in one call of ``script`` (a :data:`WRITE_KEYS`): one server only."""
+    async def call(self, script: AsyncScript) -> list[int]:
+        """Apply them in one call of ``script`` (a :data:`WRITE_KEYS`): one server only.
+        The length left of each hash a :attr:`Write.HASH_REMOVE` wrote to, in order."""
         keys = [key for _, key, _ in self.writes]
         args: list[str | int] = [self.ttl_ms]
         for op, _, values in self.writes:
             args += (op.value, len(values), *values)
-        await script(keys=keys, args=args)
+        return [int(n) for n in await script(keys=keys, args=args)]
 
     def queue(self, pipe: Pipeline | ClusterPipeline, update_sha: str) -> None:
         """Queue them as commands of ``pipe``, a key each (a cluster's pipeline);
@@ -106,8 +115,31 @@ class KeyWrites:
                     pipe.pexpire(key, self.ttl_ms)
                 case Write.SET_REMOVE:
                     pipe.srem(key, *values)
+                case Write.HASH_REMOVE:
+                    pipe.hdel(key, *values)
+                    pipe.hlen(key)
                 case Write.DELETE:
                     pipe.delete(key)
+
+    def lengths_left(self, results: Sequence[Any]) -> list[int]:
+        """What :meth:`call` answers, from the results of the pipeline :meth:`queue` filled."""
+        lengths, at = [], 0
+        for op, _, _ in self.writes:
+            at += _COMMANDS[op]
+            if op is Write.HASH_REMOVE:
+                lengths.append(int(results[at - 1]))
+        return lengths
+
+
+_COMMANDS = {
+    Write.HASH: 2,
+    Write.HASH_IF_EXISTS: 1,
+    Write.SET_ADD: 2,
+    Write.SET_REMOVE: 1,
+    Write.HASH_REMOVE: 2,
+    Write.DELETE: 1,
+}
+"""How many commands :meth:`KeyWrites.queue` queues for each write."""
 
 
 def pairs(mapping: Iterable[tuple[str, str]]) -> list[str]:
