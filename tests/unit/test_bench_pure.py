@@ -25,6 +25,7 @@ from wspool.bench.plan import (
     Role,
     deal,
     expected_deliveries,
+    messages_due,
     plan_connections,
     shape_for,
     source_address,
@@ -292,3 +293,14 @@ def test_the_side_by_side_puts_the_peers_figure_over_ours_for_the_same_run() -> 
     rate = next(line for line in table if "deliveries/s" in line)
     assert "0.25x" in rate
     assert compare([fanout(3.0, 1)], []).count("\n") == 1  # nothing to pair: headers only
+
+
+def test_a_paced_publisher_owes_nothing_before_its_phase_then_one_per_interval() -> None:
+    # 4 msg/s: due at 0, 0.25, 0.5... Publishers started together wait for their own phase,
+    # or they would all publish in the same millisecond.
+    assert messages_due(-0.2, 4.0, 0) == 0
+    assert messages_due(-0.001, 4.0, 0) == 0
+    assert messages_due(0.0, 4.0, 0) == 1
+    assert messages_due(0.1, 4.0, 1) == 0
+    assert messages_due(0.26, 4.0, 1) == 1
+    assert messages_due(1.0, 4.0, 2) == 3  # late: what fell due meanwhile goes out together

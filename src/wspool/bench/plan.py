@@ -13,6 +13,7 @@ port range (about 28,000 ports). Past that share, connections bind to the next a
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ __all__ = [
     "Shape",
     "deal",
     "expected_deliveries",
+    "messages_due",
     "plan_connections",
     "shape_for",
     "source_address",
@@ -171,3 +173,10 @@ def subscribers_per_channel(specs: Sequence[ConnectionSpec]) -> Counter[str]:
 def expected_deliveries(sent_per_channel: Counter[str], subscribers: Counter[str]) -> int:
     """Deliveries to subscriber connections if every message reaches every subscriber once."""
     return sum(count * subscribers[channel] for channel, count in sent_per_channel.items())
+
+
+def messages_due(elapsed: float, rate: float, sent: int) -> int:
+    """How many messages a publisher paced at ``rate`` per second owes, ``elapsed`` seconds
+    after its first was due, having sent ``sent``: the first is due at 0, the next ones every
+    ``1 / rate``. Before 0 (a publisher waiting for its phase) nothing is due."""
+    return max(0, math.floor(elapsed * rate) + 1 - sent)

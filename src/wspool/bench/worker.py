@@ -41,7 +41,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from wspool.bench.dialects import Dialect, Subscription, dialect_for
-from wspool.bench.plan import ConnectionSpec, Role
+from wspool.bench.plan import ConnectionSpec, Role, messages_due
 from wspool.bench.settings import Target
 from wspool.bench.tally import Progress, Recovery, WorkerResult
 from wspool.bench.wire import HandshakeError, WireConnection, open_connection
@@ -429,8 +429,8 @@ class _Worker:
             connection = self._live(client)
             if connection is None and not self.task.reconnect:
                 return
-            due = int((now - start) * rate) + 1 - publisher.sent
-            if due > 0 and connection is not None:
+            due = messages_due(now - start, rate, publisher.sent)
+            if due and connection is not None:
                 # How far behind its schedule the publisher is: if this grows, the generator
                 # (not the node) failed to hold the rate.
                 late = now - (start + publisher.sent / rate)
