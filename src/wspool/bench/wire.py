@@ -286,6 +286,11 @@ async def open_connection(
     protocol: WireConnection | None = None
     try:
         sock.setblocking(False)
+        # As every WebSocket client does (browsers, websockets). asyncio sets it only on
+        # sockets it creates itself or made with proto=IPPROTO_TCP; without it, a frame
+        # written while the one before is unacknowledged waits for the ACK, which the
+        # server's kernel may delay up to 40 ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if source:
             # Port chosen at connect time, per destination: each source address then offers
             # its whole ephemeral range to every target instead of once in all.
