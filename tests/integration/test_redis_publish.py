@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.integration.contracts.engines import HISTORY, Inbox, frame, has, payloads_of
+from tests.support.store import Store
 from tests.support.waiting import eventually
 from wspool.core import control
 from wspool.core.history import StreamPosition
@@ -171,3 +172,26 @@ async def test_a_backlog_on_the_link_does_not_keep_the_rest_of_the_process_waiti
     finally:
         await store.aclose()
         await engine.close()
+
+
+async def test_reads_of_one_channel_from_one_position_at_once_are_one_script_call(
+    bus: tuple[RedisBus, Inbox], redis_url: str
+) -> None:
+    # A subscribe storm: every subscriber of a channel asks for its position at once, and
+    # some resume after the same frame. Each distinct read costs Redis one script call.
+    engine, _ = bus
+    await engine.publish({"a": [frame(1), frame(2)]})
+    first = (await engine.read_history("a", None)).top.advanced(-1)
+    store = Store(redis_url)
+    try:
+        await store.reset_stats()
+        reads = await asyncio.gather(
+            *(engine.read_history("a", None) for _ in range(30)),
+            *(engine.read_history("a", first) for _ in range(30)),
+        )
+        assert await store.command_calls("evalsha") == 2
+    finally:
+        await store.close()
+    assert {read.top for read in reads} == {first.advanced(1)}
+    assert all(read.frames == [] for read in reads[:30])
+    assert all(payloads_of(read.frames or []) == [2] for read in reads[30:])

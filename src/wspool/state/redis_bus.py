@@ -229,6 +229,16 @@ class RedisBus:
     async def _read_batch(
         self, requests: list[tuple[str, StreamPosition | None]]
     ) -> list[HistoryRead | Exception]:
+        """One pipeline of history reads, one read for each distinct request: a storm of
+        subscribes to one channel (every one without ``since``, or after the same frame)
+        reads it once."""
+        distinct = list(dict.fromkeys(requests))
+        answers = dict(zip(distinct, await self._read_distinct(distinct), strict=True))
+        return [answers[request] for request in requests]
+
+    async def _read_distinct(
+        self, requests: list[tuple[str, StreamPosition | None]]
+    ) -> list[HistoryRead | Exception]:
         """One pipeline of history reads; a second for those Redis had no script for."""
         refused = EngineUnavailableError("Redis refuses the read script")
         answers: list[HistoryRead | Exception] = [refused] * len(requests)
