@@ -25,8 +25,8 @@ node=("$wspool" bench --spawn-servers 1)
     --json "$out/connect.json" "$@"
 "${node[@]}" throughput --duration 10 --json "$out/throughput.json" "$@"
 "${node[@]}" fanout --subscribers 1000 --duration 10 --json "$out/fanout.json" "$@"
-# One publisher per generator process: several rate-paced publishers in one process delay
-# each other (docs/benchmarks.md, Latency).
+# One publisher per generator process, as in every run since 2026-11-26 (docs/benchmarks.md,
+# Latency), so that the sweep's figures compare with theirs.
 "${node[@]}" latency --rate 1000,2000,5000,10000,15000,20000 --duration 8 --workers 4 \
     --json "$out/latency.json" --chart "$out/latency.png" "$@"
 
