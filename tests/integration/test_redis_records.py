@@ -1,6 +1,7 @@
-"""What the Redis engine's connection records promise beyond the store contract, on one
-server and on a cluster: every key they write expires unless written again, and a Redis
-that forgot the engine's scripts (a restart, ``SCRIPT FLUSH``) is written to all the same."""
+"""What the Redis engine's connection records and presence promise beyond the store
+contract, on one server and on a cluster: every key they write expires unless written
+again, a Redis that forgot the engine's scripts (a restart, ``SCRIPT FLUSH``) is written to
+all the same, and a channel left empty leaves its node's index."""
 
 from __future__ import annotations
 
@@ -65,3 +66,16 @@ async def test_records_are_written_after_redis_forgot_the_scripts(
 
 async def _flush_scripts(redis: Client) -> None:
     await redis.script_flush()  # (on a cluster: on every node)
+
+
+async def test_a_channel_its_last_member_left_is_dropped_from_the_nodes_index(
+    store: tuple[RedisEngine, Client, Keys],
+) -> None:
+    # Left behind, every channel a node ever held would stay in its index until the node
+    # stops, and the index would grow with every short-lived channel.
+    engine, redis, keys = store
+    await engine.update_presence("s1", {"news": {"c1": "u1", "c2": "u2"}, "chat": {"c1": "u1"}}, {})
+    await engine.update_presence("s1", {}, {"news": ["c2"], "chat": ["c1"]})
+    assert await redis.smembers(keys.server_channels("s1")) == {"news"}
+    assert 0 < await redis.pttl(keys.presence("news", "s1")) <= TTL * 1000
+    assert 0 < await redis.pttl(keys.server_channels("s1")) <= TTL * 1000

@@ -127,11 +127,11 @@ class RedisEngine(RedisBus):
             return lengths
         for _ in range(2):  # a second pass only if Redis had no script for a record update
             async with self._redis.pipeline(transaction=False) as pipe:
-                writes.queue(pipe, self._update_record.sha)
+                lengths_at = writes.queue(pipe, self._update_record.sha)
                 results = await run(pipe.execute(raise_on_error=False))
             errors = [r for r in results if isinstance(r, Exception)]
             if not errors:
-                return writes.lengths_left(results)
+                return [int(results[at]) for at in lengths_at]
             if not all(isinstance(e, NoScriptError) for e in errors):
                 raise EngineUnavailableError(str(errors[0]))
             # A restarted primary (or a replica promoted in its place) lacks the script;

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
@@ -99,9 +98,12 @@ class KeyWrites:
             args += (op.value, len(values), *values)
         return [int(n) for n in await script(keys=keys, args=args)]
 
-    def queue(self, pipe: Pipeline | ClusterPipeline, update_sha: str) -> None:
+    def queue(self, pipe: Pipeline | ClusterPipeline, update_sha: str) -> list[int]:
         """Queue them as commands of ``pipe``, a key each (a cluster's pipeline);
-        ``update_sha`` is that of a script doing :attr:`Write.HASH_IF_EXISTS`."""
+        ``update_sha`` is that of a script doing :attr:`Write.HASH_IF_EXISTS`. Where in the
+        pipeline's results the length left of each hash a :attr:`Write.HASH_REMOVE` wrote
+        to will be, in order (what :meth:`call` answers)."""
+        lengths_at: list[int] = []
         for op, key, values in self.writes:
             match op:
                 case Write.HASH:
@@ -117,29 +119,11 @@ class KeyWrites:
                     pipe.srem(key, *values)
                 case Write.HASH_REMOVE:
                     pipe.hdel(key, *values)
+                    lengths_at.append(len(pipe))
                     pipe.hlen(key)
                 case Write.DELETE:
                     pipe.delete(key)
-
-    def lengths_left(self, results: Sequence[Any]) -> list[int]:
-        """What :meth:`call` answers, from the results of the pipeline :meth:`queue` filled."""
-        lengths, at = [], 0
-        for op, _, _ in self.writes:
-            at += _COMMANDS[op]
-            if op is Write.HASH_REMOVE:
-                lengths.append(int(results[at - 1]))
-        return lengths
-
-
-_COMMANDS = {
-    Write.HASH: 2,
-    Write.HASH_IF_EXISTS: 1,
-    Write.SET_ADD: 2,
-    Write.SET_REMOVE: 1,
-    Write.HASH_REMOVE: 2,
-    Write.DELETE: 1,
-}
-"""How many commands :meth:`KeyWrites.queue` queues for each write."""
+        return lengths_at
 
 
 def pairs(mapping: Iterable[tuple[str, str]]) -> list[str]:
