@@ -3,7 +3,9 @@
 Besides the bus (:mod:`wspool.state.redis_bus`) it implements every store interface of
 :mod:`wspool.state.engine`: connection records, used tickets and tombstones; the node
 registry; limits per client address; and what gateway replicas share. Commands go through
-the bus's command client, pipelined (one round trip per batch).
+the bus's command client, pipelined (one round trip per batch); on one server, what a
+connection opened costs the store (its record, its address's limits, its ticket) goes on
+the bus's own link instead.
 
 Connection records, the client session sets and presence (a hash per channel and node, of
 connection id → client id, and a set per node of its channels) expire ``session_ttl`` seconds
@@ -19,7 +21,9 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
+from redis.typing import ScriptTextT
 
 from wspool.core.history import HistoryPolicy
 from wspool.core.keys import Keys
@@ -27,6 +31,7 @@ from wspool.core.records import ConnectionRecord, NodeHealth, NodeInfo
 from wspool.state.engine import EngineUnavailableError
 from wspool.state.redis_bus import RedisBus
 from wspool.state.redis_client import fields, ms, run
+from wspool.state.redis_links import Command
 from wspool.state.redis_writes import WRITE_KEYS, KeyWrites, Write, pairs
 
 __all__ = ["RedisEngine"]
@@ -123,8 +128,8 @@ class RedisEngine(RedisBus):
         if not writes:
             return []
         if not self._keys.sharded:
-            lengths: list[int] = await run(writes.call(self._write_keys))  # (loads the script)
-            return lengths
+            reply = await self._on_link(writes.command(self._write_keys.sha), WRITE_KEYS)
+            return [int(n) for n in reply]
         for _ in range(2):  # a second pass only if Redis had no script for a record update
             async with self._redis.pipeline(transaction=False) as pipe:
                 lengths_at = writes.queue(pipe, self._update_record.sha)
@@ -139,13 +144,38 @@ class RedisEngine(RedisBus):
             await run(self._redis.script_load(_UPDATE_RECORD))
         raise EngineUnavailableError("Redis refuses the record update script")
 
+    async def _on_link(self, command: Command, script: ScriptTextT = "") -> Any:
+        """The reply of ``command``, sent on the bus's own link to one server (or Sentinel's
+        primary) rather than through redis-py's client, whose per-call machinery cost a node
+        more than the round trip itself (docs/benchmarks.md). ``script``: the source of the
+        script an ``EVALSHA`` calls, loaded if Redis lacks it (a restarted primary)."""
+        assert self._single is not None
+        for _ in range(2):
+            [reply] = await run(self._single.pipeline([command]))
+            if isinstance(reply, NoScriptError) and script:
+                await run(self._redis.script_load(script))
+            elif isinstance(reply, Exception):
+                raise EngineUnavailableError(str(reply))
+            else:
+                return reply
+        raise EngineUnavailableError("Redis refuses a script of the engine")
+
+    async def _script(self, script: AsyncScript, key: str, args: Sequence[str | int]) -> Any:
+        """Run ``script`` on ``key``: on the bus's own link on one server, through the client
+        on a cluster (which routes it to the key's shard)."""
+        if self._keys.sharded:
+            return await run(script(keys=[key], args=args))
+        return await self._on_link(("EVALSHA", script.sha, 1, key, *args), script.script)
+
     async def get_connection(self, connection_id: str) -> ConnectionRecord | None:
         data = await run(self._redis.hgetall(self._keys.conn(connection_id)))
         return ConnectionRecord.from_hash(data) if data else None
 
     async def use_ticket(self, ticket_id: str, ttl: float) -> bool:
         key = self._keys.used_ticket(ticket_id)
-        return bool(await run(self._redis.set(key, "1", nx=True, px=ms(ttl))))
+        if self._keys.sharded:
+            return bool(await run(self._redis.set(key, "1", nx=True, px=ms(ttl))))
+        return bool(await self._on_link(("SET", key, "1", "NX", "PX", ms(ttl))))
 
     async def mark_closed(self, connection_id: str, ttl: float) -> None:
         key = self._keys.closed_connection(connection_id)
@@ -288,10 +318,14 @@ class RedisEngine(RedisBus):
         now = time.time()
         args: list[str | int] = [repr(now), repr(now + ttl), limit, connection_id, ms(ttl)]
         key = self._keys.address_connections(address)
-        return bool(await run(self._acquire_slot(keys=[key], args=args)))
+        return bool(await self._script(self._acquire_slot, key, args))
 
     async def release_address_slot(self, address: str, connection_id: str) -> None:
-        await run(self._redis.zrem(self._keys.address_connections(address), connection_id))
+        key = self._keys.address_connections(address)
+        if self._keys.sharded:
+            await run(self._redis.zrem(key, connection_id))
+        else:
+            await self._on_link(("ZREM", key, connection_id))
 
     async def refresh_address_slots(self, slots: Mapping[str, Collection[str]], ttl: float) -> None:
         lapses = time.time() + ttl
@@ -308,7 +342,7 @@ class RedisEngine(RedisBus):
         member = f"{now!r}:{uuid.uuid4().hex[:8]}"
         args: list[str | int] = [repr(now), repr(window), limit, member, ms(window)]
         key = self._keys.address_attempts(address)
-        return bool(await run(self._record_attempt(keys=[key], args=args)))
+        return bool(await self._script(self._record_attempt, key, args))
 
     # gateways ----------------------------------------------------------------------------
 

@@ -4,9 +4,11 @@ one call on one Redis server.
 A node writes a record per connection opened and rewrites it when its channels change:
 a hash and its expiry, plus the connection's id in two index sets and theirs. Sent as
 Redis commands, that is four commands per connection, and on the client most of a
-command's cost is redis-py packing it and reading its reply, not Redis running it. On one
-server (or Sentinel's primary) a batch is therefore one call of a script that applies
-every write in order, whatever its size. On a Redis Cluster a batch's keys live in
+command's cost is packing it and reading its reply, not Redis running it. On one server
+(or Sentinel's primary) a batch is therefore one call of a script that applies every write
+in order, whatever its size, sent on the bus's own link (:mod:`wspool.state.redis_links`)
+rather than through redis-py's client, whose per-call machinery and argument packing cost
+a node more than the rest of the write. On a Redis Cluster a batch's keys live in
 different slots, which one script call cannot touch, so there each write is its own
 command in a pipeline, as before; the writes are described once and either way applies
 them alike.
@@ -20,7 +22,8 @@ from enum import StrEnum
 
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
-from redis.commands.core import AsyncScript
+
+from wspool.state.redis_links import Command
 
 __all__ = ["WRITE_KEYS", "KeyWrites", "Write", "pairs"]
 
@@ -89,14 +92,15 @@ class KeyWrites:
     def __bool__(self) -> bool:
         return bool(self.writes)
 
-    async def call(self, script: AsyncScript) -> list[int]:
-        """Apply them in one call of ``script`` (a :data:`WRITE_KEYS`): one server only.
-        The length left of each hash a :attr:`Write.HASH_REMOVE` wrote to, in order."""
+    def command(self, sha: str) -> Command:
+        """The ``EVALSHA`` that applies them in one call of :data:`WRITE_KEYS` (whose sha
+        is ``sha``): one server only. It answers with the length left of each hash a
+        :attr:`Write.HASH_REMOVE` wrote to, in order."""
         keys = [key for _, key, _ in self.writes]
         args: list[str | int] = [self.ttl_ms]
         for op, _, values in self.writes:
             args += (op.value, len(values), *values)
-        return [int(n) for n in await script(keys=keys, args=args)]
+        return ("EVALSHA", sha, len(keys), *keys, *args)
 
     def queue(self, pipe: Pipeline | ClusterPipeline, update_sha: str) -> list[int]:
         """Queue them as commands of ``pipe``, a key each (a cluster's pipeline);
