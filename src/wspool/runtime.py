@@ -38,7 +38,11 @@ def run(main: Coroutine[Any, Any, None], *, uvloop: bool) -> None:
     if not uvloop:
         asyncio.run(main)
         return
-    import uvloop as libuv_loop
+    try:
+        import uvloop as libuv_loop
+    except ModuleNotFoundError:
+        main.close()  # never started: the missing extra is reported without a warning
+        raise
 
     with asyncio.Runner(loop_factory=libuv_loop.new_event_loop) as runner:
         runner.run(main)
