@@ -110,21 +110,20 @@ async def test_a_refused_token_stops_the_client_with_an_error_instead_of_retryin
 async def test_when_the_token_expires_and_no_fresh_one_comes_publish_raises_instead_of_hanging(
     redis_url: str,
 ) -> None:
-    short = hs256(sub="alice", subscribe=["*"], publish=["*"], ttl=2)
-    async with (
-        running_node(redis_url, security=KEYED) as node,
-        Client(ws_url(node), token=short, backoff=FAST) as client,
-    ):
-        assert client.connections == 1
+    async with running_node(redis_url, security=KEYED) as node:
+        # Made once the node is up, so that a slow start does not spend the token's life.
+        short = hs256(sub="alice", subscribe=["*"], publish=["*"], ttl=2)
+        async with Client(ws_url(node), token=short, backoff=FAST) as client:
+            assert client.connections == 1
 
-        async def refused() -> bool:
-            try:
-                async with asyncio.timeout(0.5):
-                    await client.publish("prices", 1)
-            except TimeoutError:
-                return False  # between connections: publish waits, as it should
-            except AuthenticationError:
-                return True
-            return False
+            async def refused() -> bool:
+                try:
+                    async with asyncio.timeout(0.5):
+                        await client.publish("prices", 1)
+                except TimeoutError:
+                    return False  # between connections: publish waits, as it should
+                except AuthenticationError:
+                    return True
+                return False
 
-        await eventually(refused, within=8.0, interval=0.1, message="publish raised")
+            await eventually(refused, within=8.0, interval=0.1, message="publish raised")

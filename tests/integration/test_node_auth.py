@@ -106,41 +106,39 @@ async def test_denied_subscribe_and_publish_get_forbidden_and_change_nothing(
 
 
 async def test_the_connection_closes_with_1008_when_the_token_expires(redis_url: str) -> None:
-    token = hs256(token_claims(ttl=1.0))
-    async with (
-        running_node(redis_url, security=KEYED) as node,
-        TestClient(ws_url(node), **bearer(token)) as client,
-    ):
-        assert client.ws is not None
-        with pytest.raises(ConnectionClosed):
-            async with asyncio.timeout(5):
-                await client.ws.recv()
-        assert client.ws.close_code == 1008
-        assert client.ws.close_reason == "token expired"
+    async with running_node(redis_url, security=KEYED) as node:
+        # Made once the node is up, so that a slow start does not spend the token's life.
+        token = hs256(token_claims(ttl=2.0))
+        async with TestClient(ws_url(node), **bearer(token)) as client:
+            assert client.ws is not None
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(6):
+                    await client.ws.recv()
+            assert client.ws.close_code == 1008
+            assert client.ws.close_reason == "token expired"
 
 
 async def test_a_fresh_token_keeps_the_connection_open(redis_url: str) -> None:
-    first = token_claims(sub="reader", ttl=1.0, subscribe=["news.*", "chat"])
-    async with (
-        running_node(redis_url, security=KEYED) as node,
-        TestClient(ws_url(node), **bearer(hs256(first))) as client,
-    ):
-        await client.subscribe("chat")
-        await client.subscribe("news.a")
-        fresh = hs256(token_claims(sub="reader", ttl=60, subscribe=["news.*"]))
-        reply = await client.request(type="auth", payload={"token": fresh}, messageId="a1")
-        assert reply["type"] == "authenticated"
-        assert reply["messageId"] == "a1"
-        assert reply["payload"]["clientId"] == "reader"
-        assert reply["payload"]["expiresAt"] > first["exp"]
+    async with running_node(redis_url, security=KEYED) as node:
+        # Made once the node is up; long enough for two subscribes and the renewal.
+        first = token_claims(sub="reader", ttl=2.0, subscribe=["news.*", "chat"])
+        async with TestClient(ws_url(node), **bearer(hs256(first))) as client:
+            await client.subscribe("chat")
+            await client.subscribe("news.a")
+            fresh = hs256(token_claims(sub="reader", ttl=60, subscribe=["news.*"]))
+            reply = await client.request(type="auth", payload={"token": fresh}, messageId="a1")
+            assert reply["type"] == "authenticated"
+            assert reply["messageId"] == "a1"
+            assert reply["payload"]["clientId"] == "reader"
+            assert reply["payload"]["expiresAt"] > first["exp"]
 
-        async def past_first_expiry() -> bool:
-            assert (await client.request(type="ping"))["type"] == "pong"
-            return bool(time.time() > first["exp"] + 0.5)
+            async def past_first_expiry() -> bool:
+                assert (await client.request(type="ping"))["type"] == "pong"
+                return bool(time.time() > first["exp"] + 0.5)
 
-        await eventually(past_first_expiry, within=5, interval=0.2, message="still open")
-        # The fresh token no longer grants chat: that subscription ended with the renewal.
-        assert await client.error_code(type="unsubscribe", channel="chat") == "NOT_SUBSCRIBED"
+            await eventually(past_first_expiry, within=6, interval=0.2, message="still open")
+            # The fresh token no longer grants chat: that subscription ended with the renewal.
+            assert await client.error_code(type="unsubscribe", channel="chat") == "NOT_SUBSCRIBED"
 
 
 @pytest.mark.parametrize(
