@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Coroutine
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -428,7 +427,8 @@ class ServerNode:
     async def _handle(self, websocket: ServerConnection) -> None:
         now = time.time()
         ticket = self._tickets.take(websocket) if self._tickets is not None else None
-        connection_id = ticket.connection_id if ticket else uuid.uuid4().hex
+        # websockets draws a random UUID for every connection (Connection.id): it is ours too.
+        connection_id = ticket.connection_id if ticket else websocket.id.hex
         assert websocket.request is not None
         claims = await self.guard.admit(
             websocket,
