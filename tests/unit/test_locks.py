@@ -18,5 +18,5 @@ def test_the_image_runs_the_versions_the_tests_ran() -> None:
     runtime, tested = _pins("requirements-runtime.lock"), _pins("requirements.lock")
     assert runtime, "requirements-runtime.lock pins nothing"
     assert {p: v for p, v in runtime.items() if tested.get(p) != v} == {}, "run make lock"
-    for package in ("websockets", "redis", "aiohttp", "kopf", "orjson"):
+    for package in ("websockets", "redis", "hiredis", "uvloop", "aiohttp", "kopf", "orjson"):
         assert package in runtime
