@@ -17,8 +17,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import hiredis  # noqa: F401 (the parser of the bus's own links; a missing one fails here, named)
 import redis.asyncio as aioredis
-from redis._parsers import _AsyncHiredisParser, _AsyncRESP3Parser
+from redis._parsers import _AsyncHiredisParser
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
@@ -50,16 +51,6 @@ Client = aioredis.Redis | RedisCluster
 FAILURES = (RedisError, RedisClusterException, OSError)
 """What a command raises when Redis cannot answer it (a cluster client's own errors, such as
 slots not covered while a shard fails over, are no ``RedisError``)."""
-
-try:
-    from hiredis import PushNotification  # noqa: F401 (from 3.2: tells pushes from replies)
-
-    _RESP3_PARSER: type = _AsyncHiredisParser
-except ImportError:
-    _RESP3_PARSER = _AsyncRESP3Parser
-"""The parser of the bus's own connections: hiredis's, in C, which took a node's CPU per
-delivery down 6-9 % with many channels (docs/benchmarks.md); redis-py's own in Python
-where hiredis is missing or too old to tell a pub/sub message from a reply."""
 
 MAX_LINKS = 64
 """Connections a client opens to Redis at most; requests beyond them queue for a free one."""
@@ -113,13 +104,14 @@ def dedicated(target: RedisTarget, client: aioredis.Redis) -> Callable[[], Abstr
     Sentinels of ``client``, its command client) that belong to no pool, with the options
     of :func:`connect` and no read timeout: their user keeps its own deadlines
     (:class:`wspool.state.redis_links.SingleLink`). They speak RESP3, in which a subscribed
-    connection still takes commands, read by hiredis (redis-py's parser class for it, whose
-    push handler tells pub/sub messages from replies, as its own RESP3 parser's does, in
-    Python, where hiredis is missing), without redis-py's maintenance notifications."""
+    connection still takes commands, read by hiredis through redis-py's parser class for it
+    (in C: 6-9 % less of a node's CPU per delivery with many channels than redis-py's own
+    RESP3 parser, docs/benchmarks.md), whose push handler tells pub/sub messages from
+    replies (hiredis 3.2 and later), without redis-py's maintenance notifications."""
     options = {
         "socket_timeout": None,
         "protocol": 3,
-        "parser_class": _RESP3_PARSER,
+        "parser_class": _AsyncHiredisParser,
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
         **_options(),
     }

@@ -146,8 +146,8 @@ class RedisEngine(RedisBus):
 
     async def _on_link(self, command: Command, script: ScriptTextT = "") -> Any:
         """The reply of ``command``, sent on the bus's own link to one server (or Sentinel's
-        primary) rather than through redis-py's client, whose per-call machinery cost a node
-        more than the round trip itself (docs/benchmarks.md). ``script``: the source of the
+        primary) rather than through redis-py's client, whose per-call machinery made a call
+        cost the node nearly twice as much (docs/benchmarks.md). ``script``: the source of the
         script an ``EVALSHA`` calls, loaded if Redis lacks it (a restarted primary)."""
         assert self._single is not None
         for _ in range(2):
@@ -167,15 +167,20 @@ class RedisEngine(RedisBus):
             return await run(script(keys=[key], args=args))
         return await self._on_link(("EVALSHA", script.sha, 1, key, *args), script.script)
 
+    async def _command(self, *command: str | int) -> Any:
+        """The reply of a command on one key: on the bus's own link on one server, through
+        the client on a cluster (which routes it to the key's shard)."""
+        if self._keys.sharded:
+            return await run(self._redis.execute_command(*command))
+        return await self._on_link(command)
+
     async def get_connection(self, connection_id: str) -> ConnectionRecord | None:
         data = await run(self._redis.hgetall(self._keys.conn(connection_id)))
         return ConnectionRecord.from_hash(data) if data else None
 
     async def use_ticket(self, ticket_id: str, ttl: float) -> bool:
         key = self._keys.used_ticket(ticket_id)
-        if self._keys.sharded:
-            return bool(await run(self._redis.set(key, "1", nx=True, px=ms(ttl))))
-        return bool(await self._on_link(("SET", key, "1", "NX", "PX", ms(ttl))))
+        return bool(await self._command("SET", key, "1", "NX", "PX", ms(ttl)))
 
     async def mark_closed(self, connection_id: str, ttl: float) -> None:
         key = self._keys.closed_connection(connection_id)
@@ -321,11 +326,7 @@ class RedisEngine(RedisBus):
         return bool(await self._script(self._acquire_slot, key, args))
 
     async def release_address_slot(self, address: str, connection_id: str) -> None:
-        key = self._keys.address_connections(address)
-        if self._keys.sharded:
-            await run(self._redis.zrem(key, connection_id))
-        else:
-            await self._on_link(("ZREM", key, connection_id))
+        await self._command("ZREM", self._keys.address_connections(address), connection_id)
 
     async def refresh_address_slots(self, slots: Mapping[str, Collection[str]], ttl: float) -> None:
         lapses = time.time() + ttl

@@ -8,7 +8,7 @@ command's cost is packing it and reading its reply, not Redis running it. On one
 (or Sentinel's primary) a batch is therefore one call of a script that applies every write
 in order, whatever its size, sent on the bus's own link (:mod:`wspool.state.redis_links`)
 rather than through redis-py's client, whose per-call machinery and argument packing cost
-a node more than the rest of the write. On a Redis Cluster a batch's keys live in
+a node about as much as the rest of the write. On a Redis Cluster a batch's keys live in
 different slots, which one script call cannot touch, so there each write is its own
 command in a pipeline, as before; the writes are described once and either way applies
 them alike.
@@ -106,7 +106,7 @@ class KeyWrites:
         """Queue them as commands of ``pipe``, a key each (a cluster's pipeline);
         ``update_sha`` is that of a script doing :attr:`Write.HASH_IF_EXISTS`. Where in the
         pipeline's results the length left of each hash a :attr:`Write.HASH_REMOVE` wrote
-        to will be, in order (what :meth:`call` answers)."""
+        to will be, in order (what the call of :meth:`command` answers)."""
         lengths_at: list[int] = []
         for op, key, values in self.writes:
             match op:
