@@ -125,11 +125,17 @@ class _Session:
         self.admission: Admission | None = None
 
     def splice_to(
-        self, client: ClientConnection, link: NodeLink, renewals: bool, admission: Admission
+        self,
+        client: ClientConnection,
+        link: NodeLink,
+        accept: bytes,
+        renewals: bool,
+        admission: Admission,
     ) -> None:
-        """Relay between ``client`` and ``link`` until the node's socket is closed (the last
-        node's, when the session moves). ``renewals``: the client presented a token, which a
-        seamless session follows as the client renews it."""
+        """Answer ``client`` with ``accept`` (the node's 101) and relay between it and
+        ``link`` until the node's socket is closed (the last node's, when the session moves).
+        ``renewals``: the client presented a token, which a seamless session follows as the
+        client renews it."""
         pool = self.pool
         settings = pool.settings
         self.client, self.admission = client, admission
@@ -143,6 +149,7 @@ class _Session:
             move=self.move if pool.config.seamless else None,
             hand_over=self.hand_over if pool.config.seamless else None,
             renewals=renewals,
+            preface=accept,
         )
         self.watch(self.first)
         splice.finished.add_done_callback(self.finished)
@@ -249,10 +256,10 @@ async def relay_websocket(
         admission.release_upstream()
         client.answer(opened)
         return
-    session, link, renewals = opened
+    session, link, accept, renewals = opened
     stats.connections_opened += 1
     stats.connections_open += 1
-    session.splice_to(client, link, renewals, admission)
+    session.splice_to(client, link, accept, renewals, admission)
 
 
 async def _open(
@@ -261,10 +268,11 @@ async def _open(
     pool: PoolManager,
     monitor: HealthMonitor,
     stats: RelayStats,
-) -> tuple[_Session, NodeLink, bool] | bytes:
-    """Open the client's node and answer the client with the node's 101: the session, the
-    node's link and whether the session follows the client's renewals (it presented a
-    token); or the answer that refuses the client."""
+) -> tuple[_Session, NodeLink, bytes, bool] | bytes:
+    """Open the client's node: the session, the node's link, the node's 101 to pass on (it
+    leaves with the node's first frame, :meth:`_Session.splice_to`) and whether the session
+    follows the client's renewals (it presented a token); or the answer that refuses the
+    client."""
     handshake = client_handshake(request)
     try:
         chosen = await _open_upstream(request, handshake, pool, monitor, stats)
@@ -277,17 +285,13 @@ async def _open(
             request.headers["Sec-WebSocket-Key"], CloseCode.TRY_AGAIN_LATER, "no healthy server"
         )
     node, link, accept = chosen
-    transport = client.transport
-    try:
-        if transport.is_closing():  # the client left meanwhile
-            raise ConnectionResetError("the client left during the handshake")
-        transport.write(accept)
-    except BaseException:
+    if client.transport.is_closing():  # the client left meanwhile
         pool.closed(node)
         assert link.transport is not None
         link.transport.abort()
-        raise
-    return _Session(request, node, pool, monitor, stats), link, carries_token(handshake)
+        raise ConnectionResetError("the client left during the handshake")
+    session = _Session(request, node, pool, monitor, stats)
+    return session, link, accept, carries_token(handshake)
 
 
 async def _move(session: _Session, splice: Splice, left: NodeState) -> None:

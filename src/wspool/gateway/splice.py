@@ -122,6 +122,7 @@ class Splice:
         "_node_closing",
         "_node_link",
         "_overlap",
+        "_preface",
         "_renewals",
         "_resuming",
         "down",
@@ -146,10 +147,12 @@ class Splice:
         move: Callable[[Splice, Ending], None] | None = None,
         hand_over: Callable[[Splice], None] | None = None,
         renewals: bool = False,
+        preface: bytes = b"",
     ) -> None:
         """``move``: the splice is seamless; ``hand_over``: a drain's notice hands the session
         over; ``renewals``: it also follows the token its client renews (the client presented
-        one)."""
+        one); ``preface``: what the client is sent first (the node's 101, passed on), in one
+        write with the node's first frame when that came with the node's answer."""
         self._client = client
         self._max_frame_bytes = max_frame_bytes
         self._limit = send_buffer_limit
@@ -173,7 +176,9 @@ class Splice:
         self._barrier_due = False  # the handover's ping goes to the node at the next boundary
         self._overlap: Overlap | None = None
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._preface = preface
         self._link(node)
+        self._pass_preface()  # the node's first frame is still on its way
 
     def _link(self, node: NodeLink) -> None:
         assert node.transport is not None
@@ -264,6 +269,8 @@ class Splice:
             return
         client = self._client
         passing = down.feed(data)
+        if self._preface:
+            passing, self._preface = self._preface + passing, b""
         if passing and not client.is_closing():
             client.write(passing)
         if down.messages:
@@ -293,8 +300,14 @@ class Splice:
             self._close_node(CloseCode.POLICY_VIOLATION, _SLOW)
             self._close_client(close_frame(CloseCode.POLICY_VIOLATION, _SLOW))
 
+    def _pass_preface(self) -> None:
+        preface, self._preface = self._preface, b""
+        if preface and not self._client.is_closing():
+            self._client.write(preface)
+
     def node_gone(self) -> None:
         """The node's socket closed: after its closing frame, or not (then: 1012 lost)."""
+        self._pass_preface()  # lost before the splice began, with nothing more to pass on
         self._give_up_handover("the node it leaves was lost")
         if self.moving is not None:
             if self._resuming is not None:
