@@ -15,6 +15,7 @@ nobody owns any more (a farm that died whole, with nobody to sweep it) go away b
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -84,6 +85,10 @@ class RedisEngine(RedisBus):
         self._record_attempt = self._redis.register_script(_RECORD_ATTEMPT)
         self._update_record = self._redis.register_script(_UPDATE_RECORD)
         self._write_keys = self._redis.register_script(WRITE_KEYS)
+        # Members of the per-address attempt sets: unique across nodes without a random
+        # draw per connection (a random prefix per engine, then a count).
+        self._attempt_prefix = uuid.uuid4().hex[:12]
+        self._attempt_count = itertools.count(1)
 
     # connections -----------------------------------------------------------------------
 
@@ -340,7 +345,7 @@ class RedisEngine(RedisBus):
 
     async def record_attempt(self, address: str, limit: int, window: float) -> bool:
         now = time.time()
-        member = f"{now!r}:{uuid.uuid4().hex[:8]}"
+        member = f"{now!r}:{self._attempt_prefix}.{next(self._attempt_count)}"
         args: list[str | int] = [repr(now), repr(window), limit, member, ms(window)]
         key = self._keys.address_attempts(address)
         return bool(await self._script(self._record_attempt, key, args))
