@@ -17,12 +17,17 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.integration.contracts.engines import HISTORY, Inbox, frame, has, payloads_of
+from tests.support.redis_server import RedisServer
 from tests.support.store import Store
 from tests.support.waiting import eventually
 from wspool.core import control
 from wspool.core.history import StreamPosition
 from wspool.core.keys import Keys
+from wspool.core.redisurl import parse_redis_url
 from wspool.state.redis_bus import LINK_TIMEOUT, RedisBus
+from wspool.state.redis_client import connect, dedicated
+from wspool.state.redis_links import SingleLink
+from wspool.tasks import cancel_and_wait
 
 
 @pytest.fixture
@@ -195,3 +200,38 @@ async def test_reads_of_one_channel_from_one_position_at_once_are_one_script_cal
     assert {read.top for read in reads} == {first.advanced(1)}
     assert all(read.frames == [] for read in reads[:30])
     assert all(payloads_of(read.frames or []) == [2] for read in reads[30:])
+
+
+async def test_a_request_redis_leaves_unanswered_fails_in_time_and_the_link_stays_in_step(
+    own_redis: RedisServer,
+) -> None:
+    """What a publish waits for on the bus's link: Redis frozen, its answer fails after the
+    request timeout (and the publisher resends); the late answer, once Redis is back, is
+    not taken for the next request's."""
+    target = parse_redis_url(own_redis.url)
+    client = connect(target, socket_timeout=5.0)
+    assert isinstance(client, aioredis.Redis)  # one server
+    # Pings and the silence cut-off far away: only the request's own deadline can end it.
+    link = SingleLink(dedicated(target, client), 30.0, 60.0, request_timeout=0.3)
+    pushed: list[object] = []
+    await link.open([], pushed.append)
+    reader = asyncio.create_task(link.read(pushed.append))
+    try:
+        assert await link.pipeline([("PING", "before")]) == ["before"]
+        own_redis.freeze()
+        began = time.monotonic()
+        try:
+            with pytest.raises(TimeoutError):
+                await link.pipeline([("PING", "unanswered")])
+            waited = time.monotonic() - began
+            with pytest.raises(TimeoutError):  # and so is each one after it
+                await link.pipeline([("PING", "unanswered too")])
+        finally:
+            own_redis.thaw()
+        assert 0.25 <= waited < 3.0
+        assert await link.pipeline([("PING", "after")]) == ["after"]
+        assert pushed == []
+    finally:
+        await cancel_and_wait(reader)
+        await link.close()
+        await client.aclose()

@@ -218,16 +218,17 @@ async def _as_pushed(message: list[Any]) -> _Pushed:
 
 
 class _Request:
-    """Commands sent on a :class:`SharedLink`, the replies they have had so far, and who
-    waits for them (nobody for a ping)."""
+    """Commands sent on a :class:`SharedLink`, the replies they have had so far, who waits
+    for them (nobody for a ping) and until when (the loop's clock)."""
 
-    __slots__ = ("count", "future", "replies")
+    __slots__ = ("count", "deadline", "future", "replies")
 
-    def __init__(self, count: int, awaited: bool) -> None:
+    def __init__(
+        self, count: int, future: asyncio.Future[list[Any]] | None, deadline: float
+    ) -> None:
         self.count = count
-        self.future: asyncio.Future[list[Any]] | None = (
-            asyncio.get_running_loop().create_future() if awaited else None
-        )
+        self.future = future
+        self.deadline = deadline
         self.replies: list[Any] = []
 
 
@@ -247,6 +248,7 @@ class SharedLink(PubSubLink):
         super().__init__(connect, ping_interval, timeout)
         self._request_timeout = request_timeout
         self._waiting: deque[_Request] = deque()
+        self._overdue: asyncio.TimerHandle | None = None  # when the oldest request is due
         self._connection._parser.set_pubsub_push_handler(_as_pushed)  # type: ignore[attr-defined]
 
     async def open(self, channels: Sequence[str], on_reply: Reply) -> None:
@@ -270,21 +272,50 @@ class SharedLink(PubSubLink):
         except BaseException:
             request.future.cancel()  # the link is broken: nobody waits for these replies
             raise
-        async with asyncio.timeout(self._request_timeout):
-            return await request.future
+        return await request.future
 
     async def close(self) -> None:
         await super().close()
+        if self._overdue is not None:
+            self._overdue.cancel()
+            self._overdue = None
         while self._waiting:
             future = self._waiting.popleft().future
             if future is not None and not future.done():
                 future.set_exception(RedisConnectionError("link to Redis closed"))
 
     def _expect(self, count: int, awaited: bool = False) -> _Request:
-        """Queue a request for ``count`` replies; sent next, before any await."""
-        request = _Request(count, awaited)
+        """Queue a request for ``count`` replies; sent next, before any await. An awaited
+        one fails with ``TimeoutError`` if its replies are not all in within the request
+        timeout (:meth:`_give_up_overdue`)."""
+        if not awaited:
+            request = _Request(count, None, math.inf)
+        else:
+            loop = asyncio.get_running_loop()
+            request = _Request(count, loop.create_future(), loop.time() + self._request_timeout)
+            if self._overdue is None:
+                self._overdue = loop.call_at(request.deadline, self._give_up_overdue)
         self._waiting.append(request)
         return request
+
+    def _give_up_overdue(self) -> None:
+        """Fail the requests past their deadline, and be called again at the next one's.
+
+        Replies come in order, so one timer for the oldest request does what a timeout per
+        request would, without a timer armed and cancelled for every publish."""
+        loop = asyncio.get_running_loop()
+        self._overdue = None
+        now = loop.time()
+        for request in self._waiting:
+            future = request.future
+            if future is None or future.done():
+                continue
+            if request.deadline > now:
+                self._overdue = loop.call_at(request.deadline, self._give_up_overdue)
+                return
+            future.set_exception(
+                TimeoutError(f"no answer from Redis within {self._request_timeout:g}s")
+            )
 
     async def _take(self, on_reply: Reply) -> None:
         try:
