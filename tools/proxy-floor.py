@@ -7,12 +7,15 @@ It starts one ``wspool server`` node (in-memory engine) and opens WebSocket conn
 to it, each up to the node's first frame, and holds them: straight to the node, then
 through each proxy in turn, fresh processes every time. For each it prints the CPU (user
 and kernel, from /proc) that the node and the proxy spent per connection while they were
-set up. The proxies:
+set up, how long that took, and the median and 95th percentile of the time from a
+connection's connect to its first frame. The proxies:
 
 - ``splice``: the least a Python proxy on uvloop can do per connection: accept, read the
   client's request up to its blank line, connect to the node, write the request, and from
   then on copy bytes both ways without looking at them (no parsing, no routing, no
   credentials, no record of the connection);
+- ``gateway``: ``wspool gateway`` itself, with the node as its static list and its
+  in-memory engine (its defaults otherwise: seamless sessions, least connections);
 - ``haproxy``, if installed: HAProxy 2 in HTTP mode, which routes on the upgrade and then
   moves bytes (``apt install haproxy``).
 
@@ -157,33 +160,66 @@ def _node(port: int) -> contextlib.AbstractContextManager[int]:
     return _running(command, port)
 
 
+@contextlib.contextmanager
+def _gateway(port: int, upstream: int) -> Iterator[int]:
+    """``wspool gateway`` (in-memory engine, the node as its static list), once it relays."""
+    command = [sys.executable, "-m", "wspool", "gateway", "--insecure", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--servers", f"ws://127.0.0.1:{upstream}"]
+    command += ["--log-level", "warning"]
+    with _running(command, port) as pid:
+        deadline = time.monotonic() + 20
+        while not asyncio.run(_relays(port)):  # until its health checks found the node
+            if time.monotonic() > deadline:
+                raise SystemExit("the gateway relays nothing after 20s")
+            time.sleep(0.1)
+        time.sleep(0.5)  # the connection that proved it, closed
+        yield pid
+
+
+async def _relays(port: int) -> bool:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(_request())
+        return (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    finally:
+        writer.close()
+
+
+def _request() -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
 # The clients ----------------------------------------------------------------------------
 
 
-async def _open(port: int, count: int, in_flight: int) -> list[asyncio.StreamWriter]:
-    """``count`` WebSocket connections, ``in_flight`` at a time, each until its first frame."""
+async def _open(
+    port: int, count: int, in_flight: int
+) -> tuple[list[asyncio.StreamWriter], list[float]]:
+    """``count`` WebSocket connections, ``in_flight`` at a time, each until its first frame;
+    and how long each took (ms, from its connect to its first frame's header)."""
     held: list[asyncio.StreamWriter] = []
+    setups: list[float] = []
     todo = iter(range(count))
 
     async def one_after_another() -> None:
         for _ in todo:
+            began = time.perf_counter()
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            key = base64.b64encode(os.urandom(16)).decode()
-            writer.write(
-                (
-                    "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                    "Sec-WebSocket-Version: 13\r\n\r\n"
-                ).encode()
-            )
+            writer.write(_request())
             head = await reader.readuntil(b"\r\n\r\n")
             if not head.startswith(b"HTTP/1.1 101"):
                 raise SystemExit(f"refused: {head.splitlines()[0].decode()}")
             await reader.readexactly(2)  # the first frame's header: the node's `connected`
+            setups.append((time.perf_counter() - began) * 1000)
             held.append(writer)
 
     await asyncio.gather(*(one_after_another() for _ in range(in_flight)))
-    return held
+    return held, setups
 
 
 def _measure(label: str, port: int, pids: dict[str, int], count: int, in_flight: int) -> None:
@@ -191,14 +227,17 @@ def _measure(label: str, port: int, pids: dict[str, int], count: int, in_flight:
     started = time.perf_counter()
 
     async def run() -> None:
-        held = await _open(port, count, in_flight)
+        held, setups = await _open(port, count, in_flight)
+        took = time.perf_counter() - started
+        setups.sort()
+        p50, p95 = (setups[int(q * (len(setups) - 1))] for q in (0.50, 0.95))
         for name, pid in pids.items():  # before the connections close
             user, kernel = _cpu(pid)
             user0, kernel0 = before[name]
             user, kernel = (user - user0) * 1000 / count, (kernel - kernel0) * 1000 / count
             print(
                 f"{label:<10} {name:<8} {user:>9.3f} {kernel:>9.3f} {user + kernel:>9.3f}"
-                f" {time.perf_counter() - started:>7.1f} s"
+                f" {took:>7.1f} s {p50:>9.2f} {p95:>9.2f}"
             )
         for writer in held:
             writer.close()
@@ -216,13 +255,16 @@ def main() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    proxies = {"splice": _splice}
+    proxies = {"splice": _splice, "gateway": _gateway}
     if shutil.which("haproxy"):
         proxies["haproxy"] = _haproxy
     else:
         print("(haproxy is not installed: `apt install haproxy` to measure it too)")
     print(f"{args.connections} connections, {args.in_flight} in flight; CPU ms per connection")
-    print(f"{'route':<10} {'process':<8} {'user':>9} {'kernel':>9} {'in all':>9} {'setup':>9}")
+    print(
+        f"{'route':<10} {'process':<8} {'user':>9} {'kernel':>9} {'in all':>9} {'took':>9}", end=""
+    )
+    print(f" {'setup p50':>9} {'p95 (ms)':>9}")
     for _ in range(args.rounds):
         node_port = free_port()
         with _node(node_port) as node:
