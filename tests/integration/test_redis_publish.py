@@ -110,6 +110,26 @@ async def test_a_batch_sent_again_gets_the_positions_of_its_first_write(
     assert await engine.publish(batch, "batch-1") == first  # no new offsets: not written again
 
 
+async def test_a_senders_batches_leave_one_marker_per_channel_not_one_per_batch(
+    bus: tuple[RedisBus, Inbox], redis_url: str
+) -> None:
+    """What Redis holds for publishes that may be sent again: at a node's rate of a batch per
+    round trip, one key per batch would pile up for ten minutes (about a million at 2,000
+    batches a second)."""
+    engine, _ = bus
+    for count in range(1, 51):
+        last = await engine.publish({"a": [frame(count)]}, f"node-1.{count}")
+    await engine.publish({"a": [frame(51)], "b": [frame(52)]}, "node-2.1")
+    assert await engine.publish({"a": [frame(50)]}, "node-1.50") == last  # the last, again
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        markers = sorted([key async for key in client.scan_iter(match="*:b:*")])
+    finally:
+        await client.aclose()
+    assert markers == [Keys().history_batch("a", "node-1"), Keys().history_batch("a", "node-2")]
+    assert (await _top(engine, "a")).offset == 51
+
+
 async def test_a_publish_goes_out_on_the_connection_that_receives_its_messages(
     bus: tuple[RedisBus, Inbox], redis_url: str
 ) -> None:

@@ -74,11 +74,11 @@ class Keys:
         """Hash of a channel's history epoch (``e``) and last assigned offset (``o``)."""
         return f"{self.prefix}hist:{{{name}}}:meta"
 
-    def history_batch(self, name: str, batch_id: str) -> str:
-        """Marker of one published batch (each channel's last position), under the batch's
-        first channel, so that sending the batch again after an unanswered publish does not
-        write it twice."""
-        return f"{self.prefix}hist:{{{name}}}:b:{batch_id}"
+    def history_batch(self, name: str, sender: str) -> str:
+        """Marker of the last batch a sender published with ``name`` as its first channel
+        (its id and each channel's last position), so that sending the batch again after an
+        unanswered publish does not write it twice."""
+        return f"{self.prefix}hist:{{{name}}}:b:{sender}"
 
     def presence(self, name: str, server_id: str) -> str:
         """Hash of a channel's subscribers on one node: connection id → client id."""

@@ -71,7 +71,9 @@ class Publisher(Protocol):
 
         With a ``batch_id``, publishing the same batches again with the same id writes
         nothing that was written before (for ten minutes) and returns the same positions
-        as the first time. ``OutcomeUnknownError`` when
+        as the first time. An id ``<sender>.<count>`` is remembered per sender: a sender
+        that publishes its next batch only once its last one is settled sends only that
+        one again. ``OutcomeUnknownError`` when
         the request went out and no answer came; ``EngineUnavailableError`` when nothing
         was written.
         """

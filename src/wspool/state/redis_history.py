@@ -22,8 +22,9 @@ position and its newest frames (the REST API's history without a position).
 A publish that gets no answer (Redis frozen, the link cut after the request left) may or
 may not have run. The node sends the same batch again, with the same batch id, until Redis
 answers: the script records the batch id with the position it gave each channel's last
-frame (a marker key that lives ``BATCH_MARKER_TTL``), and a batch whose marker exists is not
-written again; the script returns the recorded positions instead. Either way it answers the
+frame (in a marker key that lives ``BATCH_MARKER_TTL``, one per sender and channel:
+:func:`batch_sender`), and a batch whose id the marker holds is not written again; the
+script returns the recorded positions instead. Either way it answers the
 position (``"<epoch>:<offset>"``) of each channel's last frame, in the call's channel order,
 separated by spaces. So a publish is written once, or not at all.
 
@@ -58,6 +59,7 @@ __all__ = [
     "RECENT_SCRIPT",
     "RENEWAL_SLACK",
     "HistoryScripts",
+    "batch_sender",
     "history_scripts",
     "new_epoch",
     "publish_call",
@@ -78,22 +80,23 @@ RENEWAL_SLACK = 0.125
 renews them (``PEXPIRE`` on both keys, ``XTRIM MINID``) at most once per that much time of
 publishing, with expiries longer by as much, instead of on every publish."""
 
-# KEYS: batch marker, then stream and meta of each channel. ARGV: marker ttl ms ('0': no
-# marker), ttl ms, position ttl ms, renewal slack ms, then for each channel: pub/sub channel,
-# size, new epoch, frame count, its frames.
+# KEYS: the sender's batch marker, then stream and meta of each channel. ARGV: marker ttl ms
+# ('0': no marker), ttl ms, position ttl ms, renewal slack ms, batch id, then for each
+# channel: pub/sub channel, size, new epoch, frame count, its frames.
 PUBLISH_SCRIPT = """
 local writer = false
 local marked = ARGV[1] ~= '0'
+local batch = ARGV[5] .. ' '
 if marked then
   local done = redis.call('GET', KEYS[1])
-  if done then
-    return done
+  if done and string.sub(done, 1, #batch) == batch then
+    return string.sub(done, #batch + 1)
   end
 end
 local ttl = tonumber(ARGV[2])
 local position_ttl = tonumber(ARGV[3])
 local slack = tonumber(ARGV[4])
-local a = 5
+local a = 6
 local positions = {}
 for k = 2, #KEYS, 2 do
   local stream, metakey = KEYS[k], KEYS[k + 1]
@@ -139,7 +142,7 @@ for k = 2, #KEYS, 2 do
 end
 local answer = table.concat(positions, ' ')
 if marked then
-  redis.call('SET', KEYS[1], answer, 'PX', ARGV[1])
+  redis.call('SET', KEYS[1], batch .. answer, 'PX', ARGV[1])
 end
 return answer
 """
@@ -248,6 +251,17 @@ def new_epoch() -> str:
     return f"{_EPOCHS.getrandbits(32):08x}"
 
 
+def batch_sender(batch_id: str) -> str:
+    """Who sent a batch: its id up to the last ``.`` (``<sender>.<count>``), or all of it.
+
+    The store keeps one marker per sender and channel, holding the sender's last batch
+    there: a sender that sends its next batch only once its last one is settled (a node's
+    :class:`~wspool.server.publisher.PublishBatcher`) only ever sends that one again, and
+    leaves one marker per channel it publishes on, not one per batch."""
+    sender, dot, _ = batch_id.rpartition(".")
+    return sender if dot else batch_id
+
+
 def publish_call(
     keys: Keys, policy: HistoryPolicy, batches: Mapping[str, Sequence[str]], batch_id: str
 ) -> tuple[list[str], list[str]]:
@@ -258,12 +272,13 @@ def publish_call(
     the caller groups channels accordingly. The batch marker shares the first channel's.
     """
     first = next(iter(batches))
-    script_keys = [keys.history_batch(first, batch_id or "-")]
+    script_keys = [keys.history_batch(first, batch_sender(batch_id) or "-")]
     args = [
         str(int(BATCH_MARKER_TTL * 1000)) if batch_id else "0",
         str(int(policy.ttl * 1000)),
         str(int(policy.position_ttl * 1000)),
         str(int(policy.ttl * RENEWAL_SLACK * 1000)),
+        batch_id,
     ]
     epoch = new_epoch()  # for each channel that has none (epochs differ per channel only)
     for channel, frames in batches.items():
