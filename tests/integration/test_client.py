@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.support.nodes import running_nodes, ws_url
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import eventually
 from wspool.client import Client, Data, Message, RequestError, Resubscribed
 from wspool.core.backoff import Backoff
 from wspool.server.node import ServerNode
@@ -100,3 +102,36 @@ async def test_when_history_no_longer_holds_the_gap_the_client_says_so(
         data = await _next(messages)
         assert isinstance(data, Data)
         assert data.payload == "live"
+
+
+async def test_a_resubscribe_refused_while_the_store_is_out_of_reach_is_sent_again(
+    own_redis: RedisServer,
+) -> None:
+    """A client reconnecting to a node whose Redis is down gets its resubscribe refused
+    (INTERNAL): it keeps the channel and asks again until the node can take it, instead of
+    silently receiving nothing more on it."""
+    async with (
+        running_nodes("redis", own_redis.url, count=1, history_size=100) as (node,),
+        Client(ws_url(node), backoff=Backoff(base=0.05, cap=0.2)) as client,
+    ):
+        await client.subscribe("ticks")
+        messages = client.messages()
+        own_redis.stop()
+        for session in list(node.sessions.values()):  # the client reconnects meanwhile
+            await session.websocket.close(1012, "server restart")
+        await eventually(lambda: _reconnected(client), message="the client reconnected")
+        await asyncio.sleep(0.5)  # its resubscribe refused, maybe more than once
+        own_redis.start()
+        resumed = await _next(messages)
+        assert isinstance(resumed, Resubscribed)
+        assert resumed.channel == "ticks"
+        async with Client(ws_url(node)) as publisher:
+            await publisher.publish("ticks", 1)
+        received = await _next(messages)
+        assert isinstance(received, Data)
+        assert received.payload == 1
+        assert client.positions.keys() == {"ticks"}
+
+
+async def _reconnected(client: Client) -> bool:
+    return client.connections == 2 and client.server_id != ""

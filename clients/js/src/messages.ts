@@ -27,12 +27,16 @@ export interface Resubscribed {
   readonly serverId: string;
 }
 
-/** An `error` frame not tied to a request the client awaits (e.g. a refused publish). */
+/**
+ * An `error` frame not tied to a request the client awaits: a refused publish, or a
+ * resubscribe after a reconnect refused for good (`channel`: the client no longer receives it).
+ */
 export interface ErrorMessage {
   readonly type: "error";
   readonly code: string;
   readonly message: string;
   readonly messageId: string | null;
+  readonly channel?: string;
 }
 
 export type ChannelMessage = Data | Resubscribed;

@@ -140,7 +140,12 @@ interface Channel {
   sentOn: WebSocketLike | null;
   confirmedOnce: boolean;
   sentSince: string | null;
+  /** Delays between the sends of a resubscribe the node could not take yet. */
+  readonly retries: Backoff;
 }
+
+/** Codes of a refusal that a later attempt may not get: the node's store out of reach, a rate limit. */
+const FOR_NOW = new Set(["INTERNAL", "RATE_LIMITED"]);
 
 /** A WebSocket URL; relative ones (`/ws`) resolve against the page, `http(s)` as `ws(s)`. */
 function socketUrl(url: string): URL {
@@ -288,6 +293,7 @@ export class Client {
         sentOn: null,
         confirmedOnce: false,
         sentSince: null,
+        retries: new Backoff(100, 2_000),
       };
       this.channels.set(channel, state);
       if (this.ws !== null) {
@@ -672,6 +678,7 @@ export class Client {
       this.deliver({ type: "resubscribed", channel, recovered: !lost, serverId: this.serverId });
     }
     state.confirmedOnce = true;
+    state.retries.reset();
     if (!state.ready.settled) {
       state.ready.resolve(state.position ?? "");
     }
@@ -685,11 +692,7 @@ export class Client {
     const channel = messageId === null ? undefined : this.subscribeIds.get(messageId);
     if (channel !== undefined) {
       this.subscribeIds.delete(messageId!);
-      const state = this.channels.get(channel);
-      this.channels.delete(channel);
-      if (state !== undefined && !state.ready.settled) {
-        state.ready.reject(new RequestError(code, text));
-      }
+      this.subscribeRefused(channel, code, text, messageId);
       return;
     }
     const reply = messageId === null ? undefined : this.requests.get(messageId);
@@ -698,6 +701,35 @@ export class Client {
       return;
     }
     this.deliver({ type: "error", code, message: text, messageId });
+  }
+
+  /**
+   * A node refused a subscribe. The application's own `subscribe()` rejects. A resubscribe
+   * after a reconnect that the node could not take yet (its store out of reach, a rate
+   * limit) is sent again after a backoff delay; one refused for good ends the subscription,
+   * and the application gets the error, naming the channel.
+   */
+  private subscribeRefused(channel: string, code: string, text: string, messageId: string | null): void {
+    const state = this.channels.get(channel);
+    if (state === undefined) {
+      return;
+    }
+    if (!state.ready.settled) {
+      this.channels.delete(channel);
+      state.ready.reject(new RequestError(code, text));
+    } else if (FOR_NOW.has(code)) {
+      const ws = state.sentOn;
+      state.sentOn = null;
+      setTimeout(() => {
+        // A reconnect meanwhile subscribed on the new connection already.
+        if (ws !== null && this.ws === ws && this.channels.get(channel) === state) {
+          this.sendSubscribe(ws, channel, state);
+        }
+      }, state.retries.nextDelay());
+    } else {
+      this.channels.delete(channel);
+      this.deliver({ type: "error", code, message: text, messageId, channel });
+    }
   }
 
   private deliver(message: Message): void {

@@ -6,7 +6,9 @@ node, a network cut noticed by the keepalive pings) it waits a jittered exponent
 channel again with ``since`` set to the offset of the last message it received there, so the
 node replays what was missed and the application sees each message once, in order. When the
 history no longer holds them, the application gets :class:`Resubscribed` with
-``recovered=False`` instead of a silent gap.
+``recovered=False`` instead of a silent gap. A node that cannot take a resubscribe yet (its
+store out of reach, ``INTERNAL``; a rate limit) gets it again after a backoff delay; one
+refused for good ends that subscription with an :class:`Error` naming the channel.
 
 With a ``token`` (a string, or a provider called again for every connection and before
 the token expires; see :mod:`wspool.client.credentials`) the client shows it as
@@ -64,6 +66,10 @@ _wire_log = logging.getLogger("wspool.client.wire")
 """websockets' own log of the connection, handshake headers included at DEBUG: redacted."""
 _wire_log.addFilter(RedactFilter())
 
+_FOR_NOW = frozenset({"INTERNAL", "RATE_LIMITED"})
+"""Codes of a refusal that a later attempt may not get: the node's store out of reach, a
+rate limit."""
+
 STABLE_AFTER = 2.0
 """Seconds a connection must last before the backoff starts again from its base."""
 
@@ -79,6 +85,8 @@ class _Channel:
     sent_on: ClientConnection | None = None
     confirmed_once: bool = False
     sent_since: str | None = None
+    retries: Backoff = field(default_factory=lambda: Backoff(base=0.1, cap=2.0))
+    """Delays between the sends of a resubscribe the node could not take yet."""
 
 
 class Client:
@@ -117,6 +125,7 @@ class Client:
         self._channels: dict[str, _Channel] = {}
         self._requests: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._subscribe_ids: dict[str, str] = {}
+        self._resends: set[asyncio.Task[None]] = set()  # resubscribes waiting their turn
         self._ids = itertools.count(1)
         self._ws: ClientConnection | None = None
         self._online = asyncio.Event()
@@ -161,6 +170,8 @@ class Client:
             await self._ws.close()
         await cancel_and_wait(self._task)
         self._task = None
+        for resend in list(self._resends):
+            await cancel_and_wait(resend)
         for state in self._channels.values():
             if not state.ready.done():
                 state.ready.cancel()
@@ -407,8 +418,42 @@ class Client:
             lost = state.sent_since is None or recovered is not True
             await self._queue.put(Resubscribed(channel, not lost, self.server_id))
         state.confirmed_once = True
+        state.retries.reset()
         if not state.ready.done():
             state.ready.set_result(state.position or "")
+
+    async def _subscribe_refused(
+        self, channel: str, code: str, text: str, message_id: str | None
+    ) -> None:
+        """A node refused a subscribe. The application's own :meth:`subscribe` hears it. A
+        resubscribe after a reconnect that the node could not take yet (its store out of
+        reach, a rate limit) is sent again after a backoff delay; one refused for good
+        (the credential no longer allows the channel…) ends the subscription, and the
+        application gets the error, naming the channel."""
+        state = self._channels.get(channel)
+        if state is None:
+            return
+        if not state.ready.done():
+            del self._channels[channel]
+            state.ready.set_exception(RequestError(code, text))
+        elif code in _FOR_NOW:
+            ws, state.sent_on = state.sent_on, None
+            resend = asyncio.create_task(
+                self._subscribe_again(ws, channel, state, state.retries.next_delay())
+            )
+            self._resends.add(resend)
+            resend.add_done_callback(self._resends.discard)
+        else:
+            del self._channels[channel]
+            await self._queue.put(Error(code, text, message_id, channel))
+
+    async def _subscribe_again(
+        self, ws: ClientConnection | None, channel: str, state: _Channel, delay: float
+    ) -> None:
+        await asyncio.sleep(delay)
+        # A reconnect meanwhile subscribed on the new connection already.
+        if ws is not None and self._ws is ws and self._channels.get(channel) is state:
+            await self._send_subscribe(ws, channel, state)
 
     async def _error(self, frame: dict[str, Any]) -> None:
         payload = frame.get("payload") or {}
@@ -416,9 +461,7 @@ class Client:
         message_id = frame.get("messageId")
         channel = self._subscribe_ids.pop(message_id or "", None)
         if channel is not None:
-            state = self._channels.pop(channel, None)
-            if state is not None and not state.ready.done():
-                state.ready.set_exception(RequestError(code, text))
+            await self._subscribe_refused(channel, code, text, message_id)
             return
         reply = self._requests.get(message_id or "")
         if reply is not None and not reply.done():

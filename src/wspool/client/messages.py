@@ -35,11 +35,14 @@ class Resubscribed:
 
 @dataclass(frozen=True, slots=True)
 class Error:
-    """An ``error`` frame not tied to a request the client awaits (e.g. a refused publish)."""
+    """An ``error`` frame not tied to a request the client awaits: a refused publish, or a
+    resubscribe after a reconnect refused for good (``channel``: the client no longer
+    receives it)."""
 
     code: str
     message: str
     message_id: str | None
+    channel: str | None = None
 
 
 Message = Data | Resubscribed | Error
