@@ -127,3 +127,29 @@ async def test_when_the_token_expires_and_no_fresh_one_comes_publish_raises_inst
                 return False
 
             await eventually(refused, within=8.0, interval=0.1, message="publish raised")
+
+
+async def test_a_resubscribe_the_new_token_no_longer_allows_ends_with_an_error_naming_it(
+    redis_url: str,
+) -> None:
+    """After a reconnect the provider's token allows one channel less: the client stops
+    resubscribing to it and says so, with the node's code and the channel's name."""
+    channels = [["prices", "news"]]
+
+    def provider() -> str:
+        return hs256(sub="alice", subscribe=channels[-1], publish=["*"])
+
+    async with (
+        running_node(redis_url, security=KEYED) as node,
+        Client(ws_url(node), token=provider, backoff=FAST) as client,
+    ):
+        await client.subscribe("prices")
+        await client.subscribe("news")
+        messages = client.messages()
+        channels.append(["news"])
+        session = next(iter(node.sessions.values()))
+        await close_promptly(session.websocket, CloseCode.SERVICE_RESTART, "restart")
+        async with asyncio.timeout(5):
+            refused = await anext(m async for m in messages if isinstance(m, Error))
+        assert (refused.code, refused.channel) == ("FORBIDDEN", "prices")
+        assert client.positions.keys() == {"news"}
