@@ -13,6 +13,7 @@ from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
 from wspool.client import Client, Data, Message, RequestError, Resubscribed
 from wspool.core.backoff import Backoff
+from wspool.core.protocol import ErrorCode
 from wspool.server.node import ServerNode
 
 
@@ -120,7 +121,11 @@ async def test_a_resubscribe_refused_while_the_store_is_out_of_reach_is_sent_aga
         for session in list(node.sessions.values()):  # the client reconnects meanwhile
             await session.websocket.close(1012, "server restart")
         await eventually(lambda: _reconnected(client), message="the client reconnected")
-        await asyncio.sleep(0.5)  # its resubscribe refused, maybe more than once
+
+        async def refused_twice() -> bool:  # its resubscribe, and the resend after a delay
+            return node.stats.errors[ErrorCode.INTERNAL] >= 2
+
+        await eventually(refused_twice, message="the resubscribe refused, then sent again")
         own_redis.start()
         resumed = await _next(messages)
         assert isinstance(resumed, Resubscribed)

@@ -182,6 +182,8 @@ export class Client {
   private readonly listeners = new Map<string, Set<(message: ChannelMessage) => void>>();
   private readonly requests = new Map<string, Deferred<Frame>>();
   private readonly subscribeIds = new Map<string, string>();
+  /** Resubscribes waiting their turn (cleared by `close()`). */
+  private readonly resends = new Set<ReturnType<typeof setTimeout>>();
   private ids = 0;
   private token: string | null = null;
   private failure: AuthenticationError | null = null;
@@ -256,6 +258,8 @@ export class Client {
     this.socket = null;
     this.disconnected(new ClosedError("the client was closed"));
     socket?.close(1000, "client closed");
+    this.resends.forEach(clearTimeout);
+    this.resends.clear();
     for (const state of this.channels.values()) {
       if (!state.ready.settled) {
         state.ready.reject(this.failure ?? new ClosedError("the client was closed"));
@@ -720,12 +724,14 @@ export class Client {
     } else if (FOR_NOW.has(code)) {
       const ws = state.sentOn;
       state.sentOn = null;
-      setTimeout(() => {
+      const resend = setTimeout(() => {
+        this.resends.delete(resend);
         // A reconnect meanwhile subscribed on the new connection already.
         if (ws !== null && this.ws === ws && this.channels.get(channel) === state) {
           this.sendSubscribe(ws, channel, state);
         }
       }, state.retries.nextDelay());
+      this.resends.add(resend);
     } else {
       this.channels.delete(channel);
       this.deliver({ type: "error", code, message: text, messageId, channel });

@@ -93,6 +93,8 @@ export class Client {
     listeners = new Map();
     requests = new Map();
     subscribeIds = new Map();
+    /** Resubscribes waiting their turn (cleared by `close()`). */
+    resends = new Set();
     ids = 0;
     token = null;
     failure = null;
@@ -160,6 +162,8 @@ export class Client {
         this.socket = null;
         this.disconnected(new ClosedError("the client was closed"));
         socket?.close(1000, "client closed");
+        this.resends.forEach(clearTimeout);
+        this.resends.clear();
         for (const state of this.channels.values()) {
             if (!state.ready.settled) {
                 state.ready.reject(this.failure ?? new ClosedError("the client was closed"));
@@ -600,12 +604,14 @@ export class Client {
         else if (FOR_NOW.has(code)) {
             const ws = state.sentOn;
             state.sentOn = null;
-            setTimeout(() => {
+            const resend = setTimeout(() => {
+                this.resends.delete(resend);
                 // A reconnect meanwhile subscribed on the new connection already.
                 if (ws !== null && this.ws === ws && this.channels.get(channel) === state) {
                     this.sendSubscribe(ws, channel, state);
                 }
             }, state.retries.nextDelay());
+            this.resends.add(resend);
         }
         else {
             this.channels.delete(channel);
