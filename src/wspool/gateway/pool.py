@@ -113,6 +113,7 @@ class PoolManager:
             }
         )
         self.nodes: dict[str, NodeState] = {}
+        self._order: list[NodeState] | None = None
         self.moves = asyncio.Semaphore(MOVES_IN_FLIGHT)
         """Sessions being moved to another node at once (``wspool.gateway.relay``)."""
         self.replicas = 1
@@ -129,7 +130,13 @@ class PoolManager:
     # the farm ----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[NodeState]:
-        return iter(sorted(self.nodes.values(), key=lambda n: n.id))
+        return iter(self._ordered())
+
+    def _ordered(self) -> list[NodeState]:
+        """The nodes in id order, kept until the farm changes (read on every choice)."""
+        if self._order is None:
+            self._order = sorted(self.nodes.values(), key=lambda n: n.id)
+        return self._order
 
     def _add(self, info: NodeInfo, server_id: str, now: float) -> NodeState:
         hc = self.config.health_check
@@ -147,6 +154,7 @@ class PoolManager:
             ramp_from=now,
         )
         self.nodes[info.id] = state
+        self._order = None
         return state
 
     async def refresh(self) -> None:
@@ -170,6 +178,7 @@ class PoolManager:
         for node_id in self.nodes.keys() - registered.keys():
             log.info("node %s left the registry", node_id, extra={"serverId": node_id})
             del self.nodes[node_id]
+            self._order = None
         for node_id, info in registered.items():
             state = self.nodes.get(node_id)
             if state is None:
@@ -217,15 +226,16 @@ class PoolManager:
 
     def available(self, now: float) -> list[NodeState]:
         """Nodes that may take a connection now: healthy, serving, circuit not open."""
-        return [
-            node
-            for node in self
-            if node.healthy
-            and node.samples  # answered at least once
+        return [node for node in self._ordered() if self._serves(node, now)]
+
+    def _serves(self, node: NodeState, now: float) -> bool:
+        return (
+            node.tracker.healthy
+            and bool(node.samples)  # answered at least once
             and not node.draining
             and node.circuit.allows(now)
             and self.weight(node) > 0
-        ]
+        )
 
     def weight(self, node: NodeState) -> int:
         """The node's weight: the pool config's for it, else the one it registered."""
@@ -241,14 +251,9 @@ class PoolManager:
         """The node for the next connection by the pool's strategy, or None."""
         now = time.time()
         candidates = [
-            Candidate(
-                id=node.id,
-                weight=self.weight(node),
-                connections=node.connections,
-                ramp=self.ramp(node, now),
-            )
-            for node in self.available(now)
-            if node.id not in exclude
+            Candidate(node.id, self.weight(node), node.connections, self.ramp(node, now))
+            for node in self._ordered()
+            if node.id not in exclude and self._serves(node, now)
         ]
         chosen = self.strategy.select(candidates)
         return None if chosen is None else self.nodes[chosen.id]

@@ -19,6 +19,7 @@ or recovering, so least-connections does not send it every new connection at onc
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,6 +72,10 @@ def slow_start_ramp(elapsed: float, window: float) -> float:
     return max(MIN_RAMP, elapsed / window)
 
 
+def _id(candidate: Candidate) -> str:
+    return candidate.id
+
+
 def _after(candidates: Sequence[Candidate], last: str | None) -> int:
     """Index of the first candidate whose id sorts after ``last`` (wrapping to 0)."""
     if last is not None:
@@ -118,13 +123,21 @@ class LeastConnectionsStrategy:
         return float("inf") if weight <= 0 else (candidate.connections + 1) / weight
 
     def select(self, candidates: Sequence[Candidate]) -> Candidate | None:
-        pool = [c for c in sorted(candidates, key=lambda c: c.id) if c.effective_weight > 0]
-        if not pool:
-            return None
+        pool = [c for c in candidates if c.effective_weight > 0]
         if self.choices is not None and len(pool) > self.choices:
-            pool = sorted(self._rng.sample(pool, self.choices), key=lambda c: c.id)
-        best = min(self.load(c) for c in pool)
-        tied = [c for c in pool if self.load(c) == best]
+            pool = self._rng.sample(sorted(pool, key=_id), self.choices)
+        best = math.inf
+        tied: list[Candidate] = []
+        for candidate in pool:
+            load = self.load(candidate)
+            if load < best:
+                best, tied = load, [candidate]
+            elif load == best:
+                tied.append(candidate)
+        if not tied:
+            return None
+        if len(tied) > 1:
+            tied.sort(key=_id)
         chosen = tied[_after(tied, self._last)]
         self._last = chosen.id
         return chosen
