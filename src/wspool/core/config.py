@@ -185,6 +185,15 @@ class NodeSettings(PlaneSettings):
         "seconds to wait for a pong before dropping the peer",
     )
     drain_window: float = _DRAIN_WINDOW.declare(DRAIN_WINDOW)
+    publish_delay: float = option(
+        0.0,
+        "--publish-delay",
+        "WSPOOL_PUBLISH_DELAY",
+        checks.seconds(0, 1.0),
+        "seconds a node gathers its clients' messages before publishing them together "
+        "(0: at once); less CPU per message for that much latency",
+        metavar="SECONDS",
+    )
     heartbeat_interval: float = _seconds(
         2.0,
         "--heartbeat-interval",

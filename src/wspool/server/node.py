@@ -104,7 +104,7 @@ class ServerNode:
         self._keepalive = Keepalive(
             self.sessions, settings.ping_interval, settings.ping_timeout, self._close
         )
-        self._publisher = PublishBatcher(engine, self.stats)
+        self._publisher = PublishBatcher(engine, self.stats, settings.publish_delay)
         self._writer = StateWriter(
             engine, self.sessions, settings.activity_flush_interval, settings.session_ttl / 3
         )
