@@ -47,6 +47,7 @@ pytestmark = [
             "should match",
         ),
         ({"auth": {}}, "spec.auth", "give secretRef"),
+        ({"publishDelay": 2}, "spec.publishDelay", "less than or equal to 1"),
         ({"autoscaling": {"targetConnectionsPerNode": 0}}, "targetConnectionsPerNode", ">= 1"),
         ({"replicas": 6, "maxReplicas": 5}, "spec.replicas", "must not exceed maxReplicas"),
         (
@@ -133,6 +134,7 @@ def test_a_minimal_pool_gets_the_documented_defaults(
     }
     assert spec["gateway"] == {"replicas": 2, "serviceType": "ClusterIP"}
     assert spec["drainWindow"] == 10
+    assert spec["publishDelay"] == 0
 
 
 def test_kubectl_apply_refuses_a_bad_cpu_request_and_names_the_field(namespace: str) -> None:

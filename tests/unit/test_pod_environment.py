@@ -28,6 +28,7 @@ FULL: dict[str, Any] = {
     "strategy": "weighted",
     "maxConnections": 5000,
     "drainWindow": 30,
+    "publishDelay": 0.002,
     "limits": {
         "connectionsPerAddress": 5,
         "connectionAttemptsPerAddress": 6,
@@ -79,6 +80,7 @@ SERVER_FIELDS = _variables(
     SERVER_OPTIONS,
     *SHARED,
     "drain_window",
+    "publish_delay",
     "id",
     "port",
     "advertise_url",
@@ -149,6 +151,7 @@ def test_the_pods_run_with_what_the_spec_declares() -> None:
     assert (node.id, node.port) == ("chat-server-7d4f9-x2x9q", 8081)
     assert node.advertise_url == "ws://10.1.2.3:8081/ws"
     assert node.drain_window == 30.0
+    assert node.publish_delay == 0.002
     assert node.security.trusted_proxies[-1] == "203.0.113.0/24"
     assert (gateway.id, gateway.port) == ("chat-gateway-7d4f9-x2x9q", 8080)
     assert (gateway.strategy, gateway.max_connections) == ("weighted", 5000)

@@ -112,6 +112,7 @@ def test_proxies_in_front_of_the_gateways_are_trusted_by_gateways_and_nodes() ->
         ({"healthCheck": {"interval": math.nan}}, "spec.healthCheck.interval"),
         ({"healthCheck": {"timeout": math.nan}}, "spec.healthCheck.timeout"),
         ({"drainWindow": math.nan}, "spec.drainWindow"),
+        ({"publishDelay": math.nan}, "spec.publishDelay"),
         ({"limits": {"channelsPerConnection": -5}}, "spec.limits.channelsPerConnection"),
         ({"limits": "high"}, "spec.limits"),
         ({"gateway": {"trustedProxies": ["10.0.0.0/33"]}}, "spec.gateway.trustedProxies"),

@@ -41,6 +41,7 @@ __all__ = [
     "DRAIN_WINDOW",
     "GATEWAY_OPTIONS",
     "GATEWAY_PORT",
+    "MAX_PUBLISH_DELAY",
     "SERVER_OPTIONS",
     "SERVER_PORT",
     "DevSettings",
@@ -55,6 +56,8 @@ GATEWAY_PORT = 8080
 DRAIN_WINDOW = 10.0
 """Seconds over which a stopping node spreads its 1012 closes, or its handovers to a seamless
 gateway (``wspool dev``: 2)."""
+MAX_PUBLISH_DELAY = 1.0
+"""The longest ``--publish-delay``: past a second, holding messages back buys nothing more."""
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 MAX_DEV_SERVERS = 10
 
@@ -189,7 +192,7 @@ class NodeSettings(PlaneSettings):
         0.0,
         "--publish-delay",
         "WSPOOL_PUBLISH_DELAY",
-        checks.seconds(0, 1.0),
+        checks.seconds(0, MAX_PUBLISH_DELAY),
         "seconds a node gathers its clients' messages before publishing them together "
         "(0: at once); less CPU per message for that much latency",
         metavar="SECONDS",

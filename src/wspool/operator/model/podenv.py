@@ -53,6 +53,7 @@ def config_environment(spec: PoolSpec, key_prefix: str) -> dict[str, str]:
         _gateway("strategy"): spec.strategy.value,
         _gateway("max_connections"): str(spec.max_connections),
         _server("drain_window"): f"{spec.drain_window:g}",
+        _server("publish_delay"): f"{spec.publish_delay:g}",
         _both("log_format"): "json",
     }
     if spec.redis.url:

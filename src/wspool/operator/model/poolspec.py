@@ -16,7 +16,7 @@ from typing import Any
 
 from wspool.core import checks
 from wspool.core.checks import Invalid
-from wspool.core.config import DRAIN_WINDOW
+from wspool.core.config import DRAIN_WINDOW, MAX_PUBLISH_DELAY
 from wspool.core.poolconfig import (
     DEFAULT_HEALTH_INTERVAL,
     DEFAULT_HEALTH_THRESHOLD,
@@ -142,6 +142,7 @@ class PoolSpec:
     health_threshold: int = DEFAULT_HEALTH_THRESHOLD
     health_check: HealthCheckSpec = field(default_factory=HealthCheckSpec)
     drain_window: float = DRAIN_WINDOW
+    publish_delay: float = 0.0
     seamless: bool = True
     resources: Mapping[str, Any] = field(default_factory=dict)
     autoscaling: AutoscalingSpec = field(default_factory=AutoscalingSpec)
@@ -271,6 +272,9 @@ def parse_pool_spec(document: Mapping[str, Any]) -> PoolSpec:
             timeout=health.get("timeout", _POSITIVE_SECONDS, defaults.health_check.timeout),
         ),
         drain_window=spec.get("drainWindow", checks.seconds(0, MAX_SECONDS), defaults.drain_window),
+        publish_delay=spec.get(
+            "publishDelay", checks.seconds(0, MAX_PUBLISH_DELAY), defaults.publish_delay
+        ),
         seamless=spec.get("seamless", checks.boolean, defaults.seamless),
         resources=spec.get("resources", checks.mapping, {}),
         autoscaling=AutoscalingSpec(
