@@ -242,6 +242,22 @@ def test_many_channels_and_a_subscribe_storm_against_a_spawned_node_and_its_redi
     assert "subscribe storm: 20 of 20 subscribed at once, 0 refused" in finished.stdout
 
 
+def test_nodes_spawned_with_a_publish_delay_still_deliver_every_message(tmp_path: Path) -> None:
+    out = tmp_path / "delayed.json"
+    finished = _bench(
+        *("many-channels", "--spawn-servers", "1", "--publish-delay", "0.005"),
+        *("--workers", "1", "--duration", "1", "--publishers", "10", "--subscribers", "20"),
+        *("--channels", "10", "--rate", "400", "--json", str(out)),
+    )
+    assert finished.returncode == 0, finished.stderr
+    report = json.loads(out.read_text())
+    assert "--publish-delay 0.005" in report["command"]
+    messages = report["runs"][0]["messages"]
+    assert messages["sent"] >= 300
+    assert messages["delivered"] == messages["expected_deliveries"] == 2 * messages["sent"]
+    assert (messages["missing"], messages["gaps"], messages["duplicates"]) == (0, 0, 0)
+
+
 @pytest.fixture(scope="session")
 def node_peer_installed() -> None:
     """The Node.js peer's npm dependencies (``npm ci`` from its lock file when missing)."""

@@ -179,6 +179,14 @@ def test_the_gateway_options_need_the_processes_they_stand_in_front_of() -> None
     assert both.routes == ("gateway", "direct")
 
 
+def test_a_publish_delay_applies_only_to_nodes_the_bench_spawns() -> None:
+    with pytest.raises(ConfigError, match="--publish-delay"):
+        BenchSettings(publish_delay=0.002)
+    with pytest.raises(ConfigError, match="--publish-delay"):
+        BenchSettings(spawn_servers=1, peer="centrifugo", publish_delay=0.002)
+    assert BenchSettings(spawn_servers=1, publish_delay=0.002).publish_delay == 0.002
+
+
 def test_tables_align_text_left_and_numbers_right() -> None:
     table = render_table(["name", "msg/s"], [["fanout", "1,000"], ["connect", "-"]])
     assert table.splitlines() == [

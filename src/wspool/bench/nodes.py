@@ -198,9 +198,10 @@ async def spawned_farm(
     gateway: bool = False,
     seamless: bool = True,
     peer: str = "",
+    publish_delay: float = 0.0,
 ) -> AsyncIterator[Farm]:
     """Start ``count`` nodes (or peer servers), a gateway if asked, and Redis if no URL is
-    given and something of the farm uses it."""
+    given and something of the farm uses it. ``publish_delay`` is the nodes' own."""
     folder = Path(tempfile.mkdtemp(prefix="wspool-bench-"))
     processes: list[asyncio.subprocess.Process] = []
     try:
@@ -223,6 +224,8 @@ async def spawned_farm(
                 command = [sys.executable, "-m", "wspool", "server", "--id", name]
                 command += ["--redis-url", redis_url, *_listen(port)]
                 command += ["--drain-window", "0.5", "--log-level", "warning", *_OPEN]
+                if publish_delay:
+                    command += ["--publish-delay", f"{publish_delay:g}"]
                 path = "/ws"
             process = await _spawn(folder, name, command)
             processes.append(process)

@@ -319,6 +319,7 @@ async def run_bench(settings: BenchSettings, scenarios: Sequence[str]) -> None:
                     gateway=settings.spawn_gateway,
                     seamless=settings.seamless,
                     peer=settings.peer,
+                    publish_delay=settings.publish_delay,
                 )
             )
             settings = dataclasses.replace(

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from wspool.bench.peers import PEERS
 from wspool.core import checks
 from wspool.core.checks import Invalid
+from wspool.core.config import MAX_PUBLISH_DELAY
 from wspool.core.options import ConfigError, Option
 
 __all__ = [
@@ -152,6 +153,7 @@ class BenchSettings:
     at_most_once: bool = False
     seamless: bool = True
     redis_url: str = ""
+    publish_delay: float = 0.0
     workers: int = 2
     connections: int | None = None
     publishers: int | None = None
@@ -179,6 +181,10 @@ class BenchSettings:
             raise ConfigError("--via", "is only used with --spawn-gateway")
         if not self.seamless and not self.spawn_gateway:
             raise ConfigError("--seamless", "is only used with --spawn-gateway")
+        if self.publish_delay and (not self.spawn_servers or self.peer):
+            raise ConfigError(
+                "--publish-delay", "is only used with --spawn-servers, without --peer"
+            )
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -297,6 +303,14 @@ BENCH_OPTIONS: tuple[Option, ...] = (
         "Redis for the spawned nodes, one server, a cluster or Sentinel's primary (default:"
         " start a redis-server on a free port)",
         metavar="URL",
+    ),
+    Option(
+        "publish_delay",
+        "--publish-delay",
+        "WSPOOL_BENCH_PUBLISH_DELAY",
+        checks.seconds(0, MAX_PUBLISH_DELAY).text,
+        "with --spawn-servers: the spawned nodes' --publish-delay (default 0)",
+        metavar="SECONDS",
     ),
     Option(
         "workers",

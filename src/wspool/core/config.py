@@ -57,7 +57,7 @@ DRAIN_WINDOW = 10.0
 """Seconds over which a stopping node spreads its 1012 closes, or its handovers to a seamless
 gateway (``wspool dev``: 2)."""
 MAX_PUBLISH_DELAY = 1.0
-"""The longest ``--publish-delay``: past a second, holding messages back buys nothing more."""
+"""The longest ``--publish-delay``: a live view should not wait longer for its messages."""
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 MAX_DEV_SERVERS = 10
 
@@ -193,8 +193,9 @@ class NodeSettings(PlaneSettings):
         "--publish-delay",
         "WSPOOL_PUBLISH_DELAY",
         checks.seconds(0, MAX_PUBLISH_DELAY),
-        "seconds a node gathers its clients' messages before publishing them together "
-        "(0: at once); less CPU per message for that much latency",
+        "least seconds between two publishes of a node; what its clients send meanwhile "
+        "goes in one batch (0: publish at once); less CPU per message for up to that much "
+        "latency",
         metavar="SECONDS",
     )
     heartbeat_interval: float = _seconds(

@@ -8,10 +8,11 @@ is full, publishers wait, which stops reading from their sockets (TCP backpressu
 
 At everyday rates messages arrive a millisecond or more apart, so each batch holds one or
 two and every one pays a round trip, a script call and the wake-ups around them. A
-``delay`` (``--publish-delay``) makes the batcher wait that long after a message before
-publishing, so that the messages arriving meanwhile go with it: less CPU per message, in
-the node and in Redis, for up to ``delay`` more latency. A full queue is published without
-waiting out the delay.
+``delay`` (``--publish-delay``) spaces the publishes: one starts no sooner than ``delay``
+after the one before, and what arrives meanwhile goes with it. A message after a quiet
+spell longer than the delay is published at once, as without one; a busy node publishes
+every ``delay`` in larger batches, for less CPU per message in the node and in Redis and up
+to ``delay`` more latency. A full queue is published without waiting.
 
 A publish is written once, or refused and not written. A batch that Redis refuses, or that
 never left the node, is refused (``INTERNAL``) to each publisher. A batch sent without an
@@ -27,6 +28,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import secrets
 from collections import defaultdict
 
@@ -62,6 +64,7 @@ class PublishBatcher:
         self._pending: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
+        self._last = -math.inf  # when the last publish started, on the loop's clock
         self._room = asyncio.Event()
         self._room.set()
         self._task: asyncio.Task[None] | None = None
@@ -96,20 +99,22 @@ class PublishBatcher:
         self._wakeup.set()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             if self._delay:
-                await self._gather()
+                await self._gather(self._last + self._delay - loop.time())
             self._wakeup.clear()
+            self._last = loop.time()
             await self._flush()
 
-    async def _gather(self) -> None:
-        """Let more messages join the batch: wait out the delay, or until the queue is full."""
-        if len(self._pending) >= self._max_pending:
+    async def _gather(self, wait: float) -> None:
+        """Let more messages join the batch: for ``wait`` seconds, or until the queue is full."""
+        if wait <= 0 or len(self._pending) >= self._max_pending:
             return
         self._full.clear()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._delay):
+            async with asyncio.timeout(wait):
                 await self._full.wait()
 
     async def _flush(self) -> None:
