@@ -71,6 +71,14 @@ for who in wspool "${peers[@]}"; do
     # 500 channels x 2 subscribers, 500 publishers at 2,000 msg/s in all; then 10,000
     # subscribers over 1,000 channels subscribing at once.
     "${side[@]}" many-channels --duration 10 --json "$out/side-many-channels-$who.json" "$@"
+    if [ "$who" = wspool ]; then
+        # The same node spacing its publishes 5 ms apart (--publish-delay): what batching
+        # saves at everyday rates, and what it adds to latency.
+        "${side[@]}" --publish-delay 0.005 many-channels --duration 10 \
+            --json "$out/side-many-channels-wspool-delay-5ms.json" "$@"
+        "${side[@]}" --publish-delay 0.005 latency --rate 1000,2000 --duration 8 \
+            --json "$out/side-latency-wspool-delay-5ms.json" "$@"
+    fi
     "${side[@]}" subscribe-storm --subscribers 10000 --channels 1000 \
         --json "$out/side-subscribe-storm-$who.json" "$@"
 done
