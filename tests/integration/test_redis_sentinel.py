@@ -1,13 +1,16 @@
 """Engines on a primary watched by Sentinel: they follow a failover to the promoted replica.
 
-The Sentinel is the session's (tests/conftest.py); the test kills the primary's process,
-waits for Sentinel to promote the replica, and starts the killed process again, which
-Sentinel makes the new replica, so later tests find a primary and a replica again.
+The test has a Sentinel, primary and replica of its own, not the session's: on a busy
+machine the session's Sentinel may already have failed its primary over (it takes a primary
+that misses its pings for two seconds for down), and the test starts from a known pair. It
+kills the primary's process, waits for Sentinel to promote the replica, and starts the
+killed process again as the new replica.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,6 +20,16 @@ from tests.support.waiting import eventually
 from wspool.state.engine import EngineUnavailableError
 
 pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis_sentinel() -> Iterator[RedisSentinel]:
+    sentinel = RedisSentinel()
+    try:
+        sentinel.start()
+        yield sentinel
+    finally:
+        sentinel.stop()
 
 
 async def test_engines_follow_the_primary_sentinel_promotes_and_say_what_history_is_gone(

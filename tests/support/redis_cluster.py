@@ -152,7 +152,7 @@ class RedisCluster:
 
 
 class RedisSentinel:
-    """A primary, its replica, and one Sentinel that fails the primary over after a second."""
+    """A primary, its replica, and one Sentinel that fails the primary over after two seconds."""
 
     NAME = "wspool"
 
@@ -175,7 +175,7 @@ class RedisSentinel:
         config.write_text(
             f"port {self.sentinel_port}\nbind 127.0.0.1\n"
             f"sentinel monitor {self.NAME} 127.0.0.1 {self.primary.port} 1\n"
-            f"sentinel down-after-milliseconds {self.NAME} 1000\n"
+            f"sentinel down-after-milliseconds {self.NAME} 2000\n"
             f"sentinel failover-timeout {self.NAME} 5000\n"
         )
         self.sentinel = subprocess.Popen(
