@@ -51,12 +51,8 @@ def redis_cluster() -> Iterator[RedisCluster]:
 @pytest.fixture(scope="session")
 def redis_sentinel() -> Iterator[RedisSentinel]:
     """The session's Sentinel-watched primary (with one replica)."""
-    sentinel = RedisSentinel()
-    try:
-        sentinel.start()
+    with RedisSentinel().running() as sentinel:
         yield sentinel
-    finally:
-        sentinel.stop()
 
 
 @pytest.fixture

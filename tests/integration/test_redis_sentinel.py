@@ -24,12 +24,8 @@ pytestmark = pytest.mark.redis
 
 @pytest.fixture
 def redis_sentinel() -> Iterator[RedisSentinel]:
-    sentinel = RedisSentinel()
-    try:
-        sentinel.start()
+    with RedisSentinel().running() as sentinel:
         yield sentinel
-    finally:
-        sentinel.stop()
 
 
 async def test_engines_follow_the_primary_sentinel_promotes_and_say_what_history_is_gone(

@@ -12,6 +12,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.redis_server import RedisServer, free_port_run
@@ -218,13 +220,24 @@ class RedisSentinel:
                     f"the old primary did not come back as a replica of {self.primary_port()}: "
                     + " ".join(state.split())
                 )
-            if now - asked > 2:
+            primary = self.primary_port()
+            if now - asked > 2 and primary != killed.port:
                 # What Sentinel does once it sees the process again, without waiting for it;
                 # asked again while the link is down, in case a busy Redis or Sentinel missed
-                # it (REPLICAOF of the primary it already follows changes nothing).
-                _cli(killed.port, "replicaof", "127.0.0.1", str(self.primary_port()))
+                # it (REPLICAOF of the primary it already follows changes nothing). Never
+                # while Sentinel still names the killed process: it would follow itself.
+                _cli(killed.port, "replicaof", "127.0.0.1", str(primary))
                 asked = now
             time.sleep(0.1)
+
+    @contextmanager
+    def running(self) -> Iterator[RedisSentinel]:
+        """Started for the block, stopped after it (also when it fails to start)."""
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         if self.sentinel is not None:
