@@ -3,13 +3,17 @@
 Events on the pool for its decisions, the API server refusing bad resources with the field
 named, a status that says when the autoscaler overrides ``kubectl scale``, disruption budgets
 for both kinds of pods, the operator's own ``/metrics``, two operator replicas of which one
-acts, and per-pool limits that let a pool behind an address-rewriting load balancer take more
-than the default 100 connections from one address.
+acts, per-pool limits that let a pool behind an address-rewriting load balancer take more
+than the default 100 connections from one address, and a pool's publish delay reaching its
+node.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,6 +30,8 @@ from tests.support.e2e_pools import (
 from tests.support.kubectl import CommandError, Kubectl
 from tests.support.waiting import poll_until
 from tests.support.wsclient import TestClient
+from wspool.client import Client
+from wspool.client.messages import Data
 
 pytestmark = pytest.mark.kubernetes
 
@@ -152,22 +158,59 @@ def test_two_operator_replicas_never_both_act(
         replicas(1)
 
 
-async def test_per_pool_limits_let_one_address_open_more_than_the_default_100(
-    kubectl: Kubectl, release: Release
-) -> None:
+PUBLISH_DELAY = 0.5
+"""The ``tuned`` pool's ``spec.publishDelay``: long enough that no delivery on loopback comes
+close to it by itself."""
+
+
+@pytest.fixture(scope="module")
+def tuned(kubectl: Kubectl, release: Release) -> Iterator[Pool]:
+    """One node and one gateway with per-pool settings a user tunes: the limits of a pool
+    behind an address-rewriting load balancer, and a node that spaces its publishes."""
     pool = Pool(
-        "crowd",
-        "e2e-crowd",
+        "tuned",
+        "e2e-tuned",
         default_spec(
             release,
             replicas=1,
             minReplicas=1,
             limits={"connectionsPerAddress": 1000, "connectionAttemptsPerAddress": 1000},
+            publishDelay=PUBLISH_DELAY,
             gateway={"replicas": 1, "serviceType": "NodePort"},
         ),
     )
     with applied_pool(kubectl, pool):
-        url = gateway_url(kubectl, pool)
-        async with contextlib.AsyncExitStack() as stack:
-            clients = [await stack.enter_async_context(TestClient(url)) for _ in range(150)]
-            assert len({c.connection_id for c in clients}) == 150
+        yield pool
+
+
+async def test_per_pool_limits_let_one_address_open_more_than_the_default_100(
+    kubectl: Kubectl, tuned: Pool
+) -> None:
+    url = gateway_url(kubectl, tuned)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(TestClient(url)) for _ in range(150)]
+        assert len({c.connection_id for c in clients}) == 150
+
+
+async def test_a_pools_publish_delay_holds_a_burst_for_one_later_batch_in_order(
+    kubectl: Kubectl, tuned: Pool
+) -> None:
+    url = gateway_url(kubectl, tuned)
+    async with Client(url) as subscriber, Client(url) as publisher:
+        await subscriber.subscribe("e2e:burst")
+        sent = time.monotonic()
+        for number in range(10):
+            await publisher.publish("e2e:burst", {"n": number})
+        arrived: list[tuple[int, float]] = []
+        async with asyncio.timeout(20):
+            async for message in subscriber.messages():
+                if isinstance(message, Data):
+                    arrived.append((message.payload["n"], time.monotonic()))
+                if len(arrived) == 10:
+                    break
+    assert [number for number, _ in arrived] == list(range(10))
+    # The node published the first message when it came (with what had come by then), and
+    # the rest in one batch no sooner than the delay after it.
+    first, last = arrived[0][1], arrived[-1][1]
+    assert last - sent >= PUBLISH_DELAY, arrived
+    assert last - first >= PUBLISH_DELAY / 2, arrived
