@@ -44,6 +44,11 @@ __all__ = ["BenchError", "run_bench"]
 _DRAIN_IDLE = 1.0
 """After the load, deliveries count as finished once none came for this long."""
 _DRAIN_MAX = 15.0
+_READ_WITHIN = 60.0
+"""Seconds a server has to answer a reading of a run. One that fell behind (a peer dropping
+deliveries it cannot keep up with) may still be working through its backlog after the load,
+or at the start of the next rate: it is read once it answers, what the backlog cost
+included, rather than left without a figure. A server that is gone refuses at once."""
 
 
 class BenchError(Exception):
@@ -168,7 +173,7 @@ async def _run_once(
     context = multiprocessing.get_context("spawn")
     processes: list[BaseProcess] = []
     pipes: list[Connection] = []
-    baseline = await read_nodes(settings.metrics_urls)
+    baseline = await read_nodes(settings.metrics_urls, within=_READ_WITHIN)
     redis_url = farm.redis_url if farm is not None else ""
     redis_before = await read_redis(redis_url)
     for index, hand in enumerate(hands):
@@ -216,7 +221,7 @@ async def _run_once(
             await asyncio.sleep(settings.duration)  # hold; the node's memory settles
             load = settings.duration
         else:
-            before = await read_nodes(settings.metrics_urls)
+            before = await read_nodes(settings.metrics_urls, within=_READ_WITHIN)
             redis_before = await read_redis(redis_url)
             go = time.monotonic_ns()
             crew.send("go")
@@ -226,7 +231,7 @@ async def _run_once(
             await crew.wait_all("stopped", settings.duration + 60)
             load = (time.monotonic_ns() - go) / 1e9
             await _drain(crew, lambda: _expected_estimate(shape, crew.total().sent))
-        after = await read_nodes(settings.metrics_urls)
+        after = await read_nodes(settings.metrics_urls, within=_READ_WITHIN)
         redis_after = await read_redis(redis_url)
         crew.send("finish")
         await crew.wait_all("result", 60)
