@@ -220,8 +220,7 @@ class RedisSentinel:
                     f"the old primary did not come back as a replica of {self.primary_port()}: "
                     + " ".join(state.split())
                 )
-            primary = self.primary_port()
-            if now - asked > 2 and primary != killed.port:
+            if now - asked > 2 and (primary := self.primary_port()) != killed.port:
                 # What Sentinel does once it sees the process again, without waiting for it;
                 # asked again while the link is down, in case a busy Redis or Sentinel missed
                 # it (REPLICAOF of the primary it already follows changes nothing). Never
